@@ -1,0 +1,18 @@
+"""The run-folder format: the writer (trainer and users' loops) and the reader (dashboard, CLI).
+
+This package is the only code that knows file names and encodings; see docs/run-format.md.
+"""
+from .checkpoints import BEST, LAST, load_checkpoint, save_checkpoint
+from .grads import GradNorms, gradient_norms
+from .paths import (FORMAT_VERSION, RunNotFound, create_run_dir, default_runs_dir,
+                    run_path)
+from .reader import (HistoryReader, RunInfo, derive_state, list_runs, read_history,
+                     read_layers, read_log_tail, read_run, read_steps)
+from .writer import FINAL_STATES, STATES, Run
+
+__all__ = [
+    "BEST", "LAST", "FINAL_STATES", "FORMAT_VERSION", "STATES", "GradNorms", "HistoryReader",
+    "Run", "RunInfo", "RunNotFound", "create_run_dir", "default_runs_dir", "derive_state",
+    "gradient_norms", "list_runs", "load_checkpoint", "read_history", "read_layers",
+    "read_log_tail", "read_run", "read_steps", "run_path", "save_checkpoint",
+]

@@ -1,0 +1,103 @@
+"""Strict JSON encoding and crash-safe file writes for the run format.
+
+JSON stays strict (RFC 8259): non-finite floats are written as the strings "NaN", "Infinity"
+and "-Infinity" and decoded back to floats, so a diverging run keeps its NaN instead of
+producing a file that other tools refuse to parse.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _encode_float(x: float) -> Any:
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    return x
+
+
+def to_strict(obj: Any) -> Any:
+    """Return obj with every non-finite float replaced by its string spelling."""
+    if isinstance(obj, float):
+        return _encode_float(obj)
+    if isinstance(obj, dict):
+        return {str(k): to_strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_strict(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
+        return to_strict(obj.item())
+    return obj
+
+
+def from_strict(obj: Any) -> Any:
+    """Inverse of to_strict: the strings "NaN", "Infinity", "-Infinity" become floats."""
+    if isinstance(obj, str):
+        return NONFINITE.get(obj, obj)
+    if isinstance(obj, dict):
+        return {k: from_strict(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [from_strict(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any, *, indent: int | None = None) -> str:
+    """Serialise to strict JSON; raises ValueError rather than ever emitting bare NaN."""
+    return json.dumps(to_strict(obj), allow_nan=False, indent=indent, ensure_ascii=False)
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse strict JSON written by dumps, turning non-finite spellings back into floats."""
+    return from_strict(json.loads(text))
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or create inside `path` durable (POSIX needs the directory fsynced too)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace `path` with `data` so that a reader sees the old or the new file, never a mix.
+
+    The temp file lives in the same folder (rename is only atomic within a file system) and is
+    fsynced before the rename when `durable`, so a power loss cannot leave an empty file behind
+    a completed rename. On any error the temp file is removed and the old file is untouched.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, obj: Any, *, durable: bool = True) -> None:
+    """Atomically replace `path` with obj as indented strict JSON."""
+    atomic_write_bytes(path, (dumps(obj, indent=2) + "\n").encode("utf-8"), durable=durable)
+
+
+def read_json(path: Path) -> Any:
+    """Read a whole strict-JSON file (run.json, status.json)."""
+    return loads(Path(path).read_bytes())

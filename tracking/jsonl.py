@@ -1,0 +1,103 @@
+"""Append-only JSON-lines files: whole-line appends and incremental, tear-tolerant reads.
+
+A line is committed once its single write() returns with the trailing newline. A reader uses
+complete lines only: a last line without its newline is still being written and is left for
+the next read, which resumes from the byte offset after the last complete line.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .jsonio import dumps, from_strict
+
+#: Lines longer than this are skipped as corrupt rather than parsed (a metrics record is < 10 KB).
+MAX_LINE_BYTES = 1 << 20
+
+
+class JsonlAppender:
+    """Appends strict-JSON records to one file, one whole line per write."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one record as one line. On a write error the file is cut back to its previous
+        end, so a failed append never leaves a torn line for the next one to glue onto."""
+        data = (dumps(record) + "\n").encode("utf-8")
+        start = os.fstat(self._fd).st_size
+        try:
+            written = os.write(self._fd, data)
+            while written < len(data):
+                written += os.write(self._fd, data[written:])
+        except OSError:
+            try:
+                os.ftruncate(self._fd, start)
+            except OSError:
+                pass
+            raise
+
+    def fsync(self) -> None:
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Records parsed from one read, the offset to resume from, and lines that were skipped."""
+
+    records: list[dict[str, Any]]
+    offset: int
+    problems: list[str] = field(default_factory=list)
+
+
+def read_from(path: Path, offset: int = 0) -> Chunk:
+    """Parse the complete lines of `path` from byte `offset` on.
+
+    A missing file reads as empty. A corrupt line (bad UTF-8, bad JSON, not an object, too long)
+    is skipped and described in `problems`; reading carries on with the next line. If the file
+    shrank below `offset` (replaced or truncated) reading restarts from 0.
+    """
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < offset:
+                offset = 0
+            f.seek(offset)
+            data = f.read(size - offset)
+    except FileNotFoundError:
+        return Chunk([], 0)
+    end = data.rfind(b"\n")
+    if end < 0:
+        return Chunk([], offset)
+    records, problems = [], []
+    pos = offset
+    for raw in data[: end + 1].split(b"\n")[:-1]:
+        line_at = pos
+        pos += len(raw) + 1
+        if not raw.strip():
+            continue
+        if len(raw) > MAX_LINE_BYTES:
+            problems.append(f"{Path(path).name}: line at byte {line_at} is {len(raw)} bytes "
+                            f"(limit {MAX_LINE_BYTES}); skipped")
+            continue
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            problems.append(f"{Path(path).name}: line at byte {line_at} is not valid JSON "
+                            f"({type(e).__name__}); skipped")
+            continue
+        if not isinstance(obj, dict):
+            problems.append(f"{Path(path).name}: line at byte {line_at} is a "
+                            f"{type(obj).__name__}, not an object; skipped")
+            continue
+        records.append(from_strict(obj))
+    return Chunk(records, offset + end + 1, problems)

@@ -1,0 +1,98 @@
+"""Names inside a run folder, run ids, and the one gate from a run reference to a path.
+
+Nothing outside the runs directory is ever read, written or deleted through a run id or name:
+every lookup goes through `run_path`, which accepts only a plain folder name that resolves to a
+real (non-symlink) folder directly inside the runs directory.
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+import unicodedata
+from pathlib import Path
+
+FORMAT_VERSION = 1
+RUN_JSON = "run.json"
+STATUS_JSON = "status.json"
+METRICS = "metrics.jsonl"
+LAYERS = "layers.jsonl"
+STEPS = "steps.jsonl"
+CHECKPOINTS = "checkpoints"
+LOG = "trainer.log"
+STOP = "STOP"
+
+RUNS_ENV = "CURVEWATCH_RUNS"
+MAX_NAME_CHARS = 200
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+class RunNotFound(LookupError):
+    """A run reference that names no run folder inside the runs directory."""
+
+
+def default_runs_dir() -> Path:
+    """The runs directory: $CURVEWATCH_RUNS, else ./runs."""
+    return Path(os.environ.get(RUNS_ENV) or "runs")
+
+
+def check_name(name: str) -> str:
+    """Return `name` if it is usable as a display name, else raise ValueError saying why."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"run name must be a non-empty string, got {name!r}")
+    if len(name) > MAX_NAME_CHARS:
+        raise ValueError(f"run name must be at most {MAX_NAME_CHARS} characters, "
+                         f"got {len(name)}")
+    bad = [c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn")]
+    if bad:
+        raise ValueError(f"run name must not contain control or invisible characters, "
+                         f"found {''.join(bad)!r} in {name!r}")
+    return name
+
+
+def slugify(name: str, limit: int = 40) -> str:
+    """A filesystem-safe ascii slug of `name` ("run" when nothing usable is left)."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:limit].strip("-")
+    return slug or "run"
+
+
+def create_run_dir(runs_dir: Path, name: str) -> tuple[str, Path]:
+    """Create a new, empty run folder and return (run_id, path).
+
+    Ids are `YYYYMMDD-HHMMSS-<slug>-<4 hex>`: sortable by start time, and created with an
+    exclusive mkdir, so concurrent launches that draw the same id retry instead of sharing."""
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime())
+    slug = slugify(name)
+    for _ in range(1000):
+        run_id = f"{stamp}-{slug}-{secrets.token_hex(2)}"
+        path = runs_dir / run_id
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return run_id, path
+    raise RuntimeError(f"could not find a free run id in {runs_dir} after 1000 tries")
+
+
+def is_run_id(ref: str) -> bool:
+    """True when `ref` has the shape of a folder name that can only mean a child folder."""
+    return isinstance(ref, str) and bool(_ID_RE.match(ref)) and ".." not in ref
+
+
+def run_path(runs_dir: Path, run_id: str) -> Path:
+    """The folder of run `run_id`, guaranteed to be a real folder directly inside runs_dir.
+
+    Raises RunNotFound for anything else: separators, '..', absolute paths, NUL bytes,
+    symlinks (which could point anywhere) and missing folders."""
+    if not is_run_id(run_id):
+        raise RunNotFound(f"{run_id!r} is not a run id: ids are folder names made of letters, "
+                          f"digits, '.', '_' and '-' (no '/', no '..')")
+    root = Path(runs_dir).resolve()
+    path = root / run_id
+    if path.is_symlink() or not path.is_dir() or path.resolve().parent != root:
+        raise RunNotFound(f"no run folder {run_id!r} in {root}")
+    return path

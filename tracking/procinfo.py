@@ -1,0 +1,52 @@
+"""Is the process that wrote a status file still alive? (Linux /proc, with a portable fallback.)"""
+from __future__ import annotations
+
+import os
+import socket
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """Start time of `pid` in clock ticks since boot (Linux), to tell a reused pid from ours."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rfind(b")") + 2:].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] in (b"Z", b"X")
+
+
+def process_alive(pid: int, start_ticks: int | None = None) -> bool:
+    """True if `pid` runs on this host and, when `start_ticks` is known, is the same process."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    if _is_zombie(pid):
+        return False
+    if start_ticks is not None:
+        now_ticks = process_start_ticks(pid)
+        if now_ticks is not None and now_ticks != start_ticks:
+            return False
+    return True

@@ -1,0 +1,248 @@
+"""The run reader: lists runs from run.json and status.json alone, loads histories as pandas
+DataFrames, and follows a live run by reading only the bytes appended since the last look.
+
+A reader never raises because of what is inside a run folder: an unreadable run comes back as
+a RunInfo whose `problem` says why, and every other run still loads.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import paths as P
+from .jsonio import read_json
+from .jsonl import read_from
+from .procinfo import hostname, process_alive
+
+#: A running run whose heartbeat is older than this many heartbeat intervals counts as crashed.
+STALE_HEARTBEATS = 6
+#: status.json / run.json larger than this are refused as not-a-run-file.
+MAX_JSON_BYTES = 4 << 20
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What run.json and status.json say about one run, with the derived state."""
+
+    id: str
+    path: Path
+    state: str  # running | completed | stopped | early_stopped | failed | crashed | unreadable
+    name: str = ""
+    group: str | None = None
+    created_at: float | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    status: dict[str, Any] = field(default_factory=dict)
+    problem: str | None = None
+
+    @property
+    def epoch(self) -> int:
+        return _int(self.status.get("epoch"))
+
+    @property
+    def epochs(self) -> int | None:
+        e = self.status.get("epochs")
+        return e if isinstance(e, int) else None
+
+    @property
+    def best_val_loss(self) -> float | None:
+        v = self.status.get("best_val_loss")
+        return float(v) if isinstance(v, (int, float)) else None
+
+    @property
+    def best_epoch(self) -> int | None:
+        e = self.status.get("best_epoch")
+        return e if isinstance(e, int) else None
+
+
+def _int(x: Any) -> int:
+    return x if isinstance(x, int) and not isinstance(x, bool) else 0
+
+
+_json_cache: dict[Path, tuple[tuple[int, int], Any]] = {}
+
+
+def _read_json_cached(path: Path) -> Any:
+    """read_json memoised on (mtime_ns, size): listing 1,000 runs re-parses only what changed."""
+    st = path.stat()
+    key = (st.st_mtime_ns, st.st_size)
+    hit = _json_cache.get(path)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    if st.st_size > MAX_JSON_BYTES:
+        raise ValueError(f"{path.name} is {st.st_size} bytes, more than a run file can be "
+                         f"({MAX_JSON_BYTES})")
+    value = read_json(path)
+    _json_cache[path] = (key, value)
+    return value
+
+
+def derive_state(status: dict[str, Any], *, now: float | None = None,
+                 host: str | None = None) -> str:
+    """The state to show: the written one, or `crashed` for a `running` run whose process is
+    gone (same host) or whose heartbeat is stale."""
+    state = status.get("state")
+    if state != "running":
+        return state if isinstance(state, str) else "unreadable"
+    now = time.time() if now is None else now
+    beat = status.get("heartbeat_seconds")
+    beat = beat if isinstance(beat, (int, float)) and beat > 0 else 5.0
+    updated = status.get("updated_at")
+    if not isinstance(updated, (int, float)) or now - updated > STALE_HEARTBEATS * beat:
+        return "crashed"
+    pid = status.get("pid")
+    if isinstance(pid, int) and status.get("host") == (host or hostname()):
+        start = status.get("pid_start")
+        if not process_alive(pid, start if isinstance(start, int) else None):
+            return "crashed"
+    return "running"
+
+
+def read_run(run_dir: str | Path) -> RunInfo:
+    """RunInfo for one run folder; problems are reported in `.problem`, never raised."""
+    path = Path(run_dir)
+    run_id = path.name
+    if path.is_symlink():
+        return RunInfo(run_id, path, "unreadable",
+                       problem="the run folder is a symlink, which is never followed")
+    try:
+        info = _read_json_cached(path / P.RUN_JSON)
+        if not isinstance(info, dict):
+            raise ValueError("run.json does not hold a JSON object")
+    except FileNotFoundError:
+        return RunInfo(run_id, path, "unreadable", problem="run.json is missing")
+    except (OSError, ValueError) as e:
+        return RunInfo(run_id, path, "unreadable", problem=f"run.json is unreadable: {e}")
+    base = dict(
+        id=run_id, path=path, name=str(info.get("name") or run_id),
+        group=info.get("group") if isinstance(info.get("group"), str) else None,
+        created_at=info.get("created_at") if isinstance(info.get("created_at"), (int, float))
+        else None,
+        config=_dict(info.get("config")), data=_dict(info.get("data")),
+        model=_dict(info.get("model")),
+        tags=tuple(t for t in info.get("tags") or () if isinstance(t, str)),
+    )
+    try:
+        status = _read_json_cached(path / P.STATUS_JSON)
+        if not isinstance(status, dict):
+            raise ValueError("status.json does not hold a JSON object")
+    except FileNotFoundError:
+        return RunInfo(**base, state="unreadable", problem="status.json is missing")
+    except (OSError, ValueError) as e:
+        return RunInfo(**base, state="unreadable", problem=f"status.json is unreadable: {e}")
+    return RunInfo(**base, state=derive_state(status), status=status)
+
+
+def _dict(x: Any) -> dict[str, Any]:
+    return x if isinstance(x, dict) else {}
+
+
+def list_runs(runs_dir: str | Path | None = None) -> list[RunInfo]:
+    """Every run folder in the runs directory, newest first, read from run.json and
+    status.json only. Hidden entries and plain files are skipped; a missing directory is empty."""
+    root = Path(runs_dir) if runs_dir is not None else P.default_runs_dir()
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name, reverse=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    runs = []
+    for entry in entries:
+        if entry.name.startswith(".") or not P.is_run_id(entry.name):
+            continue
+        if entry.is_symlink() or entry.is_dir(follow_symlinks=False):
+            runs.append(read_run(Path(entry.path)))
+    return runs
+
+
+class HistoryReader:
+    """Follows one run's metrics.jsonl: each `read()` parses only the bytes appended since the
+    previous one and returns the whole history as a DataFrame (one row per epoch, sorted,
+    the last record of a repeated epoch kept)."""
+
+    def __init__(self, run_dir: str | Path, filename: str = P.METRICS):
+        self.path = Path(run_dir) / filename
+        self.offset = 0
+        self.problems: list[str] = []
+        self._records: list[dict[str, Any]] = []
+        self._frame: pd.DataFrame | None = None
+
+    def read(self) -> pd.DataFrame:
+        chunk = read_from(self.path, self.offset)
+        if chunk.offset < self.offset:  # file was replaced: start over
+            self._records, self.problems = [], []
+        self.offset = chunk.offset
+        self.problems.extend(chunk.problems)
+        if chunk.records or self._frame is None:
+            self._records.extend(r for r in chunk.records if _valid_epoch(r.get("epoch")))
+            self._frame = _history_frame(self._records)
+        return self._frame
+
+
+def _valid_epoch(e: Any) -> bool:
+    return isinstance(e, int) and not isinstance(e, bool) and e >= 1
+
+
+def _history_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    if not records:
+        return pd.DataFrame({"epoch": pd.Series(dtype="int64")})
+    flat = [{k: v for k, v in r.items() if not isinstance(v, (dict, list))} for r in records]
+    frame = pd.DataFrame.from_records(flat)
+    for col in frame.columns:
+        if col != "epoch" and frame[col].dtype == object:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce") \
+                if _mostly_numeric(frame[col]) else frame[col]
+    frame = frame.drop_duplicates("epoch", keep="last").sort_values("epoch", kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def _mostly_numeric(col: pd.Series) -> bool:
+    vals = col.dropna()
+    return len(vals) > 0 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                 for v in vals)
+
+
+def read_history(run_dir: str | Path) -> pd.DataFrame:
+    """One run's per-epoch metrics as a DataFrame: `epoch` plus one column per metric."""
+    return HistoryReader(run_dir).read()
+
+
+def read_layers(run_dir: str | Path) -> pd.DataFrame:
+    """Per-parameter-tensor gradient norms: `epoch` plus one column per tensor name."""
+    rows = []
+    for r in read_from(Path(run_dir) / P.LAYERS).records:
+        norms = r.get("grad_norm")
+        if _valid_epoch(r.get("epoch")) and isinstance(norms, dict):
+            rows.append({"epoch": r["epoch"], **{k: _num(v) for k, v in norms.items()}})
+    if not rows:
+        return pd.DataFrame({"epoch": pd.Series(dtype="int64")})
+    frame = pd.DataFrame.from_records(rows).drop_duplicates("epoch", keep="last")
+    return frame.sort_values("epoch").reset_index(drop=True)
+
+
+def read_steps(run_dir: str | Path) -> pd.DataFrame:
+    """Per-step records (steps.jsonl) as a DataFrame, empty when the run logged none."""
+    records = read_from(Path(run_dir) / P.STEPS).records
+    return pd.DataFrame.from_records(records) if records else pd.DataFrame(
+        {"step": pd.Series(dtype="int64")})
+
+
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
+def read_log_tail(run_dir: str | Path, max_bytes: int = 20_000) -> str:
+    """The last `max_bytes` of trainer.log, decoded leniently ('' when there is none)."""
+    try:
+        with open(Path(run_dir) / P.LOG, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - max_bytes))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""

@@ -1,0 +1,281 @@
+"""The run writer: the public logging API for the trainer and for users' own training loops.
+
+    from tracking import Run
+    with Run.create("runs", name="my-experiment", config=vars(args)) as run:
+        for epoch in range(1, epochs + 1):
+            ...
+            run.log_epoch(train_loss=tl, val_loss=vl, val_acc=va, grad_norm=g)
+
+The context manager records `completed` on a clean exit, `stopped` on Ctrl-C and `failed` with
+the traceback's tail on an exception. A heartbeat thread refreshes status.json every few
+seconds so a reader can tell a live run from a crashed one.
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import paths as P
+from .jsonio import atomic_write_json, read_json
+from .jsonl import JsonlAppender, read_from
+from .procinfo import hostname, process_start_ticks
+
+#: States a writer records. `crashed` is never written: readers derive it.
+STATES = ("running", "completed", "stopped", "early_stopped", "failed")
+FINAL_STATES = STATES[1:]
+HEARTBEAT_SECONDS = 5.0
+ERROR_TAIL_CHARS = 4000
+
+
+def error_tail(exc: BaseException) -> str:
+    """The last part of a formatted traceback, short enough for status.json."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return text[-ERROR_TAIL_CHARS:]
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+class Run:
+    """An open run folder being written. Create with `Run.create` or continue with `Run.reopen`."""
+
+    def __init__(self, path: Path, info: dict[str, Any], status: dict[str, Any], *,
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS):
+        self.path = Path(path)
+        self.id = self.path.name
+        self.info = info
+        self._status = status
+        self._lock = threading.RLock()
+        self._metrics = JsonlAppender(self.path / P.METRICS)
+        self._layers: JsonlAppender | None = None
+        self._steps: JsonlAppender | None = None
+        self._closed = False
+        self._stop_heartbeat = threading.Event()
+        self._heartbeat = None
+        if heartbeat_seconds > 0:
+            self._heartbeat = threading.Thread(target=self._beat, args=(heartbeat_seconds,),
+                                               name=f"heartbeat-{self.id}", daemon=True)
+            self._heartbeat.start()
+
+    # ---------------------------------------------------------------- creation
+    @classmethod
+    def create(cls, runs_dir: str | Path | None = None, *, name: str = "run",
+               config: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None,
+               model: Mapping[str, Any] | None = None, group: str | None = None,
+               tags: list[str] | tuple[str, ...] = (), notes: str = "",
+               epochs: int | None = None, pid: int | None = None,
+               heartbeat_seconds: float = HEARTBEAT_SECONDS) -> "Run":
+        """Make a new run folder with run.json and a `running` status.json.
+
+        `pid` is the process that will write the run (default: this one); pass 0 when another
+        process is about to take over (a detached launch), so only the heartbeat judges it."""
+        P.check_name(name)
+        run_id, path = P.create_run_dir(runs_dir if runs_dir is not None
+                                        else P.default_runs_dir(), name)
+        now = time.time()
+        info = {
+            "format": P.FORMAT_VERSION, "id": run_id, "name": name, "group": group,
+            "created_at": now, "config": dict(config or {}), "data": dict(data or {}),
+            "model": dict(model or {}), "environment": _environment(),
+            "tags": list(tags), "notes": notes,
+        }
+        try:
+            atomic_write_json(path / P.RUN_JSON, info)
+            status = _initial_status(now, epochs, pid, heartbeat_seconds)
+            atomic_write_json(path / P.STATUS_JSON, status)
+        except BaseException:
+            _remove_tree(path)
+            raise
+        return cls(path, info, status, heartbeat_seconds=heartbeat_seconds)
+
+    @classmethod
+    def reopen(cls, run_dir: str | Path, *, epochs: int | None = None, resumed: bool = True,
+               heartbeat_seconds: float = HEARTBEAT_SECONDS) -> "Run":
+        """Continue writing an existing run in this process: state goes back to `running` and
+        later epochs append after the ones already written. `resumed=False` is a detached
+        worker taking over the folder its launcher just created."""
+        path = Path(run_dir)
+        info = read_json(path / P.RUN_JSON)
+        try:
+            old = read_json(path / P.STATUS_JSON)
+        except (OSError, ValueError):
+            old = {}
+        status = _initial_status(time.time(), epochs or old.get("epochs"), None,
+                                 heartbeat_seconds)
+        status["started_at"] = old.get("started_at", status["started_at"])
+        # metrics.jsonl, not the old status, is the truth about which epochs exist.
+        for record in read_from(path / P.METRICS).records:
+            if isinstance(record.get("epoch"), int) and record["epoch"] > status["epoch"]:
+                _note_epoch(status, record)
+        resumes = old.get("resumes") if isinstance(old.get("resumes"), int) else 0
+        status["resumes"] = resumes + int(resumed)
+        if resumed:
+            status["resumed_at"] = time.time()
+        atomic_write_json(path / P.STATUS_JSON, status)
+        return cls(path, info, status, heartbeat_seconds=heartbeat_seconds)
+
+    # ---------------------------------------------------------------- logging
+    @property
+    def last_epoch(self) -> int:
+        return int(self._status.get("epoch") or 0)
+
+    @property
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._status)
+
+    def log_epoch(self, epoch: int | None = None, *, layers: Mapping[str, float] | None = None,
+                  **metrics: Any) -> dict[str, Any]:
+        """Append one finished epoch to metrics.jsonl (and its per-layer gradient norms to
+        layers.jsonl), then update status.json. Epochs are 1-based and strictly increasing;
+        `epoch` defaults to the next one and `time` to now. Returns the record written."""
+        with self._lock:
+            self._check_open()
+            epoch = self.last_epoch + 1 if epoch is None else epoch
+            if not isinstance(epoch, int) or epoch <= self.last_epoch:
+                raise ValueError(f"epoch must be an int greater than the last logged epoch "
+                                 f"{self.last_epoch}, got {epoch!r}")
+            record = {"epoch": epoch, **metrics}
+            record.setdefault("time", time.time())
+            self._metrics.append(record)
+            if layers:
+                if self._layers is None:
+                    self._layers = JsonlAppender(self.path / P.LAYERS)
+                self._layers.append({"epoch": epoch, "grad_norm": dict(layers)})
+            _note_epoch(self._status, record)
+            self._write_status(durable=False)
+            return record
+
+    def log_step(self, step: int, **values: Any) -> None:
+        """Append a per-step record (loss, grad_norm, lr ...) to steps.jsonl."""
+        with self._lock:
+            self._check_open()
+            if self._steps is None:
+                self._steps = JsonlAppender(self.path / P.STEPS)
+            self._steps.append({"step": step, **values})
+
+    def update_status(self, **fields: Any) -> None:
+        """Merge extra fields (e.g. `epochs`, `note`) into status.json."""
+        with self._lock:
+            self._check_open()
+            self._status.update(fields)
+            self._write_status(durable=False)
+
+    def stop_requested(self) -> bool:
+        """True once someone asked this run to stop (the STOP file exists)."""
+        return (self.path / P.STOP).exists()
+
+    def finish(self, state: str = "completed", *, error: str | None = None,
+               stop_reason: str | None = None, stopped_by: Mapping[str, Any] | None = None) -> None:
+        """Record the final state durably and close the files. A second call does nothing."""
+        if state not in FINAL_STATES:
+            raise ValueError(f"state must be one of {', '.join(FINAL_STATES)}, got {state!r}")
+        with self._lock:
+            if self._closed:
+                return
+            self._status.update(state=state, ended_at=time.time(), error=error,
+                                stop_reason=stop_reason,
+                                stopped_by=dict(stopped_by) if stopped_by else None)
+            try:
+                for f in self._appenders():
+                    f.fsync()
+                self._write_status(durable=True)
+            finally:
+                self.close()
+            try:
+                (self.path / P.STOP).unlink()
+            except FileNotFoundError:
+                pass
+
+    def close(self) -> None:
+        """Stop the heartbeat and close files without changing the state. Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._stop_heartbeat.set()
+            for f in self._appenders():
+                f.close()
+        if self._heartbeat is not None and self._heartbeat is not threading.current_thread():
+            self._heartbeat.join(timeout=5)
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._closed:
+            return
+        if exc is None:
+            self.finish("completed")
+        elif isinstance(exc, KeyboardInterrupt):
+            self.finish("stopped", stop_reason="interrupted (Ctrl-C)")
+        else:
+            self.finish("failed", error=error_tail(exc))
+
+    # ---------------------------------------------------------------- internals
+    def _appenders(self) -> list[JsonlAppender]:
+        return [f for f in (self._metrics, self._layers, self._steps) if f is not None]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"run {self.id} is closed")
+
+    def _write_status(self, *, durable: bool) -> None:
+        self._status["updated_at"] = time.time()
+        atomic_write_json(self.path / P.STATUS_JSON, self._status, durable=durable)
+
+    def _beat(self, every: float) -> None:
+        while not self._stop_heartbeat.wait(every):
+            with self._lock:
+                if self._closed:
+                    return
+                try:
+                    self._write_status(durable=True)
+                except OSError:
+                    pass  # the next epoch's write reports the error to the training loop
+
+
+def _note_epoch(st: dict[str, Any], record: dict[str, Any]) -> None:
+    """Fold one epoch record into a status dict: latest metrics and the best val loss."""
+    st["epoch"] = record["epoch"]
+    if "step" in record:
+        st["step"] = record["step"]
+    st["latest"] = {k: v for k, v in record.items() if not isinstance(v, (dict, list))}
+    vl = record.get("val_loss")
+    if _finite(vl) and (not _finite(st.get("best_val_loss")) or vl < st["best_val_loss"]):
+        st["best_val_loss"], st["best_epoch"] = float(vl), record["epoch"]
+
+
+def _initial_status(now: float, epochs: int | None, pid: int | None,
+                    heartbeat_seconds: float) -> dict[str, Any]:
+    pid = os.getpid() if pid is None else pid
+    return {
+        "format": P.FORMAT_VERSION, "state": "running", "pid": pid or None,
+        "pid_start": process_start_ticks(pid) if pid else None, "host": hostname(),
+        "started_at": now, "updated_at": now, "ended_at": None, "epoch": 0, "epochs": epochs,
+        "step": 0, "best_epoch": None, "best_val_loss": None, "latest": {},
+        "stop_reason": None, "stopped_by": None, "error": None,
+        "heartbeat_seconds": heartbeat_seconds,
+    }
+
+
+def _environment() -> dict[str, Any]:
+    env = {"python": platform.python_version(), "platform": platform.platform(),
+           "host": hostname(), "argv": sys.argv[:]}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        env["torch"] = torch.__version__
+    return env
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,292 @@
+"""`python -m trainer run | list | stop | resume`: the command line of Curvewatch's trainer.
+
+Exit codes: 0 done (completed, stopped or early-stopped), 1 the run failed, 2 bad input
+(nothing was started and no run folder was left behind).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from tracking import Run, RunNotFound, default_runs_dir, list_runs, read_run, run_path
+from tracking.paths import STOP, check_name
+
+from .config import DEFAULTS, FIELDS, ConfigError, TrainConfig, load_config_file, validate
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input on the command line: reported with exit code 2."""
+
+
+def _default_text(name: str) -> str:
+    value = getattr(DEFAULTS, name)
+    if isinstance(value, tuple):
+        value = ",".join(str(v) for v in value) or "none"
+    return "none" if value is None else str(value)
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training options (also accepted as keys of --config)")
+    for name, f in FIELDS.items():
+        flag = "--" + name.replace("_", "-")
+        if name == "thresholds":
+            g.add_argument("--threshold", dest="thresholds", action="append",
+                           default=argparse.SUPPRESS, metavar="NAME=VALUE",
+                           help=f"{f.metadata['help']} (see docs/diagnosis.md)")
+            continue
+        g.add_argument(flag, dest=name, default=argparse.SUPPRESS, metavar=name.upper(),
+                       help=f"{f.metadata['help']} (default: {_default_text(name)})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer",
+                                     description="Train PyTorch models into Curvewatch run "
+                                                 "folders, and list, stop and resume runs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    runs_help = "runs directory (default: $CURVEWATCH_RUNS or ./runs)"
+
+    run = sub.add_parser("run", help="start a training run",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run.add_argument("--config", help="TOML, JSON or YAML file of options; flags override it")
+    run.add_argument("--runs-dir", help=runs_help)
+    run.add_argument("--name", help="display name (default: DATASET-MODEL)")
+    run.add_argument("--tag", dest="tags", action="append", default=[],
+                     help="label for filtering runs (repeatable)")
+    run.add_argument("--detach", action="store_true",
+                     help="run in the background; print the run id and folder at once")
+    _add_train_options(run)
+
+    ls = sub.add_parser("list", help="list runs with their state and best validation loss")
+    ls.add_argument("--runs-dir", help=runs_help)
+
+    stop = sub.add_parser("stop", help="ask a running run to stop after its current epoch")
+    stop.add_argument("run", help="run id (folder name) or unique name")
+    stop.add_argument("--runs-dir", help=runs_help)
+    stop.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                      help="wait up to this long for the run to stop (default: 0, don't wait)")
+
+    res = sub.add_parser("resume", help="continue a stopped or crashed run from last.pt")
+    res.add_argument("run", help="run id (folder name) or unique name")
+    res.add_argument("--runs-dir", help=runs_help)
+    res.add_argument("--detach", action="store_true", help="resume in the background")
+    res.add_argument("--epochs", help="train up to this many epochs in all (default: as planned)")
+
+    worker = sub.add_parser("_worker", help=argparse.SUPPRESS)
+    worker.add_argument("run_dir")
+    worker.add_argument("--resume", action="store_true")
+    return parser
+
+
+def _runs_dir(args: argparse.Namespace) -> Path:
+    return Path(args.runs_dir) if getattr(args, "runs_dir", None) else default_runs_dir()
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then the --config file, then flags: validated as one TrainConfig."""
+    raw: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    raw.update({name: getattr(args, name) for name in FIELDS if hasattr(args, name)})
+    return validate(raw)
+
+
+def resolve_run(runs_dir: Path, ref: str) -> Path:
+    """A run folder from its id, or from a name that exactly one run has."""
+    try:
+        return run_path(runs_dir, ref)
+    except RunNotFound as by_id:
+        matches = [r for r in list_runs(runs_dir) if r.name == ref]
+        if len(matches) == 1:
+            return run_path(runs_dir, matches[0].id)
+        if len(matches) > 1:
+            raise UsageError(f"{len(matches)} runs are named {ref!r}; use one of their ids: "
+                             f"{', '.join(m.id for m in matches)}") from None
+        raise UsageError(str(by_id)) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .launch import lock_run, spawn_worker
+    from .runner import describe, prepare, run_epochs
+
+    cfg = config_from_args(args)
+    name = args.name if args.name is not None else f"{cfg.dataset}-{cfg.model}"
+    try:
+        check_name(name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    trainer = prepare(cfg)
+    data, model = describe(trainer)
+    run = Run.create(_runs_dir(args), name=name, config=cfg.to_dict(), data=data, model=model,
+                     tags=args.tags, epochs=cfg.epochs, pid=0 if args.detach else None,
+                     heartbeat_seconds=0 if args.detach else 5.0)
+    if args.detach:
+        run.close()
+        pid = spawn_worker(run.path, resume=False)
+        print(f"started {run.id} (pid {pid}) in {run.path}")
+        print(f"  follow: tail -f {run.path / 'trainer.log'}")
+        print(f"  stop:   python -m trainer stop {run.id}")
+        return EXIT_OK
+    lock = lock_run(run.path)
+    print(f"run {run.id} in {run.path}", flush=True)
+    try:
+        state = run_epochs(trainer, run, progress=sys.stderr.isatty())
+    finally:
+        lock.close()
+    return EXIT_FAILED if state == "failed" else EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """The process behind a detached run (or resume): attach to the folder and train."""
+    from .launch import lock_run
+    from .runner import prepare, run_epochs
+
+    run_dir = Path(args.run_dir)
+    lock = lock_run(run_dir)
+    try:
+        if args.resume:
+            return _resume_here(run_dir, None)
+        info = read_run(run_dir)
+        cfg = validate(info.config)
+        run = Run.reopen(run_dir, epochs=cfg.epochs, resumed=False)
+        try:
+            trainer = prepare(cfg)
+        except Exception as e:
+            run.finish("failed", error=f"{type(e).__name__}: {e}")
+            return EXIT_FAILED
+        state = run_epochs(trainer, run)
+        return EXIT_FAILED if state == "failed" else EXIT_OK
+    finally:
+        lock.close()
+
+
+def _resume_plan(run_dir: Path, epochs: Any) -> TrainConfig:
+    """Validate a resume before anything changes: the run exists, is not live, has epochs left."""
+    info = read_run(run_dir)
+    if info.problem:
+        raise UsageError(f"run {info.id} cannot be resumed: {info.problem}")
+    if info.state == "running":
+        raise UsageError(f"run {info.id} is still running (pid {info.status.get('pid')}); "
+                         "stop it first")
+    raw = dict(info.config)
+    if epochs is not None:
+        raw["epochs"] = epochs
+    cfg = validate(raw)
+    if info.epoch >= cfg.epochs:
+        raise UsageError(f"run {info.id} has already trained {info.epoch} of {cfg.epochs} "
+                         "epochs; pass --epochs N (N > "
+                         f"{info.epoch}) to train longer")
+    return cfg
+
+
+def _resume_here(run_dir: Path, epochs: Any) -> int:
+    from tracking import LAST, load_checkpoint, read_history
+    from .runner import prepare, run_epochs
+
+    cfg = _resume_plan(run_dir, epochs)
+    trainer = prepare(cfg)
+    start, best = 1, None
+    ckpt_file = run_dir / "checkpoints" / LAST
+    written = read_history(run_dir)
+    last_written = int(written["epoch"].max()) if len(written) else 0
+    if ckpt_file.exists():
+        state = load_checkpoint(run_dir, LAST, map_location=trainer.device)
+        trainer.load_state(state)
+        start, best = int(state["epoch"]) + 1, state.get("best_val_loss")
+        if last_written > state["epoch"]:
+            raise UsageError(f"metrics.jsonl has epoch {last_written} but last.pt holds epoch "
+                             f"{state['epoch']}; the run folder was changed by hand")
+    elif last_written:
+        raise UsageError(f"run {run_dir.name} has {last_written} epochs but no "
+                         "checkpoints/last.pt to resume from")
+    run = Run.reopen(run_dir, epochs=cfg.epochs)
+    if ckpt_file.exists() and last_written < state["epoch"]:
+        # killed between writing last.pt and its metrics line: the checkpoint holds the record
+        run.log_epoch(**state["record"])
+    if epochs is not None:
+        _update_config_epochs(run_dir, cfg.epochs)
+    print(f"resuming {run.id} at epoch {start} of {cfg.epochs}", flush=True)
+    final = run_epochs(trainer, run, start_epoch=start, best_val_loss=best,
+                       progress=sys.stderr.isatty())
+    return EXIT_FAILED if final == "failed" else EXIT_OK
+
+
+def _update_config_epochs(run_dir: Path, epochs: int) -> None:
+    from tracking.jsonio import atomic_write_json, read_json
+    info = read_json(run_dir / "run.json")
+    info["config"]["epochs"] = epochs
+    atomic_write_json(run_dir / "run.json", info)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from .launch import RunLocked, lock_run, spawn_worker
+
+    run_dir = resolve_run(_runs_dir(args), args.run)
+    if args.detach:
+        cfg = _resume_plan(run_dir, args.epochs)
+        if args.epochs is not None:
+            _update_config_epochs(run_dir, cfg.epochs)
+        pid = spawn_worker(run_dir, resume=True)
+        print(f"resuming {run_dir.name} (pid {pid}) in {run_dir}")
+        return EXIT_OK
+    try:
+        lock = lock_run(run_dir)
+    except RunLocked as e:
+        raise UsageError(str(e)) from None
+    try:
+        return _resume_here(run_dir, args.epochs)
+    finally:
+        lock.close()
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    runs = list_runs(_runs_dir(args))
+    if not runs:
+        print(f"no runs in {_runs_dir(args)}; start one with: python -m trainer run")
+        return EXIT_OK
+    rows = [("ID", "NAME", "STATE", "EPOCH", "BEST VAL LOSS")]
+    for r in runs:
+        best = f"{r.best_val_loss:.4f} @ {r.best_epoch}" if r.best_val_loss is not None else "-"
+        state = r.state if not r.problem else f"unreadable: {r.problem}"
+        rows.append((r.id, r.name[:30], state, f"{r.epoch}/{r.epochs or '?'}", best))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4])
+    return EXIT_OK
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    run_dir = resolve_run(_runs_dir(args), args.run)
+    info = read_run(run_dir)
+    if info.state != "running":
+        print(f"run {info.id} is not running (state {info.state}); nothing to stop")
+        return EXIT_FAILED
+    (run_dir / STOP).touch()
+    print(f"asked {info.id} to stop after its current epoch")
+    deadline = time.monotonic() + max(0.0, args.wait)
+    while args.wait and time.monotonic() < deadline:
+        state = read_run(run_dir).state
+        if state != "running":
+            print(f"run {info.id} is {state}")
+            return EXIT_OK
+        time.sleep(0.2)
+    if args.wait:
+        print(f"run {info.id} is still running after {args.wait:g}s", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "stop": cmd_stop, "resume": cmd_resume,
+            "_worker": cmd_worker}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, UsageError) as e:
+        print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE

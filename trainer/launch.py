@@ -1,0 +1,46 @@
+"""Detached runs: a background process in its own session, writing to the run's trainer.log,
+and the exclusive lock that keeps two processes from training one run folder."""
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+LOCK = ".lock"
+
+
+def spawn_worker(run_dir: Path, *, resume: bool) -> int:
+    """Start `python -m trainer _worker RUN_DIR` detached (new session, no stdin, output to
+    trainer.log) and return its pid without waiting for it."""
+    args = [sys.executable, "-m", "trainer", "_worker", str(run_dir)]
+    if resume:
+        args.append("--resume")
+    log = open(run_dir / "trainer.log", "ab")
+    try:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                cwd=os.getcwd(), close_fds=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    finally:
+        log.close()
+    return proc.pid
+
+
+class RunLocked(RuntimeError):
+    """Another live process holds the run folder."""
+
+
+def lock_run(run_dir: Path) -> IO[bytes]:
+    """Hold an exclusive lock on the run folder for as long as the returned file stays open
+    (the kernel drops it when the process dies, however it dies)."""
+    f = open(Path(run_dir) / LOCK, "ab")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise RunLocked(f"run {Path(run_dir).name} is being trained by another process") \
+            from None
+    return f

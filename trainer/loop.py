@@ -1,0 +1,202 @@
+"""The training loop: train() mode for training steps, eval() + inference_mode for validation,
+per-epoch metrics accumulated on the device with one host sync per epoch.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from tracking.grads import layer_norm_tensor
+
+from .config import TrainConfig
+from .data import CLASSIFICATION, Dataset, Split
+from .models import build_model
+from .schedule import LRSchedule, build_optimizer
+
+EVAL_BATCH = 4096
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from .config import ConfigError
+        raise ConfigError("device cuda was asked for but torch sees no CUDA device; use auto "
+                          "or cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Tensors:
+    x: torch.Tensor
+    y: torch.Tensor
+
+    @classmethod
+    def of(cls, split: Split, device: torch.device) -> "Tensors":
+        return cls(torch.as_tensor(split.x, device=device), torch.as_tensor(split.y, device=device))
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+class Trainer:
+    """Owns the model, optimizer, schedule and data tensors of one run, and trains epochs."""
+
+    def __init__(self, cfg: TrainConfig, data: Dataset, device: torch.device):
+        self.cfg, self.data, self.device = cfg, data, device
+        torch.manual_seed(cfg.seed)
+        self.classify = data.task == CLASSIFICATION
+        self.model = build_model(cfg, data.input_shape, data.n_classes if self.classify else 1)
+        self.model.to(device)
+        loss_cls = nn.CrossEntropyLoss if self.classify else nn.MSELoss
+        self.loss_fn, self.loss_sum_fn = loss_cls(), loss_cls(reduction="sum")
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.names = [n for n, p in self.model.named_parameters() if p.requires_grad]
+        self.l1_params = [p for n, p in self.model.named_parameters()
+                          if p.requires_grad and p.dim() > 1]  # weights, not biases
+        self.optimizer = build_optimizer(cfg, self.params)
+        self.schedule = LRSchedule(cfg, self.optimizer)
+        self.shuffle = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
+        self.train_t = Tensors.of(data.train, device)
+        self.val_t = Tensors.of(data.val, device)
+        self.test_t = Tensors.of(data.test, device) if data.test is not None else None
+        self.steps_per_epoch = math.ceil(len(self.train_t) / cfg.batch_size)
+        y = self.train_t.y.double()
+        self.train_sst = 1.0 if self.classify else max(float(((y - y.mean()) ** 2).sum()), 1e-12)
+        self.step = 0
+
+    # ------------------------------------------------------------------ one epoch
+    def train_epoch(self, epoch: int,
+                    on_step: Callable[[int, torch.Tensor, torch.Tensor, float], None] | None = None
+                    ) -> tuple[dict[str, Any], dict[str, float]]:
+        """Train one epoch; return the epoch record and the per-tensor mean gradient norms."""
+        cfg, t, dev = self.cfg, self.train_t, self.device
+        started = time.perf_counter()
+        lr = self.schedule.begin_epoch(epoch)
+        self.model.train()
+        n, bs = len(t), cfg.batch_size
+        order = torch.randperm(n, generator=self.shuffle).to(dev)
+        norms = torch.zeros(self.steps_per_epoch, len(self.params), device=dev)
+        loss_sum = torch.zeros((), device=dev)
+        score_sum = torch.zeros((), device=dev)
+        clipped = torch.zeros((), device=dev)
+        for i in range(self.steps_per_epoch):
+            idx = order[i * bs:(i + 1) * bs]
+            xb, yb = t.x[idx], t.y[idx]
+            out = self.model(xb)
+            loss = self._loss(out, yb)
+            objective = loss
+            if cfg.l1 > 0:
+                objective = loss + cfg.l1 * sum(p.abs().sum() for p in self.l1_params)
+            self.optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+            torch.stack(torch._foreach_norm(grads, 2.0), out=norms[i])
+            if cfg.clip_grad_norm > 0:
+                total = norms[i].norm()
+                torch.nn.utils.clip_grads_with_norm_(self.params, cfg.clip_grad_norm, total)
+                clipped += total > cfg.clip_grad_norm
+            self.optimizer.step()
+            loss_sum += loss.detach() * len(idx)
+            score_sum += self._score_sum(out.detach(), yb)
+            self.step += 1
+            if on_step is not None:
+                on_step(self.step, loss, norms[i], lr)
+        total_norm = norms.norm(dim=1)
+        val = self.evaluate(self.val_t)
+        packed = torch.stack([loss_sum / n, score_sum / n, total_norm.mean(), total_norm.max(),
+                              clipped / self.steps_per_epoch, *val]).tolist()  # one host sync
+        layer_means = dict(zip(self.names, norms.mean(0).tolist()))
+        seconds = time.perf_counter() - started
+        record = self._record(epoch, lr, packed, seconds, n)
+        if self.test_t is not None:
+            test = torch.stack(self.evaluate(self.test_t)).tolist()
+            record.update(self._pair("test", test[0], test[1]))
+        self.schedule.end_epoch(epoch, record["val_loss"])
+        return record, layer_means
+
+    def _record(self, epoch: int, lr: float, packed: list[float], seconds: float,
+                n: int) -> dict[str, Any]:
+        train_loss, train_score, gmean, gmax, clipped, val_loss, val_score = packed
+        if not self.classify:  # R^2 = 1 - SSE / SST; the epoch's SSE is train_loss * n
+            train_score = 1 - train_loss * n / self.train_sst
+        record = {"epoch": epoch, "step": self.step, "time": time.time(),
+                  **self._pair("train", train_loss, train_score),
+                  **self._pair("val", val_loss, val_score),
+                  "grad_norm": gmean, "grad_norm_max": gmax, "lr": lr,
+                  "epoch_seconds": seconds, "samples_per_second": n / seconds if seconds else 0.0}
+        if self.cfg.clip_grad_norm > 0:
+            record["clipped_fraction"] = clipped
+        return record
+
+    def _pair(self, split: str, loss: float, score: float) -> dict[str, float]:
+        return {f"{split}_loss": loss, f"{split}_{'acc' if self.classify else 'r2'}": score}
+
+    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(out if self.classify else out.squeeze(-1), y)
+
+    def _score_sum(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.classify:
+            return (out.argmax(1) == y).sum()
+        return torch.zeros((), device=out.device)
+
+    @torch.inference_mode()
+    def evaluate(self, t: Tensors) -> list[torch.Tensor]:
+        """[mean loss, accuracy (or R^2)] over a split, in eval() mode; tensors, no host sync."""
+        was_training = self.model.training
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        score_sum = torch.zeros((), device=self.device)
+        for i in range(0, len(t), EVAL_BATCH):
+            xb, yb = t.x[i:i + EVAL_BATCH], t.y[i:i + EVAL_BATCH]
+            out = self.model(xb)
+            target_out = out if self.classify else out.squeeze(-1)
+            loss_sum += self.loss_sum_fn(target_out, yb)
+            score_sum += self._score_sum(out, yb)
+        self.model.train(was_training)
+        n = len(t)
+        if self.classify:
+            return [loss_sum / n, score_sum / n]
+        sst = ((t.y - t.y.mean()) ** 2).sum().clamp_min(1e-12)
+        return [loss_sum / n, 1 - loss_sum / sst]
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self, epoch: int, record: dict[str, Any], best_val_loss: float | None
+              ) -> dict[str, Any]:
+        """Everything `resume` needs, as tensors and plain containers (weights_only-loadable)."""
+        state = {"epoch": epoch, "step": self.step, "record": record,
+                 "best_val_loss": best_val_loss, "config": self.cfg.to_dict(),
+                 "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                 "optimizer": _clone(self.optimizer.state_dict()),
+                 "schedule": self.schedule.state_dict(),
+                 "rng": {"torch": torch.get_rng_state(), "shuffle": self.shuffle.get_state()}}
+        if self.device.type == "cuda":
+            state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state.get("schedule") or {})
+        torch.set_rng_state(state["rng"]["torch"])
+        self.shuffle.set_state(state["rng"]["shuffle"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.step = int(state["step"])
+
+
+def _clone(obj: Any) -> Any:
+    """Deep copy of the tensors in a state dict: a checkpoint written in the background must
+    not see the next step's in-place updates (Adam's moments, say)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _clone(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_clone(v) for v in obj)
+    return obj

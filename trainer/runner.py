@@ -1,0 +1,223 @@
+"""Runs a training job into a run folder: validation first, then epochs, checkpoints, stop
+requests, early stopping and the final state. Used by foreground, detached and resumed runs.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable
+
+import torch
+
+from tracking import BEST, LAST, Run, load_checkpoint, save_checkpoint
+from tracking.writer import error_tail
+
+from .config import ConfigError, TrainConfig
+from .data import load_dataset
+from .loop import Trainer, pick_device
+from .models import model_summary
+
+
+def early_stop_rule(cfg: TrainConfig) -> Callable[[list[dict[str, Any]]], Any] | None:
+    """A function of the history so far returning the finding that should stop the run, or
+    None; built (and its thresholds validated) before anything starts."""
+    if not cfg.early_stop:
+        return None
+    import pandas as pd
+    from diagnosis import Thresholds, should_stop
+
+    try:
+        thresholds = Thresholds(patience=cfg.patience, **dict(cfg.thresholds))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"invalid diagnosis threshold: {e}") from None
+    kinds = tuple(cfg.early_stop)
+    return lambda records: should_stop(pd.DataFrame.from_records(records), kinds, thresholds)
+
+
+def prepare(cfg: TrainConfig) -> Trainer:
+    """Load data and build model and optimizer; raises ConfigError before any folder exists."""
+    if cfg.thresholds and not cfg.early_stop:
+        early_stop_rule(TrainConfig(**{**cfg.__dict__, "early_stop": ("plateau",)}))
+    else:
+        early_stop_rule(cfg)
+    data = load_dataset(cfg)
+    if cfg.label_noise > 0 and data.n_classes < 2:
+        raise ConfigError("label_noise needs at least 2 classes")
+    trainer = Trainer(cfg, data, pick_device(cfg.device))
+    return trainer
+
+
+def describe(trainer: Trainer) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The data and model summaries written into run.json."""
+    data = {**trainer.data.summary(), "batch_size": trainer.cfg.batch_size,
+            "steps_per_epoch": trainer.steps_per_epoch,
+            "split_index": {"train": trainer.data.train.index.tolist(),
+                            "val": trainer.data.val.index.tolist()}}
+    model = {**model_summary(trainer.model, trainer.cfg), "device": str(trainer.device)}
+    return data, model
+
+
+class _StopFlag:
+    """Set by SIGTERM, so `kill` asks for the same graceful stop as the STOP file."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.reason = "stopped by SIGTERM"
+
+
+class _EpochWriter:
+    """Writes finished epochs on one background thread, in order: best.pt, then last.pt, then
+    the metrics line, so last.pt is never behind metrics.jsonl. At most one epoch is in
+    flight; a write error surfaces on the training thread at the next epoch or at the end."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="epoch-writer")
+        self._pending: Future | None = None
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self.wait()
+        self._pending = self._pool.submit(job)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
+               best_val_loss: float | None = None, progress: bool = False) -> str:
+    """Train from `start_epoch` to cfg.epochs writing into `run`; returns the final state.
+    Never raises for a failure inside training: it is recorded as state `failed`."""
+    cfg = trainer.cfg
+    stop_flag = _StopFlag()
+    rule = early_stop_rule(cfg)
+    history: list[dict[str, Any]] = _history_records(run) if rule else []
+    writer = _EpochWriter()
+    bar = _progress(cfg, start_epoch, progress)
+    step_logger = _step_logger(run, cfg.log_every_steps)
+    state, kwargs = "completed", {}
+    try:
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            record, layers = trainer.train_epoch(epoch, step_logger)
+            vl = record["val_loss"]
+            improved = math.isfinite(vl) and (best_val_loss is None or vl < best_val_loss)
+            best_val_loss = vl if improved else best_val_loss
+            ckpt = trainer.state(epoch, record, best_val_loss)
+            writer.submit(_commit(run, ckpt, improved, record, layers))
+            _report(bar, record, cfg)
+            if not math.isfinite(record["train_loss"]):
+                state, kwargs = "failed", {
+                    "stop_reason": "divergence",
+                    "error": f"training loss became {record['train_loss']} at epoch {epoch}: "
+                             "the run diverged; lower the learning rate or clip gradients"}
+                break
+            if rule is not None:
+                history.append(record)
+                finding = rule(history)
+                if finding is not None:
+                    state, kwargs = "early_stopped", {
+                        "stop_reason": finding.message, "stopped_by": finding.to_dict()}
+                    break
+            if run.stop_requested() or stop_flag.reason:
+                state, kwargs = "stopped", {
+                    "stop_reason": stop_flag.reason or "stop requested (STOP file)"}
+                break
+        writer.close()
+    except KeyboardInterrupt:
+        _quiet_close(writer)
+        state, kwargs = "stopped", {"stop_reason": "interrupted (Ctrl-C)"}
+    except Exception as exc:  # the run's failure is data: record it, don't hang as "running"
+        _quiet_close(writer)
+        state, kwargs = "failed", {"error": error_tail(exc)}
+    finally:
+        if bar is not None:
+            bar.close()
+    try:
+        run.finish(state, **kwargs)
+    except Exception as exc:
+        run.close()
+        print(f"could not record the final state {state!r}: {exc}", file=sys.stderr)
+        return "failed"
+    _say_end(run, state, kwargs)
+    return state
+
+
+def _quiet_close(writer: _EpochWriter) -> None:
+    try:
+        writer.close()
+    except Exception:
+        pass
+
+
+def _commit(run: Run, ckpt: dict[str, Any], improved: bool, record: dict[str, Any],
+            layers: dict[str, float]) -> Callable[[], None]:
+    def job() -> None:
+        if improved:
+            save_checkpoint(run.path, BEST, ckpt, durable=False)
+        save_checkpoint(run.path, LAST, ckpt, durable=False)
+        run.log_epoch(layers=layers, **record)
+    return job
+
+
+def _history_records(run: Run) -> list[dict[str, Any]]:
+    from tracking import read_history
+    return read_history(run.path).to_dict("records")
+
+
+def _step_logger(run: Run, every: int) -> Callable[..., None] | None:
+    if every <= 0:
+        return None
+
+    def log(step: int, loss: torch.Tensor, norms: torch.Tensor, lr: float) -> None:
+        if step % every == 0:
+            run.log_step(step, loss=float(loss), grad_norm=float(norms.norm()), lr=lr)
+    return log
+
+
+def _progress(cfg: TrainConfig, start_epoch: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=cfg.epochs, initial=start_epoch - 1, unit="epoch", dynamic_ncols=True)
+
+
+def _report(bar: Any, record: dict[str, Any], cfg: TrainConfig) -> None:
+    score = "val_acc" if "val_acc" in record else "val_r2"
+    if bar is not None:
+        bar.set_postfix(train_loss=f"{record['train_loss']:.4f}",
+                        val_loss=f"{record['val_loss']:.4f}",
+                        **{score: f"{record[score]:.3f}"}, refresh=False)
+        bar.update(1)
+    else:
+        print(f"epoch {record['epoch']}/{cfg.epochs} train_loss {record['train_loss']:.4f} "
+              f"val_loss {record['val_loss']:.4f} {score} {record[score]:.3f} "
+              f"lr {record['lr']:.3g} ({record['epoch_seconds']:.2f}s)", flush=True)
+
+
+def _say_end(run: Run, state: str, kwargs: dict[str, Any]) -> None:
+    st = run.status
+    best = st.get("best_val_loss")
+    best_txt = f"; best val_loss {best:.4f} at epoch {st.get('best_epoch')}" \
+        if isinstance(best, float) else ""
+    reason = kwargs.get("stop_reason") or ""
+    if state == "failed" and kwargs.get("error"):
+        reason = kwargs["error"].strip().splitlines()[-1]
+    print(f"run {run.id} {state} after epoch {st.get('epoch')}{best_txt}"
+          f"{': ' + reason if reason else ''}", flush=True)
+
+
+def resume_state(run_dir: Any) -> dict[str, Any]:
+    return load_checkpoint(run_dir, LAST)
