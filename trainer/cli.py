@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--detach", action="store_true", help="resume in the background")
     res.add_argument("--epochs", help="train up to this many epochs in all (default: as planned)")
 
+    demo = sub.add_parser("demo", help="start the three demo runs in the background")
+    demo.add_argument("--runs-dir", help=runs_help)
+    demo.add_argument("--if-empty", action="store_true",
+                      help="only when the runs directory holds no runs yet")
+
     worker = sub.add_parser("_worker", help=argparse.SUPPRESS)
     worker.add_argument("run_dir")
     worker.add_argument("--resume", action="store_true")
@@ -278,7 +283,19 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "stop": cmd_stop, "resume": cmd_resume,
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import has_runs, launch_demo
+
+    runs_dir = _runs_dir(args)
+    if args.if_empty and has_runs(runs_dir):
+        print(f"{runs_dir} already has runs; not starting the demo")
+        return EXIT_OK
+    for line in launch_demo(runs_dir):
+        print(line)
+    return EXIT_OK
+
+
+COMMANDS = {"demo": cmd_demo, "run": cmd_run, "list": cmd_list, "stop": cmd_stop, "resume": cmd_resume,
             "_worker": cmd_worker}
 
 
