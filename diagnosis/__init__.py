@@ -1,0 +1,13 @@
+"""Curvewatch diagnosis: pure analysis of learning curves.
+
+    from diagnosis import diagnose, Finding, Thresholds, KINDS
+    findings = diagnose(history, thresholds=None, layers=None)
+
+No file access, no torch, no streamlit: numpy, pandas and the standard library only.
+"""
+
+from .engine import COLUMNS, STOP_KINDS, diagnose, should_stop
+from .findings import KINDS, SEVERITIES, Finding
+from .thresholds import Thresholds
+
+__all__ = ["diagnose", "should_stop", "Finding", "Thresholds", "KINDS", "SEVERITIES", "STOP_KINDS", "COLUMNS"]

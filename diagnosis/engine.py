@@ -1,0 +1,660 @@
+"""`diagnose` and `should_stop`: a training history in, findings out.
+
+Every detector reads only the rows it is given (online-consistent), uses only trailing
+windows and running minima (so findings at epoch t never depend on later rows), and
+never raises on NaN or infinite values. See docs/diagnosis.md for the definitions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .findings import KINDS, Finding
+from .stats import (finite, inflation, level_sd, mann_kendall_z, median_of_last, noise, rolling_median,
+                    theil_sen_slope)
+from .thresholds import Thresholds
+
+__all__ = ["diagnose", "should_stop", "STOP_KINDS", "COLUMNS"]
+
+#: History columns the engine reads; any other column is ignored.
+COLUMNS: tuple[str, ...] = ("train_loss", "val_loss", "train_acc", "val_acc", "grad_norm",
+                            "grad_norm_max", "lr")
+#: Kinds that `should_stop` accepts.
+STOP_KINDS: tuple[str, ...] = ("overfitting", "plateau", "divergence")
+
+_NAMES = {"train_loss": "Training loss", "val_loss": "Validation loss", "grad_norm": "Gradient norm",
+          "grad_norm_max": "Largest gradient norm", "train_acc": "Training accuracy",
+          "val_acc": "Validation accuracy"}
+
+
+def _g(x: float) -> str:
+    """A number for a sentence: 3 significant digits."""
+    if not np.isfinite(x):
+        return {True: "NaN"}.get(bool(np.isnan(x)), "infinity" if x > 0 else "-infinity")
+    return f"{x:.3g}"
+
+
+@dataclass
+class _H:
+    """The history as float arrays, sorted by epoch (rows after the given ones never exist here)."""
+
+    epochs: np.ndarray
+    cols: dict[str, np.ndarray]
+    n: int
+
+    def has(self, name: str, min_finite: int = 2) -> bool:
+        x = self.cols.get(name)
+        return x is not None and int(np.isfinite(x).sum()) >= min_finite
+
+
+def _prepare(history: pd.DataFrame) -> _H | None:
+    if history is None:
+        return None
+    if not isinstance(history, pd.DataFrame):
+        history = pd.DataFrame(history)
+    n = len(history)
+    if n < 2:
+        return None
+    if "epoch" in history.columns:
+        ep = pd.to_numeric(history["epoch"], errors="coerce").to_numpy(dtype=float)
+    else:
+        ep = np.arange(1, n + 1, dtype=float)
+    keep = np.isfinite(ep)
+    order = np.argsort(np.where(keep, ep, np.inf), kind="stable")
+    order = order[keep[order]]
+    ep = ep[order]
+    # one row per epoch: the last row written for an epoch wins
+    if ep.size > 1:
+        last = np.append(ep[1:] != ep[:-1], True)
+        order, ep = order[last], ep[last]
+    if ep.size < 2:
+        return None
+    cols = {}
+    for c in COLUMNS:
+        if c in history.columns:
+            col = pd.to_numeric(history[c], errors="coerce").to_numpy(dtype=float)
+            cols[c] = col[order]
+    return _H(epochs=ep.astype(np.int64), cols=cols, n=int(ep.size))
+
+
+# ---------------------------------------------------------------- divergence
+
+def _divergence(h: _H, th: Thresholds) -> Finding | None:
+    first_bad, metric = None, None
+    for c in ("train_loss", "val_loss"):
+        x = h.cols.get(c)
+        if x is None:
+            continue
+        bad = ~np.isfinite(x) & ~np.isnan(x) | np.isnan(x)
+        # a NaN that only means "not measured" is indistinguishable from a NaN loss here;
+        # the run format writes a diverged loss as "NaN", so both count.
+        if bad.any():
+            i = int(np.argmax(bad))
+            if first_bad is None or i < first_bad:
+                first_bad, metric = i, c
+    if first_bad is not None:
+        x = h.cols[metric]
+        bad = ~np.isfinite(x)
+        ongoing = bool(bad[-1])
+        end = None if ongoing else int(h.epochs[np.nonzero(bad)[0][-1]])
+        prev = finite(x[:first_bad])
+        best_txt = (f" (best {_g(prev.min())} at epoch {int(h.epochs[np.nanargmin(np.where(np.isfinite(x[:first_bad]), x[:first_bad], np.nan))])})"
+                    if prev.size else "")
+        what = "NaN" if np.isnan(x[first_bad]) else "infinite"
+        msg = (f"{_NAMES[metric]} became {what} at epoch {int(h.epochs[first_bad])}{best_txt}: "
+               + ("the run has diverged." if ongoing else "the run diverged and has produced finite values since."))
+        return Finding("divergence", "critical", int(h.epochs[first_bad]), end, metric, msg,
+                       "Lower the learning rate (e.g. by 10x), add gradient clipping (max norm 1.0) "
+                       "or a warm-up; the best checkpoint from before the divergence is intact.",
+                       {"first_non_finite_epoch": int(h.epochs[first_bad]),
+                        "best_before": float(prev.min()) if prev.size else float("nan")})
+    # finite explosion of the training loss (validation loss if there is no training loss)
+    metric = "train_loss" if h.has("train_loss") else ("val_loss" if h.has("val_loss") else None)
+    if metric is None:
+        return None
+    exploded, runmin = _exploded(h.cols[metric], th)
+    k = th.diverge_epochs
+    if h.n >= k + 1 and exploded[-k:].all():
+        i = h.n - 1
+        while i > 0 and exploded[i - 1]:
+            i -= 1
+        x = h.cols[metric]
+        return Finding("divergence", "critical", int(h.epochs[i]), None, metric,
+                       f"{_NAMES[metric]} has stayed above {_g(th.explode_factor)}x its minimum "
+                       f"{_g(runmin[i])} for {h.n - i} epochs since epoch {int(h.epochs[i])} "
+                       f"(now {_g(x[-1])}): the run has diverged.",
+                       "Lower the learning rate (e.g. by 10x), add gradient clipping (max norm 1.0) "
+                       "or a warm-up; the best checkpoint from before the divergence is intact.",
+                       {"minimum": float(runmin[i]), "now": float(x[-1]), "factor": th.explode_factor,
+                        "exploded_epochs": int(h.n - i)})
+    return None
+
+
+def _exploded(x: np.ndarray, th: Thresholds) -> tuple[np.ndarray, np.ndarray]:
+    """Per epoch: loss above explode_factor x its running minimum before it and above its first value."""
+    xf = np.where(np.isfinite(x), x, np.inf)
+    prev_min = np.minimum.accumulate(xf)
+    prev_min = np.concatenate(([np.inf], prev_min[:-1]))
+    fin = finite(x)
+    first = fin[0] if fin.size else np.inf
+    with np.errstate(invalid="ignore"):
+        ex = np.isfinite(x) & (x > th.explode_factor * np.maximum(prev_min, 0)) & (x > first) & (prev_min > 0)
+    return ex, prev_min
+
+
+# ---------------------------------------------------------------- unstable
+
+def _unstable(h: _H, th: Thresholds) -> Finding | None:
+    metric = "train_loss" if h.has("train_loss", 3) else ("val_loss" if h.has("val_loss", 3) else None)
+    if metric is None:
+        return None
+    x = h.cols[metric]
+    fin = np.isfinite(x)
+    xf = np.where(fin, x, np.nan)
+    first = xf[np.argmax(fin)]
+    runmin = np.fmin.accumulate(xf)
+    prev = np.concatenate(([np.nan], xf[:-1]))
+    prev_min = np.concatenate(([np.nan], runmin[:-1]))
+    learned = first - prev_min
+    with np.errstate(invalid="ignore"):
+        rise = xf - prev
+        swing = (rise > th.unstable_rise * np.abs(prev)) & (rise > th.unstable_range * learned) & (rise > th.min_delta) & (learned > 0)
+        big = swing & (rise > 0.5 * learned)
+    idx = np.nonzero(swing)[0]
+    if idx.size == 0:
+        return None
+    # the latest cluster of swings (gaps shorter than unstable_window)
+    gaps = np.nonzero(np.diff(idx) > th.unstable_window)[0]
+    start_i = idx[gaps[-1] + 1] if gaps.size else idx[0]
+    cl = idx[idx >= start_i]
+    if cl.size < th.unstable_swings and not big[cl].any():
+        return None
+    last = cl[-1]
+    ongoing = (h.n - 1 - last) < th.unstable_window
+    ep = h.epochs
+    largest = float(np.nanmax(rise[cl] / np.abs(prev[cl])))
+    msg = (f"{_NAMES[metric]} jumped up {cl.size} time{'s' if cl.size > 1 else ''} between epochs "
+           f"{int(ep[cl[0]])} and {int(ep[last])}, by up to {largest:.0%} in one epoch: training is unstable.")
+    return Finding("unstable", "warning", int(ep[cl[0]]), None if ongoing else int(ep[last]), metric, msg,
+                   "Lower the learning rate (e.g. by 3x), increase the batch size, or add gradient "
+                   "clipping (max norm 1.0).",
+                   {"swings": int(cl.size), "largest_relative_rise": largest,
+                    "swing_epochs": [int(e) for e in ep[cl][:20]]})
+
+
+# ---------------------------------------------------------------- plateau & trend helpers
+
+def _level_noise(x: np.ndarray, th: Thresholds) -> tuple[float, float, float]:
+    """(sigma, phi, sd of a window-median level) from the trailing noise window."""
+    f = finite(x)[-th.noise_window:]
+    phi = th.autocorr
+    sigma = noise(f, phi)
+    if not np.isfinite(sigma):
+        sigma = 0.0
+    return sigma, phi, level_sd(sigma, phi, th.window)
+
+
+def _last_lr_change(h: _H) -> int:
+    """Row index of the last learning-rate change, or -1."""
+    lr = h.cols.get("lr")
+    if lr is None:
+        return -1
+    with np.errstate(invalid="ignore"):
+        ch = np.abs(np.diff(lr)) > 1e-9 * np.maximum(np.abs(lr[:-1]), 1e-30)
+    ch &= np.isfinite(lr[1:]) & np.isfinite(lr[:-1])
+    nz = np.nonzero(ch)[0]
+    return int(nz[-1] + 1) if nz.size else -1
+
+
+def _plateau_state(x: np.ndarray, th: Thresholds) -> dict | None:
+    """Where the smoothed level of x last improved significantly, and the numbers used."""
+    fin = np.isfinite(x)
+    if fin.sum() < 3 or not fin[-1]:
+        return None
+    S = rolling_median(np.where(fin, x, np.nan), th.window)
+    Sf = np.where(np.isfinite(S), S, np.inf)
+    C = np.minimum.accumulate(Sf)
+    best = float(C[-1])
+    sigma, phi, s_med = _level_noise(x, th)
+    delta = max(th.min_delta, th.min_rel_delta * abs(best), th.plateau_z * s_med)
+    suff = np.minimum.accumulate(Sf[::-1])[::-1]
+    suff_next = np.append(suff[1:], np.inf)
+    cond = suff_next >= C - delta
+    j0 = int(np.argmax(cond))
+    return {"j0": j0, "best": best, "delta": delta, "sigma": sigma, "phi": phi, "S": S}
+
+
+def _trend(x: np.ndarray, th: Thresholds, width: int) -> tuple[float, int]:
+    f = finite(x)[-width:]
+    return float(mann_kendall_z(f, inflation(th.autocorr))), int(f.size)
+
+
+def _monitored(h: _H) -> str | None:
+    if h.has("val_loss", 3):
+        return "val_loss"
+    if h.has("train_loss", 3):
+        return "train_loss"
+    return None
+
+
+def _trend_width(th: Thresholds) -> int:
+    return max(2 * th.patience, 10)
+
+
+def _plateau(h: _H, th: Thresholds, metric: str | None) -> Finding | None:
+    if metric is None or h.epochs[-1] < th.start_from_epoch:
+        return None
+    x = h.cols[metric]
+    st = _plateau_state(x, th)
+    if st is None:
+        return None
+    j0 = st["j0"]
+    c = _last_lr_change(h)
+    anchor = max(j0, c + th.cooldown) if c >= 0 else j0
+    wait = h.n - 1 - anchor
+    if wait < th.patience:
+        return None
+    # trend tests over the plateau segment itself (at most the last 2*patience epochs)
+    seg = x[max(j0, h.n - _trend_width(th)):]
+    z, w = _trend(seg, th, seg.size)
+    if z < -th.trend_z:
+        return None  # still falling significantly: not a plateau
+    fseg = finite(seg)
+    slope = theil_sen_slope(fseg)
+    # standard error of a fitted slope over w equally spaced points, AR(1)-inflated
+    se = st["sigma"] * np.sqrt(12.0 * inflation(th.autocorr) / max(fseg.size, 2) ** 3) * 1.1
+    scale = th.patience / abs(st["best"]) if st["best"] != 0 else 0.0
+    gain, gain_lo = -slope * scale, (-slope - se) * scale
+    if gain_lo > th.plateau_gain:
+        return None  # still falling fast enough to matter, though noise hides it from the MK test
+    ep = h.epochs
+    name = _NAMES[metric]
+    msg = (f"{name} has not improved by more than {_g(st['delta'])} for {wait} epochs since epoch "
+           f"{int(ep[j0])} (best smoothed level {_g(st['best'])}): training has plateaued.")
+    advice = ("Stop and keep the best checkpoint, or lower the learning rate (e.g. by 10x) to "
+              "squeeze out the rest")
+    tr = h.cols.get("train_loss")
+    if metric == "val_loss" and tr is not None and np.isfinite(tr[j0]) and np.isfinite(tr[-1]) and tr[-1] < tr[j0] * 0.9:
+        advice += ("; training loss is still falling, so more epochs mostly fit the training set - "
+                   "more data or regularisation would help more")
+    advice += "."
+    return Finding("plateau", "warning", int(ep[j0]), None, metric, msg, advice,
+                   {"wait": int(wait), "patience": th.patience, "best_level": st["best"],
+                    "min_delta_used": st["delta"], "sigma": st["sigma"], "trend_z": z,
+                    "trend_window": w, "expected_gain": gain, "last_lr_change_epoch": int(ep[c]) if c >= 0 else -1})
+
+
+def _still_improving(h: _H, th: Thresholds, metric: str | None) -> Finding | None:
+    if metric is None:
+        return None
+    x = h.cols[metric]
+    if not np.isfinite(x[-1]):
+        return None
+    f = finite(x)
+    width = _trend_width(th)
+    if f.size < max(6, th.window + 3):
+        return None
+    win = f[-width:]
+    z, _ = _trend(x, th, width)
+    if z >= -th.trend_z:
+        return None
+    k = max(1, min(th.window, win.size // 3))
+    before, now = float(np.median(win[:k])), float(np.median(win[-k:]))
+    sigma, phi, s_med = _level_noise(x, th)
+    need = max(th.min_delta, th.min_rel_delta * abs(now), th.plateau_z * s_med)
+    if before - now <= need:
+        return None
+    # the level must be at (or within noise of) its best: a curve that fell and turned up is not improving
+    if now > float(np.nanmin(rolling_median(np.where(np.isfinite(x), x, np.nan), th.window))) + need:
+        return None
+    fin_idx = np.nonzero(np.isfinite(x))[0]
+    start = int(h.epochs[fin_idx[-win.size]])
+    name = _NAMES[metric]
+    return Finding("still_improving", "info", start, None, metric,
+                   f"{name} is still falling at the last epoch ({_g(before)} to {_g(now)} over the last "
+                   f"{win.size} epochs, trend z={z:.1f}): training longer should help.",
+                   "Train for more epochs (resume from the last checkpoint), or raise the learning "
+                   "rate if progress is slow.",
+                   {"level_before": before, "level_now": now, "trend_z": z, "window": int(win.size),
+                    "sigma": sigma})
+
+
+# ---------------------------------------------------------------- overfitting
+
+def _rise(v: np.ndarray, e: int, th: Thresholds, S: np.ndarray) -> dict | None:
+    """Is the validation level at row e-1 significantly above its minimum? Uses rows < e only."""
+    ve = v[:e]
+    fin = np.isfinite(ve)
+    if fin.sum() < th.window + 1 or not fin[-1]:
+        return None
+    m = int(np.nanargmin(np.where(fin, ve, np.nan)))
+    since = int(fin[m + 1:].sum())
+    if since < th.overfit_min_epochs:
+        return None
+    best = float(np.nanmin(S[:e]))
+    now = median_of_last(ve, th.window)
+    sigma, phi, s_med = _level_noise(ve, th)
+    need = max(th.min_delta, th.overfit_rise * abs(best), th.overfit_z * s_med)
+    gap = now - best
+    if not gap > need:
+        return None
+    after = finite(ve[m + 1:])
+    z = float(mann_kendall_z(after, inflation(phi)))
+    if z < th.trend_z and gap < 2 * need:
+        return None
+    return {"m": m, "best": best, "now": now, "gap": gap, "need": need, "sigma": sigma, "z": z,
+            "since": since, "raw_min": float(ve[m])}
+
+
+def _train_not_rising(tr: np.ndarray | None, m: int, e: int, th: Thresholds) -> tuple[bool, float, float]:
+    if tr is None:
+        return False, float("nan"), float("nan")
+    te = tr[:e]
+    h = th.window // 2
+    at_m = finite(te[max(0, m - h): m + h + 1])
+    now_v = median_of_last(te, th.window)
+    if at_m.size == 0 or not np.isfinite(now_v):
+        return False, float("nan"), now_v
+    at_m_v = float(np.median(at_m))
+    _, _, s_med = _level_noise(te, th)
+    tol = max(th.min_delta, th.overfit_z * s_med)
+    return now_v <= at_m_v + tol, at_m_v, now_v
+
+
+def _overfitting(h: _H, th: Thresholds) -> tuple[Finding | None, dict | None]:
+    """Returns (overfitting finding, the confirmed rise state used also for overconfidence)."""
+    if not h.has("val_loss", 3) or h.epochs[-1] < th.start_from_epoch:
+        return None, None
+    v = h.cols["val_loss"]
+    S = rolling_median(np.where(np.isfinite(v), v, np.nan), th.window)
+    tr = h.cols.get("train_loss") if h.has("train_loss", 3) else None
+    states = []
+    for back in range(th.confirm):
+        e = h.n - back
+        if e < 2 or h.epochs[e - 1] < th.start_from_epoch:
+            return None, None
+        r = _rise(v, e, th, S)
+        if r is None:
+            return None, None
+        states.append(r)
+    r = states[0]
+    ok, t_m, t_now = _train_not_rising(tr, r["m"], h.n, th)
+    ep = h.epochs
+    m_ep = int(ep[r["m"]])
+    if not ok:
+        return None, r
+    rel = r["gap"] / abs(r["best"]) if r["best"] != 0 else float("inf")
+    severity = "critical" if rel >= 0.5 else "warning"
+    since_epochs = int(ep[-1] - m_ep)
+    trend_txt = "kept falling" if t_now < t_m else "stayed flat"
+    msg = (f"Validation loss has risen for {since_epochs} epochs since its minimum {_g(r['raw_min'])} at "
+           f"epoch {m_ep} (now {_g(r['now'])}, +{rel:.0%}) while training loss {trend_txt}: "
+           f"the model is overfitting.")
+    advice = (f"Stop and keep the epoch-{m_ep} checkpoint (best.pt); to generalise better add weight "
+              f"decay (e.g. 1e-4 to 1e-3) or dropout (0.2-0.5), use a smaller model, or get more "
+              f"training data.")
+    ev = {"min_epoch": m_ep, "min_val_loss": r["raw_min"], "best_level": r["best"], "level_now": r["now"],
+          "rise": r["gap"], "rise_relative": rel, "rise_needed": r["need"], "sigma": r["sigma"],
+          "trend_z": r["z"], "epochs_since_min": since_epochs, "train_loss_at_min": t_m,
+          "train_loss_now": t_now}
+    return Finding("overfitting", severity, m_ep, None, "val_loss", msg, advice, ev), r
+
+
+def _overconfidence(h: _H, th: Thresholds, r: dict | None) -> Finding | None:
+    if r is None or not h.has("val_acc", 3):
+        return None
+    a = h.cols["val_acc"]
+    m = r["m"]
+    hw = th.window // 2
+    at_m = finite(a[max(0, m - hw): m + hw + 1])
+    now = median_of_last(a, th.window)
+    if at_m.size == 0 or not np.isfinite(now):
+        return None
+    at_m_v = float(np.median(at_m))
+    _, _, s_med = _level_noise(a, th)
+    if not now - at_m_v > max(1e-9, s_med):
+        return None
+    m_ep = int(h.epochs[m])
+    return Finding("overconfidence", "info", m_ep, None, "val_loss",
+                   f"Validation loss has risen {_g(r['gap'])} above its minimum at epoch {m_ep} while "
+                   f"validation accuracy still improved ({at_m_v:.3g} to {now:.3g}): the model is "
+                   f"becoming overconfident on the examples it gets wrong.",
+                   "If accuracy is what matters, keep training and select the checkpoint by accuracy; "
+                   "otherwise add label smoothing (0.1), weight decay, or calibrate with temperature "
+                   "scaling.",
+                   {"min_epoch": m_ep, "val_acc_at_min": at_m_v, "val_acc_now": now, "rise": r["gap"]})
+
+
+# ---------------------------------------------------------------- underfitting
+
+def _underfitting(h: _H, th: Thresholds) -> Finding | None:
+    if not h.has("train_loss", 3) or h.epochs[-1] < th.start_from_epoch:
+        return None
+    tr = h.cols["train_loss"]
+    st = _plateau_state(tr, th)
+    if st is None:
+        return None
+    wait = h.n - 1 - st["j0"]
+    if wait < th.patience:
+        return None
+    z, _ = _trend(tr, th, _trend_width(th))
+    if z < -th.trend_z:
+        return None
+    f = finite(tr)
+    first, now = float(f[0]), median_of_last(tr, th.window)
+    if not (first > 0 and now >= th.underfit_level * first):
+        return None
+    gap_txt = ""
+    ev = {"train_first": first, "train_now": now, "plateau_since_epoch": int(h.epochs[st["j0"]]), "wait": int(wait)}
+    if h.has("val_loss", 3):
+        v_now = median_of_last(h.cols["val_loss"], th.window)
+        if not abs(v_now - now) <= th.underfit_gap * abs(now):
+            return None
+        gap_txt = f" and validation loss is close to it ({_g(v_now)})"
+        ev["val_now"] = v_now
+    ep0 = int(h.epochs[st["j0"]])
+    return Finding("underfitting", "warning", ep0, None, "train_loss",
+                   f"Training loss has been flat at {_g(now)} since epoch {ep0}, still "
+                   f"{now / first:.0%} of its first value {_g(first)}{gap_txt}: the model is underfitting.",
+                   "Raise the learning rate (e.g. by 3-10x), use a larger model, train longer, or "
+                   "reduce regularisation (weight decay, dropout); check the inputs are scaled.",
+                   ev)
+
+
+# ---------------------------------------------------------------- gradients
+
+def _layer_frame(layers: pd.DataFrame | None, h: _H) -> pd.DataFrame | None:
+    """Per-layer norms for epochs <= the history's last epoch, one row per epoch, numeric."""
+    if layers is None or not isinstance(layers, pd.DataFrame) or layers.empty or "epoch" not in layers.columns:
+        return None
+    ep = pd.to_numeric(layers["epoch"], errors="coerce")
+    lf = layers.loc[ep.notna() & (ep <= h.epochs[-1])].copy()
+    if lf.empty:
+        return None
+    lf["epoch"] = pd.to_numeric(lf["epoch"], errors="coerce")
+    lf = lf.drop_duplicates("epoch", keep="last").sort_values("epoch", kind="stable")
+    cols = [c for c in lf.columns if c != "epoch"]
+    num = lf[cols].apply(pd.to_numeric, errors="coerce")
+    num.index = lf["epoch"].astype(np.int64).to_numpy()
+    return num
+
+
+def _grad_series(h: _H) -> tuple[str | None, np.ndarray | None]:
+    for c in ("grad_norm", "grad_norm_max"):
+        if c in h.cols and (np.isfinite(h.cols[c]).sum() >= 2 or (~np.isnan(h.cols[c])).any()):
+            return c, h.cols[c]
+    return None, None
+
+
+def _exploding(h: _H, th: Thresholds, lf: pd.DataFrame | None) -> Finding | None:
+    metric, g = _grad_series(h)
+    if g is None:
+        return None
+    s = pd.Series(np.where(np.isfinite(g), g, np.nan))
+    base = s.rolling(10, min_periods=3).median().shift(1).to_numpy()
+    nonfinite = np.isinf(g)
+    with np.errstate(invalid="ignore"):
+        ev_mask = nonfinite | (g > th.grad_explode_factor * base)
+    idx = np.nonzero(ev_mask)[0]
+    if idx.size == 0:
+        return None
+    gaps = np.nonzero(np.diff(idx) > th.unstable_window)[0]
+    i0 = idx[gaps[-1] + 1] if gaps.size else idx[0]
+    ref = base[i0]
+    with np.errstate(invalid="ignore"):
+        high = ~np.isfinite(g) | (g > th.grad_explode_factor * ref) if np.isfinite(ref) else ev_mask
+    high[:i0] = False
+    ongoing = bool(high[-1])
+    last_high = int(np.nonzero(high)[0][-1]) if high.any() else int(i0)
+    ep = h.epochs
+    peak = float(np.nanmax(np.where(np.isnan(g[i0:]), -np.inf, g[i0:])))
+    names: list[str] = []
+    if lf is not None and ep[i0] in lf.index:
+        lb = lf.rolling(10, min_periods=3).median().shift(1)
+        row, brow = lf.loc[ep[i0]], lb.loc[ep[i0]]
+        with np.errstate(invalid="ignore"):
+            ratio = (row / brow).replace([np.inf], np.inf)
+        jumped = ratio[(ratio > th.grad_explode_factor) | np.isinf(row)].sort_values(ascending=False)
+        names = [str(c) for c in jumped.index]
+    layer_txt = f" (layers {_names(names)})" if names else ""
+    ref_txt = f"{_g(peak / ref)}x its recent median {_g(ref)}" if np.isfinite(ref) and ref > 0 and np.isfinite(peak) else "a non-finite value"
+    msg = (f"{_NAMES[metric]} jumped to {_g(peak)} at epoch {int(ep[i0])}, {ref_txt}{layer_txt}: "
+           f"gradients are exploding.")
+    sev = "critical" if (not np.isfinite(peak)) or ongoing else "warning"
+    return Finding("exploding_gradients", sev, int(ep[i0]), None if ongoing else int(ep[last_high]), metric, msg,
+                   "Add gradient clipping (clip_grad_norm_ with max norm 1.0), lower the learning rate, "
+                   "or add a warm-up; check for un-normalised inputs.",
+                   {"peak": peak, "reference_median": float(ref) if np.isfinite(ref) else float("nan"),
+                    "factor": th.grad_explode_factor, "layers": names[:20]})
+
+
+def _vanishing(h: _H, th: Thresholds, lf: pd.DataFrame | None) -> Finding | None:
+    ep = h.epochs
+    # per layer: layers whose recent norm is a tiny fraction of the largest layer's
+    if lf is not None and len(lf) >= 1:
+        recent = lf.tail(th.window).median(skipna=True)
+        recent = recent[np.isfinite(recent.to_numpy(dtype=float))]
+        top = float(recent.max()) if len(recent) else float("nan")
+        if len(recent) >= 2 and np.isfinite(top) and top > 0:
+            small = recent[recent < th.grad_vanish_factor * top].sort_values()
+            if len(small):
+                names = [str(c) for c in small.index]
+                since = _since_small(lf, names[0], th.grad_vanish_factor)
+                return Finding("vanishing_gradients", "warning", int(since), None, "layers",
+                               f"Gradients of {len(names)} layer{'s' if len(names) > 1 else ''} ({_names(names)}) are below "
+                               f"{_g(th.grad_vanish_factor)}x the largest layer's ({_g(top)}) over the "
+                               f"last {min(th.window, len(lf))} epochs: gradients are vanishing.",
+                               "Use ReLU/GELU instead of sigmoid/tanh, add normalisation (BatchNorm/"
+                               "LayerNorm) or residual connections, check the initialisation; a layer "
+                               "at exactly 0 may be frozen or unused.",
+                               {"layers": names[:20], "largest_layer_norm": top,
+                                "smallest_ratio": float(small.iloc[0] / top)})
+    metric, g = _grad_series(h)
+    if g is None or not h.has("train_loss", 3):
+        return None
+    gf = finite(g)
+    if gf.size < th.window + 1:
+        return None
+    peak = float(gf.max())
+    now = median_of_last(g, th.window)
+    tr = h.cols["train_loss"]
+    t_first, t_now = float(finite(tr)[0]), median_of_last(tr, th.window)
+    if peak > 0 and now < th.grad_vanish_factor * peak and t_first > 0 and t_now >= th.underfit_level * t_first:
+        below = np.nonzero(np.isfinite(g) & (g < th.grad_vanish_factor * peak))[0]
+        return Finding("vanishing_gradients", "warning", int(ep[below[0]]) if below.size else int(ep[-1]), None, metric,
+                       f"{_NAMES[metric]} fell to {_g(now)}, below {_g(th.grad_vanish_factor)}x its peak "
+                       f"{_g(peak)}, while training loss is still {_g(t_now)} ({t_now / t_first:.0%} of its "
+                       f"first value): gradients are vanishing.",
+                       "Use ReLU/GELU instead of sigmoid/tanh, add normalisation or residual connections, "
+                       "check the initialisation and raise the learning rate.",
+                       {"grad_now": now, "grad_peak": peak, "train_now": t_now, "train_first": t_first})
+    return None
+
+
+def _since_small(lf: pd.DataFrame, col: str, factor: float) -> int:
+    top = lf.max(axis=1, skipna=True)
+    small = (lf[col] < factor * top).to_numpy()
+    i = len(small) - 1
+    while i > 0 and small[i - 1]:
+        i -= 1
+    return int(lf.index[i])
+
+
+def _names(names: list[str], k: int = 4) -> str:
+    if len(names) <= k:
+        return ", ".join(names)
+    return ", ".join(names[:k]) + f" and {len(names) - k} more"
+
+
+# ---------------------------------------------------------------- public API
+
+def diagnose(history: pd.DataFrame, thresholds: Thresholds | None = None,
+             layers: pd.DataFrame | None = None) -> list[Finding]:
+    """Diagnose a training history.
+
+    Args:
+        history (pandas.DataFrame): one row per epoch, column ``epoch`` (1-based) and any of
+            train_loss, val_loss, train_acc, val_acc, grad_norm, grad_norm_max, lr. Other
+            columns are ignored; a missing column switches off the detectors that need it.
+            Values may be NaN or infinite.
+        thresholds (Thresholds): tunables; None means the defaults.
+        layers (pandas.DataFrame): optional per-layer gradient norms, column ``epoch`` and one
+            column per parameter tensor. Rows after the history's last epoch are ignored.
+
+    Returns:
+        At most one Finding per kind, in the order of `KINDS`. An empty or one-row history
+        gives []. Never raises on NaN/inf values.
+    """
+    th = thresholds if thresholds is not None else Thresholds()
+    if not isinstance(th, Thresholds):
+        raise TypeError(f"thresholds must be a Thresholds or None, got {type(th).__name__}")
+    h = _prepare(history)
+    if h is None:
+        return []
+    out: dict[str, Finding | None] = {}
+    lf = _layer_frame(layers, h)
+    out["divergence"] = _divergence(h, th)
+    out["exploding_gradients"] = _exploding(h, th, lf)
+    out["vanishing_gradients"] = _vanishing(h, th, lf)
+    out["unstable"] = _unstable(h, th)
+    diverged = out["divergence"] is not None and out["divergence"].ongoing
+    if not diverged:
+        of, rise = _overfitting(h, th)
+        out["overfitting"] = of
+        out["overconfidence"] = _overconfidence(h, th, rise if of is not None else None)
+        out["underfitting"] = _underfitting(h, th)
+        metric = _monitored(h)
+        unstable_now = out["unstable"] is not None and out["unstable"].ongoing
+        if of is None:
+            out["plateau"] = _plateau(h, th, metric)
+            if out["plateau"] is None and not unstable_now:
+                out["still_improving"] = _still_improving(h, th, metric)
+    return [f for k in KINDS if (f := out.get(k)) is not None]
+
+
+def should_stop(history: pd.DataFrame, kinds: Iterable[str] = ("overfitting", "plateau"),
+                thresholds: Thresholds | None = None) -> Finding | None:
+    """The finding that should stop training now, or None.
+
+    Called by the trainer after each epoch with the history so far. A finding is
+    *actionable* when its kind is one of `kinds` and it is ongoing at the last epoch
+    (end_epoch is None): the overfitting rise has been confirmed on `confirm` consecutive
+    epochs, or the plateau's wait has reached `patience`, or the loss is non-finite /
+    exploded for `diverge_epochs` epochs. When several are actionable the first in
+    `KINDS` order wins (divergence before overfitting before plateau).
+
+    Args:
+        kinds: any of "overfitting", "plateau", "divergence".
+    """
+    kinds = tuple(kinds)
+    bad = [k for k in kinds if k not in STOP_KINDS]
+    if bad:
+        raise ValueError(f"kinds must be among {', '.join(STOP_KINDS)}, got {', '.join(map(repr, bad))}")
+    for f in diagnose(history, thresholds):
+        if f.kind in kinds and f.ongoing:
+            return f
+    return None

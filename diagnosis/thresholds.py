@@ -1,0 +1,174 @@
+"""`Thresholds`: every tunable of the diagnosis engine, with its default and why.
+
+docs/diagnosis.md explains each default at length. All fields are plain ints or floats
+so that a command line can set any of them as ``--threshold NAME=VALUE``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Iterable
+
+__all__ = ["Thresholds"]
+
+
+def _f(default: float | int, help: str, *, lo: float | None = None, lo_open: bool = False,
+       hi: float | None = None, hi_open: bool = False) -> Any:
+    return field(default=default, metadata={"help": help, "lo": lo, "lo_open": lo_open,
+                                            "hi": hi, "hi_open": hi_open})
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Tunables of `diagnose`. Units: "epochs" count rows of the history; "sigma" is the
+    robust noise level of a series, 1.4826 * MAD of its epoch-to-epoch differences / sqrt(2),
+    measured over the last ``noise_window`` epochs.
+
+    Patience, worked through (``patience=3``, validation loss, smoothed level shown)::
+
+        epoch  1    2    3    4    5    6
+        level  1.0  0.8  0.8  0.8  0.8  0.8
+        wait   0    0    1    2    3    -> plateau reported at epoch 5, start_epoch 2
+
+    ``wait`` counts epochs since the last significant improvement (a drop of the smoothed
+    level by more than the minimum delta); a plateau is reported once ``wait >= patience``.
+    """
+
+    patience: int = _f(10, "Epochs without a significant improvement of the smoothed monitored "
+                       "loss before a plateau is reported (reported when wait >= patience).", lo=1)
+    window: int = _f(5, "Epochs in the causal rolling median that smooths every loss and in the "
+                     "'level now' median.", lo=1)
+    noise_window: int = _f(60, "Trailing epochs used to estimate the noise level sigma "
+                           "(robust MAD of epoch-to-epoch differences).", lo=4)
+    autocorr: float = _f(0.3, "Assumed lag-1 autocorrelation of per-epoch noise (slowly drifting "
+                         "weights make neighbouring epochs alike); widens noise bands and trend tests.",
+                         lo=0.0, hi=0.9)
+    min_delta: float = _f(1e-4, "Absolute minimum change of a loss that counts as an improvement "
+                          "or a rise (Keras min_delta), in loss units.", lo=0.0)
+    min_rel_delta: float = _f(0.002, "Relative minimum change that counts as an improvement on a "
+                              "plateau check, as a fraction of the best level.", lo=0.0)
+    plateau_z: float = _f(2.5, "A drop of the smoothed level counts as an improvement only if it "
+                          "exceeds plateau_z times the noise of the smoothed level.", lo=0.0)
+    plateau_gain: float = _f(0.01, "No plateau while the robust (Theil-Sen) trend of the last "
+                             "2*patience epochs projects a relative improvement above this over the "
+                             "next patience epochs (0.01 = 1%).", lo=0.0)
+    trend_z: float = _f(2.3, "Mann-Kendall z (autocorrelation-corrected) that makes a trend "
+                        "significant: blocks a plateau while the loss still falls, confirms a rise.",
+                        lo=0.0, lo_open=True)
+    start_from_epoch: int = _f(5, "No overfitting or plateau finding before this epoch (warm-up "
+                               "guard, Keras start_from_epoch).", lo=1)
+    cooldown: int = _f(3, "Epochs after a learning-rate change during which a plateau is not "
+                       "counted (torch ReduceLROnPlateau cooldown).", lo=0)
+    overfit_rise: float = _f(0.03, "Minimum relative rise of the validation level above its "
+                             "smoothed minimum for overfitting (0.03 = 3%).", lo=0.0)
+    overfit_z: float = _f(3.0, "The rise must also exceed overfit_z times the noise of a "
+                          "window-median (sigma * sqrt(inflation / window)).", lo=0.0)
+    overfit_min_epochs: int = _f(3, "Epochs after the validation minimum before overfitting can be "
+                                 "reported.", lo=1)
+    confirm: int = _f(2, "Consecutive epochs a rise must hold before overfitting is reported "
+                      "(persistence against one noisy epoch).", lo=1)
+    explode_factor: float = _f(10.0, "A loss above explode_factor times its running minimum (and "
+                               "above its first value) has exploded.", lo=1.0, lo_open=True)
+    diverge_epochs: int = _f(3, "Consecutive exploded epochs up to the last one that make an "
+                             "explosion a divergence rather than instability.", lo=1)
+    unstable_rise: float = _f(0.1, "A one-epoch rise of the training loss by more than this "
+                              "fraction of its previous value counts as a swing.", lo=0.0, lo_open=True)
+    unstable_range: float = _f(0.05, "... and by more than this fraction of the loss range learned "
+                               "so far (first value minus minimum).", lo=0.0)
+    unstable_swings: int = _f(3, "Swings within unstable_window epochs that make a run unstable "
+                              "(one swing larger than half the learned range suffices).", lo=1)
+    unstable_window: int = _f(20, "Epochs that group swings into one unstable episode.", lo=2)
+    grad_explode_factor: float = _f(10.0, "Gradient norm above this many times its median over the "
+                                    "preceding window counts as exploding.", lo=1.0, lo_open=True)
+    grad_vanish_factor: float = _f(1e-3, "Gradient norm below this fraction of its early maximum "
+                                   "(or a layer's below this fraction of the largest layer's) "
+                                   "counts as vanishing.", lo=0.0, lo_open=True, hi=1.0, hi_open=True)
+    underfit_level: float = _f(0.5, "Underfitting: the training loss plateaued at or above this "
+                               "fraction of its first-epoch value.", lo=0.0, lo_open=True)
+    underfit_gap: float = _f(0.1, "Underfitting: |val - train| below this fraction of the training "
+                             "loss (the model is not memorising).", lo=0.0)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = "an int" if f.type in ("int", int) else "a number"
+            want_int = f.type in ("int", int)
+            bad_type = isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                want_int and not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())))
+            if bad_type or (isinstance(value, float) and not math.isfinite(value)):
+                raise ValueError(f"{f.name} must be {kind}{_range_text(f.metadata)}, got {value!r}")
+            if not _in_range(float(value), f.metadata):
+                raise ValueError(f"{f.name} must be {kind}{_range_text(f.metadata)}, got {value!r}")
+            object.__setattr__(self, f.name, int(value) if want_int else float(value))
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, int | float, str]]:
+        """(name, default, help) for every field, in declaration order, for --help text."""
+        out = []
+        for f in fields(cls):
+            out.append((f.name, f.default, f"{f.metadata['help']} Accepted: "
+                        f"{'int' if f.type in ('int', int) else 'number'}{_range_text(f.metadata)}."))
+        return out
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    def replace(self, **changes: Any) -> "Thresholds":
+        """A copy with some fields changed (validated again)."""
+        unknown = [k for k in changes if k not in self.names()]
+        if unknown:
+            raise ValueError(f"unknown threshold {', '.join(unknown)}; known: {', '.join(self.names())}")
+        return replace(self, **changes)
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[str], base: "Thresholds | None" = None) -> "Thresholds":
+        """Build from ``NAME=VALUE`` strings, as given to ``--threshold NAME=VALUE``.
+
+        >>> Thresholds.from_pairs(["patience=12", "overfit_rise=0.05"]).patience
+        12
+        """
+        base = base or cls()
+        changes: dict[str, Any] = {}
+        types = {f.name: f.type for f in fields(cls)}
+        for pair in pairs:
+            name, sep, raw = str(pair).partition("=")
+            name = name.strip().replace("-", "_")
+            if not sep:
+                raise ValueError(f"threshold must be NAME=VALUE, got {pair!r}")
+            if name not in types:
+                raise ValueError(f"unknown threshold {name!r}; known: {', '.join(types)}")
+            try:
+                value: Any = float(raw.strip())
+            except ValueError:
+                raise ValueError(f"{name} must be a number, got {raw.strip()!r}") from None
+            if types[name] in ("int", int) and value.is_integer():
+                value = int(value)
+            changes[name] = value
+        return base.replace(**changes)
+
+    def to_dict(self) -> dict[str, int | float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _in_range(v: float, md: Any) -> bool:
+    lo, hi = md.get("lo"), md.get("hi")
+    if lo is not None and (v <= lo if md.get("lo_open") else v < lo):
+        return False
+    if hi is not None and (v >= hi if md.get("hi_open") else v > hi):
+        return False
+    return True
+
+
+def _range_text(md: Any) -> str:
+    parts = []
+    if md.get("lo") is not None:
+        parts.append(f"{'>' if md.get('lo_open') else '>='} {_num(md['lo'])}")
+    if md.get("hi") is not None:
+        parts.append(f"{'<' if md.get('hi_open') else '<='} {_num(md['hi'])}")
+    return (" " + " and ".join(parts)) if parts else ""
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
