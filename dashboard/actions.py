@@ -1,0 +1,106 @@
+"""Side effects of the pages, all through the trainer's CLI as a process (argument lists,
+never a shell, never an import of the training loop): launch, stop, demo; and delete, which
+only removes a folder that tracking.run_path returned.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import tracking
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTED_RE = re.compile(r"^started (\S+) \(pid (\d+)\)")
+CLI_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class CliResult:
+    ok: bool
+    run_id: str | None
+    stdout: str
+    stderr: str
+    returncode: int
+
+    @property
+    def message(self) -> str:
+        """The CLI's one-line error (or the last stderr line), for an inline message."""
+        lines = [ln for ln in self.stderr.strip().splitlines() if ln.strip()]
+        return lines[-1] if lines else (self.stdout.strip().splitlines() or [""])[-1]
+
+
+def _cli(args: Sequence[str], timeout: float = CLI_TIMEOUT) -> CliResult:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "trainer", *args], cwd=str(ROOT),
+                              capture_output=True, text=True, timeout=timeout, env=env,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        return CliResult(False, None, str(e.stdout or ""), f"timed out after {timeout:g}s", 124)
+    except OSError as e:
+        return CliResult(False, None, "", f"could not start the trainer: {e}", 127)
+    m = next((STARTED_RE.match(ln) for ln in proc.stdout.splitlines()
+              if STARTED_RE.match(ln)), None)
+    return CliResult(proc.returncode == 0, m.group(1) if m else None, proc.stdout,
+                     proc.stderr, proc.returncode)
+
+
+def config_to_args(config: Mapping[str, Any]) -> list[str]:
+    """CLI flags for a config dict (keys as in trainer.config.FIELDS). None and empty values
+    are left out so the CLI's defaults apply."""
+    out: list[str] = []
+    for name, value in config.items():
+        if value is None or value == "" or value == () or value == []:
+            continue
+        if name == "thresholds":
+            items = value.items() if isinstance(value, Mapping) else \
+                [tuple(str(p).split("=", 1)) for p in (value if isinstance(value, (list, tuple))
+                                                      else str(value).split(","))]
+            for k, v in items:
+                out += ["--threshold", f"{str(k).strip()}={str(v).strip()}"]
+            continue
+        if isinstance(value, (list, tuple)):
+            value = ",".join(str(v) for v in value)
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        out += ["--" + name.replace("_", "-"), str(value)]
+    return out
+
+
+def launch_run(runs_dir: Path, name: str, config: Mapping[str, Any],
+               tags: Sequence[str] = ()) -> CliResult:
+    """`python -m trainer run --detach --runs-dir DIR --name NAME [options]`."""
+    args = ["run", "--detach", "--runs-dir", str(runs_dir)]
+    if name:
+        args += ["--name", name]
+    for t in tags:
+        args += ["--tag", t]
+    return _cli(args + config_to_args(config))
+
+
+def stop_run(runs_dir: Path, run_id: str) -> CliResult:
+    """`python -m trainer stop RUN` (writes the run's STOP file: a graceful stop)."""
+    tracking.run_path(runs_dir, run_id)  # refuse anything that is not a run here
+    return _cli(["stop", run_id, "--runs-dir", str(runs_dir)], timeout=60)
+
+
+def start_demo(runs_dir: Path) -> CliResult:
+    return _cli(["demo", "--runs-dir", str(runs_dir)])
+
+
+def delete_run(runs_dir: Path, run_id: str) -> Path:
+    """Remove one run folder. Only a folder returned by tracking.run_path, which rejects
+    traversal and symlinks, is ever removed; a running run is refused."""
+    path = tracking.run_path(runs_dir, run_id)
+    info = tracking.read_run(path)
+    if info.state == "running":
+        raise RuntimeError(f"run {run_id} is still running; stop it before deleting it")
+    shutil.rmtree(path)
+    return path

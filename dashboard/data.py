@@ -1,0 +1,128 @@
+"""Cached data access for the pages. Everything read goes through `tracking`.
+
+Rule (Streamlit's performance guide): cache the expensive source data keyed on the file's
+state, apply filters and choices outside the cached functions, never mutate a cached frame.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+import tracking
+from tracking import HistoryReader, RunInfo, RunNotFound
+
+try:  # diagnosis is built concurrently: the pages must work without it
+    from diagnosis import Finding, diagnose
+    DIAGNOSIS_ERROR: str | None = None
+except Exception as e:  # pragma: no cover - only while diagnosis/ is broken or absent
+    Finding = None  # type: ignore[assignment]
+    diagnose = None  # type: ignore[assignment]
+    DIAGNOSIS_ERROR = f"{type(e).__name__}: {e}"
+
+METRICS_FILE = "metrics.jsonl"
+LAYERS_FILE = "layers.jsonl"
+
+
+def runs_dir() -> Path:
+    """The runs directory: $CURVEWATCH_RUNS or ./runs (read on every script run, so tests and
+    users can point it elsewhere)."""
+    return tracking.default_runs_dir()
+
+
+def list_runs(root: Path | None = None) -> list[RunInfo]:
+    """Every run, newest first, from run.json + status.json only (tracking caches those by
+    mtime and size, so a rerun re-parses only what changed)."""
+    return tracking.list_runs(root if root is not None else runs_dir())
+
+
+def resolve_run(root: Path, run_id: str | None) -> Path | None:
+    """The folder of a run id taken from a URL or widget, or None when it is not a run here.
+    Every id from outside goes through tracking.run_path (rejects traversal and symlinks)."""
+    if not run_id:
+        return None
+    try:
+        return tracking.run_path(root, str(run_id))
+    except (RunNotFound, ValueError, OSError):
+        return None
+
+
+def file_state(path: Path) -> tuple[int, int]:
+    """(mtime_ns, size) of a file, (0, 0) when it does not exist: the cache key of its content."""
+    try:
+        s = os.stat(path)
+    except OSError:
+        return (0, 0)
+    return (s.st_mtime_ns, s.st_size)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _history_cached(run_dir: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    return tracking.read_history(run_dir)
+
+
+def load_history(run_dir: Path | str) -> pd.DataFrame:
+    """A run's per-epoch history, re-read only when metrics.jsonl changed."""
+    mtime, size = file_state(Path(run_dir) / METRICS_FILE)
+    return _history_cached(str(run_dir), mtime, size)
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def _layers_cached(run_dir: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    return tracking.read_layers(run_dir)
+
+
+def load_layers(run_dir: Path | str) -> pd.DataFrame:
+    mtime, size = file_state(Path(run_dir) / LAYERS_FILE)
+    return _layers_cached(str(run_dir), mtime, size)
+
+
+def live_history(run_dir: Path | str) -> pd.DataFrame:
+    """History for the live tick: one HistoryReader per run kept in session state, so each
+    tick parses only the bytes appended since the previous one."""
+    readers: dict[str, HistoryReader] = st.session_state.setdefault("_history_readers", {})
+    key = str(run_dir)
+    reader = readers.get(key)
+    if reader is None:
+        reader = readers[key] = HistoryReader(run_dir)
+    return reader.read()
+
+
+def findings_for(history: pd.DataFrame, layers: pd.DataFrame | None = None,
+                 thresholds: dict[str, float] | None = None) -> list[Any]:
+    """diagnose() on a history; [] when diagnosis is unavailable or fails (never breaks a page)."""
+    if diagnose is None or history is None or history.empty:
+        return []
+    try:
+        th = None
+        if thresholds:
+            from diagnosis import Thresholds
+            th = Thresholds(**thresholds) if not isinstance(thresholds, Thresholds) else thresholds
+        return list(diagnose(history, thresholds=th,
+                             layers=layers if layers is not None and not layers.empty else None))
+    except TypeError:
+        try:
+            return list(diagnose(history))
+        except Exception:
+            return []
+    except Exception:
+        return []
+
+
+@st.cache_data(max_entries=2048, show_spinner=False)
+def _flags_cached(run_dir: str, mtime_ns: int, size: int) -> tuple[tuple[str, str], ...]:
+    history = tracking.read_history(run_dir)
+    return tuple((f.kind, f.severity) for f in findings_for(history))
+
+
+def run_flags(info: RunInfo) -> tuple[tuple[str, str], ...]:
+    """(kind, severity) of the run's current findings, cached by metrics.jsonl's state."""
+    if info.state == "unreadable":
+        return ()
+    mtime, size = file_state(info.path / METRICS_FILE)
+    if size == 0:
+        return ()
+    return _flags_cached(str(info.path), mtime, size)

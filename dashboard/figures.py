@@ -1,0 +1,411 @@
+"""Pure plotly figure builders: DataFrames and findings in, `go.Figure` out.
+
+No streamlit here. Each builder fixes the template, the colours and `uirevision` (so a live
+redraw keeps the user's zoom), and raises a px-style ValueError naming the columns that exist
+when asked for one that does not. Flags are layout shapes (`add_vrect` / `add_vline` with
+annotation text) plus one "flags" marker trace that carries their hover text.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .series import downsample_minmax, smooth_ema
+
+TEMPLATE = "plotly_white"
+#: Above this many points a trace is drawn with WebGL (Scattergl).
+WEBGL_POINTS = 5_000
+#: Above this many points a trace is also downsampled, keeping each bucket's extremes.
+MAX_POINTS = 20_000
+TRAIN_COLOR = "#1f77b4"
+VAL_COLOR = "#ff7f0e"
+TEST_COLOR = "#2ca02c"
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#8c6d31",
+           "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1")
+SEVERITY_COLORS = {"info": "#1f77b4", "warning": "#ff9f1c", "critical": "#d62728"}
+#: Finding kinds drawn as a shaded span (from start to end, or to the last epoch if ongoing).
+SPAN_KINDS = {"overfitting": "rgba(214,39,40,0.12)", "plateau": "rgba(127,127,127,0.15)",
+              "unstable": "rgba(255,159,28,0.12)", "underfitting": "rgba(148,103,189,0.10)",
+              "exploding_gradients": "rgba(214,39,40,0.10)",
+              "vanishing_gradients": "rgba(23,190,207,0.12)",
+              "overconfidence": "rgba(227,119,194,0.10)"}
+X_AXES = {"epoch": "epoch", "step": "step", "time": "wall time (s)"}
+
+
+def _require(frame: pd.DataFrame, *cols: str) -> None:
+    for c in cols:
+        if c not in frame.columns:
+            raise ValueError(f"Value of {c!r} is not the name of a column in 'data_frame'. "
+                             f"Expected one of {list(frame.columns)} but received: {c}")
+
+
+def run_colors(run_ids: Sequence[str]) -> dict[str, str]:
+    """One colour per run, by its position in the selection: the same on every chart."""
+    return {rid: PALETTE[i % len(PALETTE)] for i, rid in enumerate(run_ids)}
+
+
+def metric_names(history: pd.DataFrame) -> list[str]:
+    """The paired metrics a history holds, e.g. ['loss', 'acc'] or ['loss', 'r2']."""
+    out = []
+    for col in history.columns:
+        for prefix in ("train_", "val_", "test_"):
+            if col.startswith(prefix):
+                name = col[len(prefix):]
+                if name not in out:
+                    out.append(name)
+    order = {"loss": 0, "acc": 1, "r2": 1}
+    return sorted(out, key=lambda m: (order.get(m, 2), m))
+
+
+def x_values(history: pd.DataFrame, x: str = "epoch") -> np.ndarray:
+    """The x column for an axis choice: epoch, step, or wall time in seconds since the first
+    record (falls back to epoch when the column is missing)."""
+    if x == "time" and "time" in history.columns:
+        t = pd.to_numeric(history["time"], errors="coerce").to_numpy(dtype=float)
+        start = t[np.isfinite(t)].min() if np.isfinite(t).any() else 0.0
+        return t - start
+    if x == "step" and "step" in history.columns:
+        return pd.to_numeric(history["step"], errors="coerce").to_numpy(dtype=float)
+    return pd.to_numeric(history["epoch"], errors="coerce").to_numpy(dtype=float)
+
+
+def line_trace(x: Sequence[float], y: Sequence[float], *, name: str, color: str,
+               width: float = 2.0, opacity: float = 1.0, showlegend: bool = True,
+               legendgroup: str | None = None, dash: str | None = None,
+               hovertemplate: str | None = None, max_points: int = MAX_POINTS) -> go.Scatter:
+    """A line trace that stays fast: Scattergl above WEBGL_POINTS points, and extreme-keeping
+    downsampling above max_points."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if len(y) > max_points:
+        x, y = downsample_minmax(x, y, max_points)
+    cls = go.Scattergl if len(y) > WEBGL_POINTS else go.Scatter
+    # plotly shows NaN as a gap; +/-inf would be dropped silently, so draw them as gaps too
+    y = np.where(np.isfinite(y), y, np.nan)
+    return cls(x=x, y=y, mode="lines", name=name, opacity=opacity, showlegend=showlegend,
+               legendgroup=legendgroup or name,
+               line=dict(color=color, width=width, dash=dash),
+               hovertemplate=hovertemplate or f"{name}: %{{y:.4g}}<extra></extra>")
+
+
+def _finding_get(f: Any, key: str, default: Any = None) -> Any:
+    if isinstance(f, Mapping):
+        return f.get(key, default)
+    return getattr(f, key, default)
+
+
+def _layout(fig: go.Figure, *, title: str, xtitle: str, ytitle: str, uirevision: str,
+            log_y: bool = False, height: int = 360) -> go.Figure:
+    fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.01), height=height,
+                      margin=dict(l=50, r=20, t=50, b=40), uirevision=uirevision,
+                      hovermode="x unified",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=1,
+                                  xanchor="right"))
+    fig.update_xaxes(title_text=xtitle)
+    fig.update_yaxes(title_text=ytitle, type="log" if log_y else "linear")
+    return fig
+
+
+def learning_curve_figure(history: pd.DataFrame, findings: Iterable[Any] = (), *,
+                          metric: str = "loss", smoothing: float = 0.0, x: str = "epoch",
+                          show_raw: bool = True, best_epoch: int | None = None,
+                          stop_epoch: int | None = None, log_y: bool = False,
+                          uirevision: str | None = None, title: str | None = None
+                          ) -> go.Figure:
+    """Train vs val (and test, if logged) of one metric, with the findings drawn on it.
+
+    Smoothing is TensorBoard's debiased EMA, for display only; with show_raw the raw line is
+    drawn faint behind the smoothed one. Flags: a shaded span for overfitting (from its start,
+    the best epoch) and plateau and other episodes, a vertical line at the best epoch, at an
+    early stop and at divergence, and one "flags" marker trace with the hover details.
+    Flags are placed by epoch, so they are drawn only when x is 'epoch'.
+    """
+    cols = [c for c in (f"train_{metric}", f"val_{metric}", f"test_{metric}")
+            if c in history.columns]
+    if not cols:
+        _require(history, f"val_{metric}")
+    _require(history, "epoch")
+    xs = x_values(history, x)
+    fig = go.Figure()
+    colors = {"train": TRAIN_COLOR, "val": VAL_COLOR, "test": TEST_COLOR}
+    for col in cols:
+        split = col.split("_", 1)[0]
+        y = pd.to_numeric(history[col], errors="coerce").to_numpy(dtype=float)
+        if smoothing and smoothing > 0:
+            if show_raw:
+                fig.add_trace(line_trace(xs, y, name=f"{split} (raw)", color=colors[split],
+                                         width=1, opacity=0.3, showlegend=False,
+                                         legendgroup=split))
+            fig.add_trace(line_trace(xs, smooth_ema(y, smoothing), name=split,
+                                     color=colors[split], legendgroup=split))
+        else:
+            fig.add_trace(line_trace(xs, y, name=split, color=colors[split]))
+    if x == "epoch":
+        add_flags(fig, history, findings, metric=metric, best_epoch=best_epoch,
+                  stop_epoch=stop_epoch)
+    return _layout(fig, title=title or _metric_title(metric), xtitle=X_AXES.get(x, x),
+                   ytitle=metric, log_y=log_y, uirevision=uirevision or f"curve-{metric}")
+
+
+def _metric_title(metric: str) -> str:
+    return {"loss": "Loss", "acc": "Accuracy", "r2": "R²"}.get(metric, metric)
+
+
+def add_flags(fig: go.Figure, history: pd.DataFrame, findings: Iterable[Any], *,
+              metric: str = "loss", best_epoch: int | None = None,
+              stop_epoch: int | None = None) -> go.Figure:
+    """Draw findings and markers on an epoch-axis figure (mutates and returns `fig`)."""
+    epochs = pd.to_numeric(history["epoch"], errors="coerce")
+    last = int(epochs.max()) if len(epochs) and np.isfinite(epochs.max()) else 0
+    val_col = f"val_{metric}" if f"val_{metric}" in history.columns else None
+    mx, my, mtext, mcolor = [], [], [], []
+
+    def y_at(epoch: int) -> float:
+        if val_col is None:
+            return math.nan
+        row = history.loc[epochs == epoch, val_col]
+        v = float(row.iloc[0]) if len(row) else math.nan
+        return v if math.isfinite(v) else math.nan
+
+    for f in findings or ():
+        kind = _finding_get(f, "kind")
+        start = _finding_get(f, "start_epoch")
+        end = _finding_get(f, "end_epoch")
+        sev = _finding_get(f, "severity", "info")
+        msg = _finding_get(f, "message", "")
+        if kind in ("still_improving",) or start is None:
+            continue
+        end_x = end if end is not None else last
+        label = kind.replace("_", " ")
+        if kind == "divergence":
+            fig.add_vline(x=start, line=dict(color=SEVERITY_COLORS["critical"], width=2,
+                                             dash="dot"),
+                          annotation_text="divergence", annotation_position="top left",
+                          name="flag-divergence")
+        elif kind in SPAN_KINDS:
+            fig.add_vrect(x0=start, x1=max(end_x, start), fillcolor=SPAN_KINDS[kind],
+                          line_width=0, layer="below",
+                          annotation_text=label + ("" if end is not None else " →"),
+                          annotation_position="top left", name=f"flag-{kind}")
+        mx.append(start)
+        my.append(y_at(start))
+        mtext.append(f"<b>{label}</b> ({sev}), epoch {start}"
+                     f"{'' if end is None else f'–{end}'}<br>{_wrap(msg)}")
+        mcolor.append(SEVERITY_COLORS.get(sev, "#555"))
+    if best_epoch:
+        fig.add_vline(x=best_epoch, line=dict(color="#2ca02c", width=1.5, dash="dash"),
+                      annotation_text=f"best @ {best_epoch}", annotation_position="bottom right",
+                      name="flag-best")
+        mx.append(best_epoch)
+        my.append(y_at(best_epoch))
+        mtext.append(f"<b>best epoch</b> {best_epoch}")
+        mcolor.append("#2ca02c")
+    if stop_epoch:
+        fig.add_vline(x=stop_epoch, line=dict(color="#d62728", width=2),
+                      annotation_text=f"early stop @ {stop_epoch}",
+                      annotation_position="top right", name="flag-stop")
+        mx.append(stop_epoch)
+        my.append(y_at(stop_epoch))
+        mtext.append(f"<b>early stop</b> at epoch {stop_epoch}")
+        mcolor.append("#d62728")
+    if mx:
+        fig.add_trace(go.Scatter(x=mx, y=my, mode="markers", name="flags",
+                                 marker=dict(symbol="diamond", size=11, color=mcolor,
+                                             line=dict(color="white", width=1)),
+                                 text=mtext, hovertemplate="%{text}<extra></extra>"))
+    return fig
+
+
+def _wrap(text: str, width: int = 70) -> str:
+    words, lines, cur = str(text).split(), [], ""
+    for w in words:
+        if len(cur) + len(w) + 1 > width and cur:
+            lines.append(cur)
+            cur = w
+        else:
+            cur = f"{cur} {w}".strip()
+    if cur:
+        lines.append(cur)
+    return "<br>".join(lines)
+
+
+def grad_norm_figure(history: pd.DataFrame, findings: Iterable[Any] = (), *,
+                     x: str = "epoch", uirevision: str | None = None) -> go.Figure:
+    """Global gradient norm, mean and max over each epoch, on a log axis."""
+    _require(history, "grad_norm")
+    xs = x_values(history, x)
+    fig = go.Figure()
+    fig.add_trace(line_trace(xs, _positive(history["grad_norm"]), name="mean",
+                             color="#9467bd"))
+    if "grad_norm_max" in history.columns:
+        fig.add_trace(line_trace(xs, _positive(history["grad_norm_max"]), name="max",
+                                 color="#9467bd", width=1, dash="dot"))
+    if x == "epoch":
+        add_flags(fig, history,
+                  [f for f in findings or () if _finding_get(f, "kind") in
+                   ("exploding_gradients", "vanishing_gradients", "divergence")],
+                  metric="__none__")
+    return _layout(fig, title="Gradient norm", xtitle=X_AXES.get(x, x), ytitle="L2 norm",
+                   log_y=True, uirevision=uirevision or "grad-norm")
+
+
+def _positive(col: pd.Series) -> np.ndarray:
+    v = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
+    return np.where(v > 0, v, np.nan)
+
+
+def lr_figure(history: pd.DataFrame, *, x: str = "epoch",
+              uirevision: str | None = None) -> go.Figure:
+    """The learning rate per epoch."""
+    _require(history, "lr")
+    fig = go.Figure(line_trace(x_values(history, x), history["lr"], name="lr",
+                               color="#17becf", hovertemplate="lr: %{y:.3g}<extra></extra>"))
+    fig = _layout(fig, title="Learning rate", xtitle=X_AXES.get(x, x), ytitle="lr",
+                  uirevision=uirevision or "lr", height=280)
+    fig.update_yaxes(exponentformat="e")
+    return fig
+
+
+def layer_heatmap_figure(layers: pd.DataFrame, *, uirevision: str | None = None
+                         ) -> go.Figure:
+    """Per-layer gradient norm: epoch × parameter tensor, colour on a log10 scale."""
+    _require(layers, "epoch")
+    names = [c for c in layers.columns if c != "epoch"]
+    z = layers[names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float).T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logz = np.where(z > 0, np.log10(z), np.nan)
+    fig = go.Figure(go.Heatmap(
+        x=layers["epoch"].to_numpy(), y=names, z=logz, customdata=z, colorscale="Viridis",
+        colorbar=dict(title="log10 ‖g‖"),
+        hovertemplate="epoch %{x}<br>%{y}<br>‖g‖ = %{customdata:.3g}<extra></extra>"))
+    fig = _layout(fig, title="Per-layer gradient norm", xtitle="epoch", ytitle="",
+                  uirevision=uirevision or "layers",
+                  height=max(260, 60 + 22 * len(names)))
+    fig.update_layout(hovermode="closest")
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+# ----------------------------------------------------------------------------- compare
+
+def compare_figure(histories: Mapping[str, pd.DataFrame], column: str, *,
+                   labels: Mapping[str, str] | None = None,
+                   colors: Mapping[str, str] | None = None, smoothing: float = 0.0,
+                   x: str = "epoch", log_y: bool = False, show_raw: bool = True,
+                   uirevision: str | None = None) -> go.Figure:
+    """One line per run of the same column (e.g. val_loss), runs coloured consistently."""
+    ids = list(histories)
+    colors = colors or run_colors(ids)
+    labels = labels or {i: i for i in ids}
+    fig = go.Figure()
+    for rid in ids:
+        h = histories[rid]
+        if column not in h.columns:
+            continue
+        xs = x_values(h, x)
+        y = pd.to_numeric(h[column], errors="coerce").to_numpy(dtype=float)
+        name = labels.get(rid, rid)
+        if smoothing and smoothing > 0:
+            if show_raw:
+                fig.add_trace(line_trace(xs, y, name=f"{name} (raw)", color=colors[rid],
+                                         width=1, opacity=0.25, showlegend=False,
+                                         legendgroup=rid))
+            y = smooth_ema(y, smoothing)
+        fig.add_trace(line_trace(xs, y, name=name, color=colors[rid], legendgroup=rid,
+                                 hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>"))
+    if not fig.data:
+        any_cols = sorted({c for h in histories.values() for c in h.columns})
+        raise ValueError(f"Value of {column!r} is not the name of a column in any run. "
+                         f"Expected one of {any_cols} but received: {column}")
+    return _layout(fig, title=column, xtitle=X_AXES.get(x, x), ytitle=column, log_y=log_y,
+                   uirevision=uirevision or f"compare-{column}", height=420)
+
+
+def small_multiples_figure(histories: Mapping[str, pd.DataFrame], metric: str = "loss", *,
+                           labels: Mapping[str, str] | None = None,
+                           colors: Mapping[str, str] | None = None, smoothing: float = 0.0,
+                           x: str = "epoch", log_y: bool = False, cols: int = 3,
+                           uirevision: str | None = None) -> go.Figure:
+    """One panel per run with train (dotted) and val (solid) of a metric, shared axes."""
+    ids = list(histories)
+    colors = colors or run_colors(ids)
+    labels = labels or {i: i for i in ids}
+    n = max(1, len(ids))
+    cols = max(1, min(cols, n))
+    rows = math.ceil(n / cols)
+    fig = make_subplots(rows=rows, cols=cols, shared_xaxes="all", shared_yaxes="all",
+                        subplot_titles=[labels.get(i, i) for i in ids],
+                        horizontal_spacing=0.04, vertical_spacing=0.12 if rows > 1 else 0.1)
+    for k, rid in enumerate(ids):
+        h = histories[rid]
+        r, c = k // cols + 1, k % cols + 1
+        xs = x_values(h, x)
+        for split, dash in (("train", "dot"), ("val", None)):
+            col = f"{split}_{metric}"
+            if col not in h.columns:
+                continue
+            y = pd.to_numeric(h[col], errors="coerce").to_numpy(dtype=float)
+            if smoothing and smoothing > 0:
+                y = smooth_ema(y, smoothing)
+            fig.add_trace(line_trace(xs, y, name=f"{labels.get(rid, rid)} {split}",
+                                     color=colors[rid], dash=dash, showlegend=False,
+                                     legendgroup=rid), row=r, col=c)
+    fig = _layout(fig, title=f"{_metric_title(metric)}: train (dotted) and val (solid)",
+                  xtitle="", ytitle="", log_y=log_y, height=260 * rows + 60,
+                  uirevision=uirevision or f"multiples-{metric}")
+    fig.update_layout(hovermode="closest")
+    return fig
+
+
+def group_band_figure(groups: Mapping[str, Sequence[pd.DataFrame]], column: str, *,
+                      colors: Mapping[str, str] | None = None, smoothing: float = 0.0,
+                      log_y: bool = False, uirevision: str | None = None) -> go.Figure:
+    """Mean ± one standard deviation across the runs of each group, by epoch (folds, seeds,
+    sweeps), with the min–max envelope faint behind it."""
+    names = list(groups)
+    colors = colors or run_colors(names)
+    fig = go.Figure()
+    for g in names:
+        agg = aggregate_runs(groups[g], column)
+        if agg.empty:
+            continue
+        mean = agg["mean"].to_numpy(dtype=float)
+        std = agg["std"].fillna(0).to_numpy(dtype=float)
+        if smoothing and smoothing > 0:
+            mean = smooth_ema(mean, smoothing)
+        ep = agg["epoch"].to_numpy(dtype=float)
+        col = colors[g]
+        fig.add_trace(go.Scatter(x=np.concatenate([ep, ep[::-1]]),
+                                 y=np.concatenate([mean + std, (mean - std)[::-1]]),
+                                 fill="toself", fillcolor=_rgba(col, 0.18),
+                                 line=dict(width=0), hoverinfo="skip", showlegend=False,
+                                 legendgroup=g, name=f"{g} ±1 sd"))
+        fig.add_trace(line_trace(ep, mean, name=f"{g} (n={int(agg['n'].max())})", color=col,
+                                 legendgroup=g))
+    return _layout(fig, title=f"{column}: group mean ± 1 sd", xtitle="epoch", ytitle=column,
+                   log_y=log_y, uirevision=uirevision or f"groups-{column}", height=420)
+
+
+def aggregate_runs(histories: Sequence[pd.DataFrame], column: str) -> pd.DataFrame:
+    """Per-epoch mean, std, min, max and count of a column across runs."""
+    parts = [h[["epoch", column]] for h in histories if column in h.columns]
+    if not parts:
+        return pd.DataFrame(columns=["epoch", "mean", "std", "min", "max", "n"])
+    allv = pd.concat(parts, ignore_index=True)
+    allv[column] = pd.to_numeric(allv[column], errors="coerce")
+    allv[column] = allv[column].where(np.isfinite(allv[column]))
+    g = allv.groupby("epoch")[column]
+    return pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "min": g.min(),
+                         "max": g.max(), "n": g.count()}).reset_index()
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"

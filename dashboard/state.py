@@ -1,0 +1,98 @@
+"""Session-state keys, query-param names and the page registry, declared in one place.
+
+Widget keys have the form `<page>-<name>` with only [a-z0-9_-], so AppTest lookups
+(`at.text_input(key=...)`) and the browser's `.st-key-<key>` CSS class use the same string.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent.parent
+VIEWS = ROOT / "dashboard" / "views"
+
+# query params (the URL holds the view)
+QP_RUN = "run"        # Run page: one run id
+QP_RUNS = "runs"      # Compare page / Runs selection: comma-separated run ids
+QP_METRIC = "metric"  # Compare: the column compared
+QP_SMOOTH = "smoothing"
+
+# widget keys
+RUNS_STATE = "runs-state"
+RUNS_TEXT = "runs-text"
+RUNS_TAGS = "runs-tags"
+RUNS_SORT = "runs-sort"
+RUNS_PAGE = "runs-page"
+RUNS_SELECT = "runs-select"
+RUNS_OPEN = "runs-open"
+RUNS_COMPARE = "runs-compare"
+RUNS_DEMO = "runs-demo"
+
+RUN_SELECT = "run-select"
+RUN_LIVE = "run-live"
+RUN_INTERVAL = "run-interval"
+RUN_SMOOTH = "run-smoothing"
+RUN_X = "run-x"
+RUN_STOP = "run-stop"
+RUN_CLONE = "run-clone"
+RUN_DOWNLOAD = "run-download"
+RUN_DELETE = "run-delete"
+RUN_DELETE_CONFIRM = "run-delete-confirm"
+
+CMP_RUNS = "compare-runs"
+CMP_METRIC = "compare-metric"
+CMP_SMOOTH = "compare-smoothing"
+CMP_LOG = "compare-log"
+CMP_X = "compare-x"
+CMP_GROUP = "compare-group"
+
+LAUNCH_FORM = "launch-form"
+LAUNCH_NAME = "launch-name"
+LAUNCH_SUBMIT = "launch-submit"
+LAUNCH_PREFILL = "launch-prefill"  # session state: a config dict to pre-fill the form (clone)
+LAUNCH_RESULT = "launch-result"
+
+
+def launch_key(option: str) -> str:
+    return f"launch-{option.replace('_', '-')}"
+
+
+def ensure_state() -> None:
+    """Create the shared session-state keys (every page calls this first, so each page file
+    also runs on its own, e.g. under AppTest)."""
+    st.session_state.setdefault(LAUNCH_PREFILL, None)
+    st.session_state.setdefault(LAUNCH_RESULT, None)
+    st.session_state.setdefault("_history_readers", {})
+
+
+def page(name: str) -> "st.Page":
+    """The st.Page for one of runs, run, compare, launch (same objects in app.py and links)."""
+    spec = PAGES[name]
+    return st.Page(str(VIEWS / f"{name}.py"), title=spec[0], icon=spec[1], url_path=name,
+                   default=(name == "runs"))
+
+
+PAGES = {
+    "runs": ("Runs", ":material/list:"),
+    "run": ("Run", ":material/monitoring:"),
+    "compare": ("Compare", ":material/stacked_line_chart:"),
+    "launch": ("Launch", ":material/rocket_launch:"),
+}
+
+
+def go(name: str, **query: str) -> None:
+    """Switch to a page with query params; when a page runs on its own (no navigation, e.g.
+    in AppTest) it sets the params and reruns instead."""
+    try:
+        st.switch_page(page(name), query_params=query or None)
+    except st.errors.StreamlitAPIException:
+        st.query_params.clear()
+        st.query_params.update(query)
+        st.session_state["_pending_page"] = name
+        st.rerun()
+
+
+def qp_list(name: str) -> list[str]:
+    raw = st.query_params.get(name, "")
+    return [p for p in str(raw).split(",") if p]

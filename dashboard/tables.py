@@ -1,0 +1,189 @@
+"""Pure table builders for the pages: RunInfo lists and histories in, DataFrames out."""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+STATE_ICONS = {"running": "🟢 running", "completed": "✅ completed",
+               "early_stopped": "⏹️ early stopped", "stopped": "⏸️ stopped",
+               "failed": "❌ failed", "crashed": "💥 crashed", "unreadable": "⚠️ unreadable"}
+FLAG_ICONS = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
+#: Config keys shown in the runs table (the rest is on the Run page).
+KEY_PARAMS = ("hidden", "optimizer", "lr", "batch_size", "weight_decay", "dropout")
+#: Config keys that never count as a difference between runs.
+IGNORED_DIFF = ("thresholds",)
+
+
+def state_label(state: str) -> str:
+    return STATE_ICONS.get(state, state)
+
+
+def flag_badges(flags: Iterable[tuple[str, str]]) -> str:
+    """'🟠 overfitting · 🔵 still improving' from (kind, severity) pairs."""
+    return " · ".join(f"{FLAG_ICONS.get(sev, '')} {kind.replace('_', ' ')}".strip()
+                      for kind, sev in flags)
+
+
+def _fmt_value(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return ",".join(str(x) for x in v)
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={x}" for k, x in v.items())
+    return v
+
+
+def eta_seconds(status: Mapping[str, Any], now: float | None = None) -> float | None:
+    """Seconds left for a running run, from the mean epoch time so far."""
+    epoch, epochs = status.get("epoch"), status.get("epochs")
+    started = status.get("started_at")
+    updated = status.get("updated_at")
+    if not all(isinstance(v, (int, float)) for v in (epoch, epochs, started)) or epoch <= 0:
+        return None
+    latest = status.get("latest") or {}
+    t_last = latest.get("time") if isinstance(latest.get("time"), (int, float)) else updated
+    if not isinstance(t_last, (int, float)) or t_last <= started:
+        return None
+    per_epoch = (t_last - started) / epoch
+    return max(0.0, (epochs - epoch) * per_epoch)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return ""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def runs_frame(runs: Sequence[Any], flags: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+               now: float | None = None) -> pd.DataFrame:
+    """One row per run for the Runs table. `flags` maps run id to (kind, severity) pairs."""
+    flags = flags or {}
+    rows = []
+    for r in runs:
+        st_ = r.status or {}
+        latest = st_.get("latest") if isinstance(st_.get("latest"), dict) else {}
+        epochs = r.epochs
+        progress = (r.epoch / epochs) if epochs else None
+        cfg = r.config or {}
+        row = {
+            "id": r.id,
+            "name": r.name,
+            "state": state_label(r.state),
+            "progress": None if progress is None else min(1.0, max(0.0, progress)),
+            "epoch": f"{r.epoch}/{epochs}" if epochs else str(r.epoch or ""),
+            "eta": fmt_duration(eta_seconds(st_, now)) if r.state == "running" else "",
+            "dataset": (r.data or {}).get("dataset") or cfg.get("dataset"),
+            "model": (r.model or {}).get("name") or cfg.get("model"),
+            "best val loss": r.best_val_loss,
+            "best epoch": r.best_epoch,
+            "val acc": _num(latest.get("val_acc")),
+            "flags": flag_badges(flags.get(r.id, ())),
+            "tags": ", ".join(r.tags),
+            "group": r.group or "",
+            "created": pd.to_datetime(r.created_at, unit="s") if r.created_at else pd.NaT,
+            "problem": r.problem or "",
+        }
+        for k in KEY_PARAMS:
+            row[k] = _fmt_value(cfg.get(k))
+        rows.append(row)
+    cols = ["id", "name", "state", "progress", "epoch", "eta", "dataset", "model",
+            *KEY_PARAMS, "best val loss", "best epoch", "val acc", "flags", "tags", "group",
+            "created", "problem"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def filter_runs(runs: Sequence[Any], *, states: Iterable[str] = (), text: str = "",
+                tags: Iterable[str] = ()) -> list[Any]:
+    """Runs matching every filter: state in `states` (if any), `text` in the id, name, group,
+    dataset or model (case-insensitive), and all of `tags`."""
+    states, tags = set(states), set(tags)
+    q = (text or "").strip().lower()
+    out = []
+    for r in runs:
+        if states and r.state not in states:
+            continue
+        if tags and not tags.issubset(set(r.tags)):
+            continue
+        if q:
+            hay = " ".join(str(x) for x in (r.id, r.name, r.group or "",
+                                            (r.config or {}).get("dataset", ""),
+                                            (r.config or {}).get("model", ""),
+                                            " ".join(r.tags))).lower()
+            if q not in hay:
+                continue
+        out.append(r)
+    return out
+
+
+SORTS = {
+    "newest first": (lambda r: r.created_at or 0, True),
+    "oldest first": (lambda r: r.created_at or 0, False),
+    "best val loss": (lambda r: r.best_val_loss if r.best_val_loss is not None
+                      and math.isfinite(r.best_val_loss) else math.inf, False),
+    "name": (lambda r: r.name.lower(), False),
+    "state": (lambda r: r.state, False),
+}
+
+
+def sort_runs(runs: Sequence[Any], how: str = "newest first") -> list[Any]:
+    key, reverse = SORTS.get(how, SORTS["newest first"])
+    return sorted(runs, key=key, reverse=reverse)
+
+
+def flatten_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _fmt_value(v) for k, v in (cfg or {}).items()}
+
+
+def hparam_diff(runs: Sequence[Any], labels: Mapping[str, str] | None = None,
+                ignore: Iterable[str] = IGNORED_DIFF) -> pd.DataFrame:
+    """The hyperparameters that differ between runs: one row per run, one column per key
+    whose value is not the same in every run (keys missing in a run count as differing)."""
+    labels = labels or {}
+    flat = {r.id: flatten_config(r.config) for r in runs}
+    keys = sorted({k for d in flat.values() for k in d} - set(ignore))
+    differing = [k for k in keys
+                 if len({repr(d.get(k, "—")) for d in flat.values()}) > 1]
+    rows = [{"run": labels.get(rid, rid), **{k: d.get(k, "—") for k in differing}}
+            for rid, d in flat.items()]
+    return pd.DataFrame(rows, columns=["run", *differing])
+
+
+def summary_row(history: pd.DataFrame, flags: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    """Best val loss and its epoch, final train/val gap, epochs used, flags."""
+    out: dict[str, Any] = {"best val loss": None, "best epoch": None, "final train loss": None,
+                           "final val loss": None, "final gap (val-train)": None,
+                           "best val acc": None, "epochs": int(len(history)),
+                           "flags": flag_badges(flags)}
+    if "val_loss" in history.columns and len(history):
+        v = pd.to_numeric(history["val_loss"], errors="coerce")
+        v = v.where(np.isfinite(v))
+        if v.notna().any():
+            i = v.idxmin()
+            out["best val loss"] = float(v[i])
+            out["best epoch"] = int(history.loc[i, "epoch"])
+        out["final val loss"] = _num(history["val_loss"].iloc[-1])
+    if "train_loss" in history.columns and len(history):
+        out["final train loss"] = _num(history["train_loss"].iloc[-1])
+    if out["final val loss"] is not None and out["final train loss"] is not None:
+        out["final gap (val-train)"] = out["final val loss"] - out["final train loss"]
+    if "val_acc" in history.columns and len(history):
+        a = pd.to_numeric(history["val_acc"], errors="coerce")
+        out["best val acc"] = float(a.max()) if a.notna().any() else None
+    return out
+
+
+def history_csv(history: pd.DataFrame) -> bytes:
+    """The history as CSV bytes (NaN written as 'NaN', infinities as 'inf'/'-inf')."""
+    return history.to_csv(index=False, na_rep="NaN").encode("utf-8")

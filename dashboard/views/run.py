@@ -1,0 +1,224 @@
+"""Run page: live curves with the flags drawn on them, the findings explained, the config,
+the log tail, and actions (stop, clone-and-edit, download CSV, delete)."""
+import json
+import math
+import time
+
+import streamlit as st
+
+from dashboard import actions, data, figures, state, tables
+from dashboard.series import DEFAULT_SMOOTHING, MAX_SMOOTHING
+
+SEVERITY_BOX = {"critical": st.error, "warning": st.warning, "info": st.info}
+INTERVALS = {"1 s": 1.0, "2 s": 2.0, "5 s": 5.0, "10 s": 10.0, "30 s": 30.0}
+
+state.ensure_state()
+root = data.runs_dir()
+runs = data.list_runs(root)
+if not runs:
+    st.title("Run")
+    st.info("No runs yet. Start some from the Launch page, or with "
+            f"`python -m trainer demo --runs-dir {root}`.")
+    st.stop()
+
+by_id = {r.id: r for r in runs}
+wanted = st.query_params.get(state.QP_RUN)
+if wanted and data.resolve_run(root, wanted) is None:
+    st.warning(f"There is no run `{wanted}` in `{root}`; showing the newest run instead.")
+    wanted = None
+ids = [r.id for r in runs]
+run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in by_id else 0,
+                      key=f"{state.RUN_SELECT}-{wanted or ''}",
+                      format_func=lambda rid: f"{by_id[rid].name} · {rid} · "
+                      f"{tables.state_label(by_id[rid].state)}")
+if st.query_params.get(state.QP_RUN) != run_id:
+    st.query_params[state.QP_RUN] = run_id
+path = data.resolve_run(root, run_id)
+info = by_id[run_id] if path is None else data.tracking.read_run(path)
+
+st.title(info.name)
+st.caption(f"`{info.id}` · {tables.state_label(info.state)}"
+           + (f" · group {info.group}" if info.group else "")
+           + (f" · tags: {', '.join(info.tags)}" if info.tags else ""))
+if info.state == "unreadable":
+    st.error(f"This run folder cannot be read: {info.problem}")
+    st.stop()
+if info.status.get("stop_reason"):
+    st.info(f"Stopped early: {info.status['stop_reason']}")
+if info.state in ("failed", "crashed"):
+    err = info.status.get("error")
+    st.error(f"The run {info.state}." + ("" if err else
+             " The process is gone without writing a final state."))
+    if err:
+        st.code(err, language="text")
+
+running = info.state == "running"
+live = False
+interval = 2.0
+if running:
+    lc1, lc2, _ = st.columns([1, 1, 4])
+    with lc1:
+        live = st.toggle("Live", value=True, key=state.RUN_LIVE,
+                         help="refresh the curves while the run trains")
+    with lc2:
+        label = st.selectbox("Every", list(INTERVALS), index=1, key=state.RUN_INTERVAL,
+                             disabled=not live)
+        interval = INTERVALS[label]
+thresholds = info.config.get("thresholds") if isinstance(info.config.get("thresholds"),
+                                                          dict) else None
+
+
+@st.fragment(run_every=interval if live else None)
+def live_view() -> None:
+    """Headline figures and charts: the part that refreshes itself while the run trains."""
+    if live:
+        history = data.live_history(path)
+        now_info = data.tracking.read_run(path)
+        if now_info.state != "running":  # finished since: redraw the whole page once
+            st.rerun()
+    else:
+        history = data.load_history(path)
+        now_info = info
+    layers = data.load_layers(path)
+    findings = data.findings_for(history, layers, thresholds)
+    status = now_info.status
+
+    m = st.columns(5)
+    epochs = now_info.epochs
+    m[0].metric("Epoch", f"{now_info.epoch}/{epochs}" if epochs else f"{now_info.epoch}")
+    bvl = now_info.best_val_loss
+    m[1].metric("Best val loss", "—" if bvl is None else f"{bvl:.4g}",
+                help=None if now_info.best_epoch is None else f"at epoch {now_info.best_epoch}")
+    m[1].caption(f"@ epoch {now_info.best_epoch}" if now_info.best_epoch else "")
+    latest = status.get("latest") or {}
+    lr = latest.get("lr")
+    m[2].metric("Learning rate", "—" if not isinstance(lr, (int, float)) else f"{lr:.3g}")
+    gn = latest.get("grad_norm")
+    m[3].metric("Grad norm", "—" if not isinstance(gn, (int, float)) else f"{gn:.3g}")
+    va = latest.get("val_acc", latest.get("val_r2"))
+    m[4].metric("Val acc" if "val_acc" in latest else "Val R²",
+                "—" if not isinstance(va, (int, float)) else f"{va:.4g}")
+    if running and now_info.state == "running":
+        eta = tables.eta_seconds(status)
+        st.progress(min(1.0, now_info.epoch / epochs) if epochs else 0.0,
+                    text=f"epoch {now_info.epoch} of {epochs}"
+                    + (f" · about {tables.fmt_duration(eta)} left" if eta else ""))
+
+    if history.empty:
+        st.info("No epoch has finished yet; the curves appear after the first one.")
+        return
+    c1, c2 = st.columns([3, 1])
+    with c2:
+        smoothing = st.slider("Smoothing", 0.0, MAX_SMOOTHING, 0.0, 0.01, key=state.RUN_SMOOTH,
+                              help="TensorBoard's debiased EMA, display only; flags use "
+                              f"raw values. {DEFAULT_SMOOTHING} is a common choice.")
+        x = st.radio("x axis", ["epoch", "step", "time"], horizontal=True, key=state.RUN_X,
+                     help="flags are drawn on the epoch axis")
+    stop_epoch = now_info.epoch if now_info.state == "early_stopped" else None
+    metrics = figures.metric_names(history)
+    with c1:
+        for metric in metrics[:2] or ["loss"]:
+            try:
+                fig = figures.learning_curve_figure(
+                    history, findings, metric=metric, smoothing=smoothing, x=x,
+                    best_epoch=now_info.best_epoch if metric == "loss" else None,
+                    stop_epoch=stop_epoch, uirevision=f"{info.id}-{metric}")
+                st.plotly_chart(fig, key=f"run-chart-{metric}", config={"displaylogo": False})
+            except ValueError as e:
+                st.warning(f"No {metric} curve: {e}")
+    g1, g2 = st.columns(2)
+    with g1:
+        if "grad_norm" in history.columns:
+            st.plotly_chart(figures.grad_norm_figure(history, findings, x=x,
+                                                     uirevision=f"{info.id}-grad"),
+                            key="run-chart-grad")
+        else:
+            st.info(f"No gradient norms logged (columns: {', '.join(history.columns)}).")
+    with g2:
+        if "lr" in history.columns:
+            st.plotly_chart(figures.lr_figure(history, x=x, uirevision=f"{info.id}-lr"),
+                            key="run-chart-lr")
+    if not layers.empty and len(layers.columns) > 1:
+        st.plotly_chart(figures.layer_heatmap_figure(layers, uirevision=f"{info.id}-layers"),
+                        key="run-chart-layers")
+    render_findings(findings, status)
+
+
+def render_findings(findings, status) -> None:
+    st.subheader("Diagnosis")
+    if data.DIAGNOSIS_ERROR:
+        st.warning(f"Diagnosis is unavailable: {data.DIAGNOSIS_ERROR}")
+        return
+    stopped_by = status.get("stopped_by") if isinstance(status.get("stopped_by"), dict) else None
+    shown = list(findings)
+    if stopped_by and not any(getattr(f, "kind", None) == stopped_by.get("kind") for f in shown):
+        shown.insert(0, stopped_by)
+    if not shown:
+        st.success("No problems found in the curves so far.")
+        return
+    for f in shown:
+        get = (lambda k, f=f: f.get(k)) if isinstance(f, dict) else (lambda k, f=f: getattr(f, k))
+        kind, sev = get("kind"), get("severity")
+        span = f"epoch {get('start_epoch')}" + (
+            f"–{get('end_epoch')}" if get("end_epoch") is not None else " → now")
+        box = SEVERITY_BOX.get(sev, st.info)
+        with st.container(border=True, key=f"finding-{kind}"):
+            box(f"**{kind.replace('_', ' ').capitalize()}** · {sev} · {span}\n\n{get('message')}")
+            st.markdown(f"**What to try:** {get('advice')}")
+            ev = get("evidence")
+            if ev:
+                with st.expander("Evidence"):
+                    st.json(dict(ev))
+
+
+live_view()
+
+tab_cfg, tab_data, tab_log, tab_act = st.tabs(["Config", "Data & model", "Log", "Actions"])
+with tab_cfg:
+    cfg = tables.flatten_config(info.config)
+    st.dataframe({"option": list(cfg), "value": [str(v) for v in cfg.values()]},
+                 hide_index=True, key="run-config")
+with tab_data:
+    d = {k: v for k, v in info.data.items() if k != "split_index"}
+    c1, c2 = st.columns(2)
+    with c1:
+        st.markdown("**Data**")
+        st.json(d, expanded=True)
+    with c2:
+        st.markdown("**Model**")
+        st.json({k: v for k, v in info.model.items() if k != "text"}, expanded=True)
+        if info.model.get("text"):
+            st.code(info.model["text"], language="text")
+with tab_log:
+    tail = data.tracking.read_log_tail(path)
+    st.code(tail[-8000:] if tail else "(no trainer.log)", language="text")
+with tab_act:
+    a1, a2, a3 = st.columns(3)
+    with a1:
+        if st.button("Stop run", key=state.RUN_STOP, disabled=not running,
+                     help="ask the run to stop gracefully after its current epoch"):
+            res = actions.stop_run(root, info.id)
+            (st.success if res.ok else st.error)(res.message or "stop requested")
+    with a2:
+        if st.button("Clone and edit in Launch", key=state.RUN_CLONE):
+            st.session_state[state.LAUNCH_PREFILL] = {"config": dict(info.config),
+                                                      "name": f"{info.name}-clone"}
+            state.go("launch")
+    with a3:
+        hist = data.load_history(path)
+        st.download_button("Download metrics (CSV)", tables.history_csv(hist),
+                           file_name=f"{info.id}-metrics.csv", mime="text/csv",
+                           key=state.RUN_DOWNLOAD)
+    st.divider()
+    confirm = st.checkbox(f"I want to delete run {info.id} and all its files",
+                          key=state.RUN_DELETE_CONFIRM, disabled=running)
+    if st.button("Delete run", key=state.RUN_DELETE, type="primary",
+                 disabled=running or not confirm):
+        try:
+            gone = actions.delete_run(root, info.id)
+        except Exception as e:
+            st.error(f"Not deleted: {e}")
+        else:
+            st.success(f"Deleted {gone}")
+            st.query_params.clear()
+            state.go("runs")

@@ -1,0 +1,102 @@
+"""Runs page: every run with its state, progress, key hyperparameters, best val loss and
+current flags; filter, sort, select to open or compare. Reads run.json + status.json only,
+plus (cached by file state) the metrics of the rows on the visible page for their flags."""
+import streamlit as st
+
+from dashboard import actions, data, state, tables
+
+PAGE_SIZE = 50
+
+state.ensure_state()
+root = data.runs_dir()
+st.title("Runs")
+st.caption(f"Runs directory: `{root.resolve()}`")
+
+runs = data.list_runs(root)
+if not runs:
+    st.info("No runs yet in this runs directory. Start the three demo runs (one healthy, one "
+            "that overfits, one that plateaus) with the button, or from a shell:")
+    st.code(f"python -m trainer demo --runs-dir {root}\n"
+            f"python -m trainer run --runs-dir {root} --detach --dataset digits --epochs 30",
+            language="bash")
+    if st.button("Start the demo runs", key=state.RUNS_DEMO, type="primary"):
+        with st.spinner("Starting the demo runs…"):
+            res = actions.start_demo(root)
+        if res.ok:
+            st.success(res.stdout.strip() or "started")
+            st.rerun()
+        else:
+            st.error(f"The demo did not start: {res.message}")
+    st.stop()
+
+by_id = {r.id: r for r in runs}
+all_states = sorted({r.state for r in runs})
+all_tags = sorted({t for r in runs for t in r.tags})
+
+c1, c2, c3, c4 = st.columns([2, 2, 2, 1.2])
+with c1:
+    states = st.multiselect("State", all_states, key=state.RUNS_STATE,
+                            format_func=tables.state_label)
+with c2:
+    text = st.text_input("Search", key=state.RUNS_TEXT, placeholder="name, id, dataset, model, tag")
+with c3:
+    tags = st.multiselect("Tags", all_tags, key=state.RUNS_TAGS) if all_tags else []
+with c4:
+    sort = st.selectbox("Sort", list(tables.SORTS), key=state.RUNS_SORT)
+
+shown = tables.sort_runs(tables.filter_runs(runs, states=states, text=text, tags=tags), sort)
+n_pages = max(1, -(-len(shown) // PAGE_SIZE))
+page_no = 1
+if n_pages > 1:
+    page_no = st.number_input(f"Page (of {n_pages}, {PAGE_SIZE} runs each)", 1, n_pages, 1,
+                              key=state.RUNS_PAGE)
+visible = shown[(page_no - 1) * PAGE_SIZE: page_no * PAGE_SIZE]
+flags = {r.id: data.run_flags(r) for r in visible}
+frame = tables.runs_frame(visible, flags)
+frame.insert(1, "open", ["/run?run=" + rid for rid in frame["id"]])
+
+counts = {s: sum(1 for r in runs if r.state == s) for s in all_states}
+st.caption(f"{len(shown)} of {len(runs)} runs shown · " +
+           " · ".join(f"{tables.state_label(s)}: {n}" for s, n in counts.items()))
+st.dataframe(
+    frame, hide_index=True, key="runs-table",
+    column_order=["open", "name", "state", "progress", "epoch", "eta", "dataset", "model",
+                  *tables.KEY_PARAMS, "best val loss", "best epoch", "val acc", "flags",
+                  "tags", "group", "created", "problem", "id"],
+    column_config={
+        "open": st.column_config.LinkColumn("open", display_text="open ↗", width="small"),
+        "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
+                                                    format="percent"),
+        "best val loss": st.column_config.NumberColumn(format="%.4f"),
+        "val acc": st.column_config.NumberColumn("val acc (latest)", format="%.3f"),
+        "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+        "problem": st.column_config.TextColumn("problem", width="medium"),
+    })
+
+for r in visible:
+    if r.state == "unreadable":
+        st.warning(f"Run folder `{r.id}` is unreadable: {r.problem}")
+
+# selection: kept in the URL (?runs=a,b) so a selection can be shared
+wanted = [rid for rid in state.qp_list(state.QP_RUNS) if rid in by_id]
+if state.RUNS_SELECT not in st.session_state:
+    st.session_state[state.RUNS_SELECT] = wanted
+options = [r.id for r in shown] + [rid for rid in st.session_state[state.RUNS_SELECT]
+                                   if rid not in {r.id for r in shown}]
+selected = st.multiselect("Select runs to open or compare", options, key=state.RUNS_SELECT,
+                          format_func=lambda rid: f"{by_id[rid].name} · {rid}"
+                          if rid in by_id else rid)
+if selected:
+    st.query_params[state.QP_RUNS] = ",".join(selected)
+elif state.QP_RUNS in st.query_params:
+    del st.query_params[state.QP_RUNS]
+
+b1, b2, _ = st.columns([1, 1, 4])
+with b1:
+    if st.button("Open run", key=state.RUNS_OPEN, disabled=len(selected) != 1,
+                 help="select exactly one run"):
+        state.go("run", **{state.QP_RUN: selected[0]})
+with b2:
+    if st.button("Compare", key=state.RUNS_COMPARE, disabled=not 2 <= len(selected) <= 20,
+                 help="select 2 to 20 runs"):
+        state.go("compare", **{state.QP_RUNS: ",".join(selected)})
