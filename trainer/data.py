@@ -107,7 +107,11 @@ def _from_csv(path_str: str, target: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _from_factory(spec: str) -> tuple[np.ndarray, np.ndarray]:
-    out = import_factory(spec, "dataset")()
+    factory = import_factory(spec, "dataset")
+    try:
+        out = factory()
+    except Exception as e:
+        raise ConfigError(f"dataset factory {spec!r} raised {type(e).__name__}: {e}") from None
     if isinstance(out, dict):
         out = (out.get("X"), out.get("y"))
     if not (isinstance(out, tuple) and len(out) == 2):

@@ -50,7 +50,13 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, ...], n_outputs: int) 
         return nn.Sequential(nn.Flatten(), nn.Linear(n_in, n_outputs))
     if cfg.model == "cnn":
         return _cnn(input_shape, cfg.hidden, n_outputs, act, cfg.dropout)
-    model = import_factory(cfg.model, "model")(tuple(input_shape), n_outputs)
+    factory = import_factory(cfg.model, "model")
+    try:
+        model = factory(tuple(input_shape), n_outputs)
+    except Exception as e:
+        raise ConfigError(f"model factory {cfg.model!r} raised {type(e).__name__} when called "
+                          f"as {cfg.model.split(':')[1]}(input_shape={tuple(input_shape)}, "
+                          f"n_outputs={n_outputs}): {e}") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model factory {cfg.model!r} must return a torch.nn.Module, got "
                           f"{type(model).__name__}")

@@ -1,0 +1,328 @@
+"""The trainer's command line: validation before anything starts, what a run writes, the
+semantics of training and validation, detached runs, stop and resume."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, only_run, run_trainer, wait_for
+from tracking import read_history, read_layers, read_run
+from tracking.jsonl import read_from
+from trainer.cli import main
+
+FAST = ["--epochs", "3", "--hidden", "32"]
+
+
+def test_help_documents_every_option_with_its_default():
+    from trainer.config import FIELDS
+    done = run_trainer("run", "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    for name in FIELDS:
+        flag = "--threshold" if name == "thresholds" else "--" + name.replace("_", "-")
+        assert flag in text, flag
+    assert "(default: adam)" in text and "(default: 0.001)" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lr", "-1"], "lr must be > 0 and <= 10, got -1"),
+    (["--lr", "nan"], "lr must be a finite number, got 'nan'"),
+    (["--batch-size", "0"], "batch_size must be between 1 and 1048576, got 0"),
+    (["--epochs", "abc"], "epochs must be an integer, got 'abc'"),
+    (["--optimizer", "lbfgs"], "optimizer must be one of sgd, adam, adamw, rmsprop, got 'lbfgs'"),
+    (["--dataset", "mnist"], "dataset must be one of digits, digits-images, breast_cancer"),
+    (["--activation", "swish"], "activation must be one of relu, tanh, sigmoid, gelu"),
+    (["--schedule", "linear"], "schedule must be one of constant, step, exponential, cosine"),
+    (["--device", "tpu"], "device must be one of auto, cpu, cuda, got 'tpu'"),
+    (["--dropout", "1"], "dropout must be in [0, 1), got 1"),
+    (["--label-noise", "-0.1"], "label_noise must be in [0, 1)"),
+    (["--val-fraction", "0"], "val_fraction must be in (0, 1), got 0"),
+    (["--hidden", "128,x"], "hidden must be an integer, got 'x'"),
+    (["--hidden", "0"], "hidden must be 1 to 32 comma-separated widths"),
+    (["--warmup-epochs", "30"], "warmup_epochs must be >= 0 and < epochs (3), got 30"),
+    (["--early-stop", "banana"], "early_stop must be one of overfitting, plateau"),
+    (["--model", "cnn"], "model cnn needs image data"),
+    (["--dataset", "no_such_module_xyz:make"], "dataset factory 'no_such_module_xyz:make' "
+                                                "cannot be imported"),
+    (["--model", "trainer_fixtures:missing"], "has no callable 'missing'"),
+    (["--dataset", "trainer_fixtures:broken_data"], "the data server is unreachable"),
+    (["--dataset", "csv:nowhere.csv", "--target", "y"], "csv:nowhere.csv: no such file"),
+    (["--dataset", "csv:{csv}", "--target", "nope"], "target column 'nope' is not in"),
+    (["--dataset", "csv:{csv}"], "needs --target COLUMN"),
+    (["--name", "bad\x00name"], "must not contain control or invisible characters"),
+    (["--name", "x" * 201], "at most 200 characters"),
+    (["--train-size", "1"], "train_size must be >= 2"),
+    (["--label-noise", "0.2", "--dataset", "trainer_fixtures:regression_data"],
+     "label_noise applies to classification only"),
+])
+def test_invalid_input_is_rejected_before_anything_starts(args, message, runs_dir, tmp_path,
+                                                          capsys, monkeypatch):
+    csv = tmp_path / "data.csv"
+    csv.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40)))
+    monkeypatch.syspath_prepend(str(ROOT / "tests"))
+    args = [a.replace("{csv}", str(csv)) for a in args]
+    code = main(["run", "--runs-dir", str(runs_dir), *FAST, *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert list(runs_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("text, message", [
+    ("epochs = [", "is not valid TOML"),
+    ("learning_rate = 0.1", "unknown option(s) learning_rate"),
+    ("lr = 'fast'", "lr must be a number, got 'fast'"),
+])
+def test_bad_config_file_is_rejected_with_its_message(text, message, runs_dir, tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    assert main(["run", "--runs-dir", str(runs_dir), "--config", str(cfg)]) == 2
+    assert message in capsys.readouterr().err
+    assert list(runs_dir.iterdir()) == []
+
+
+def test_bad_input_exits_with_code_2_from_the_shell(runs_dir):
+    done = run_trainer("run", "--optimizer", "lbfgs", runs_dir=runs_dir)
+    assert done.returncode == 2
+    assert "optimizer must be one of sgd, adam, adamw, rmsprop, got 'lbfgs'" in done.stderr
+    assert not any(runs_dir.iterdir())
+
+
+def test_a_run_writes_every_epoch_with_all_fields(runs_dir):
+    done = run_trainer("run", "--epochs", "4", "--batch-size", "100", "--hidden", "32,16",
+                       runs_dir=runs_dir)
+    assert done.returncode == 0, done.stderr
+    run = only_run(runs_dir)
+    info = read_run(run)
+    assert info.state == "completed" and info.epoch == 4
+    steps = info.data["steps_per_epoch"]
+    assert steps == math.ceil(info.data["n_train"] / 100)
+    h = read_history(run)
+    for col in ("epoch", "step", "time", "train_loss", "val_loss", "train_acc", "val_acc",
+                "grad_norm", "grad_norm_max", "lr", "epoch_seconds", "samples_per_second"):
+        assert col in h.columns, col
+    assert h["epoch"].tolist() == [1, 2, 3, 4]
+    assert h["step"].tolist() == [steps * e for e in (1, 2, 3, 4)]
+    assert (h["grad_norm_max"] >= h["grad_norm"]).all() and (h["grad_norm"] > 0).all()
+    assert h["val_loss"].iloc[-1] < h["val_loss"].iloc[0]
+    layers = read_layers(run)
+    assert set(layers.columns) - {"epoch"} == {p["name"] for p in info.model["parameters"]}
+    assert (run / "checkpoints" / "best.pt").exists() and (run / "checkpoints" / "last.pt").exists()
+
+
+def test_logged_best_val_loss_equals_the_loss_recomputed_from_best_pt(runs_dir):
+    import torch
+
+    from tracking import load_checkpoint
+    from trainer.config import validate
+    from trainer.runner import prepare
+
+    done = run_trainer("run", "--dataset", "wine", "--epochs", "25", "--lr", "0.05",
+                       "--hidden", "64", "--train-size", "40", runs_dir=runs_dir)
+    assert done.returncode == 0, done.stderr
+    run = only_run(runs_dir)
+    info = read_run(run)
+    trainer = prepare(validate(info.config))
+    best = load_checkpoint(run, "best.pt")
+    trainer.model.load_state_dict(best["model"])
+    loss, acc = (float(t) for t in trainer.evaluate(trainer.val_t))
+    h = read_history(run).set_index("epoch")
+    assert best["epoch"] == info.best_epoch == int(h["val_loss"].idxmin())
+    assert loss == pytest.approx(info.best_val_loss, rel=1e-5)
+    assert acc == pytest.approx(h.loc[info.best_epoch, "val_acc"], abs=1e-6)
+    assert isinstance(best["model"], dict) and all(isinstance(v, torch.Tensor)
+                                                   for v in best["model"].values())
+
+
+def test_training_runs_in_train_mode_and_validation_in_eval_mode_without_grad(runs_dir):
+    done = run_trainer("run", "--model", "trainer_fixtures:mode_checking_mlp", "--epochs", "2",
+                       runs_dir=runs_dir, cwd=ROOT / "tests")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert read_run(only_run(runs_dir)).state == "completed"
+
+
+def test_train_loss_is_the_sample_weighted_mean_over_the_epoch(monkeypatch):
+    """With a negligible learning rate the weights stay put, so the epoch's train loss must
+    equal the full-data loss; a plain mean of batch means would over-weight the last,
+    partial batch (here 1 sample of 301)."""
+    import torch
+
+    from trainer.config import validate
+    from trainer.runner import prepare
+
+    trainer = prepare(validate({"dataset": "digits", "train_size": 301, "batch_size": 100,
+                                "lr": 1e-12, "epochs": 1, "hidden": "16"}))
+    assert trainer.steps_per_epoch == 4
+    trainer.model.eval()
+    with torch.no_grad():
+        full = float(trainer.loss_fn(trainer.model(trainer.train_t.x), trainer.train_t.y))
+    record, _ = trainer.train_epoch(1)
+    assert record["train_loss"] == pytest.approx(full, rel=1e-5)
+
+
+def test_each_epoch_draws_a_fresh_shuffle():
+    import torch
+
+    from trainer.config import validate
+    from trainer.runner import prepare
+
+    trainer = prepare(validate({"dataset": "digits", "epochs": 2, "hidden": "8"}))
+    seen = []
+    real = torch.randperm
+    try:
+        torch.randperm = lambda *a, **k: seen.append(real(*a, **k)) or seen[-1]
+        trainer.train_epoch(1)
+        trainer.train_epoch(2)
+    finally:
+        torch.randperm = real
+    assert len(seen) == 2 and not torch.equal(seen[0], seen[1])
+
+
+def test_config_files_in_toml_json_and_yaml_give_options_and_flags_override(runs_dir, tmp_path):
+    files = {"c.toml": 'epochs = 2\nhidden = "16"\nlr = 0.01\n',
+             "c.json": json.dumps({"epochs": 2, "hidden": [16], "lr": 0.01}),
+             "c.yaml": "epochs: 2\nhidden: 16\nlr: 0.01\n"}
+    for fname, text in files.items():
+        (tmp_path / fname).write_text(text)
+        done = run_trainer("run", "--config", str(tmp_path / fname), "--lr", "0.02",
+                           "--name", fname, runs_dir=runs_dir)
+        assert done.returncode == 0, done.stderr
+    for info in (read_run(p) for p in runs_dir.iterdir()):
+        assert (info.config["epochs"], info.config["hidden"], info.config["lr"]) == (2, [16], 0.02)
+
+
+def test_regression_csv_uses_mse_and_reports_r2(runs_dir, tmp_path):
+    import numpy as np
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 2))
+    y = 2 * x[:, 0] - x[:, 1] + rng.normal(0, 0.1, 300)
+    csv = tmp_path / "reg.csv"
+    csv.write_text("a,b,target\n" + "".join(f"{a},{b},{t}\n" for (a, b), t in zip(x, y)))
+    done = run_trainer("run", "--dataset", f"csv:{csv}", "--target", "target", "--epochs", "30",
+                       "--lr", "0.01", runs_dir=runs_dir)
+    assert done.returncode == 0, done.stderr
+    info = read_run(only_run(runs_dir))
+    h = read_history(info.path)
+    assert info.data["task"] == "regression" and "val_acc" not in h.columns
+    assert h["val_r2"].iloc[-1] > 0.9 and h["val_loss"].iloc[-1] < 0.1
+
+
+def test_csv_with_text_labels_is_classification(runs_dir, tmp_path):
+    csv = tmp_path / "cls.csv"
+    rows = "".join(f"{i % 7},{(i * 3) % 5},{'big' if i % 7 > 3 else 'small'}\n" for i in range(200))
+    csv.write_text("a,b,label\n" + rows)
+    done = run_trainer("run", "--dataset", f"csv:{csv}", "--target", "label", "--epochs", "3",
+                       runs_dir=runs_dir)
+    assert done.returncode == 0, done.stderr
+    info = read_run(only_run(runs_dir))
+    assert info.data["task"] == "classification" and info.data["n_classes"] == 2
+
+
+def test_train_size_and_label_noise_shape_the_training_split(runs_dir):
+    done = run_trainer("run", "--train-size", "120", "--label-noise", "0.3", "--epochs", "2",
+                       "--test-fraction", "0.2", runs_dir=runs_dir)
+    assert done.returncode == 0, done.stderr
+    info = read_run(only_run(runs_dir))
+    assert info.data["n_train"] == 120 and info.data["n_test"] > 0
+    idx = info.data["split_index"]
+    assert not set(idx["train"]) & set(idx["val"])
+    assert {"test_loss", "test_acc"} <= set(read_history(info.path).columns)
+
+
+def test_a_failure_inside_a_user_model_ends_as_failed_with_the_message(runs_dir):
+    done = run_trainer("run", "--model", "trainer_fixtures:out_of_memory_model", "--epochs", "5",
+                       runs_dir=runs_dir, cwd=ROOT / "tests")
+    assert done.returncode == 1
+    info = read_run(only_run(runs_dir))
+    assert info.state == "failed" and "CUDA out of memory" in info.status["error"]
+    assert info.epoch >= 1  # the epochs finished before the failure are kept
+
+
+def test_a_nan_loss_ends_the_run_as_divergence_and_keeps_the_nan(runs_dir):
+    done = run_trainer("run", "--model", "trainer_fixtures:nan_model", "--epochs", "10",
+                       runs_dir=runs_dir, cwd=ROOT / "tests")
+    assert done.returncode == 1
+    info = read_run(only_run(runs_dir))
+    assert info.state == "failed" and info.status["stop_reason"] == "divergence"
+    h = read_history(info.path)
+    assert math.isnan(h["train_loss"].iloc[-1]) and h["epoch"].iloc[-1] < 10
+
+
+def _detach(runs_dir: Path, *args: str) -> Path:
+    done = run_trainer("run", "--detach", *args, runs_dir=runs_dir)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("started ")
+    return only_run(runs_dir)
+
+
+def _epochs_written(run: Path) -> list[int]:
+    return [r["epoch"] for r in read_from(run / "metrics.jsonl").records]
+
+
+def test_detach_returns_at_once_while_the_run_proceeds(runs_dir):
+    run = _detach(runs_dir, "--epochs", "3000", "--hidden", "16")
+    assert read_run(run).state == "running" and len(_epochs_written(run)) < 3000
+    wait_for(lambda: len(_epochs_written(run)) >= 3, what="epochs from the detached run")
+    assert (run / "trainer.log").exists()
+    assert run_trainer("stop", run.name, "--wait", "60", runs_dir=runs_dir).returncode == 0
+
+
+@pytest.mark.slow
+def test_stop_is_graceful_and_resume_continues_with_contiguous_epochs(runs_dir):
+    run = _detach(runs_dir, "--epochs", "40", "--hidden", "16", "--batch-size", "16")
+    wait_for(lambda: len(_epochs_written(run)) >= 2, what="two epochs")
+    stopped = run_trainer("stop", run.name, "--wait", "60", runs_dir=runs_dir)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    info = read_run(run)
+    assert info.state == "stopped" and not (run / "STOP").exists()
+    written = _epochs_written(run)
+    assert written == list(range(1, info.epoch + 1)) and info.epoch < 40
+    from tracking import load_checkpoint
+    assert load_checkpoint(run, "last.pt")["epoch"] == info.epoch
+    done = run_trainer("resume", run.name, runs_dir=runs_dir)
+    assert done.returncode == 0, done.stderr
+    assert _epochs_written(run) == list(range(1, 41))
+    assert read_run(run).state == "completed" and read_run(run).status["resumes"] == 1
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_continues_with_contiguous_epochs(runs_dir):
+    run = _detach(runs_dir, "--epochs", "30", "--hidden", "16", "--batch-size", "16")
+    wait_for(lambda: len(_epochs_written(run)) >= 3, what="three epochs")
+    pid = wait_for(lambda: read_run(run).status.get("pid"), what="the worker's pid")
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: read_run(run).state == "crashed", timeout=30, what="state crashed")
+    done = run_trainer("resume", run.name, runs_dir=runs_dir)
+    assert done.returncode == 0, done.stderr
+    assert _epochs_written(run) == list(range(1, 31))
+    assert read_run(run).state == "completed"
+
+
+def test_resume_refuses_a_completed_run_without_more_epochs(runs_dir):
+    assert run_trainer("run", *FAST, runs_dir=runs_dir).returncode == 0
+    run = only_run(runs_dir)
+    done = run_trainer("resume", run.name, runs_dir=runs_dir)
+    assert done.returncode == 2 and "already trained 3 of 3 epochs" in done.stderr
+    more = run_trainer("resume", run.name, "--epochs", "5", runs_dir=runs_dir)
+    assert more.returncode == 0, more.stderr
+    assert _epochs_written(run) == [1, 2, 3, 4, 5]
+    assert read_run(run).config["epochs"] == 5
+
+
+@pytest.mark.parametrize("command", ["stop", "resume"])
+@pytest.mark.parametrize("ref", ["../etc", "/etc/passwd", "no-such-run"])
+def test_unknown_or_escaping_run_references_are_usage_errors(command, ref, runs_dir):
+    code = main([command, ref, "--runs-dir", str(runs_dir)])
+    assert code == 2
+
+
+def test_list_shows_each_run_with_state_and_best_loss(runs_dir, capsys):
+    assert run_trainer("run", *FAST, "--name", "listed", runs_dir=runs_dir).returncode == 0
+    assert main(["list", "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "listed" in out and "completed" in out and "3/3" in out
