@@ -33,8 +33,11 @@ SEVERITY_COLORS = {"info": "#1f77b4", "warning": "#ff9f1c", "critical": "#d62728
 SPAN_KINDS = {"overfitting": "rgba(214,39,40,0.12)", "plateau": "rgba(127,127,127,0.15)",
               "unstable": "rgba(255,159,28,0.12)", "underfitting": "rgba(148,103,189,0.10)",
               "exploding_gradients": "rgba(214,39,40,0.10)",
-              "vanishing_gradients": "rgba(23,190,207,0.12)",
-              "overconfidence": "rgba(227,119,194,0.10)"}
+              "vanishing_gradients": "rgba(23,190,207,0.12)"}
+#: Findings drawn on the learning curves; the gradient chart draws GRADIENT_KINDS.
+CURVE_KINDS = ("divergence", "unstable", "overfitting", "overconfidence", "underfitting",
+               "plateau")
+GRADIENT_KINDS = ("divergence", "exploding_gradients", "vanishing_gradients")
 X_AXES = {"epoch": "epoch", "step": "step", "time": "wall time (s)"}
 
 
@@ -147,8 +150,9 @@ def learning_curve_figure(history: pd.DataFrame, findings: Iterable[Any] = (), *
         else:
             fig.add_trace(line_trace(xs, y, name=split, color=colors[split]))
     if x == "epoch":
-        add_flags(fig, history, findings, metric=metric, best_epoch=best_epoch,
-                  stop_epoch=stop_epoch)
+        add_flags(fig, history, [f for f in findings or ()
+                                 if _finding_get(f, "kind") in CURVE_KINDS],
+                  metric=metric, best_epoch=best_epoch, stop_epoch=stop_epoch)
     return _layout(fig, title=title or _metric_title(metric), xtitle=X_AXES.get(x, x),
                    ytitle=metric, log_y=log_y, uirevision=uirevision or f"curve-{metric}")
 
@@ -165,6 +169,7 @@ def add_flags(fig: go.Figure, history: pd.DataFrame, findings: Iterable[Any], *,
     last = int(epochs.max()) if len(epochs) and np.isfinite(epochs.max()) else 0
     val_col = f"val_{metric}" if f"val_{metric}" in history.columns else None
     mx, my, mtext, mcolor = [], [], [], []
+    n_labels = 0  # stagger the annotations so flags that start together stay readable
 
     def y_at(epoch: int) -> float:
         if val_col is None:
@@ -186,13 +191,16 @@ def add_flags(fig: go.Figure, history: pd.DataFrame, findings: Iterable[Any], *,
         if kind == "divergence":
             fig.add_vline(x=start, line=dict(color=SEVERITY_COLORS["critical"], width=2,
                                              dash="dot"),
-                          annotation_text="divergence", annotation_position="top left",
-                          name="flag-divergence")
+                          annotation=dict(text="divergence", yshift=-16 * n_labels),
+                          annotation_position="top left", name="flag-divergence")
+            n_labels += 1
         elif kind in SPAN_KINDS:
             fig.add_vrect(x0=start, x1=max(end_x, start), fillcolor=SPAN_KINDS[kind],
                           line_width=0, layer="below",
-                          annotation_text=label + ("" if end is not None else " →"),
+                          annotation=dict(text=label + ("" if end is not None else " →"),
+                                          yshift=-16 * n_labels),
                           annotation_position="top left", name=f"flag-{kind}")
+            n_labels += 1
         mx.append(start)
         my.append(y_at(start))
         mtext.append(f"<b>{label}</b> ({sev}), epoch {start}"
@@ -248,8 +256,7 @@ def grad_norm_figure(history: pd.DataFrame, findings: Iterable[Any] = (), *,
                                  color="#9467bd", width=1, dash="dot"))
     if x == "epoch":
         add_flags(fig, history,
-                  [f for f in findings or () if _finding_get(f, "kind") in
-                   ("exploding_gradients", "vanishing_gradients", "divergence")],
+                  [f for f in findings or () if _finding_get(f, "kind") in GRADIENT_KINDS],
                   metric="__none__")
     return _layout(fig, title="Gradient norm", xtitle=X_AXES.get(x, x), ytitle="L2 norm",
                    log_y=True, uirevision=uirevision or "grad-norm")

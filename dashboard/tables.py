@@ -8,10 +8,14 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-STATE_ICONS = {"running": "🟢 running", "completed": "✅ completed",
-               "early_stopped": "⏹️ early stopped", "stopped": "⏸️ stopped",
-               "failed": "❌ failed", "crashed": "💥 crashed", "unreadable": "⚠️ unreadable"}
-FLAG_ICONS = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
+STATE_ICONS = {"running": "● running", "completed": "✓ completed",
+               "early_stopped": "■ early stopped", "stopped": "■ stopped",
+               "failed": "✗ failed", "crashed": "✗ crashed", "unreadable": "? unreadable"}
+#: Markdown badge colours per state and per finding severity (Streamlit's :color-badge[]).
+STATE_COLORS = {"running": "blue", "completed": "green", "early_stopped": "orange",
+                "stopped": "gray", "failed": "red", "crashed": "red", "unreadable": "gray"}
+SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
+FLAG_ICONS = {"critical": "‼", "warning": "!", "info": ""}
 #: Config keys shown in the runs table (the rest is on the Run page).
 KEY_PARAMS = ("hidden", "optimizer", "lr", "batch_size", "weight_decay", "dropout")
 #: Config keys that never count as a difference between runs.
@@ -23,9 +27,15 @@ def state_label(state: str) -> str:
 
 
 def flag_badges(flags: Iterable[tuple[str, str]]) -> str:
-    """'🟠 overfitting · 🔵 still improving' from (kind, severity) pairs."""
-    return " · ".join(f"{FLAG_ICONS.get(sev, '')} {kind.replace('_', ' ')}".strip()
+    """'overfitting! · still improving' from (kind, severity) pairs: '‼' marks a critical
+    finding and '!' a warning (plain characters, so every font shows them)."""
+    return " · ".join(f"{kind.replace('_', ' ')}{FLAG_ICONS.get(sev, '')}"
                       for kind, sev in flags)
+
+
+def state_badge(state: str) -> str:
+    """Markdown badge for a state, e.g. ':orange-badge[early stopped]'."""
+    return f":{STATE_COLORS.get(state, 'gray')}-badge[{state.replace('_', ' ')}]"
 
 
 def _fmt_value(v: Any) -> Any:
@@ -94,8 +104,8 @@ def runs_frame(runs: Sequence[Any], flags: Mapping[str, Sequence[tuple[str, str]
         for k in KEY_PARAMS:
             row[k] = _fmt_value(cfg.get(k))
         rows.append(row)
-    cols = ["id", "name", "state", "progress", "epoch", "eta", "dataset", "model",
-            *KEY_PARAMS, "best val loss", "best epoch", "val acc", "flags", "tags", "group",
+    cols = ["id", "name", "state", "progress", "epoch", "eta", "flags", "best val loss",
+            "best epoch", "val acc", "dataset", "model", *KEY_PARAMS, "tags", "group",
             "created", "problem"]
     return pd.DataFrame(rows, columns=cols)
 
@@ -154,10 +164,14 @@ def hparam_diff(runs: Sequence[Any], labels: Mapping[str, str] | None = None,
     flat = {r.id: flatten_config(r.config) for r in runs}
     keys = sorted({k for d in flat.values() for k in d} - set(ignore))
     differing = [k for k in keys
-                 if len({repr(d.get(k, "—")) for d in flat.values()}) > 1]
-    rows = [{"run": labels.get(rid, rid), **{k: d.get(k, "—") for k in differing}}
+                 if len({_show(d.get(k)) for d in flat.values()}) > 1]
+    rows = [{"run": labels.get(rid, rid), **{k: _show(d.get(k)) for k in differing}}
             for rid, d in flat.items()]
     return pd.DataFrame(rows, columns=["run", *differing])
+
+
+def _show(v: Any) -> str:
+    return "—" if v is None or v == "" else str(v)
 
 
 def summary_row(history: pd.DataFrame, flags: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:

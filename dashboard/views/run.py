@@ -27,7 +27,7 @@ if wanted and data.resolve_run(root, wanted) is None:
     st.warning(f"There is no run `{wanted}` in `{root}`; showing the newest run instead.")
     wanted = None
 ids = [r.id for r in runs]
-run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in by_id else 0,
+run_id = st.sidebar.selectbox("Run", ids, index=ids.index(wanted) if wanted in by_id else 0,
                       key=f"{state.RUN_SELECT}-{wanted or ''}",
                       format_func=lambda rid: f"{by_id[rid].name} · {rid} · "
                       f"{tables.state_label(by_id[rid].state)}")
@@ -37,7 +37,7 @@ path = data.resolve_run(root, run_id)
 info = by_id[run_id] if path is None else data.tracking.read_run(path)
 
 st.title(info.name)
-st.caption(f"`{info.id}` · {tables.state_label(info.state)}"
+st.markdown(f"{tables.state_badge(info.state)} `{info.id}`"
            + (f" · group {info.group}" if info.group else "")
            + (f" · tags: {', '.join(info.tags)}" if info.tags else ""))
 if info.state == "unreadable":

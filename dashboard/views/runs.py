@@ -60,9 +60,9 @@ st.caption(f"{len(shown)} of {len(runs)} runs shown · " +
            " · ".join(f"{tables.state_label(s)}: {n}" for s, n in counts.items()))
 st.dataframe(
     frame, hide_index=True, key="runs-table",
-    column_order=["open", "name", "state", "progress", "epoch", "eta", "dataset", "model",
-                  *tables.KEY_PARAMS, "best val loss", "best epoch", "val acc", "flags",
-                  "tags", "group", "created", "problem", "id"],
+    column_order=["open", "name", "state", "progress", "epoch", "eta", "flags",
+                  "best val loss", "best epoch", "val acc", "dataset", "model",
+                  *tables.KEY_PARAMS, "tags", "group", "created", "problem", "id"],
     column_config={
         "open": st.column_config.LinkColumn("open", display_text="open ↗", width="small"),
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,

@@ -1,0 +1,128 @@
+"""The Launch form's model: which widget each trainer option gets, how form values turn into
+the raw dict `trainer.config.validate` accepts (the CLI's own validation and messages), and
+how a run's config pre-fills the form (clone and edit). Pure: no streamlit, no torch."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+try:
+    from trainer import config as tc
+    CONFIG_ERROR: str | None = None
+except Exception as e:  # pragma: no cover - trainer/ missing or broken
+    tc = None  # type: ignore[assignment]
+    CONFIG_ERROR = f"{type(e).__name__}: {e}"
+
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "Data": ("dataset", "target", "train_size", "val_fraction", "test_fraction",
+             "label_noise", "seed"),
+    "Model": ("model", "hidden", "activation", "dropout"),
+    "Optimisation": ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
+                     "l1", "clip_grad_norm"),
+    "Schedule": ("schedule", "warmup_epochs"),
+    "Early stopping and diagnosis": ("early_stop", "patience", "thresholds"),
+    "Other": ("device", "log_every_steps"),
+}
+
+
+def choices(name: str) -> tuple[str, ...] | None:
+    """Fixed choices of an option (selectbox), or None for free text."""
+    if tc is None:
+        return None
+    return {"activation": tc.ACTIVATIONS, "optimizer": tc.OPTIMIZERS,
+            "schedule": tc.SCHEDULES, "device": tc.DEVICES}.get(name)
+
+
+def suggestions(name: str) -> tuple[str, ...] | None:
+    """Suggested values of an option that also accepts free text (csv:PATH, module:function)."""
+    if tc is None:
+        return None
+    return {"dataset": tc.DATASETS, "model": tc.MODELS}.get(name)
+
+
+def option_names() -> list[str]:
+    names = [n for sec in SECTIONS.values() for n in sec]
+    if tc is not None:  # any option the trainer grows later still gets a field
+        names += [n for n in tc.FIELDS if n not in names]
+    return names
+
+
+def help_text(name: str) -> str:
+    if tc is None or name not in tc.FIELDS:
+        return ""
+    return tc.FIELDS[name].metadata.get("help", "")
+
+
+def to_text(name: str, value: Any) -> str:
+    """A config value as the text a form field shows (the CLI's spelling)."""
+    if value is None:
+        return ""
+    if name == "thresholds":
+        items = value.items() if isinstance(value, Mapping) else value
+        return ", ".join(f"{k}={v}" for k, v in items)
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def defaults(prefill: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Form values: the CLI's defaults, overridden by a run's config when cloning.
+    Multiselect options get lists, every other field text."""
+    base = tc.DEFAULTS.to_dict() if tc is not None else {}
+    if prefill:
+        base.update({k: v for k, v in prefill.items() if k in base})
+    out: dict[str, Any] = {}
+    for name in option_names():
+        v = base.get(name)
+        if name == "early_stop":
+            out[name] = [str(k) for k in (v or [])]
+        else:
+            out[name] = to_text(name, v)
+    return out
+
+
+def to_raw(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Form values -> the loose dict `trainer.config.validate` takes (same as CLI strings).
+    Empty text means "use the default" (as leaving a flag out)."""
+    raw: dict[str, Any] = {}
+    for name, v in values.items():
+        if name == "early_stop":
+            raw[name] = ",".join(v) if v else ""
+            continue
+        if name == "thresholds":
+            parts = [p.strip() for p in str(v or "").split(",") if p.strip()]
+            if parts:
+                raw[name] = parts
+            continue
+        if v is None or (isinstance(v, str) and not v.strip()):
+            continue
+        raw[name] = v.strip() if isinstance(v, str) else v
+    return raw
+
+
+def validate(values: Mapping[str, Any]) -> tuple[Any, str | None]:
+    """(TrainConfig, None) or (None, the CLI's message) for form values."""
+    if tc is None:
+        return None, f"the trainer's configuration cannot be loaded: {CONFIG_ERROR}"
+    try:
+        return tc.validate(to_raw(values)), None
+    except tc.ConfigError as e:
+        return None, str(e)
+
+
+def cli_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Only the options that differ from the CLI's defaults, as CLI-ready values (so the
+    command line shown and run is short and the CLI's defaults stay the CLI's)."""
+    raw = to_raw(values)
+    if tc is None:
+        return raw
+    d = defaults()
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        if k in ("thresholds", "early_stop"):
+            if v:
+                out[k] = v
+        elif not (isinstance(v, str) and v == d.get(k)):
+            out[k] = v
+    return out

@@ -1,0 +1,115 @@
+"""Compare page: 2 to 20 runs. Overlay and small multiples of any metric (smoothing, log
+axis, epoch / step / wall-time axis), the hyperparameters that differ, a summary table, and
+group aggregation (mean ± sd) for folds, seeds and sweeps. One colour per run everywhere."""
+import streamlit as st
+
+from dashboard import data, figures, state, tables
+from dashboard.series import DEFAULT_SMOOTHING, MAX_SMOOTHING
+
+MAX_RUNS = 20
+
+state.ensure_state()
+root = data.runs_dir()
+st.title("Compare")
+runs = data.list_runs(root)
+readable = [r for r in runs if r.state != "unreadable"]
+if len(readable) < 2:
+    st.info("Compare needs at least two readable runs in "
+            f"`{root}`. Start some on the Launch page or with "
+            f"`python -m trainer demo --runs-dir {root}`.")
+    st.stop()
+by_id = {r.id: r for r in readable}
+
+wanted = [rid for rid in state.qp_list(state.QP_RUNS) if rid in by_id]
+unknown = [rid for rid in state.qp_list(state.QP_RUNS) if rid not in by_id]
+if unknown:
+    st.warning(f"Not runs in `{root}` (ignored): {', '.join(unknown)}")
+if state.CMP_RUNS not in st.session_state:
+    st.session_state[state.CMP_RUNS] = wanted[:MAX_RUNS]
+selected = st.multiselect("Runs (2 to 20)", list(by_id), key=state.CMP_RUNS,
+                          max_selections=MAX_RUNS,
+                          format_func=lambda rid: f"{by_id[rid].name} · {rid}")
+if selected:
+    st.query_params[state.QP_RUNS] = ",".join(selected)
+if len(selected) < 2:
+    st.error("Please select at least two runs to compare.")
+    st.stop()
+
+sel = [by_id[rid] for rid in selected]
+colors = figures.run_colors(selected)
+names = [r.name for r in sel]
+labels = {r.id: (r.name if names.count(r.name) == 1 else f"{r.name} ({r.id[-4:]})")
+          for r in sel}
+histories = {r.id: data.load_history(r.path) for r in sel}
+columns = sorted({c for h in histories.values() for c in h.columns}
+                 - {"epoch", "step", "time"},
+                 key=lambda c: (not c.startswith("val_"), not c.endswith("loss"), c))
+if not columns:
+    st.info("None of these runs has finished an epoch yet.")
+    st.stop()
+
+c1, c2, c3, c4 = st.columns([2, 2, 1, 2])
+with c1:
+    qp_metric = st.query_params.get(state.QP_METRIC)
+    column = st.selectbox("Metric", columns, key=state.CMP_METRIC,
+                          index=columns.index(qp_metric) if qp_metric in columns else 0)
+with c2:
+    smoothing = st.slider("Smoothing (EMA)", 0.0, MAX_SMOOTHING, DEFAULT_SMOOTHING, 0.01,
+                          key=state.CMP_SMOOTH)
+with c3:
+    log_y = st.toggle("Log y", key=state.CMP_LOG)
+with c4:
+    x = st.radio("x axis", ["epoch", "step", "time"], horizontal=True, key=state.CMP_X)
+st.query_params[state.QP_METRIC] = column
+
+tab_overlay, tab_multi = st.tabs(["Overlay", "Small multiples"])
+with tab_overlay:
+    st.plotly_chart(figures.compare_figure(histories, column, labels=labels, colors=colors,
+                                           smoothing=smoothing, x=x, log_y=log_y),
+                    key="compare-chart-overlay")
+with tab_multi:
+    pair = column.split("_", 1)[1] if column.startswith(("train_", "val_", "test_")) else None
+    metric = pair or "loss"
+    st.plotly_chart(figures.small_multiples_figure(histories, metric, labels=labels,
+                                                   colors=colors, smoothing=smoothing, x=x,
+                                                   log_y=log_y),
+                    key="compare-chart-multiples")
+
+st.subheader("Hyperparameters that differ")
+diff = tables.hparam_diff(sel, labels)
+if diff.shape[1] <= 1:
+    st.info("These runs have the same configuration.")
+else:
+    st.dataframe(diff.style.set_properties(
+        subset=[c for c in diff.columns if c != "run"],
+        **{"background-color": "rgba(255, 221, 87, 0.35)", "font-weight": "600"}),
+        hide_index=True, key="compare-diff")
+
+st.subheader("Summary")
+rows = []
+for r in sel:
+    flags = data.run_flags(r)
+    rows.append({"run": labels[r.id], "state": tables.state_label(r.state),
+                 **tables.summary_row(histories[r.id], flags)})
+st.dataframe(rows, hide_index=True, key="compare-summary",
+             column_config={c: st.column_config.NumberColumn(format="%.4f")
+                            for c in ("best val loss", "final train loss", "final val loss",
+                                      "final gap (val-train)", "best val acc")})
+
+st.subheader("Groups")
+group_keys = ["run group"] + [c for c in diff.columns if c != "run"]
+how = st.selectbox("Group runs by", group_keys, key=state.CMP_GROUP,
+                   help="mean and spread across the runs of each group (folds, seeds, "
+                   "sweeps); 'run group' is the group recorded in run.json")
+groups: dict[str, list] = {}
+for r in sel:
+    if how == "run group":
+        g = r.group or "(no group)"
+    else:
+        g = f"{how}={tables.flatten_config(r.config).get(how, '—')}"
+    groups.setdefault(g, []).append(histories[r.id])
+if all(len(v) < 2 for v in groups.values()):
+    st.caption("Every group has a single run; the band shows the spread once a group has two "
+               "or more (for example runs that differ only by seed).")
+st.plotly_chart(figures.group_band_figure(groups, column, smoothing=smoothing, log_y=log_y),
+                key="compare-chart-groups")

@@ -1,0 +1,90 @@
+"""Launch page: a form over every trainer option with the CLI's defaults, validated with the
+CLI's own rules and messages, that starts a detached run through the trainer's CLI (a
+process, not an import) and then opens its Run page."""
+import shlex
+
+import streamlit as st
+
+import tracking
+from dashboard import actions, data, launch_form, state
+
+state.ensure_state()
+root = data.runs_dir()
+st.title("Launch a run")
+st.caption(f"Starts `python -m trainer run --detach` in `{root}`.")
+if launch_form.CONFIG_ERROR:
+    st.error(f"The trainer's options cannot be loaded: {launch_form.CONFIG_ERROR}")
+    st.stop()
+
+prefill = st.session_state.get(state.LAUNCH_PREFILL) or {}
+if prefill:
+    st.info(f"Cloned from a run: edit and launch as **{prefill.get('name', '')}**.")
+    # a clone replaces what the form held
+    for name, v in launch_form.defaults(prefill.get("config")).items():
+        st.session_state[state.launch_key(name)] = v
+    st.session_state[state.LAUNCH_NAME] = prefill.get("name", "")
+    st.session_state[state.LAUNCH_PREFILL] = None
+defaults = launch_form.defaults()
+for name, v in defaults.items():
+    st.session_state.setdefault(state.launch_key(name), v)
+st.session_state.setdefault(state.LAUNCH_NAME, "")
+
+with st.form(state.LAUNCH_FORM):
+    run_name = st.text_input("Run name", key=state.LAUNCH_NAME,
+                             placeholder="default: DATASET-MODEL")
+    tags = st.text_input("Tags (comma-separated)", key="launch-tags")
+    values = {}
+    for section, names in launch_form.SECTIONS.items():
+        st.markdown(f"**{section}**")
+        cols = st.columns(4)
+        for i, name in enumerate(names):
+            key = state.launch_key(name)
+            label = name.replace("_", " ")
+            helptext = launch_form.help_text(name)
+            with cols[i % 4]:
+                ch = launch_form.choices(name)
+                sugg = launch_form.suggestions(name)
+                if name == "early_stop":
+                    values[name] = st.multiselect(label, list(launch_form.tc.EARLY_STOP_KINDS),
+                                                  key=key, help=helptext)
+                elif ch:
+                    values[name] = st.selectbox(label, list(ch), key=key, help=helptext)
+                elif sugg:
+                    cur = st.session_state.get(key)
+                    opts = list(sugg) + ([cur] if cur and cur not in sugg else [])
+                    values[name] = st.selectbox(label, opts, key=key, help=helptext,
+                                                accept_new_options=True)
+                else:
+                    values[name] = st.text_input(label, key=key, help=helptext,
+                                                 placeholder="default" if not defaults.get(name)
+                                                 else None)
+    submitted = st.form_submit_button("Launch", type="primary", key=state.LAUNCH_SUBMIT)
+
+if submitted:
+    cfg, problem = launch_form.validate(values)
+    name_problem = None
+    if run_name.strip():
+        try:
+            tracking.paths.check_name(run_name)
+        except ValueError as e:
+            name_problem = str(e)
+    if problem or name_problem:
+        st.error(f"python -m trainer run: error: {problem or name_problem}")
+    else:
+        opts = launch_form.cli_options(values)
+        tag_list = [t.strip() for t in tags.split(",") if t.strip()]
+        with st.spinner("Starting the run…"):
+            res = actions.launch_run(root, run_name.strip(), opts, tag_list)
+        if res.ok and res.run_id:
+            st.session_state[state.LAUNCH_RESULT] = res.run_id
+            st.success(f"Started {res.run_id}")
+            state.go("run", **{state.QP_RUN: res.run_id})
+        else:
+            st.error(res.message or f"the trainer exited with status {res.returncode}")
+
+with st.expander("The same run from a shell"):
+    opts = launch_form.cli_options(values)
+    argv = ["python", "-m", "trainer", "run", "--detach", "--runs-dir", str(root)]
+    if run_name.strip():
+        argv += ["--name", run_name.strip()]
+    st.code(shlex.join(argv + actions.config_to_args(opts)), language="bash")

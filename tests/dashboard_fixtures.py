@@ -1,0 +1,227 @@
+"""Fixture runs for the dashboard tests, generated at test time (nothing committed):
+
+- writer runs (`tracking.Run`, instant): a healthy pair in one group (seeds 0 and 1), an
+  overfitting run stopped early by a real diagnosis finding, a diverging run that failed with
+  NaN, a regression run (r2 instead of accuracy), a run that is still running (this process
+  writes it, heartbeat on), and an unreadable folder (broken run.json);
+- real short trainings through the trainer's CLI: an overfitting run with early stopping on
+  (digits, 300 samples, 10% label noise, 512x512) and a short healthy run.
+
+`fixture_runs()` builds them once per test process and returns a `Fixtures` record.
+"""
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import tracking  # noqa: E402
+from tracking import Run  # noqa: E402
+
+T = TypeVar("T")
+LAYERS = ("net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias")
+OVERFIT_ARGS = ("--dataset", "digits", "--train-size", "300", "--label-noise", "0.1",
+                "--hidden", "512,512", "--batch-size", "16", "--epochs", "60",
+                "--early-stop", "overfitting")
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 60.0, every: float = 0.05,
+             what: str = "condition") -> T:
+    """Poll `condition` until it is truthy; raise TimeoutError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(every)
+
+
+def trainer(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "trainer", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT, env=env,
+                          stdin=subprocess.DEVNULL)
+
+
+def started_id(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()[1]
+
+
+def base_config(**over: Any) -> dict[str, Any]:
+    try:
+        from trainer.config import DEFAULTS
+        cfg = DEFAULTS.to_dict()
+    except Exception:
+        cfg = {"dataset": "digits", "model": "mlp", "hidden": [128, 64], "lr": 0.001,
+               "epochs": 30, "batch_size": 64, "optimizer": "adam", "weight_decay": 0.0,
+               "dropout": 0.0, "seed": 0}
+    cfg.update(over)
+    return cfg
+
+
+def _layers(e: int, scale: float = 1.0) -> dict[str, float]:
+    return {name: scale * (0.5 + i) * math.exp(-0.02 * e) for i, name in enumerate(LAYERS)}
+
+
+def _write(root: Path, name: str, epochs: int, curve: Callable[[int], dict[str, float]], *,
+           state: str = "completed", group: str | None = None, tags: tuple[str, ...] = (),
+           cfg: dict[str, Any] | None = None, **finish: Any) -> str:
+    run = Run.create(root, name=name, config=cfg or base_config(epochs=epochs), epochs=epochs,
+                     group=group, tags=list(tags), heartbeat_seconds=0,
+                     data={"dataset": "digits", "task": "classification", "n_train": 1437,
+                           "n_val": 360, "n_features": 64, "n_classes": 10,
+                           "batch_size": 64, "steps_per_epoch": 23},
+                     model={"name": "mlp", "n_params": 17226})
+    t0 = time.time() - 600
+    for e in range(1, epochs + 1):
+        run.log_epoch(epoch=e, step=23 * e, time=t0 + 2.0 * e, layers=_layers(e), **curve(e))
+    if state != "running":
+        run.finish(state, **finish)
+    return run.id
+
+
+def healthy(seed: int) -> Callable[[int], dict[str, float]]:
+    def f(e: int) -> dict[str, float]:
+        wiggle = 0.01 * math.sin(e + seed)
+        tl = 2.3 * math.exp(-e / 6) + 0.05 + wiggle
+        vl = 2.3 * math.exp(-e / 6) + 0.09 + wiggle
+        return dict(train_loss=tl, val_loss=vl, train_acc=1 - tl / 2.6, val_acc=1 - vl / 2.6,
+                    grad_norm=0.5 + 0.1 * math.exp(-e / 10), grad_norm_max=1.0,
+                    lr=1e-3 * (0.5 if e > 20 else 1.0))
+    return f
+
+
+def overfit(e: int) -> dict[str, float]:
+    tl = 2.0 * math.exp(-e / 5) + 0.01
+    vl = 0.35 + 1.6 * math.exp(-e / 3) + 0.012 * max(0, e - 9) ** 1.2
+    return dict(train_loss=tl, val_loss=vl, train_acc=min(1.0, 1 - tl / 2.2),
+                val_acc=0.9 - 0.002 * max(0, e - 9), grad_norm=0.3, grad_norm_max=0.9,
+                lr=1e-3)
+
+
+def diverging(e: int) -> dict[str, float]:
+    loss = 2.0 * 1.6 ** e if e < 12 else float("nan")
+    return dict(train_loss=loss, val_loss=loss * 1.1, train_acc=0.1, val_acc=0.1,
+                grad_norm=10.0 * 3 ** e if e < 12 else float("inf"), grad_norm_max=1e6,
+                lr=5.0)
+
+
+def regression(e: int) -> dict[str, float]:
+    tl = 1.0 * math.exp(-e / 4) + 0.1
+    return dict(train_loss=tl, val_loss=tl + 0.05, train_r2=1 - tl, val_r2=0.95 - tl,
+                grad_norm=0.2, lr=1e-3)
+
+
+@dataclass
+class Fixtures:
+    root: Path
+    ids: dict[str, str] = field(default_factory=dict)  # role -> run id
+    live: Run | None = None  # the writer run kept running by this process
+    broken: str = "20260101-000000-broken-0000"
+
+
+def make_writer_runs(root: Path, fx: Fixtures) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    fx.ids["healthy"] = _write(root, "healthy-seed0", 40, healthy(0), group="seeds",
+                               tags=("baseline",), cfg=base_config(epochs=40, seed=0))
+    fx.ids["healthy_seed1"] = _write(root, "healthy-seed1", 40, healthy(1), group="seeds",
+                                     tags=("baseline",), cfg=base_config(epochs=40, seed=1))
+    stopped_by, reason = None, "validation loss rose"
+    try:
+        import pandas as pd
+        from diagnosis import diagnose
+        hist = pd.DataFrame([{"epoch": e, **overfit(e)} for e in range(1, 31)])
+        found = [f for f in diagnose(hist) if f.kind == "overfitting"]
+        if found:
+            stopped_by, reason = found[0].to_dict(), found[0].message
+    except Exception:
+        pass
+    fx.ids["overfit"] = _write(root, "overfit-synthetic", 30, overfit, state="early_stopped",
+                               cfg=base_config(epochs=60, hidden=[512, 512], train_size=300,
+                                               label_noise=0.1, batch_size=16,
+                                               early_stop=["overfitting"]),
+                               stop_reason=reason, stopped_by=stopped_by)
+    fx.ids["diverged"] = _write(root, "diverged", 14, diverging, state="failed",
+                                cfg=base_config(epochs=50, lr=5.0, optimizer="sgd"),
+                                error="RuntimeError: loss is NaN at epoch 12")
+    fx.ids["regression"] = _write(root, "regression", 20, regression,
+                                  cfg=base_config(epochs=20, dataset="blobs"))
+    # a run this process keeps writing: state `running` while the test process lives
+    live = Run.create(root, name="live-writer", config=base_config(epochs=100), epochs=100,
+                      heartbeat_seconds=1.0)
+    for e in range(1, 6):
+        live.log_epoch(epoch=e, layers=_layers(e), **healthy(2)(e))
+    fx.live = live
+    fx.ids["running"] = live.id
+    bad = root / fx.broken
+    bad.mkdir(exist_ok=True)
+    (bad / "run.json").write_text("{not json")
+
+
+def make_real_runs(root: Path, fx: Fixtures, timeout: float = 180) -> None:
+    """Two real trainings at once (detached): an overfitting run with early stopping and a
+    short healthy one; returns when both have finished."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = {role: subprocess.Popen([sys.executable, "-m", "trainer", "run", "--detach",
+                                     "--runs-dir", str(root), *args], cwd=ROOT, env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    stdin=subprocess.DEVNULL)
+             for role, args in (("real_overfit", ("--name", "real-overfit", *OVERFIT_ARGS)),
+                                ("real_healthy", ("--name", "real-healthy", "--epochs", "6",
+                                                  "--seed", "1")))}
+    for role, p in procs.items():
+        out, err = p.communicate(timeout=timeout)
+        fx.ids[role] = started_id(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    for role in ("real_overfit", "real_healthy"):
+        path = root / fx.ids[role]
+        wait_for(lambda: tracking.read_run(path).state not in ("running",), timeout=timeout,
+                 every=0.2, what=f"the {role} training to finish")
+
+
+_CACHE: dict[str, Fixtures] = {}
+
+
+def fixture_runs(real: bool = True) -> Fixtures:
+    """The fixture runs directory, built once per test process (writer runs always; the real
+    trainings when `real`)."""
+    fx = _CACHE.get("fx")
+    if fx is None:
+        root = Path(tempfile.mkdtemp(prefix="curvewatch-dash-")) / "runs"
+        fx = Fixtures(root)
+        make_writer_runs(root, fx)
+        _CACHE["fx"] = fx
+        atexit.register(_cleanup, fx)
+    if real and "real_overfit" not in fx.ids:
+        make_real_runs(fx.root, fx)
+    return fx
+
+
+def _cleanup(fx: Fixtures) -> None:
+    if fx.live is not None:
+        try:
+            fx.live.finish("stopped")
+        except Exception:
+            pass
+    shutil.rmtree(fx.root.parent, ignore_errors=True)
+
+
+def empty_runs_dir() -> Path:
+    d = Path(tempfile.mkdtemp(prefix="curvewatch-empty-")) / "runs"
+    d.mkdir()
+    atexit.register(shutil.rmtree, d.parent, True)
+    return d

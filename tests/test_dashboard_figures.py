@@ -1,0 +1,254 @@
+"""Pure parts of the dashboard: smoothing, downsampling, figure builders, tables, the Launch
+form model and CLI argument building. No streamlit session, no files except tmp runs."""
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dashboard import actions, figures, launch_form, tables  # noqa: E402
+from dashboard.series import downsample_minmax, smooth_ema  # noqa: E402
+
+
+# ------------------------------------------------------------------ smoothing (TensorBoard)
+def test_smooth_ema_matches_tensorboard_values():
+    np.testing.assert_allclose(smooth_ema([1, 0.5, 0], 0.6), [1, 0.6875, 0.33673469], rtol=1e-6)
+
+
+def test_smooth_ema_passes_nan_and_inf_through_without_updating():
+    out = smooth_ema([1, math.nan, math.inf, -math.inf, 0.5], 0.6)
+    assert out[0] == 1 and math.isnan(out[1]) and out[2] == math.inf and out[3] == -math.inf
+    assert out[4] == pytest.approx(0.6875)
+
+
+@pytest.mark.parametrize("w", [math.nan, -1, math.inf, -math.inf, 0])
+def test_smooth_ema_bad_or_zero_weight_gives_input_back(w):
+    np.testing.assert_allclose(smooth_ema([1, 0.5, 0], w), [1, 0.5, 0])
+
+
+def test_smooth_ema_weight_above_one_clamps_to_one_zeros():
+    np.testing.assert_allclose(smooth_ema([1, 0.5, 0], 2), [0, 0, 0])
+
+
+def test_smooth_ema_constant_series_untouched_and_empty_ok():
+    np.testing.assert_array_equal(smooth_ema([0.3] * 5, 0.9), [0.3] * 5)
+    assert smooth_ema([], 0.6).size == 0
+
+
+# ------------------------------------------------------------------ downsampling / webgl
+def test_downsample_keeps_extremes_endpoints_and_nonfinite():
+    x = np.arange(100_000, dtype=float)
+    y = np.sin(x / 500)
+    y[12_345] = 50.0
+    y[54_321] = -50.0
+    y[77_777] = math.nan
+    xs, ys = downsample_minmax(x, y, 2_000)
+    assert len(xs) <= 2_100
+    assert 50.0 in ys and -50.0 in ys
+    assert 77_777 in xs and xs[0] == 0 and xs[-1] == 99_999
+
+
+def test_long_traces_use_webgl_and_are_bounded():
+    n = 100_000
+    hist = pd.DataFrame({"epoch": np.arange(1, n + 1), "train_loss": np.linspace(2, 0.1, n),
+                         "val_loss": np.linspace(2, 0.2, n)})
+    fig = figures.learning_curve_figure(hist, metric="loss")
+    assert all(isinstance(t, go.Scattergl) for t in fig.data)
+    assert all(len(t.x) <= figures.MAX_POINTS + 2 for t in fig.data)
+    short = figures.learning_curve_figure(hist.head(100), metric="loss")
+    assert all(type(t) is go.Scatter for t in short.data)
+
+
+# ------------------------------------------------------------------ figures
+def _hist(n=30):
+    e = np.arange(1, n + 1)
+    return pd.DataFrame({"epoch": e, "step": e * 10, "time": 1000.0 + 2 * e,
+                         "train_loss": 2 * np.exp(-e / 5), "val_loss": 0.4 + 0.01 * (e - 10) ** 2 / 10,
+                         "train_acc": 1 - np.exp(-e / 5), "val_acc": 0.9 - 0.001 * e,
+                         "grad_norm": 0.5 * np.ones(n), "grad_norm_max": np.ones(n),
+                         "lr": 1e-3 * np.ones(n)})
+
+
+FINDINGS = [
+    {"kind": "overfitting", "severity": "warning", "start_epoch": 10, "end_epoch": None,
+     "metric": "val_loss", "message": "Validation loss has risen since epoch 10.",
+     "advice": "Add weight decay.", "evidence": {}},
+    {"kind": "plateau", "severity": "info", "start_epoch": 3, "end_epoch": 8,
+     "metric": "val_loss", "message": "Flat.", "advice": "Lower lr.", "evidence": {}},
+    {"kind": "divergence", "severity": "critical", "start_epoch": 25, "end_epoch": None,
+     "metric": "train_loss", "message": "NaN.", "advice": "Lower lr.", "evidence": {}},
+]
+
+
+def test_learning_curve_draws_train_val_and_flags():
+    fig = figures.learning_curve_figure(_hist(), FINDINGS, metric="loss", best_epoch=10,
+                                        stop_epoch=30, uirevision="r1-loss")
+    names = [t.name for t in fig.data]
+    assert names[:2] == ["train", "val"] and "flags" in names
+    shapes = {s.name: s for s in fig.layout.shapes}
+    assert shapes["flag-overfitting"].x0 == 10 and shapes["flag-overfitting"].x1 == 30
+    assert shapes["flag-plateau"].x0 == 3 and shapes["flag-plateau"].x1 == 8
+    assert {"flag-best", "flag-stop", "flag-divergence"} <= set(shapes)
+    texts = [a.text for a in fig.layout.annotations]
+    assert any(t.startswith("overfitting") for t in texts) and "best @ 10" in texts
+    flags = next(t for t in fig.data if t.name == "flags")
+    assert any("Validation loss has risen" in t for t in flags.text)
+    assert fig.layout.uirevision == "r1-loss"
+
+
+def test_learning_curve_smoothing_draws_faint_raw_behind():
+    fig = figures.learning_curve_figure(_hist(), metric="loss", smoothing=0.6)
+    raw = [t for t in fig.data if t.name.endswith("(raw)")]
+    assert len(raw) == 2 and all(t.opacity < 1 and not t.showlegend for t in raw)
+    smooth_val = next(t for t in fig.data if t.name == "val")
+    np.testing.assert_allclose(smooth_val.y, smooth_ema(_hist()["val_loss"], 0.6))
+
+
+def test_missing_column_raises_px_style_error_listing_columns():
+    with pytest.raises(ValueError, match=r"'val_acc' is not the name of a column.*Expected one of"):
+        figures.learning_curve_figure(_hist()[["epoch", "train_loss"]], metric="acc")
+    with pytest.raises(ValueError, match="grad_norm"):
+        figures.grad_norm_figure(_hist()[["epoch", "train_loss"]])
+
+
+def test_x_axis_by_step_and_time_and_no_flags_off_epoch_axis():
+    h = _hist()
+    fig = figures.learning_curve_figure(h, FINDINGS, x="step")
+    assert list(fig.data[0].x[:2]) == [10, 20] and not fig.layout.shapes
+    fig = figures.learning_curve_figure(h, x="time")
+    assert fig.data[0].x[0] == 0 and fig.layout.xaxis.title.text == "wall time (s)"
+
+
+def test_nonfinite_values_become_gaps():
+    h = _hist(5)
+    h.loc[2, "val_loss"] = math.inf
+    fig = figures.learning_curve_figure(h)
+    assert math.isnan(fig.data[1].y[2])
+
+
+def test_grad_norm_on_log_axis_and_heatmap_log_colour():
+    fig = figures.grad_norm_figure(_hist())
+    assert fig.layout.yaxis.type == "log" and [t.name for t in fig.data] == ["mean", "max"]
+    layers = pd.DataFrame({"epoch": [1, 2], "a.weight": [1.0, 10.0], "b.weight": [0.01, 0.0]})
+    hm = figures.layer_heatmap_figure(layers)
+    z = np.asarray(hm.data[0].z, dtype=float)
+    assert z[0, 1] == pytest.approx(1.0) and math.isnan(z[1, 1])
+    assert list(hm.data[0].y) == ["a.weight", "b.weight"]
+
+
+def test_compare_colours_consistent_and_multiples_one_panel_per_run():
+    hs = {"r1": _hist(), "r2": _hist(20), "r3": _hist(10)}
+    colors = figures.run_colors(list(hs))
+    fig = figures.compare_figure(hs, "val_loss", colors=colors, labels={"r1": "one"})
+    assert [t.line.color for t in fig.data] == [colors["r1"], colors["r2"], colors["r3"]]
+    assert fig.data[0].name == "one"
+    mult = figures.small_multiples_figure(hs, "loss", colors=colors, cols=2)
+    assert len(mult.layout.annotations) == 3  # one title per panel
+    assert {t.line.color for t in mult.data if t.xaxis == "x"} == {colors["r1"]}
+    with pytest.raises(ValueError, match="nope"):
+        figures.compare_figure(hs, "nope")
+
+
+def test_group_band_mean_and_spread():
+    a, b = _hist(), _hist()
+    b["val_loss"] = b["val_loss"] + 0.2
+    agg = figures.aggregate_runs([a, b], "val_loss")
+    assert agg["n"].eq(2).all()
+    assert agg["mean"].iloc[0] == pytest.approx(a["val_loss"].iloc[0] + 0.1)
+    fig = figures.group_band_figure({"g": [a, b]}, "val_loss")
+    assert fig.data[0].fill == "toself" and fig.data[1].name == "g (n=2)"
+
+
+def test_metric_names():
+    assert figures.metric_names(_hist()) == ["loss", "acc"]
+    reg = pd.DataFrame(columns=["epoch", "train_loss", "val_r2", "train_r2", "val_loss"])
+    assert figures.metric_names(reg) == ["loss", "r2"]
+
+
+# ------------------------------------------------------------------ tables
+class FakeRun:
+    def __init__(self, id, name, state="completed", config=None, tags=(), status=None,
+                 created_at=0.0, group=None):
+        self.id, self.name, self.state, self.tags, self.group = id, name, state, tags, group
+        self.config = config or {}
+        self.status = status or {}
+        self.data, self.model, self.created_at, self.problem = {}, {}, created_at, None
+        self.epoch = self.status.get("epoch", 0)
+        self.epochs = self.status.get("epochs")
+        self.best_val_loss = self.status.get("best_val_loss")
+        self.best_epoch = self.status.get("best_epoch")
+
+
+def test_hparam_diff_shows_only_differing_keys():
+    a = FakeRun("a", "A", config={"lr": 0.001, "hidden": [128, 64], "seed": 0, "dropout": 0.0})
+    b = FakeRun("b", "B", config={"lr": 0.01, "hidden": [128, 64], "seed": 0, "dropout": 0.0,
+                                  "train_size": None})
+    diff = tables.hparam_diff([a, b])
+    assert list(diff.columns) == ["run", "lr"]
+    assert list(diff["lr"]) == ["0.001", "0.01"]
+
+
+def test_filter_sort_and_runs_frame():
+    runs = [FakeRun("r1", "alpha", "running", tags=("x",), created_at=1,
+                    status={"epoch": 5, "epochs": 10, "best_val_loss": 0.5, "best_epoch": 4,
+                            "started_at": 100.0, "latest": {"time": 110.0, "val_acc": 0.8}}),
+            FakeRun("r2", "beta", "failed", created_at=2,
+                    status={"epoch": 3, "epochs": 10, "best_val_loss": 0.3}),
+            FakeRun("r3", "gamma", "completed", tags=("x", "y"), created_at=3)]
+    assert [r.id for r in tables.filter_runs(runs, states=["running", "failed"])] == ["r1", "r2"]
+    assert [r.id for r in tables.filter_runs(runs, text="GAM")] == ["r3"]
+    assert [r.id for r in tables.filter_runs(runs, tags=["x", "y"])] == ["r3"]
+    assert [r.id for r in tables.sort_runs(runs, "best val loss")] == ["r2", "r1", "r3"]
+    assert [r.id for r in tables.sort_runs(runs)] == ["r3", "r2", "r1"]
+    frame = tables.runs_frame(runs, {"r2": [("divergence", "critical")]})
+    row = frame.set_index("id").loc["r1"]
+    assert row["progress"] == 0.5 and row["epoch"] == "5/10" and row["eta"] == "10s"
+    assert frame.set_index("id").loc["r2", "flags"] == "divergence‼"
+
+
+def test_summary_row_best_epoch_and_gap():
+    s = tables.summary_row(_hist(), [("overfitting", "warning")])
+    assert s["best epoch"] == 10 and s["epochs"] == 30 and s["flags"] == "overfitting!"
+    assert s["final gap (val-train)"] == pytest.approx(
+        _hist()["val_loss"].iloc[-1] - _hist()["train_loss"].iloc[-1])
+
+
+def test_history_csv_keeps_nan():
+    h = pd.DataFrame({"epoch": [1, 2], "val_loss": [0.5, math.nan]})
+    assert tables.history_csv(h).decode().splitlines() == ["epoch,val_loss", "1,0.5", "2,NaN"]
+
+
+# ------------------------------------------------------------------ launch form model / CLI args
+def test_config_to_args_builds_cli_flags():
+    args = actions.config_to_args({"hidden": [256, 128], "lr": 0.01, "early_stop": ["overfitting"],
+                                   "thresholds": {"patience": 5}, "train_size": None})
+    assert args == ["--hidden", "256,128", "--lr", "0.01", "--early-stop", "overfitting",
+                    "--threshold", "patience=5"]
+
+
+@pytest.mark.skipif(launch_form.tc is None, reason="trainer.config not importable")
+def test_launch_form_validates_with_the_cli_rules():
+    values = launch_form.defaults()
+    cfg, err = launch_form.validate(values)
+    assert err is None and cfg == launch_form.tc.DEFAULTS
+    assert launch_form.cli_options(values) == {}
+    bad = {**values, "lr": "-1"}
+    _, err = launch_form.validate(bad)
+    assert err == "lr must be > 0 and <= 10, got -1.0"
+    ok = {**values, "hidden": "32", "early_stop": ["plateau"], "thresholds": "patience=4"}
+    assert launch_form.cli_options(ok) == {"hidden": "32", "early_stop": "plateau",
+                                           "thresholds": ["patience=4"]}
+
+
+def test_launch_form_prefill_from_a_run_config():
+    if launch_form.tc is None:
+        pytest.skip("trainer.config not importable")
+    v = launch_form.defaults({"hidden": [512, 512], "lr": 0.01, "early_stop": ["overfitting"],
+                              "train_size": 300, "not_an_option": 1})
+    assert v["hidden"] == "512,512" and v["lr"] == "0.01" and v["train_size"] == "300"
+    assert v["early_stop"] == ["overfitting"] and "not_an_option" not in v
