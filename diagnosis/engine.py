@@ -45,6 +45,17 @@ class _H:
     epochs: np.ndarray
     cols: dict[str, np.ndarray]
     n: int
+    _smooth: dict = None  # type: ignore[assignment]
+
+    def smooth(self, name: str, window: int) -> np.ndarray:
+        """Causal rolling median of a column (non-finite values skipped), computed once."""
+        if self._smooth is None:
+            self._smooth = {}
+        key = (name, window)
+        if key not in self._smooth:
+            x = self.cols[name]
+            self._smooth[key] = rolling_median(np.where(np.isfinite(x), x, np.nan), window)
+        return self._smooth[key]
 
     def has(self, name: str, min_finite: int = 2) -> bool:
         x = self.cols.get(name)
@@ -210,12 +221,13 @@ def _last_lr_change(h: _H) -> int:
     return int(nz[-1] + 1) if nz.size else -1
 
 
-def _plateau_state(x: np.ndarray, th: Thresholds) -> dict | None:
-    """Where the smoothed level of x last improved significantly, and the numbers used."""
+def _plateau_state(h: _H, name: str, th: Thresholds) -> dict | None:
+    """Where the smoothed level of a column last improved significantly, and the numbers used."""
+    x = h.cols[name]
     fin = np.isfinite(x)
     if fin.sum() < 3 or not fin[-1]:
         return None
-    S = rolling_median(np.where(fin, x, np.nan), th.window)
+    S = h.smooth(name, th.window)
     Sf = np.where(np.isfinite(S), S, np.inf)
     C = np.minimum.accumulate(Sf)
     best = float(C[-1])
@@ -223,9 +235,11 @@ def _plateau_state(x: np.ndarray, th: Thresholds) -> dict | None:
     delta = max(th.min_delta, th.min_rel_delta * abs(best), th.plateau_z * s_med)
     suff = np.minimum.accumulate(Sf[::-1])[::-1]
     suff_next = np.append(suff[1:], np.inf)
-    cond = suff_next >= C - delta
-    j0 = int(np.argmax(cond))
-    return {"j0": j0, "best": best, "delta": delta, "sigma": sigma, "phi": phi, "S": S}
+    j0 = int(np.argmax(suff_next >= C - delta))
+    # where *significant* improvement stopped (noise-scaled margin): the reported start
+    delta_sig = max(delta, th.plateau_start_z * s_med)
+    j_sig = int(np.argmax(suff_next >= C - delta_sig))
+    return {"j0": j0, "j_sig": j_sig, "best": best, "delta": delta, "sigma": sigma, "phi": phi, "S": S}
 
 
 def _trend(x: np.ndarray, th: Thresholds, width: int) -> tuple[float, int]:
@@ -249,17 +263,24 @@ def _plateau(h: _H, th: Thresholds, metric: str | None) -> Finding | None:
     if metric is None or h.epochs[-1] < th.start_from_epoch:
         return None
     x = h.cols[metric]
-    st = _plateau_state(x, th)
+    st = _plateau_state(h, metric, th)
     if st is None:
         return None
     j0 = st["j0"]
     c = _last_lr_change(h)
     anchor = max(j0, c + th.cooldown) if c >= 0 else j0
+    # a raw record (a new lowest value by more than min_delta) also resets the wait, as in Keras
+    xf = np.where(np.isfinite(x), x, np.inf)
+    prev_min = np.concatenate(([np.inf], np.minimum.accumulate(xf)[:-1]))
+    rec = np.nonzero(xf < prev_min - th.min_delta)[0]
+    if rec.size:
+        anchor = max(anchor, int(rec[-1]))
+    anchor = max(anchor, int(np.searchsorted(h.epochs, th.start_from_epoch)))
     wait = h.n - 1 - anchor
     if wait < th.patience:
         return None
-    # trend tests over the plateau segment itself (at most the last 2*patience epochs)
-    seg = x[max(j0, h.n - _trend_width(th)):]
+    # trend tests over the last trend_window epochs (the plateau segment if it is longer)
+    seg = x[max(0, min(j0, h.n - th.trend_window)):]
     z, w = _trend(seg, th, seg.size)
     if z < -th.trend_z:
         return None  # still falling significantly: not a plateau
@@ -273,8 +294,9 @@ def _plateau(h: _H, th: Thresholds, metric: str | None) -> Finding | None:
         return None  # still falling fast enough to matter, though noise hides it from the MK test
     ep = h.epochs
     name = _NAMES[metric]
-    msg = (f"{name} has not improved by more than {_g(st['delta'])} for {wait} epochs since epoch "
-           f"{int(ep[j0])} (best smoothed level {_g(st['best'])}): training has plateaued.")
+    j0 = min(st["j_sig"], anchor)
+    msg = (f"{name} has not improved significantly since epoch {int(ep[j0])} and has set no new low for "
+           f"{wait} epochs (best smoothed level {_g(st['best'])}): training has plateaued.")
     advice = ("Stop and keep the best checkpoint, or lower the learning rate (e.g. by 10x) to "
               "squeeze out the rest")
     tr = h.cols.get("train_loss")
@@ -309,7 +331,7 @@ def _still_improving(h: _H, th: Thresholds, metric: str | None) -> Finding | Non
     if before - now <= need:
         return None
     # the level must be at (or within noise of) its best: a curve that fell and turned up is not improving
-    if now > float(np.nanmin(rolling_median(np.where(np.isfinite(x), x, np.nan), th.window))) + need:
+    if now > float(np.nanmin(h.smooth(metric, th.window))) + need:
         return None
     fin_idx = np.nonzero(np.isfinite(x))[0]
     start = int(h.epochs[fin_idx[-win.size]])
@@ -342,7 +364,7 @@ def _rise(v: np.ndarray, e: int, th: Thresholds, S: np.ndarray) -> dict | None:
     gap = now - best
     if not gap > need:
         return None
-    after = finite(ve[m + 1:])
+    after = finite(ve[max(m + 1, e - th.noise_window):])
     z = float(mann_kendall_z(after, inflation(phi)))
     if z < th.trend_z and gap < 2 * need:
         return None
@@ -370,7 +392,7 @@ def _overfitting(h: _H, th: Thresholds) -> tuple[Finding | None, dict | None]:
     if not h.has("val_loss", 3) or h.epochs[-1] < th.start_from_epoch:
         return None, None
     v = h.cols["val_loss"]
-    S = rolling_median(np.where(np.isfinite(v), v, np.nan), th.window)
+    S = h.smooth("val_loss", th.window)
     tr = h.cols.get("train_loss") if h.has("train_loss", 3) else None
     states = []
     for back in range(th.confirm):
@@ -435,7 +457,7 @@ def _underfitting(h: _H, th: Thresholds) -> Finding | None:
     if not h.has("train_loss", 3) or h.epochs[-1] < th.start_from_epoch:
         return None
     tr = h.cols["train_loss"]
-    st = _plateau_state(tr, th)
+    st = _plateau_state(h, "train_loss", th)
     if st is None:
         return None
     wait = h.n - 1 - st["j0"]
@@ -467,20 +489,42 @@ def _underfitting(h: _H, th: Thresholds) -> Finding | None:
 
 # ---------------------------------------------------------------- gradients
 
-def _layer_frame(layers: pd.DataFrame | None, h: _H) -> pd.DataFrame | None:
-    """Per-layer norms for epochs <= the history's last epoch, one row per epoch, numeric."""
+class _Layers:
+    """Per-layer gradient norms for epochs <= the history's last epoch; rows converted lazily."""
+
+    def __init__(self, frame: pd.DataFrame, last_epoch: int) -> None:
+        ep = pd.to_numeric(frame["epoch"], errors="coerce").to_numpy(dtype=float)
+        ok = np.isfinite(ep) & (ep <= last_epoch)
+        rows = np.nonzero(ok)[0]
+        order = rows[np.argsort(ep[rows], kind="stable")]
+        e = ep[order]
+        if e.size > 1:
+            keep = np.append(e[1:] != e[:-1], True)
+            order, e = order[keep], e[keep]
+        self.frame = frame
+        self.rows = order
+        self.epochs = e.astype(np.int64)
+        self.names = [c for c in frame.columns if c != "epoch"]
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    def values(self, lo: int, hi: int) -> np.ndarray:
+        """Norms of rows lo..hi-1 (in epoch order) as a float array, non-numbers as NaN."""
+        sub = self.frame.iloc[self.rows[lo:hi]][self.names]
+        out = np.empty(sub.shape, dtype=float)
+        for j, c in enumerate(self.names):
+            col = sub[c]
+            out[:, j] = (col.to_numpy(dtype=float, na_value=np.nan) if pd.api.types.is_numeric_dtype(col)
+                         else pd.to_numeric(col, errors="coerce").to_numpy(dtype=float))
+        return out
+
+
+def _layer_frame(layers: pd.DataFrame | None, h: _H) -> _Layers | None:
     if layers is None or not isinstance(layers, pd.DataFrame) or layers.empty or "epoch" not in layers.columns:
         return None
-    ep = pd.to_numeric(layers["epoch"], errors="coerce")
-    lf = layers.loc[ep.notna() & (ep <= h.epochs[-1])].copy()
-    if lf.empty:
-        return None
-    lf["epoch"] = pd.to_numeric(lf["epoch"], errors="coerce")
-    lf = lf.drop_duplicates("epoch", keep="last").sort_values("epoch", kind="stable")
-    cols = [c for c in lf.columns if c != "epoch"]
-    num = lf[cols].apply(pd.to_numeric, errors="coerce")
-    num.index = lf["epoch"].astype(np.int64).to_numpy()
-    return num
+    lf = _Layers(layers, int(h.epochs[-1]))
+    return lf if len(lf) and lf.names else None
 
 
 def _grad_series(h: _H) -> tuple[str | None, np.ndarray | None]:
@@ -513,13 +557,16 @@ def _exploding(h: _H, th: Thresholds, lf: pd.DataFrame | None) -> Finding | None
     ep = h.epochs
     peak = float(np.nanmax(np.where(np.isnan(g[i0:]), -np.inf, g[i0:])))
     names: list[str] = []
-    if lf is not None and ep[i0] in lf.index:
-        lb = lf.rolling(10, min_periods=3).median().shift(1)
-        row, brow = lf.loc[ep[i0]], lb.loc[ep[i0]]
-        with np.errstate(invalid="ignore"):
-            ratio = (row / brow).replace([np.inf], np.inf)
-        jumped = ratio[(ratio > th.grad_explode_factor) | np.isinf(row)].sort_values(ascending=False)
-        names = [str(c) for c in jumped.index]
+    if lf is not None:
+        k = int(np.searchsorted(lf.epochs, ep[i0]))
+        if k < len(lf) and lf.epochs[k] == ep[i0] and k >= 3:
+            vals = lf.values(max(0, k - 10), k + 1)
+            row, ref_rows = vals[-1], vals[:-1]
+            base_l = np.nanmedian(np.where(np.isfinite(ref_rows), ref_rows, np.nan), axis=0)
+            ratio = row / base_l
+            hit = np.isinf(row) | (ratio > th.grad_explode_factor)
+            order = np.argsort(-np.where(np.isfinite(ratio), ratio, np.inf))
+            names = [lf.names[j] for j in order if hit[j]]
     layer_txt = f" (layers {_names(names)})" if names else ""
     ref_txt = f"{_g(peak / ref)}x its recent median {_g(ref)}" if np.isfinite(ref) and ref > 0 and np.isfinite(peak) else "a non-finite value"
     msg = (f"{_NAMES[metric]} jumped to {_g(peak)} at epoch {int(ep[i0])}, {ref_txt}{layer_txt}: "
@@ -535,15 +582,17 @@ def _exploding(h: _H, th: Thresholds, lf: pd.DataFrame | None) -> Finding | None
 def _vanishing(h: _H, th: Thresholds, lf: pd.DataFrame | None) -> Finding | None:
     ep = h.epochs
     # per layer: layers whose recent norm is a tiny fraction of the largest layer's
-    if lf is not None and len(lf) >= 1:
-        recent = lf.tail(th.window).median(skipna=True)
-        recent = recent[np.isfinite(recent.to_numpy(dtype=float))]
-        top = float(recent.max()) if len(recent) else float("nan")
-        if len(recent) >= 2 and np.isfinite(top) and top > 0:
-            small = recent[recent < th.grad_vanish_factor * top].sort_values()
-            if len(small):
-                names = [str(c) for c in small.index]
-                since = _since_small(lf, names[0], th.grad_vanish_factor)
+    if lf is not None:
+        vals = lf.values(max(0, len(lf) - th.window), len(lf))
+        recent = np.nanmedian(np.where(np.isfinite(vals), vals, np.nan), axis=0)
+        okc = np.isfinite(recent)
+        top = float(recent[okc].max()) if okc.any() else float("nan")
+        if okc.sum() >= 2 and np.isfinite(top) and top > 0:
+            small = okc & (recent < th.grad_vanish_factor * top)
+            if small.any():
+                idx = [j for j in np.argsort(recent) if small[j]]
+                names = [lf.names[j] for j in idx]
+                since = _since_small(lf, idx[0], th)
                 return Finding("vanishing_gradients", "warning", int(since), None, "layers",
                                f"Gradients of {len(names)} layer{'s' if len(names) > 1 else ''} ({_names(names)}) are below "
                                f"{_g(th.grad_vanish_factor)}x the largest layer's ({_g(top)}) over the "
@@ -552,7 +601,7 @@ def _vanishing(h: _H, th: Thresholds, lf: pd.DataFrame | None) -> Finding | None
                                "LayerNorm) or residual connections, check the initialisation; a layer "
                                "at exactly 0 may be frozen or unused.",
                                {"layers": names[:20], "largest_layer_norm": top,
-                                "smallest_ratio": float(small.iloc[0] / top)})
+                                "smallest_ratio": float(recent[idx[0]] / top)})
     metric, g = _grad_series(h)
     if g is None or not h.has("train_loss", 3):
         return None
@@ -575,13 +624,16 @@ def _vanishing(h: _H, th: Thresholds, lf: pd.DataFrame | None) -> Finding | None
     return None
 
 
-def _since_small(lf: pd.DataFrame, col: str, factor: float) -> int:
-    top = lf.max(axis=1, skipna=True)
-    small = (lf[col] < factor * top).to_numpy()
+def _since_small(lf: _Layers, j: int, th: Thresholds) -> int:
+    """First epoch of the final run of epochs in which layer j was below the vanishing ratio."""
+    lo = max(0, len(lf) - th.noise_window)
+    vals = lf.values(lo, len(lf))
+    top = np.nanmax(np.where(np.isfinite(vals), vals, np.nan), axis=1)
+    small = vals[:, j] < th.grad_vanish_factor * top
     i = len(small) - 1
     while i > 0 and small[i - 1]:
         i -= 1
-    return int(lf.index[i])
+    return int(lf.epochs[lo + i])
 
 
 def _names(names: list[str], k: int = 4) -> str:
@@ -612,6 +664,11 @@ def diagnose(history: pd.DataFrame, thresholds: Thresholds | None = None,
     th = thresholds if thresholds is not None else Thresholds()
     if not isinstance(th, Thresholds):
         raise TypeError(f"thresholds must be a Thresholds or None, got {type(th).__name__}")
+    with np.errstate(all="ignore"):  # NaN/inf/overflow are data here, not errors
+        return _diagnose(history, th, layers)
+
+
+def _diagnose(history: pd.DataFrame, th: Thresholds, layers: pd.DataFrame | None) -> list[Finding]:
     h = _prepare(history)
     if h is None:
         return []

@@ -48,11 +48,15 @@ class Thresholds:
                           "or a rise (Keras min_delta), in loss units.", lo=0.0)
     min_rel_delta: float = _f(0.002, "Relative minimum change that counts as an improvement on a "
                               "plateau check, as a fraction of the best level.", lo=0.0)
-    plateau_z: float = _f(2.5, "A drop of the smoothed level counts as an improvement only if it "
+    plateau_z: float = _f(0.0, "A drop of the smoothed level counts as an improvement only if it "
                           "exceeds plateau_z times the noise of the smoothed level.", lo=0.0)
     plateau_gain: float = _f(0.01, "No plateau while the robust (Theil-Sen) trend of the last "
                              "2*patience epochs projects a relative improvement above this over the "
                              "next patience epochs (0.01 = 1%).", lo=0.0)
+    plateau_start_z: float = _f(2.5, "The reported plateau start is the last epoch whose smoothed level "
+                                "improved by more than plateau_start_z times its noise.", lo=0.0)
+    trend_window: int = _f(20, "Trailing epochs of the trend tests that keep a plateau from being "
+                           "reported while the loss still falls.", lo=3)
     trend_z: float = _f(2.3, "Mann-Kendall z (autocorrelation-corrected) that makes a trend "
                         "significant: blocks a plateau while the loss still falls, confirms a rise.",
                         lo=0.0, lo_open=True)

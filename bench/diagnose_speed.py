@@ -1,0 +1,83 @@
+"""How fast is `diagnose`? Prints timings and ratios against a baseline measured in the same run.
+
+    python bench/diagnose_speed.py            # 1,000 epochs and 100,000 rows
+    python bench/diagnose_speed.py --quick    # fewer repeats
+
+Targets (issue 3): <= 5 ms for a 1,000-epoch history, <= 100 ms for 100,000 rows. The
+baseline is a naive pass over the same data: a trailing rolling median (window 5) of every
+loss column with pandas, i.e. the cheapest thing any curve smoother must do. Timings are
+medians of repeated calls; they are reported, never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from diagnosis import diagnose  # noqa: E402
+
+
+def history(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    e = np.arange(1, n + 1)
+    t = e / max(n / 100, 1)
+    val = 0.3 + 2 * np.exp(-t / 8) + 0.004 * np.maximum(t - 40, 0)
+    return pd.DataFrame({
+        "epoch": e,
+        "train_loss": (0.05 + 2 * np.exp(-t / 8)) * (1 + 0.01 * rng.standard_normal(n)),
+        "val_loss": val * (1 + 0.02 * rng.standard_normal(n)),
+        "train_acc": np.minimum(0.99, 0.5 + t / 100), "val_acc": np.minimum(0.95, 0.5 + t / 120),
+        "grad_norm": np.exp(0.3 * rng.standard_normal(n)), "grad_norm_max": np.exp(0.3 * rng.standard_normal(n)) * 2,
+        "lr": np.where(t < 60, 1e-3, 1e-4),
+    })
+
+
+def layers(n: int, k: int = 6) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return pd.DataFrame({"epoch": np.arange(1, n + 1), **{f"net.{i}.weight": np.exp(rng.standard_normal(n)) for i in range(k)}})
+
+
+def timeit(fn, repeats: int) -> float:
+    fn()  # warm-up
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts) * 1e3
+
+
+def baseline(h: pd.DataFrame) -> None:
+    for c in ("train_loss", "val_loss"):
+        h[c].rolling(5, min_periods=1).median().to_numpy()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args(argv)
+    rows = []
+    for n, target, reps in ((1_000, 5.0, 50), (100_000, 100.0, 7)):
+        reps = max(3, reps // 5) if a.quick else reps
+        h, lf = history(n), layers(n)
+        t_diag = timeit(lambda: diagnose(h), reps)
+        t_layers = timeit(lambda: diagnose(h, layers=lf), reps)
+        t_base = timeit(lambda: baseline(h), reps)
+        rows.append((n, t_diag, t_layers, t_base, target))
+    print(f"{'rows':>8} {'diagnose ms':>12} {'+layers ms':>11} {'baseline ms':>12} {'ratio':>7} {'target ms':>10}  verdict")
+    for n, td, tl, tb, target in rows:
+        print(f"{n:>8,} {td:>12.2f} {tl:>11.2f} {tb:>12.2f} {td / tb:>6.1f}x {target:>10.0f}  "
+              f"{'ok' if max(td, tl) <= target else 'OVER'}")
+    print("ratio = diagnose / baseline (a pandas rolling median of train and val loss); medians of repeated calls")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

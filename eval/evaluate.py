@@ -1,0 +1,235 @@
+"""Evaluate the diagnosis engine on the committed real-curve corpus.
+
+    python -m eval.evaluate                     # prints the tables of docs/diagnosis.md
+    python -m eval.evaluate --json out.json     # also writes the figures
+
+Per kind: precision, recall and median detection delay (first epoch the online detector
+reports the kind, minus the labelled onset; for overfitting the onset is the epoch of the
+validation minimum). A run counts as flagged for a kind if `diagnose(history[:t])`
+reports it as ongoing at any epoch t. Early stopping: for every rule, the stop epoch s,
+the fraction s / planned epochs, and the test-loss regret of the restored checkpoint (the
+lowest validation loss up to s) relative to the best checkpoint of the full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from diagnosis import KINDS, Thresholds, diagnose
+from eval.labels import label
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "eval" / "corpus.jsonl.gz"
+COLS = ("epoch", "train_loss", "val_loss", "train_acc", "val_acc", "grad_norm", "grad_norm_max", "lr",
+        "test_loss", "test_acc")
+
+
+def load(path: Path = CORPUS) -> list[dict]:
+    runs = []
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            h = pd.DataFrame({c: [float(x) if isinstance(x, str) else x for x in r[c]] for c in COLS if c in r})
+            if len(h):
+                r["history"] = h
+                runs.append(r)
+    return runs
+
+
+# ------------------------------------------------------------------ classic stop rules
+
+def keras(v, patience, min_delta=0.0):
+    best, wait = math.inf, 0
+    for i, x in enumerate(v):
+        if x - abs(min_delta) < best:  # NaN compares False: no improvement
+            best, wait = x, 0
+        else:
+            wait += 1
+            if wait >= patience:
+                return i + 1
+    return len(v)
+
+
+def reduce_lr_style(v, patience=10, rel=1e-4):
+    best, bad = math.inf, 0
+    for i, x in enumerate(v):
+        if x < best * (1 - rel):
+            best, bad = x, 0
+        else:
+            bad += 1
+            if bad > patience:
+                return i + 1
+    return len(v)
+
+
+def _gl(v, i):
+    prev = v[: i + 1]
+    prev = prev[np.isfinite(prev)]
+    if not np.isfinite(v[i]) or prev.size == 0:
+        return math.inf
+    return 100.0 * (v[i] / prev.min() - 1.0)
+
+
+def prechelt_gl(v, alpha):
+    for i in range(len(v)):
+        if _gl(v, i) > alpha:
+            return i + 1
+    return len(v)
+
+
+def prechelt_pq(v, tr, alpha, k=5):
+    for i in range(k - 1, len(v), k):
+        strip = tr[i - k + 1: i + 1]
+        if not np.all(np.isfinite(strip)) or strip.min() <= 0:
+            return i + 1
+        pk = 1000.0 * (strip.sum() / (k * strip.min()) - 1.0)
+        if pk <= 0 or _gl(v, i) / pk > alpha:
+            return i + 1
+    return len(v)
+
+
+def prechelt_up(v, s, k=5):
+    run = 0
+    for i in range(2 * k - 1, len(v), k):
+        if not (v[i] <= v[i - k]):  # a rise (or NaN) at this strip end
+            run += 1
+            if run >= s:
+                return i + 1
+        else:
+            run = 0
+    return len(v)
+
+
+CLASSIC = {
+    **{f"Keras patience {p}": (lambda v, tr, p=p: keras(v, p)) for p in (5, 10, 20)},
+    "ReduceLROnPlateau-style (rel 1e-4, patience 10)": lambda v, tr: reduce_lr_style(v),
+    **{f"Prechelt GL{a}": (lambda v, tr, a=a: prechelt_gl(v, a)) for a in (1, 2, 3, 5)},
+    **{f"Prechelt PQ{a}": (lambda v, tr, a=a: prechelt_pq(v, tr, a)) for a in (0.5, 0.75, 1, 2, 3)},
+    **{f"Prechelt UP{s}": (lambda v, tr, s=s: prechelt_up(v, s)) for s in (2, 3, 4, 6, 8)},
+}
+
+
+# ------------------------------------------------------------------ engine, online
+
+def online(h: pd.DataFrame, th: Thresholds) -> dict[str, int]:
+    """First epoch at which each kind is reported ongoing, scanning prefixes t = 2..N."""
+    first: dict[str, int] = {}
+    ep = h["epoch"].to_numpy(int)
+    for t in range(2, len(h) + 1):
+        for f in diagnose(h.iloc[:t], th):
+            if f.ongoing and f.kind not in first:
+                first[f.kind] = int(ep[t - 1])
+    return first
+
+
+def engine_stop(h: pd.DataFrame, th: Thresholds, kinds=("overfitting", "plateau")) -> int:
+    for t in range(2, len(h) + 1):
+        for f in diagnose(h.iloc[:t], th):
+            if f.kind in kinds and f.ongoing:
+                return t
+    return len(h)
+
+
+def regret(v, test, stop):
+    fv = np.where(np.isfinite(v), v, np.inf)
+    ref = int(np.argmin(fv))
+    got = int(np.argmin(fv[:stop]))
+    if not np.isfinite(test[ref]) or not np.isfinite(test[got]) or test[ref] <= 0:
+        return float("nan")
+    return float((test[got] - test[ref]) / test[ref])
+
+
+def evaluate(runs: list[dict], th: Thresholds | None = None) -> dict:
+    th = th or Thresholds()
+    per_kind = {k: {"tp": 0, "fp": 0, "fn": 0, "delays": []} for k in KINDS}
+    stops: dict[str, list[tuple[float, float]]] = {name: [] for name in CLASSIC}
+    stops["Curvewatch defaults (overfitting, plateau)"] = []
+    healthy_flagged = healthy_n = 0
+    rows = []
+    for r in runs:
+        h = r["history"]
+        lab = label(h)
+        det = online(h, th)
+        rows.append({"id": r["id"], "recipe": r["recipe"], "labels": lab, "detected": det})
+        for k in KINDS:
+            if k in det and k in lab:
+                per_kind[k]["tp"] += 1
+                per_kind[k]["delays"].append(det[k] - lab[k])
+            elif k in det:
+                per_kind[k]["fp"] += 1
+            elif k in lab:
+                per_kind[k]["fn"] += 1
+        problems = {"overfitting", "divergence", "unstable", "underfitting", "exploding_gradients",
+                    "vanishing_gradients", "plateau"}
+        if r["recipe"] == "noisy" and not (set(lab) & problems):
+            healthy_n += 1
+            healthy_flagged += bool(set(det) & (problems - {"plateau"}))
+        v = h["val_loss"].to_numpy(float)
+        tr = h["train_loss"].to_numpy(float)
+        test = h["test_loss"].to_numpy(float) if "test_loss" in h else None
+        if test is None or not np.isfinite(v).any():
+            continue
+        n = len(v)
+        for name, rule in CLASSIC.items():
+            s = rule(v, tr)
+            stops[name].append((s / n, regret(v, test, s)))
+        # the first epoch at which overfitting or plateau is ongoing is where should_stop stops
+        s_ep = min([det[k] for k in ("overfitting", "plateau") if k in det], default=int(h["epoch"].iloc[-1]))
+        s = int(np.searchsorted(h["epoch"].to_numpy(int), s_ep)) + 1
+        stops["Curvewatch defaults (overfitting, plateau)"].append((s / n, regret(v, test, s)))
+    kinds_out = {}
+    for k, d in per_kind.items():
+        n_lab, n_det = d["tp"] + d["fn"], d["tp"] + d["fp"]
+        kinds_out[k] = {"labelled": n_lab, "flagged": n_det,
+                        "precision": d["tp"] / n_det if n_det else float("nan"),
+                        "recall": d["tp"] / n_lab if n_lab else float("nan"),
+                        "median_delay": float(np.median(d["delays"])) if d["delays"] else float("nan")}
+    trade = {}
+    for name, xs in stops.items():
+        a = np.array(xs, dtype=float)
+        ok = np.isfinite(a[:, 1])
+        trade[name] = {"epochs_fraction": float(a[ok, 0].mean()), "regret": float(a[ok, 1].mean()),
+                       "runs": int(ok.sum())}
+    return {"runs": len(runs), "kinds": kinds_out, "tradeoff": trade,
+            "noisy_healthy": {"runs": healthy_n, "flagged": healthy_flagged}, "per_run": rows}
+
+
+def report(res: dict) -> str:
+    lines = [f"Corpus: {res['runs']} real runs.", "",
+             "| kind | labelled | flagged | precision | recall | median delay (epochs) |",
+             "|---|---|---|---|---|---|"]
+    for k, d in res["kinds"].items():
+        f = lambda x: "-" if x != x else f"{x:.2f}"  # noqa: E731
+        delay = "-" if d["median_delay"] != d["median_delay"] else f"{d['median_delay']:.0f}"
+        lines.append(f"| {k} | {d['labelled']} | {d['flagged']} | {f(d['precision'])} | {f(d['recall'])} | {delay} |")
+    nh = res["noisy_healthy"]
+    lines += ["", f"Noisy-but-healthy runs (noisy recipe, no problem label): {nh['flagged']} of {nh['runs']} "
+                  f"flagged with a problem other than plateau.", "",
+              "| early-stopping rule | mean fraction of planned epochs | mean test-loss regret |", "|---|---|---|"]
+    for name, d in sorted(res["tradeoff"].items(), key=lambda kv: kv[1]["epochs_fraction"]):
+        lines.append(f"| {name} | {d['epochs_fraction']:.3f} | {d['regret']:+.4f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", default=str(CORPUS))
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--threshold", action="append", default=[], metavar="NAME=VALUE")
+    a = ap.parse_args(argv)
+    res = evaluate(load(Path(a.corpus)), Thresholds.from_pairs(a.threshold))
+    print(report(res))
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

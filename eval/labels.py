@@ -1,0 +1,97 @@
+"""Labels for the real-curve corpus, from the FULL curves (hindsight), by the definitions in
+docs/diagnosis.md ("Labels"). They look at the whole run with centred smoothing; the
+detectors see only the rows up to each epoch. A run can carry several labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from diagnosis.stats import level_sd, noise
+
+#: Constants of the label definitions (documented in docs/diagnosis.md).
+OVERFIT_RISE = 0.05      # final val level >= 5% above the smoothed minimum ...
+NOISE_UNITS = 4.0        # ... and >= 4 level-noise units above it
+MIN_TAIL = 5             # the minimum is at least 5 epochs before the end
+PLATEAU_TAIL = 20        # plateau: the last >= 20 epochs improved the smoothed level by < 1% ...
+PLATEAU_GAIN = 0.01
+IMPROVING_GAIN = 0.01    # still improving: the last 10 epochs improved the smoothed level by > 1%
+SWING = 0.10             # unstable: >= 3 one-epoch rises of the training loss by > 10% ...
+SWING_RANGE = 0.05       # ... and > 5% of the range it had learned
+UNDERFIT_LEVEL = 0.5     # underfitting: final train loss >= 50% of the first epoch's, gap <= 10%
+UNDERFIT_GAP = 0.10
+EXPLODE = 10.0           # exploding gradients: a grad norm > 10x the run's median grad norm
+
+
+def _centred(x: np.ndarray, w: int = 5) -> np.ndarray:
+    return pd.Series(x).rolling(w, center=True, min_periods=1).median().to_numpy()
+
+
+def label(h: pd.DataFrame) -> dict:
+    """{kind: onset epoch} for every kind the full curve shows (onset = where it starts)."""
+    out: dict[str, int] = {}
+    ep = h["epoch"].to_numpy(int)
+    tr = h["train_loss"].to_numpy(float) if "train_loss" in h else np.full(len(h), np.nan)
+    v = h["val_loss"].to_numpy(float) if "val_loss" in h else np.full(len(h), np.nan)
+    n = len(h)
+    # divergence: a non-finite loss, or a training loss ending > 10x above its minimum
+    bad = ~np.isfinite(tr) | ~np.isfinite(v)
+    if bad.any():
+        out["divergence"] = int(ep[np.argmax(bad)])
+    else:
+        runmin = np.minimum.accumulate(tr)
+        ex = (tr > 10 * runmin) & (tr > tr[0])
+        if n >= 3 and ex[-3:].all():
+            i = n - 1
+            while i > 0 and ex[i - 1]:
+                i -= 1
+            out["divergence"] = int(ep[i])
+    fin = np.isfinite(v)
+    if fin.sum() >= 10 and "divergence" not in out:
+        vs = _centred(v)
+        m = int(np.nanargmin(vs))
+        sig = noise(v[fin], 0.3)
+        lsd = level_sd(sig, 0.3, 5)
+        best = vs[m]
+        end = float(np.median(v[-5:]))
+        t_m = float(np.median(tr[max(0, m - 2): m + 3]))
+        t_end = float(np.median(tr[-5:]))
+        if (n - 1 - m >= MIN_TAIL and end - best >= max(OVERFIT_RISE * abs(best), NOISE_UNITS * lsd)
+                and t_end < t_m):
+            out["overfitting"] = int(ep[int(np.nanargmin(np.where(fin, v, np.nan)[: m + 3]))])
+            if "val_acc" in h:
+                a = h["val_acc"].to_numpy(float)
+                if np.median(a[-5:]) > np.median(a[max(0, m - 2): m + 3]) + 1e-9:
+                    out["overconfidence"] = out["overfitting"]
+        else:
+            # plateau: from some epoch p on (>= PLATEAU_TAIL epochs before the end) no improvement > 1%
+            cm = np.minimum.accumulate(vs)
+            suff = np.minimum.accumulate(vs[::-1])[::-1]
+            for p in range(n - PLATEAU_TAIL):
+                if suff[p + 1] >= cm[p] - max(PLATEAU_GAIN * abs(cm[p]), 2 * lsd):
+                    out["plateau"] = int(ep[p])
+                    break
+            if "plateau" not in out and n > 15:
+                if vs[-1] < np.min(vs[: n - 10]) - max(IMPROVING_GAIN * abs(vs[-1]), 2 * lsd):
+                    out["still_improving"] = int(ep[n - 10])
+    tf = np.isfinite(tr)
+    if tf.sum() >= 5 and "divergence" not in out:
+        first = tr[tf][0]
+        runmin = np.fmin.accumulate(np.where(tf, tr, np.nan))
+        rise = np.diff(tr)
+        learned = first - runmin[:-1]
+        sw = (rise > SWING * np.abs(tr[:-1])) & (rise > SWING_RANGE * learned) & (learned > 0)
+        if sw.sum() >= 3 or (sw & (rise > 0.5 * learned)).any():
+            out["unstable"] = int(ep[1:][sw][0])
+        t_end = float(np.median(tr[tf][-5:]))
+        if first > 0 and t_end >= UNDERFIT_LEVEL * first and n >= 20:
+            v_end = float(np.median(v[fin][-5:])) if fin.any() else t_end
+            if abs(v_end - t_end) <= UNDERFIT_GAP * abs(t_end):
+                out["underfitting"] = int(ep[0])
+    if "grad_norm" in h:
+        g = h["grad_norm"].to_numpy(float)
+        gf = g[np.isfinite(g)]
+        if np.isinf(g).any() or (gf.size >= 5 and gf.max() > EXPLODE * np.median(gf)):
+            out["exploding_gradients"] = int(ep[np.argmax(np.isinf(g) | (g > EXPLODE * np.median(gf)))])
+    return out

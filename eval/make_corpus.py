@@ -1,0 +1,166 @@
+"""Generate the real-curve corpus: short trainings with the project's own trainer.
+
+    python -m eval.make_corpus --out eval/corpus.jsonl.gz --jobs 2
+
+Each run is `python -m trainer run ...` with a held-out test split (--test-fraction 0.2)
+that the detectors never see. Settings are drawn from recipes meant to produce healthy
+runs, overfitting, plateaus, noisy validation, instability and divergence, but the
+labels (eval/labels.py) come from the finished curves, not from the recipe. The compact
+curves (per-epoch metrics rounded to 6 significant digits) and each run's config are
+written as one JSON object per line, gzip-compressed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = ("epoch", "train_loss", "val_loss", "train_acc", "val_acc", "grad_norm", "grad_norm_max", "lr",
+           "test_loss", "test_acc")
+
+SIZES = {"digits": 1797, "breast_cancer": 569, "wine": 178, "moons": 1000, "spirals": 1000, "blobs": 1000}
+
+
+def recipes(rng: random.Random) -> list[dict]:
+    """The run settings, drawn reproducibly. Each dict maps trainer option -> value."""
+    out: list[dict] = []
+
+    def add(recipe: str, **kw):
+        kw.setdefault("test-fraction", 0.2)
+        kw.setdefault("seed", rng.randrange(10_000))
+        kw.setdefault("model", "mlp")
+        kw["_recipe"] = recipe
+        out.append(kw)
+
+    ds_all = ["digits", "breast_cancer", "wine", "moons", "spirals"]
+    for _ in range(40):  # overfitting: little data, label noise, wide nets, no regularisation
+        ds = rng.choice(ds_all)
+        add("overfit", dataset=ds, epochs=rng.choice([80, 100, 120]),
+            **{"train-size": rng.choice([40, 60, 100, 150, 250]) if ds != "wine" else rng.choice([30, 50]),
+               "label-noise": rng.choice([0.0, 0.1, 0.2, 0.3]), "hidden": rng.choice(["256,256", "128,128", "512"]),
+               "lr": rng.choice([1e-3, 3e-3, 1e-2]), "batch-size": rng.choice([16, 32])})
+    for _ in range(30):  # healthy: regularised, more data
+        ds = rng.choice(ds_all)
+        add("healthy", dataset=ds, epochs=60,
+            **{"hidden": rng.choice(["64,32", "128,64", "32"]), "dropout": rng.choice([0.0, 0.1, 0.3]),
+               "weight-decay": rng.choice([1e-4, 1e-3, 1e-2]), "lr": rng.choice([3e-4, 1e-3]),
+               "batch-size": rng.choice([64, 128]), "schedule": rng.choice(["constant", "cosine"])})
+    for _ in range(30):  # plateau: small or decayed learning rates, saturated small models
+        ds = rng.choice(ds_all)
+        opt = rng.choice(["sgd", "adam"])
+        add("plateau", dataset=ds, epochs=rng.choice([80, 100]), optimizer=opt,
+            model=rng.choice(["mlp", "logreg"]),
+            **{"hidden": rng.choice(["8", "16", "32"]), "lr": (rng.choice([0.01, 0.05, 0.1]) if opt == "sgd" else rng.choice([1e-3, 3e-3])),
+               "schedule": rng.choice(["step", "exponential", "constant"]), "weight-decay": rng.choice([0.0, 1e-3]),
+               "batch-size": rng.choice([64, 128])})
+    for _ in range(30):  # noisy validation: small val sets, large learning rates, small batches
+        ds = rng.choice(["digits", "breast_cancer", "moons", "spirals"])
+        add("noisy", dataset=ds, epochs=60,
+            **{"val-fraction": rng.choice([0.05, 0.08, 0.1]), "lr": rng.choice([3e-3, 1e-2, 2e-2]),
+               "batch-size": rng.choice([16, 32]), "hidden": rng.choice(["64", "128,64"]),
+               "dropout": rng.choice([0.0, 0.2]), "weight-decay": rng.choice([0.0, 1e-4]),
+               "train-size": rng.choice([300, 600])})
+    for _ in range(15):  # unstable / divergent: far too large learning rates, no clipping
+        ds = rng.choice(ds_all)
+        opt = rng.choice(["sgd", "adam"])
+        add("diverge", dataset=ds, epochs=40, optimizer=opt,
+            **{"lr": rng.choice([0.5, 1.0, 3.0]) if opt == "sgd" else rng.choice([0.05, 0.1, 0.3]),
+               "hidden": rng.choice(["128,64", "256,256"]), "batch-size": 64, "momentum": 0.9})
+    for _ in range(10):  # underfitting: tiny learning rate or sigmoid bottleneck
+        ds = rng.choice(ds_all)
+        add("underfit", dataset=ds, epochs=60, optimizer="sgd",
+            **{"lr": rng.choice([1e-4, 3e-4, 1e-3]), "hidden": rng.choice(["4", "8,4"]),
+               "activation": rng.choice(["sigmoid", "tanh"]), "momentum": 0.0, "batch-size": 128})
+    for _ in range(10):  # longer runs with schedules
+        ds = rng.choice(ds_all)
+        add("schedule", dataset=ds, epochs=100,
+            **{"lr": rng.choice([1e-3, 3e-3]), "schedule": rng.choice(["step", "cosine", "plateau"]),
+               "hidden": rng.choice(["128,64", "256"]), "train-size": rng.choice([100, 300]) if ds != "wine" else 60,
+               "batch-size": 64})
+    return out
+
+
+def _run_one(cfg: dict, runs_dir: Path) -> dict | None:
+    name = f"c{cfg['_idx']:04d}"
+    done = [d for d in runs_dir.iterdir() if d.is_dir() and (d / "status.json").exists()
+            and json.loads((d / "run.json").read_text()).get("name") == name
+            and json.loads((d / "status.json").read_text()).get("state") in ("completed", "failed")]
+    if done:
+        return _record(cfg, name, done[0], 0, 0.0)
+    args = [sys.executable, "-m", "trainer", "run", "--runs-dir", str(runs_dir), "--name", name, "--device", "cpu"]
+    for k, v in cfg.items():
+        if not k.startswith("_"):
+            args += [f"--{k}", str(v)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    t0 = time.time()
+    p = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    dirs = [d for d in runs_dir.iterdir() if d.is_dir() and json.loads((d / "run.json").read_text()).get("name") == name]
+    if not dirs:
+        print(f"{name}: no run folder (rc {p.returncode}): {p.stderr[-300:]}", file=sys.stderr)
+        return None
+    return _record(cfg, name, dirs[0], p.returncode, time.time() - t0)
+
+
+def _record(cfg: dict, name: str, run_dir: Path, rc: int, seconds: float) -> dict:
+    from tracking import read_history  # noqa: WPS433
+
+    h = read_history(run_dir)
+    rec = {"id": name, "recipe": cfg["_recipe"], "config": {k: v for k, v in cfg.items() if not k.startswith("_")},
+           "rc": rc, "seconds": round(seconds, 2)}
+    for c in COLUMNS:
+        if c in h.columns:
+            rec[c] = [_compact(x) for x in h[c].tolist()]
+    print(f"{name} {cfg['_recipe']:9s} {len(h):4d} epochs rc={rc} {rec['seconds']:.1f}s", flush=True)
+    return rec
+
+
+def _compact(x):
+    if x is None:
+        return "NaN"
+    x = float(x)
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    return float(f"{x:.6g}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(ROOT / "eval" / "corpus.jsonl.gz"))
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--limit", type=int, default=0, help="only the first N runs (smoke test)")
+    ap.add_argument("--runs-dir", default=None, help="keep the run folders here (finished runs are reused)")
+    a = ap.parse_args(argv)
+    cfgs = recipes(random.Random(a.seed))
+    for i, c in enumerate(cfgs):
+        c["_idx"] = i
+    if a.limit:
+        cfgs = cfgs[: a.limit]
+    with tempfile.TemporaryDirectory(prefix="curvewatch-corpus-") as tmp:
+        runs_dir = Path(a.runs_dir or tmp)
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(a.jobs) as ex:
+            recs = [r for r in ex.map(lambda c: _run_one(c, runs_dir), cfgs) if r is not None]
+    recs.sort(key=lambda r: r["id"])
+    with gzip.open(a.out, "wt", encoding="utf-8") as f:
+        for r in recs:
+            f.write(json.dumps(r, allow_nan=False) + "\n")
+    print(f"wrote {len(recs)} runs to {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
