@@ -538,8 +538,8 @@ def _exploding(h: _H, th: Thresholds, lf: pd.DataFrame | None) -> Finding | None
     metric, g = _grad_series(h)
     if g is None:
         return None
-    s = pd.Series(np.where(np.isfinite(g), g, np.nan))
-    base = s.rolling(10, min_periods=3).median().shift(1).to_numpy()
+    med = rolling_median(np.where(np.isfinite(g), g, np.nan), 10, min_periods=3)
+    base = np.concatenate(([np.nan], med[:-1]))
     nonfinite = np.isinf(g)
     with np.errstate(invalid="ignore"):
         ev_mask = nonfinite | (g > th.grad_explode_factor * base)

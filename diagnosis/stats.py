@@ -13,11 +13,20 @@ MEDIAN_OF_FEW = 1.15
 _MAX_RHO = 0.8
 
 
-def rolling_median(x: np.ndarray, window: int) -> np.ndarray:
-    """Causal (trailing) rolling median; NaN values are skipped, an all-NaN window gives NaN."""
+def rolling_median(x: np.ndarray, window: int, min_periods: int = 1) -> np.ndarray:
+    """Causal (trailing) rolling median; NaN values are skipped, a window with fewer than
+    `min_periods` numbers gives NaN. A NaN-free series takes a numpy fast path."""
+    x = np.asarray(x, dtype=float)
     if window <= 1:
-        return x.astype(float, copy=True)
-    return pd.Series(x, copy=False).rolling(window, min_periods=1).median().to_numpy()
+        return x.copy()
+    n = x.size
+    if n >= 4 * window and not np.isnan(x).any():
+        out = np.empty(n)
+        out[window - 1:] = np.median(np.lib.stride_tricks.sliding_window_view(x, window), axis=1)
+        for i in range(min(window - 1, n)):
+            out[i] = np.median(x[: i + 1]) if i + 1 >= min_periods else np.nan
+        return out
+    return pd.Series(x, copy=False).rolling(window, min_periods=min_periods).median().to_numpy()
 
 
 def finite(x: np.ndarray) -> np.ndarray:
