@@ -1,0 +1,289 @@
+"""AppTest per page against fixture run folders (writer runs + real short trainings).
+
+Each page file runs on its own (`AppTest.from_file("dashboard/views/<page>.py")`); app.py
+runs the default page. Widgets are found by key, charts read back from their plotly spec."""
+import base64
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dashboard_fixtures as dfx  # noqa: E402
+
+ROOT = dfx.ROOT
+VIEWS = ROOT / "dashboard" / "views"
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def fx():
+    return dfx.fixture_runs(real=True)
+
+
+@pytest.fixture
+def runs_env(fx, monkeypatch):
+    monkeypatch.setenv("CURVEWATCH_RUNS", str(fx.root))
+    monkeypatch.chdir(ROOT)
+    return fx
+
+
+def page(name: str, **query) -> AppTest:
+    at = AppTest.from_file(str(VIEWS / f"{name}.py"), default_timeout=TIMEOUT)
+    for k, v in query.items():
+        at.query_params[k] = v
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def chart(at: AppTest, key_part: str) -> dict:
+    for el in at.get("plotly_chart"):
+        spec = json.loads(el.proto.spec)
+        if key_part in el.proto.id or key_part in json.dumps(spec.get("layout", {}).get("title")):
+            return spec
+    raise AssertionError(f"no chart {key_part!r}")
+
+
+def arr(v) -> np.ndarray:
+    """A plotly JSON array: a list, or plotly 6's typed array {'dtype', 'bdata'}."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+    return np.array([np.nan if x is None else x for x in v], dtype=float)
+
+
+def shape_names(spec: dict) -> set:
+    return {s.get("name") for s in spec["layout"].get("shapes", [])}
+
+
+# ------------------------------------------------------------------ app / Runs
+def test_app_entry_runs_the_runs_page_listing_every_run_with_its_state(runs_env):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert at.title[0].value == "Runs"
+    table = at.dataframe[0].value.set_index("id")
+    fx = runs_env
+    expected = {"healthy": "completed", "overfit": "early stopped", "diverged": "failed",
+                "running": "running", "real_overfit": "early stopped",
+                "real_healthy": "completed", "regression": "completed"}
+    for role, state in expected.items():
+        assert state in table.loc[fx.ids[role], "state"], role
+    assert "unreadable" in table.loc[fx.broken, "state"]
+    assert "run.json is unreadable" in table.loc[fx.broken, "problem"]
+    assert fx.broken in texts(at.warning)
+    assert "overfitting" in table.loc[fx.ids["overfit"], "flags"]
+    assert table.loc[fx.ids["running"], "progress"] == pytest.approx(0.05)
+
+
+def test_runs_filters_by_state_and_text(runs_env):
+    at = page("runs").run()
+    at.multiselect(key="runs-state").set_value(["failed", "running"]).run()
+    ids = set(at.dataframe[0].value["id"])
+    assert ids == {runs_env.ids["diverged"], runs_env.ids["running"]}
+    at.multiselect(key="runs-state").set_value([]).run()
+    at.text_input(key="runs-text").set_value("seed1").run()
+    assert list(at.dataframe[0].value["id"]) == [runs_env.ids["healthy_seed1"]]
+    at.text_input(key="runs-text").set_value("").run()
+    at.multiselect(key="runs-tags").set_value(["baseline"]).run()
+    assert set(at.dataframe[0].value["id"]) == {runs_env.ids["healthy"],
+                                                runs_env.ids["healthy_seed1"]}
+
+
+def test_runs_selection_comes_from_and_goes_to_the_url(runs_env):
+    a, b = runs_env.ids["healthy"], runs_env.ids["overfit"]
+    at = page("runs", runs=f"{a},{b},not-a-run").run()
+    assert at.multiselect(key="runs-select").value == [a, b]
+    assert not at.button(key="runs-compare").disabled
+    assert at.button(key="runs-open").disabled
+    at.multiselect(key="runs-select").set_value([a]).run()
+    assert at.query_params["runs"] == a
+    assert not at.button(key="runs-open").disabled
+
+
+def test_empty_runs_dir_shows_how_to_start(monkeypatch):
+    monkeypatch.setenv("CURVEWATCH_RUNS", str(dfx.empty_runs_dir()))
+    for name in ("runs", "run", "compare"):
+        at = page(name).run()
+        assert not at.exception, name
+        assert "python -m trainer demo" in texts(at.info) + texts(at.code), name
+    at = page("runs").run()
+    assert at.button(key="runs-demo").label == "Start the demo runs"
+
+
+# ------------------------------------------------------------------ Run
+def test_run_page_overfitting_run_shows_flag_on_curve_and_advice(runs_env):
+    at = page("run", run=runs_env.ids["real_overfit"]).run()
+    assert not at.exception
+    assert at.title[0].value == "real-overfit"
+    loss = chart(at, "run-chart-loss")
+    assert {"flag-overfitting", "flag-best", "flag-stop"} <= shape_names(loss)
+    assert [t["name"] for t in loss["data"]][:2] == ["train", "val"]
+    cards = texts(at.warning) + texts(at.error) + texts(at.info)
+    assert "Overfitting" in cards and "overfitting" in cards
+    assert "What to try" in texts(at.markdown)
+    assert "weight decay" in texts(at.markdown).lower() or "checkpoint" in texts(at.markdown)
+    for key in ("run-chart-acc", "run-chart-grad", "run-chart-lr", "run-chart-layers"):
+        chart(at, key)
+    assert chart(at, "run-chart-grad")["layout"]["yaxis"]["type"] == "log"
+    metric_labels = [m.label for m in at.metric]
+    assert metric_labels[:4] == ["Epoch", "Best val loss", "Learning rate", "Grad norm"]
+
+
+def test_run_page_diverged_run_shows_error_divergence_and_nan_gap(runs_env):
+    at = page("run", run=runs_env.ids["diverged"]).run()
+    assert not at.exception
+    assert "loss is NaN" in texts(at.code)
+    assert "Divergence" in texts(at.error)
+    loss = chart(at, "run-chart-loss")
+    assert "flag-divergence" in shape_names(loss)
+    y = arr(loss["data"][0]["y"])
+    assert len(y) == 14 and np.isnan(y[-1])  # NaN drawn as a gap, not dropped
+
+
+def test_run_page_regression_run_draws_r2(runs_env):
+    at = page("run", run=runs_env.ids["regression"]).run()
+    assert not at.exception
+    assert chart(at, "run-chart-r2")["layout"]["title"]["text"] == "R²"
+
+
+def test_run_page_unknown_or_traversal_id_falls_back_with_a_warning(runs_env):
+    for bad in ("../../etc", "no-such-run", runs_env.broken):
+        at = page("run", run=bad).run()
+        assert not at.exception, bad
+        if bad == runs_env.broken:
+            assert "cannot be read" in texts(at.error)
+        else:
+            assert "There is no run" in texts(at.warning)
+
+
+def test_run_page_running_run_is_live_and_can_be_stopped(runs_env):
+    rid = runs_env.ids["running"]
+    at = page("run", run=rid).run()
+    assert not at.exception
+    assert at.toggle(key="run-live").value is True
+    assert at.button(key="run-delete").disabled
+    at.button(key="run-stop").click().run()
+    assert (runs_env.root / rid / "STOP").exists()
+    assert "asked" in texts(at.success)
+    (runs_env.root / rid / "STOP").unlink()
+
+
+def test_run_page_clone_prefills_launch(runs_env):
+    at = page("run", run=runs_env.ids["real_overfit"]).run()
+    at.button(key="run-clone").click().run()
+    prefill = at.session_state["launch-prefill"]
+    assert prefill["config"]["hidden"] == [512, 512] and prefill["name"] == "real-overfit-clone"
+    la = page("launch")
+    la.session_state["launch-prefill"] = prefill
+    la.run()
+    assert not la.exception
+    assert la.text_input(key="launch-hidden").value == "512,512"
+    assert la.text_input(key="launch-train-size").value == "300"
+    assert la.multiselect(key="launch-early-stop").value == ["overfitting"]
+    assert la.text_input(key="launch-name").value == "real-overfit-clone"
+
+
+def test_run_page_delete_needs_confirmation_and_removes_only_that_folder(runs_env):
+    rid = dfx._write(runs_env.root, "to-delete", 3, dfx.healthy(3))
+    at = page("run", run=rid).run()
+    assert at.button(key="run-delete").disabled
+    at.checkbox(key="run-delete-confirm").check().run()
+    at.button(key="run-delete").click().run()
+    assert not (runs_env.root / rid).exists()
+    assert (runs_env.root / runs_env.ids["healthy"]).exists()
+
+
+def test_run_page_download_csv(runs_env):
+    at = page("run", run=runs_env.ids["healthy"]).run()
+    assert at.get("download_button")
+
+
+# ------------------------------------------------------------------ Compare
+def test_compare_shows_differing_hyperparameters_and_summary(runs_env):
+    ids = [runs_env.ids["real_overfit"], runs_env.ids["real_healthy"]]
+    at = page("compare", runs=",".join(ids)).run()
+    assert not at.exception
+    diff = at.dataframe[0].value
+    for col in ("hidden", "label_noise", "train_size", "batch_size", "early_stop", "seed"):
+        assert col in diff.columns, col
+    assert "lr" not in diff.columns and "optimizer" not in diff.columns
+    assert list(diff["hidden"]) == ["512,512", "128,64"]
+    summary = at.dataframe[1].value
+    assert list(summary["run"]) == ["real-overfit", "real-healthy"]
+    assert "overfitting" in summary["flags"].iloc[0]
+    overlay = chart(at, "compare-chart-overlay")
+    colors = [t["line"]["color"] for t in overlay["data"] if t.get("showlegend") is not False]
+    multiples = chart(at, "compare-chart-multiples")
+    assert {t["line"]["color"] for t in multiples["data"]} == set(colors)
+
+
+def test_compare_controls_metric_log_axis_and_groups(runs_env):
+    ids = [runs_env.ids["healthy"], runs_env.ids["healthy_seed1"], runs_env.ids["overfit"]]
+    at = page("compare", runs=",".join(ids), metric="val_acc").run()
+    assert at.selectbox(key="compare-metric").value == "val_acc"
+    at.toggle(key="compare-log").set_value(True).run()
+    at.radio(key="compare-x").set_value("step").run()
+    overlay = chart(at, "compare-chart-overlay")
+    assert overlay["layout"]["yaxis"]["type"] == "log"
+    assert overlay["layout"]["xaxis"]["title"]["text"] == "step"
+    groups = chart(at, "compare-chart-groups")
+    assert any(t.get("name") == "seeds (n=2)" for t in groups["data"])
+
+
+def test_compare_needs_two_runs(runs_env):
+    at = page("compare", runs=runs_env.ids["healthy"]).run()
+    assert "at least two runs" in texts(at.error)
+
+
+# ------------------------------------------------------------------ Launch
+def test_launch_rejects_bad_input_with_the_clis_message(runs_env):
+    cli = dfx.trainer("run", "--runs-dir", str(runs_env.root), "--lr", "abc")
+    assert cli.returncode == 2
+    at = page("launch").run()
+    at.text_input(key="launch-lr").set_value("abc")
+    at.button(key="launch-submit").click().run()
+    assert texts(at.error) == cli.stderr.strip()
+    at.text_input(key="launch-lr").set_value("0.001")
+    at.text_input(key="launch-warmup-epochs").set_value("50")
+    at.button(key="launch-submit").click().run()
+    assert "warmup_epochs must be >= 0 and < epochs (30)" in texts(at.error)
+
+
+@pytest.mark.slow
+def test_launch_shows_the_clis_own_rejection(runs_env, tmp_path):
+    # passes the form's pre-validation, rejected by the CLI when it loads the data
+    at = page("launch")
+    at.session_state["launch-dataset"] = f"csv:{tmp_path / 'missing.csv'}"  # a typed option
+    at.run()
+    at.text_input(key="launch-target").set_value("y")
+    at.button(key="launch-submit").click().run()
+    assert "python -m trainer run: error:" in texts(at.error)
+    assert "missing.csv" in texts(at.error)
+
+
+@pytest.mark.slow
+def test_launch_starts_a_real_run_and_opens_it(runs_env):
+    before = {p.name for p in runs_env.root.iterdir()}
+    at = page("launch").run()
+    at.text_input(key="launch-name").set_value("from-the-form")
+    at.text_input(key="launch-epochs").set_value("2")
+    at.text_input(key="launch-hidden").set_value("16")
+    at.button(key="launch-submit").click().run()
+    assert not at.exception
+    new = {p.name for p in runs_env.root.iterdir()} - before
+    assert len(new) == 1
+    rid = new.pop()
+    assert at.session_state["launch-result"] == rid
+    assert at.query_params["run"] == rid
+    info = dfx.tracking.read_run(runs_env.root / rid)
+    assert info.name == "from-the-form" and info.config["hidden"] == [16]
+    dfx.wait_for(lambda: dfx.tracking.read_run(runs_env.root / rid).state != "running",
+                 timeout=120, every=0.2, what="the launched run to finish")
+    assert dfx.tracking.read_run(runs_env.root / rid).state == "completed"
