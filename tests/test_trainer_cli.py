@@ -303,6 +303,30 @@ def test_resume_after_kill_9_continues_with_contiguous_epochs(runs_dir):
     assert read_run(run).state == "completed"
 
 
+@pytest.mark.slow
+def test_resume_after_kill_9_replays_to_the_same_weights_as_an_unbroken_run(runs_dir,
+                                                                          monkeypatch):
+    """With checkpoints far apart, a killed run has logged epochs that last.pt does not
+    hold yet. Resume trains them again without logging them twice; on the CPU training is
+    deterministic, so the finished run matches one that was never interrupted."""
+    args = ["--epochs", "40", "--hidden", "16", "--batch-size", "16", "--seed", "3"]
+    monkeypatch.setenv("CURVEWATCH_CHECKPOINT_SECONDS", "1000")
+    run = _detach(runs_dir, *args, "--name", "killed")
+    wait_for(lambda: len(_epochs_written(run)) >= 5, what="five epochs")
+    os.kill(wait_for(lambda: read_run(run).status.get("pid"), what="pid"), signal.SIGKILL)
+    wait_for(lambda: read_run(run).state == "crashed", timeout=30, what="state crashed")
+    before = (run / "metrics.jsonl").read_bytes()
+    from tracking import load_checkpoint
+    assert load_checkpoint(run, "last.pt")["epoch"] < len(_epochs_written(run))
+    assert run_trainer("resume", "killed", runs_dir=runs_dir).returncode == 0
+    assert (run / "metrics.jsonl").read_bytes().startswith(before)
+    assert _epochs_written(run) == list(range(1, 41))
+    assert run_trainer("run", *args, "--name", "unbroken", runs_dir=runs_dir).returncode == 0
+    unbroken = next(p for p in runs_dir.iterdir() if p != run)
+    a, b = read_history(run), read_history(unbroken)
+    assert a["val_loss"].tolist() == pytest.approx(b["val_loss"].tolist(), rel=1e-6)
+
+
 def test_resume_refuses_a_completed_run_without_more_epochs(runs_dir):
     assert run_trainer("run", *FAST, runs_dir=runs_dir).returncode == 0
     run = only_run(runs_dir)

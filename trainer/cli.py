@@ -192,29 +192,25 @@ def _resume_here(run_dir: Path, epochs: Any) -> int:
 
     cfg = _resume_plan(run_dir, epochs)
     trainer = prepare(cfg)
-    start, best = 1, None
-    ckpt_file = run_dir / "checkpoints" / LAST
+    start, best, state = 1, None, None
     written = read_history(run_dir)
     last_written = int(written["epoch"].max()) if len(written) else 0
-    if ckpt_file.exists():
+    if (run_dir / "checkpoints" / LAST).exists():
         state = load_checkpoint(run_dir, LAST, map_location=trainer.device)
         trainer.load_state(state)
         start, best = int(state["epoch"]) + 1, state.get("best_val_loss")
-        if last_written > state["epoch"]:
-            raise UsageError(f"metrics.jsonl has epoch {last_written} but last.pt holds epoch "
-                             f"{state['epoch']}; the run folder was changed by hand")
-    elif last_written:
-        raise UsageError(f"run {run_dir.name} has {last_written} epochs but no "
-                         "checkpoints/last.pt to resume from")
     run = Run.reopen(run_dir, epochs=cfg.epochs)
-    if ckpt_file.exists() and last_written < state["epoch"]:
+    if state is not None and last_written < state["epoch"]:
         # killed between writing last.pt and its metrics line: the checkpoint holds the record
         run.log_epoch(**state["record"])
     if epochs is not None:
         _update_config_epochs(run_dir, cfg.epochs)
-    print(f"resuming {run.id} at epoch {start} of {cfg.epochs}", flush=True)
+    replay = max(0, last_written - start + 1)
+    print(f"resuming {run.id} at epoch {start} of {cfg.epochs}"
+          + (f" (replaying {replay} logged epochs since the last checkpoint)" if replay else ""),
+          flush=True)
     final = run_epochs(trainer, run, start_epoch=start, best_val_loss=best,
-                       progress=sys.stderr.isatty())
+                       replay_until=last_written, progress=sys.stderr.isatty())
     return EXIT_FAILED if final == "failed" else EXIT_OK
 
 

@@ -66,6 +66,9 @@ class Trainer:
         self.val_t = Tensors.of(data.val, device)
         self.test_t = Tensors.of(data.test, device) if data.test is not None else None
         self.steps_per_epoch = math.ceil(len(self.train_t) / cfg.batch_size)
+        self.batch_sizes = torch.full((self.steps_per_epoch,), float(cfg.batch_size),
+                                      device=device)
+        self.batch_sizes[-1] = len(self.train_t) - cfg.batch_size * (self.steps_per_epoch - 1)
         y = self.train_t.y.double()
         self.train_sst = 1.0 if self.classify else max(float(((y - y.mean()) ** 2).sum()), 1e-12)
         self.step = 0
@@ -81,9 +84,11 @@ class Trainer:
         self.model.train()
         n, bs = len(t), cfg.batch_size
         order = torch.randperm(n, generator=self.shuffle).to(dev)
-        norms = torch.zeros(self.steps_per_epoch, len(self.params), device=dev)
-        loss_sum = torch.zeros((), device=dev)
-        score_sum = torch.zeros((), device=dev)
+        # Per-step values go into preallocated device buffers (one small op each, no host
+        # sync); they are reduced once at the end of the epoch.
+        norms = torch.empty(self.steps_per_epoch, len(self.params), device=dev)
+        step_loss = torch.empty(self.steps_per_epoch, device=dev)
+        preds = torch.empty(n, dtype=torch.long, device=dev) if self.classify else None
         clipped = torch.zeros((), device=dev)
         for i in range(self.steps_per_epoch):
             idx = order[i * bs:(i + 1) * bs]
@@ -102,11 +107,15 @@ class Trainer:
                 torch.nn.utils.clip_grads_with_norm_(self.params, cfg.clip_grad_norm, total)
                 clipped += total > cfg.clip_grad_norm
             self.optimizer.step()
-            loss_sum += loss.detach() * len(idx)
-            score_sum += self._score_sum(out.detach(), yb)
+            step_loss[i] = loss.detach()
+            if preds is not None:
+                torch.argmax(out.detach(), 1, out=preds[i * bs:(i + 1) * bs])
             self.step += 1
             if on_step is not None:
                 on_step(self.step, loss, norms[i], lr)
+        # Sample-weighted mean: each batch counts by its size, the last partial one included.
+        loss_sum = (step_loss * self.batch_sizes).sum()
+        score_sum = (preds == t.y[order]).sum() if preds is not None else loss_sum * 0
         total_norm = norms.norm(dim=1)
         val = self.evaluate(self.val_t)
         packed = torch.stack([loss_sum / n, score_sum / n, total_norm.mean(), total_norm.max(),

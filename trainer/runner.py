@@ -4,9 +4,11 @@ requests, early stopping and the final state. Used by foreground, detached and r
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -73,17 +75,17 @@ class _StopFlag:
 
 
 class _EpochWriter:
-    """Writes finished epochs on one background thread, in order: best.pt, then last.pt, then
-    the metrics line, so last.pt is never behind metrics.jsonl. At most one epoch is in
+    """Writes each finished epoch on one background thread, in order (checkpoints before the
+    metrics line), so training goes on while the files are written. At most one epoch is in
     flight; a write error surfaces on the training thread at the next epoch or at the end."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="epoch-writer")
         self._pending: Future | None = None
 
-    def submit(self, job: Callable[[], None]) -> None:
+    def submit(self, jobs: list[Callable[[], None]]) -> None:
         self.wait()
-        self._pending = self._pool.submit(job)
+        self._pending = self._pool.submit(lambda: [job() for job in jobs])
 
     def wait(self) -> None:
         if self._pending is not None:
@@ -97,43 +99,88 @@ class _EpochWriter:
             self._pool.shutdown(wait=True)
 
 
+#: last.pt is refreshed at most this often (and always at the end of a run), so that
+#: checkpointing costs well under 1% of training however short an epoch is. After kill -9,
+#: resume replays the epochs trained since (at most this many seconds), without re-logging them.
+CHECKPOINT_SECONDS = 2.0
+CHECKPOINT_ENV = "CURVEWATCH_CHECKPOINT_SECONDS"
+
+
+def checkpoint_interval() -> float:
+    """Seconds between last.pt refreshes: $CURVEWATCH_CHECKPOINT_SECONDS or the default."""
+    raw = os.environ.get(CHECKPOINT_ENV)
+    try:
+        value = float(raw) if raw else CHECKPOINT_SECONDS
+    except ValueError:
+        raise ConfigError(f"{CHECKPOINT_ENV} must be a number of seconds >= 0, got {raw!r}") \
+            from None
+    if not value >= 0:
+        raise ConfigError(f"{CHECKPOINT_ENV} must be a number of seconds >= 0, got {raw!r}")
+    return value
+
+
+class _Checkpoints:
+    """Decides when to write best.pt and last.pt; best weights wait in memory until then."""
+
+    def __init__(self, trainer: Trainer, run_dir: Any, every: float):
+        self.trainer, self.run_dir, self.every = trainer, run_dir, every
+        self.best: dict[str, Any] | None = None
+        self.last_write = -math.inf
+
+    def note_best(self, epoch: int, record: dict[str, Any], best_val_loss: float) -> None:
+        self.best = self.trainer.state(epoch, record, best_val_loss)
+
+    def due(self, force: bool) -> bool:
+        return force or time.monotonic() - self.last_write >= self.every
+
+    def job(self, epoch: int, record: dict[str, Any], best_val_loss: float | None
+            ) -> Callable[[], None]:
+        """Snapshot now; the returned job writes best.pt (if changed) then last.pt."""
+        best, self.best = self.best, None
+        last = self.trainer.state(epoch, record, best_val_loss)
+        self.last_write = time.monotonic()
+
+        def write() -> None:
+            if best is not None:
+                save_checkpoint(self.run_dir, BEST, best, durable=False)
+            save_checkpoint(self.run_dir, LAST, last, durable=False)
+        return write
+
+
 def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
-               best_val_loss: float | None = None, progress: bool = False) -> str:
+               best_val_loss: float | None = None, replay_until: int = 0,
+               progress: bool = False, quiet: bool = False,
+               checkpoint_seconds: float | None = None) -> str:
     """Train from `start_epoch` to cfg.epochs writing into `run`; returns the final state.
-    Never raises for a failure inside training: it is recorded as state `failed`."""
+    Epochs up to `replay_until` are already in metrics.jsonl (trained again after a crash to
+    rebuild the weights) and are not logged twice. Never raises for a failure inside
+    training: it is recorded as state `failed`."""
     cfg = trainer.cfg
     stop_flag = _StopFlag()
     rule = early_stop_rule(cfg)
     history: list[dict[str, Any]] = _history_records(run) if rule else []
     writer = _EpochWriter()
-    bar = _progress(cfg, start_epoch, progress)
+    ckpts = _Checkpoints(trainer, run.path, checkpoint_interval()
+                         if checkpoint_seconds is None else checkpoint_seconds)
+    bar = None if quiet else _progress(cfg, start_epoch, progress)
     step_logger = _step_logger(run, cfg.log_every_steps)
     state, kwargs = "completed", {}
     try:
         for epoch in range(start_epoch, cfg.epochs + 1):
             record, layers = trainer.train_epoch(epoch, step_logger)
-            vl = record["val_loss"]
-            improved = math.isfinite(vl) and (best_val_loss is None or vl < best_val_loss)
-            best_val_loss = vl if improved else best_val_loss
-            ckpt = trainer.state(epoch, record, best_val_loss)
-            writer.submit(_commit(run, ckpt, improved, record, layers))
-            _report(bar, record, cfg)
-            if not math.isfinite(record["train_loss"]):
-                state, kwargs = "failed", {
-                    "stop_reason": "divergence",
-                    "error": f"training loss became {record['train_loss']} at epoch {epoch}: "
-                             "the run diverged; lower the learning rate or clip gradients"}
-                break
-            if rule is not None:
-                history.append(record)
-                finding = rule(history)
-                if finding is not None:
-                    state, kwargs = "early_stopped", {
-                        "stop_reason": finding.message, "stopped_by": finding.to_dict()}
-                    break
-            if run.stop_requested() or stop_flag.reason:
-                state, kwargs = "stopped", {
-                    "stop_reason": stop_flag.reason or "stop requested (STOP file)"}
+            vl, replay = record["val_loss"], epoch <= replay_until
+            if math.isfinite(vl) and (best_val_loss is None or vl < best_val_loss):
+                best_val_loss = vl
+                ckpts.note_best(epoch, record, vl)
+            state, kwargs = _verdict(run, record, rule, history, stop_flag, replay)
+            final = state != "completed" or epoch == cfg.epochs
+            jobs = [ckpts.job(epoch, record, best_val_loss)] if ckpts.due(final) else []
+            if not replay:
+                jobs.append(lambda r=record, lay=layers: run.log_epoch(layers=lay, **r))
+                if not quiet:
+                    _report(bar, record, cfg)
+            writer.submit(jobs)
+            if state != "completed":
                 break
         writer.close()
     except KeyboardInterrupt:
@@ -151,8 +198,30 @@ def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
         run.close()
         print(f"could not record the final state {state!r}: {exc}", file=sys.stderr)
         return "failed"
-    _say_end(run, state, kwargs)
+    if not quiet:
+        _say_end(run, state, kwargs)
     return state
+
+
+def _verdict(run: Run, record: dict[str, Any], rule: Any, history: list[dict[str, Any]],
+             stop_flag: _StopFlag, replay: bool) -> tuple[str, dict[str, Any]]:
+    """The state the run is in after this epoch: completed (go on), failed, early_stopped or
+    stopped, with the reason."""
+    epoch = record["epoch"]
+    if not math.isfinite(record["train_loss"]):
+        return "failed", {"stop_reason": "divergence",
+                          "error": f"training loss became {record['train_loss']} at epoch "
+                                   f"{epoch}: the run diverged; lower the learning rate or "
+                                   "clip gradients"}
+    if rule is not None and not replay:
+        history.append(record)
+        finding = rule(history)
+        if finding is not None:
+            return "early_stopped", {"stop_reason": finding.message,
+                                     "stopped_by": finding.to_dict()}
+    if not replay and (run.stop_requested() or stop_flag.reason):
+        return "stopped", {"stop_reason": stop_flag.reason or "stop requested (STOP file)"}
+    return "completed", {}
 
 
 def _quiet_close(writer: _EpochWriter) -> None:
@@ -160,16 +229,6 @@ def _quiet_close(writer: _EpochWriter) -> None:
         writer.close()
     except Exception:
         pass
-
-
-def _commit(run: Run, ckpt: dict[str, Any], improved: bool, record: dict[str, Any],
-            layers: dict[str, float]) -> Callable[[], None]:
-    def job() -> None:
-        if improved:
-            save_checkpoint(run.path, BEST, ckpt, durable=False)
-        save_checkpoint(run.path, LAST, ckpt, durable=False)
-        run.log_epoch(layers=layers, **record)
-    return job
 
 
 def _history_records(run: Run) -> list[dict[str, Any]]:
