@@ -31,6 +31,9 @@ from .procinfo import hostname, process_start_ticks
 STATES = ("running", "completed", "stopped", "early_stopped", "failed")
 FINAL_STATES = STATES[1:]
 HEARTBEAT_SECONDS = 5.0
+#: status.json is rewritten at most this often by log_epoch (an atomic replace costs far more
+#: than an append); listings may lag metrics.jsonl by this much. finish() always writes.
+STATUS_EVERY_SECONDS = 1.0
 ERROR_TAIL_CHARS = 4000
 
 
@@ -58,6 +61,7 @@ class Run:
         self._layers: JsonlAppender | None = None
         self._steps: JsonlAppender | None = None
         self._closed = False
+        self._status_written = -math.inf  # the first epoch shows at once
         self._stop_heartbeat = threading.Event()
         self._heartbeat = None
         if heartbeat_seconds > 0:
@@ -151,7 +155,8 @@ class Run:
                     self._layers = JsonlAppender(self.path / P.LAYERS)
                 self._layers.append({"epoch": epoch, "grad_norm": dict(layers)})
             _note_epoch(self._status, record)
-            self._write_status(durable=False)
+            if time.monotonic() - self._status_written >= STATUS_EVERY_SECONDS:
+                self._write_status(durable=False)
             return record
 
     def log_step(self, step: int, **values: Any) -> None:
@@ -229,6 +234,7 @@ class Run:
             raise RuntimeError(f"run {self.id} is closed")
 
     def _write_status(self, *, durable: bool) -> None:
+        self._status_written = time.monotonic()
         self._status["updated_at"] = time.time()
         atomic_write_json(self.path / P.STATUS_JSON, self._status, durable=durable)
 

@@ -75,7 +75,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ one epoch
     def train_epoch(self, epoch: int,
-                    on_step: Callable[[int, torch.Tensor, torch.Tensor, float], None] | None = None
+                    on_step: Callable[..., None] | None = None
                     ) -> tuple[dict[str, Any], dict[str, float]]:
         """Train one epoch; return the epoch record and the per-tensor mean gradient norms."""
         cfg, t, dev = self.cfg, self.train_t, self.device
@@ -84,11 +84,11 @@ class Trainer:
         self.model.train()
         n, bs = len(t), cfg.batch_size
         order = torch.randperm(n, generator=self.shuffle).to(dev)
-        # Per-step values go into preallocated device buffers (one small op each, no host
-        # sync); they are reduced once at the end of the epoch.
-        norms = torch.empty(self.steps_per_epoch, len(self.params), device=dev)
-        step_loss = torch.empty(self.steps_per_epoch, device=dev)
-        preds = torch.empty(n, dtype=torch.long, device=dev) if self.classify else None
+        # Per-step values are kept as the tensors the step produced anyway (appending to a
+        # list costs no kernel); they are stacked and reduced once at the end of the epoch.
+        step_norms: list[torch.Tensor] = []
+        step_losses: list[torch.Tensor] = []
+        outputs: list[torch.Tensor] = []
         clipped = torch.zeros((), device=dev)
         for i in range(self.steps_per_epoch):
             idx = order[i * bs:(i + 1) * bs]
@@ -100,22 +100,28 @@ class Trainer:
                 objective = loss + cfg.l1 * sum(p.abs().sum() for p in self.l1_params)
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
-            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-            torch.stack(torch._foreach_norm(grads, 2.0), out=norms[i])
+            grads = [p.grad for p in self.params]
+            if any(g is None for g in grads):  # a parameter unused in this step's forward
+                grads = [torch.zeros_like(p) if g is None else g
+                         for p, g in zip(self.params, grads)]
+            layer_norms = torch._foreach_norm(grads, 2.0)
+            step_norms.extend(layer_norms)
             if cfg.clip_grad_norm > 0:
-                total = norms[i].norm()
+                total = torch.stack(layer_norms).norm()
                 torch.nn.utils.clip_grads_with_norm_(self.params, cfg.clip_grad_norm, total)
                 clipped += total > cfg.clip_grad_norm
             self.optimizer.step()
-            step_loss[i] = loss.detach()
-            if preds is not None:
-                torch.argmax(out.detach(), 1, out=preds[i * bs:(i + 1) * bs])
+            step_losses.append(loss.detach())
+            if self.classify:
+                outputs.append(out.detach())
             self.step += 1
             if on_step is not None:
-                on_step(self.step, loss, norms[i], lr)
+                on_step(self.step, loss, layer_norms, lr)
+        norms = torch.stack(step_norms).view(self.steps_per_epoch, len(self.params))
         # Sample-weighted mean: each batch counts by its size, the last partial one included.
-        loss_sum = (step_loss * self.batch_sizes).sum()
-        score_sum = (preds == t.y[order]).sum() if preds is not None else loss_sum * 0
+        loss_sum = (torch.stack(step_losses) * self.batch_sizes).sum()
+        score_sum = (torch.cat(outputs).argmax(1) == t.y[order]).sum() if self.classify \
+            else loss_sum * 0
         total_norm = norms.norm(dim=1)
         val = self.evaluate(self.val_t)
         packed = torch.stack([loss_sum / n, score_sum / n, total_norm.mean(), total_norm.max(),
