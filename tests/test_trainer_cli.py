@@ -350,3 +350,31 @@ def test_list_shows_each_run_with_state_and_best_loss(runs_dir, capsys):
     assert main(["list", "--runs-dir", str(runs_dir)]) == 0
     out = capsys.readouterr().out
     assert "listed" in out and "completed" in out and "3/3" in out
+
+
+def test_early_stopping_stops_on_the_finding_and_keeps_best_pt(runs_dir):
+    from diagnosis import Finding, diagnose
+    from tracking import load_checkpoint
+
+    done = run_trainer("run", "--dataset", "digits", "--train-size", "300", "--label-noise",
+                       "0.1", "--hidden", "256,256", "--batch-size", "16", "--epochs", "120",
+                       "--early-stop", "overfitting,plateau", runs_dir=runs_dir)
+    assert done.returncode == 0, done.stderr
+    info = read_run(only_run(runs_dir))
+    assert info.state == "early_stopped" and info.epoch < 120
+    finding = Finding.from_dict(info.status["stopped_by"])
+    assert finding.kind in ("overfitting", "plateau") and finding.end_epoch is None
+    assert info.status["stop_reason"] == finding.message
+    assert finding.message in done.stdout  # the log says why in one sentence
+    # The dashboard's judgement of the same rows is the trainer's judgement.
+    again = {f.kind: f for f in diagnose(read_history(info.path))}
+    assert again[finding.kind].start_epoch == finding.start_epoch
+    assert load_checkpoint(info.path, "best.pt")["epoch"] == info.best_epoch
+
+
+def test_bad_diagnosis_thresholds_are_usage_errors(runs_dir, capsys):
+    assert main(["run", "--runs-dir", str(runs_dir), "--threshold", "bogus=1"]) == 2
+    assert "unknown threshold 'bogus'" in capsys.readouterr().err
+    assert main(["run", "--runs-dir", str(runs_dir), "--patience", "0"]) == 2
+    assert "patience must be >= 1, got 0" in capsys.readouterr().err
+    assert list(runs_dir.iterdir()) == []

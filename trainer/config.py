@@ -73,9 +73,11 @@ class TrainConfig:
         "stop when diagnosis finds any of these, comma-separated: "
         f"{', '.join(EARLY_STOP_KINDS)} (empty: never)")})
     patience: int = field(default=10, metadata={"help": (
-        "epochs a finding must persist before early stopping acts, >= 1")})
-    thresholds: tuple[tuple[str, float], ...] = field(default=(), metadata={"help": (
-        "diagnosis threshold overrides NAME=VALUE (repeatable)")})
+        "epochs without a significant improvement of the smoothed monitored loss before a "
+        "plateau is reported (diagnosis patience), >= 1")})
+    thresholds: tuple[tuple[str, str], ...] = field(default=(), metadata={"help": (
+        "diagnosis threshold override NAME=VALUE, repeatable; names and defaults in "
+        "docs/diagnosis.md")})
     log_every_steps: int = field(default=0, metadata={"help": (
         "also log loss and gradient norm every k steps to steps.jsonl; 0 turns it off")})
 
@@ -142,7 +144,8 @@ def _hidden(value: Any) -> tuple[int, ...]:
     return widths
 
 
-def _thresholds(value: Any) -> tuple[tuple[str, float], ...]:
+def _thresholds(value: Any) -> tuple[tuple[str, str], ...]:
+    """NAME=VALUE pairs as text; diagnosis.Thresholds checks names and ranges (build_thresholds)."""
     if isinstance(value, Mapping):
         pairs = list(value.items())
     else:
@@ -152,7 +155,18 @@ def _thresholds(value: Any) -> tuple[tuple[str, float], ...]:
                 raise ConfigError(f"threshold must be NAME=VALUE, got {item!r}")
             k, v = item.split("=", 1)
             pairs.append((k.strip(), v.strip()))
-    return tuple((str(k), _num(f"threshold {k}", v, float)) for k, v in pairs)
+    return tuple((str(k).strip().replace("-", "_"), str(v)) for k, v in pairs)
+
+
+def build_thresholds(cfg: TrainConfig) -> Any:
+    """The diagnosis Thresholds of this run (patience and overrides), or ConfigError."""
+    from diagnosis import Thresholds
+
+    try:
+        return Thresholds.from_pairs([f"{k}={v}" for k, v in cfg.thresholds],
+                                     base=Thresholds(patience=cfg.patience))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"invalid diagnosis threshold: {e}") from None
 
 
 def _source(name: str, value: Any, builtin: tuple[str, ...]) -> str:
@@ -204,7 +218,9 @@ def validate(raw: Mapping[str, Any]) -> TrainConfig:
                               for k in _list(v["early_stop"]))
     out["thresholds"] = _thresholds(v["thresholds"])
     _check_ranges(out)
-    return TrainConfig(**out)
+    cfg = TrainConfig(**out)
+    build_thresholds(cfg)
+    return cfg
 
 
 def _check_ranges(c: dict[str, Any]) -> None:

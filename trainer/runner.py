@@ -17,7 +17,7 @@ import torch
 from tracking import BEST, LAST, Run, load_checkpoint, save_checkpoint
 from tracking.writer import error_tail
 
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, build_thresholds
 from .data import load_dataset
 from .loop import Trainer, pick_device
 from .models import model_summary
@@ -29,22 +29,15 @@ def early_stop_rule(cfg: TrainConfig) -> Callable[[list[dict[str, Any]]], Any] |
     if not cfg.early_stop:
         return None
     import pandas as pd
-    from diagnosis import Thresholds, should_stop
+    from diagnosis import should_stop
 
-    try:
-        thresholds = Thresholds(patience=cfg.patience, **dict(cfg.thresholds))
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"invalid diagnosis threshold: {e}") from None
+    thresholds = build_thresholds(cfg)
     kinds = tuple(cfg.early_stop)
     return lambda records: should_stop(pd.DataFrame.from_records(records), kinds, thresholds)
 
 
 def prepare(cfg: TrainConfig) -> Trainer:
     """Load data and build model and optimizer; raises ConfigError before any folder exists."""
-    if cfg.thresholds and not cfg.early_stop:
-        early_stop_rule(TrainConfig(**{**cfg.__dict__, "early_stop": ("plateau",)}))
-    else:
-        early_stop_rule(cfg)
     data = load_dataset(cfg)
     if cfg.label_noise > 0 and data.n_classes < 2:
         raise ConfigError("label_noise needs at least 2 classes")
