@@ -21,7 +21,7 @@ TEMPLATE = "plotly_white"
 #: Above this many points a trace is drawn with WebGL (Scattergl).
 WEBGL_POINTS = 5_000
 #: Above this many points a trace is also downsampled, keeping each bucket's extremes.
-MAX_POINTS = 20_000
+MAX_POINTS = 10_000
 TRAIN_COLOR = "#1f77b4"
 VAL_COLOR = "#ff7f0e"
 TEST_COLOR = "#2ca02c"

@@ -66,14 +66,14 @@ tab_overlay, tab_multi = st.tabs(["Overlay", "Small multiples"])
 with tab_overlay:
     st.plotly_chart(figures.compare_figure(histories, column, labels=labels, colors=colors,
                                            smoothing=smoothing, x=x, log_y=log_y),
-                    key="compare-chart-overlay")
+                    key="compare-chart-overlay", theme=None)
 with tab_multi:
     pair = column.split("_", 1)[1] if column.startswith(("train_", "val_", "test_")) else None
     metric = pair or "loss"
     st.plotly_chart(figures.small_multiples_figure(histories, metric, labels=labels,
                                                    colors=colors, smoothing=smoothing, x=x,
                                                    log_y=log_y),
-                    key="compare-chart-multiples")
+                    key="compare-chart-multiples", theme=None)
 
 st.subheader("Hyperparameters that differ")
 diff = tables.hparam_diff(sel, labels)
@@ -112,4 +112,4 @@ if all(len(v) < 2 for v in groups.values()):
     st.caption("Every group has a single run; the band shows the spread once a group has two "
                "or more (for example runs that differ only by seed).")
 st.plotly_chart(figures.group_band_figure(groups, column, smoothing=smoothing, log_y=log_y),
-                key="compare-chart-groups")
+                key="compare-chart-groups", theme=None)

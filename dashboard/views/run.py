@@ -6,7 +6,7 @@ import time
 
 import streamlit as st
 
-from dashboard import actions, data, figures, state, tables
+from dashboard import actions, data, figures, live_chart, state, tables
 from dashboard.series import DEFAULT_SMOOTHING, MAX_SMOOTHING
 
 SEVERITY_BOX = {"critical": st.error, "warning": st.warning, "info": st.info}
@@ -123,24 +123,24 @@ def live_view() -> None:
                     history, findings, metric=metric, smoothing=smoothing, x=x,
                     best_epoch=now_info.best_epoch if metric == "loss" else None,
                     stop_epoch=stop_epoch, uirevision=f"{info.id}-{metric}")
-                st.plotly_chart(fig, key=f"run-chart-{metric}", config={"displaylogo": False})
+                live_chart.chart(fig, key=f"run-chart-{metric}", live=live)
             except ValueError as e:
                 st.warning(f"No {metric} curve: {e}")
     g1, g2 = st.columns(2)
     with g1:
         if "grad_norm" in history.columns:
-            st.plotly_chart(figures.grad_norm_figure(history, findings, x=x,
-                                                     uirevision=f"{info.id}-grad"),
-                            key="run-chart-grad")
+            live_chart.chart(figures.grad_norm_figure(history, findings, x=x,
+                                                      uirevision=f"{info.id}-grad"),
+                             key="run-chart-grad", live=live)
         else:
             st.info(f"No gradient norms logged (columns: {', '.join(history.columns)}).")
     with g2:
         if "lr" in history.columns:
-            st.plotly_chart(figures.lr_figure(history, x=x, uirevision=f"{info.id}-lr"),
-                            key="run-chart-lr")
+            live_chart.chart(figures.lr_figure(history, x=x, uirevision=f"{info.id}-lr"),
+                             key="run-chart-lr", live=live)
     if not layers.empty and len(layers.columns) > 1:
-        st.plotly_chart(figures.layer_heatmap_figure(layers, uirevision=f"{info.id}-layers"),
-                        key="run-chart-layers")
+        live_chart.chart(figures.layer_heatmap_figure(layers, uirevision=f"{info.id}-layers"),
+                         key="run-chart-layers", live=live)
     render_findings(findings, status)
 
 

@@ -1,0 +1,194 @@
+"""End to end in a real browser: `streamlit run app.py` on a free localhost port against the
+fixture runs directory, driven by Debian's headless Chromium through Playwright.
+
+Every wait is a poll with a deadline (Playwright's `expect` retries, or `wait_for`); nothing
+sleeps to synchronise. Screenshots go to artifacts/ (gitignored)."""
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dashboard_fixtures as dfx  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = dfx.ROOT / "artifacts"
+pytestmark = [
+    pytest.mark.browser, pytest.mark.slow,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                       reason=f"{CHROMIUM} is absent (make test installs Debian's chromium)"),
+]
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run"]
+LOAD_TIMEOUT_MS = 60_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+            return r.read() == b"ok"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def fx():
+    return dfx.fixture_runs(real=True)
+
+
+@pytest.fixture(scope="module")
+def server(fx):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "CURVEWATCH_RUNS": str(fx.root), "PYTHONPATH": str(dfx.ROOT)}
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / "streamlit-server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(port),
+         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+        cwd=dfx.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        dfx.wait_for(lambda: proc.poll() is not None or healthy(url), timeout=90, every=0.2,
+                     what="streamlit to answer /_stcore/health")
+        assert proc.poll() is None, "streamlit exited; see artifacts/streamlit-server.log"
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    from playwright.sync_api import expect
+    expect.set_options(timeout=LOAD_TIMEOUT_MS)
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = ctx.new_page()
+    yield pg
+    ctx.close()
+
+
+def open_page(page, url: str):
+    from playwright.sync_api import expect
+    page.goto(url)
+    expect(page.get_by_test_id("stAppViewContainer")).to_be_visible()
+    expect(page.locator("[data-test-script-state='notRunning']")).to_have_count(1)
+
+
+def shot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def loss_chart(page):
+    return page.locator(".st-key-run-chart-loss")
+
+
+def test_run_page_draws_the_loss_chart_with_the_overfitting_flag(server, fx, page):
+    from playwright.sync_api import expect
+    open_page(page, f"{server}/run?run={fx.ids['real_overfit']}")
+    chart = loss_chart(page)
+    expect(chart.locator(".main-svg").first).to_be_visible()
+    expect(chart.locator(".scatterlayer .trace")).to_have_count(3)  # train, val, flags
+    expect(chart.locator(".annotation-text", has_text="overfitting")).to_be_visible()
+    expect(chart.locator(".annotation-text", has_text="early stop")).to_be_visible()
+    expect(chart.locator(".shapelayer path").first).to_be_attached()
+    expect(page.locator(".st-key-finding-overfitting")).to_contain_text("What to try")
+    shot(page, "run-overfitting")
+
+
+def test_compare_two_runs_from_the_runs_page(server, fx, page):
+    from playwright.sync_api import expect
+    a, b = fx.ids["real_overfit"], fx.ids["real_healthy"]
+    open_page(page, f"{server}/?runs={a},{b}")
+    expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+    compare = page.get_by_role("button", name="Compare", exact=True)
+    expect(compare).to_be_enabled()
+    compare.click()
+    page.wait_for_url("**/compare?runs=*", timeout=30_000)
+    assert a in page.url and b in page.url
+    overlay = page.locator(".st-key-compare-chart-overlay")
+    expect(overlay.locator(".legendtext", has_text="real-overfit")).to_be_visible()
+    expect(overlay.locator(".legendtext", has_text="real-healthy")).to_be_visible()
+    expect(page.get_by_role("heading", name="Hyperparameters that differ")).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+    shot(page, "compare")
+
+
+def test_live_run_shows_new_epochs_without_a_reload_and_keeps_zoom(server, fx, page):
+    from playwright.sync_api import expect
+    rid = dfx.started_id(dfx.trainer("run", "--detach", "--runs-dir", str(fx.root),
+                                     "--name", "live-browser", "--epochs", "400",
+                                     "--hidden", "64"))
+    try:
+        dfx.wait_for(lambda: dfx.tracking.read_run(fx.root / rid).epoch >= 2, timeout=120,
+                     every=0.2, what="the live run's second epoch")
+        open_page(page, f"{server}/run?run={rid}")
+        page.evaluate("window.__curvewatch_marker = 'same page'")
+        epoch = page.get_by_test_id("stMetricValue").first
+        expect(epoch).to_contain_text("/400")
+        # while live, the chart is the in-place component (an iframe that stays mounted)
+        frame = page.frame_locator(".st-key-run-chart-loss iframe")
+        gd = frame.locator("#chart")
+        expect(gd.locator(".main-svg").first).to_be_visible()
+
+        def drag_zoom() -> bool:  # drag across the middle of the plot area
+            box = gd.locator(".nsewdrag").first.bounding_box()
+            if box is None:
+                return False
+            y = box["y"] + box["height"] / 2
+            page.mouse.move(box["x"] + box["width"] * 0.3, y)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=8)
+            page.mouse.up()
+            try:
+                dfx.wait_for(lambda: gd.evaluate("g => g._fullLayout.xaxis.autorange") is False,
+                             timeout=3, what="the zoom")
+                return True
+            except TimeoutError:
+                return False
+
+        assert any(drag_zoom() for _ in range(3)), "could not zoom the loss chart"
+        zoomed = gd.evaluate("g => g._fullLayout.xaxis.range.slice()")
+        renders = int(gd.get_attribute("data-renders"))
+        for _ in range(3):  # three ticks, each with new epochs
+            old = epoch.inner_text()
+            expect(epoch).not_to_have_text(old)
+        assert page.evaluate("window.__curvewatch_marker") == "same page"  # no reload
+        assert int(gd.get_attribute("data-renders")) > renders  # redrawn in place
+        now = gd.evaluate("g => g._fullLayout.xaxis.range.slice()")
+        assert now == pytest.approx(zoomed, rel=1e-6), "zoom was reset by the live refresh"
+        shot(page, "run-live")
+        # stop it from the page (the trainer stops gracefully after its epoch)
+        page.get_by_role("tab", name="Actions").click()
+        page.get_by_role("button", name="Stop run").click()
+        dfx.wait_for(lambda: dfx.tracking.read_run(fx.root / rid).state == "stopped",
+                     timeout=60, every=0.2, what="the live run to stop")
+    finally:
+        if dfx.tracking.read_run(fx.root / rid).state == "running":
+            dfx.trainer("stop", rid, "--runs-dir", str(fx.root), "--wait", "30")
