@@ -9,10 +9,17 @@ from .paths import (FORMAT_VERSION, RunNotFound, create_run_dir, default_runs_di
 from .reader import (HistoryReader, RunInfo, derive_state, list_runs, read_history,
                      read_layers, read_log_tail, read_run, read_steps)
 from .writer import FINAL_STATES, STATES, Run
+from .groups import (GROUP_STATES, GroupAggregate, GroupInfo, GroupMember, GroupNotFound,
+                     GroupWriter, aggregate_group, group_path, is_group_dir, list_groups,
+                     read_group, read_member_log, request_stop)
 
 __all__ = [
     "BEST", "LAST", "FINAL_STATES", "FORMAT_VERSION", "STATES", "GradNorms", "HistoryReader",
     "Run", "RunInfo", "RunNotFound", "create_run_dir", "default_runs_dir", "derive_state",
     "gradient_norms", "list_runs", "load_checkpoint", "read_history", "read_layers",
     "read_log_tail", "read_run", "read_steps", "run_path", "save_checkpoint",
+    # run groups (folds, resamples, seeds, sweeps)
+    "GROUP_STATES", "GroupAggregate", "GroupInfo", "GroupMember", "GroupNotFound",
+    "GroupWriter", "aggregate_group", "group_path", "is_group_dir", "list_groups",
+    "read_group", "read_member_log", "request_stop",
 ]

@@ -22,6 +22,9 @@ STEPS = "steps.jsonl"
 CHECKPOINTS = "checkpoints"
 LOG = "trainer.log"
 STOP = "STOP"
+GROUP_JSON = "group.json"  # marks a group folder (tracking/groups.py)
+RESERVE = ".reserve"
+RESERVE_BYTES = 64 * 1024
 
 RUNS_ENV = "CURVEWATCH_RUNS"
 MAX_NAME_CHARS = 200

@@ -118,7 +118,7 @@ def read_run(run_dir: str | Path) -> RunInfo:
         if not isinstance(info, dict):
             raise ValueError("run.json does not hold a JSON object")
     except FileNotFoundError:
-        return RunInfo(run_id, path, "unreadable", problem="run.json is missing")
+        return RunInfo(run_id, path, "unreadable", problem=_NO_RUN_JSON)
     except (OSError, ValueError) as e:
         return RunInfo(run_id, path, "unreadable", problem=f"run.json is unreadable: {e}")
     base = dict(
@@ -141,13 +141,17 @@ def read_run(run_dir: str | Path) -> RunInfo:
     return RunInfo(**base, state=derive_state(status), status=status)
 
 
+_NO_RUN_JSON = "run.json is missing"
+
+
 def _dict(x: Any) -> dict[str, Any]:
     return x if isinstance(x, dict) else {}
 
 
 def list_runs(runs_dir: str | Path | None = None) -> list[RunInfo]:
     """Every run folder in the runs directory, newest first, read from run.json and
-    status.json only. Hidden entries and plain files are skipped; a missing directory is empty."""
+    status.json only. Hidden entries, plain files and group folders (a group.json and no
+    run.json) are skipped; a missing directory is empty."""
     root = Path(runs_dir) if runs_dir is not None else P.default_runs_dir()
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name, reverse=True)
@@ -158,7 +162,11 @@ def list_runs(runs_dir: str | Path | None = None) -> list[RunInfo]:
         if entry.name.startswith(".") or not P.is_run_id(entry.name):
             continue
         if entry.is_symlink() or entry.is_dir(follow_symlinks=False):
-            runs.append(read_run(Path(entry.path)))
+            info = read_run(Path(entry.path))
+            if info.problem == _NO_RUN_JSON and os.path.exists(os.path.join(entry.path,
+                                                                            P.GROUP_JSON)):
+                continue  # a group folder (tracking.list_groups), not a run
+            runs.append(info)
     return runs
 
 

@@ -92,6 +92,7 @@ class Run:
             "tags": list(tags), "notes": notes,
         }
         try:
+            _reserve_space(path)
             atomic_write_json(path / P.RUN_JSON, info)
             status = _initial_status(now, epochs, pid, heartbeat_seconds)
             atomic_write_json(path / P.STATUS_JSON, status)
@@ -123,6 +124,7 @@ class Run:
         status["resumes"] = resumes + int(resumed)
         if resumed:
             status["resumed_at"] = time.time()
+        _reserve_space(path)
         atomic_write_json(path / P.STATUS_JSON, status)
         return cls(path, info, status, heartbeat_seconds=heartbeat_seconds)
 
@@ -189,9 +191,13 @@ class Run:
             self._status.update(state=state, ended_at=time.time(), error=error,
                                 stop_reason=stop_reason,
                                 stopped_by=dict(stopped_by) if stopped_by else None)
+            self._release_reserve()  # frees room for this write if the disk is full
             try:
                 for f in self._appenders():
-                    f.fsync()
+                    try:
+                        f.fsync()
+                    except OSError:
+                        pass  # the state below matters more; a write error already failed us
                 self._write_status(durable=True)
             finally:
                 self.close()
@@ -209,6 +215,7 @@ class Run:
             self._stop_heartbeat.set()
             for f in self._appenders():
                 f.close()
+            self._release_reserve()
         if self._heartbeat is not None and self._heartbeat is not threading.current_thread():
             self._heartbeat.join(timeout=5)
 
@@ -226,6 +233,12 @@ class Run:
             self.finish("failed", error=error_tail(exc))
 
     # ---------------------------------------------------------------- internals
+    def _release_reserve(self) -> None:
+        try:
+            (self.path / P.RESERVE).unlink()
+        except OSError:
+            pass
+
     def _appenders(self) -> list[JsonlAppender]:
         return [f for f in (self._metrics, self._layers, self._steps) if f is not None]
 
@@ -247,6 +260,14 @@ class Run:
                     self._write_status(durable=True)
                 except OSError:
                     pass  # the next epoch's write reports the error to the training loop
+
+
+def _reserve_space(run_dir: Path) -> None:
+    """Hold RESERVE_BYTES on disk while the run is open (a ballast file, as CockroachDB does):
+    when the disk fills up, finish() deletes it so the final state can still be written."""
+    path = run_dir / P.RESERVE
+    with open(path, "wb") as f:
+        f.write(b"\0" * P.RESERVE_BYTES)
 
 
 def _note_epoch(st: dict[str, Any], record: dict[str, Any]) -> None:

@@ -1,0 +1,138 @@
+"""Aggregates of a group of runs (folds, resamples, seeds, sweep settings): pure pandas, no
+files. The trainer writes them into group.json when a group ends; the dashboard computes the
+same numbers live with `tracking.aggregate_group` while a group runs, so both always agree.
+
+Standard deviations are population standard deviations (ddof=0), as numpy and scikit-learn's
+cross-validation examples report them; one member gives a std of 0. NaN values are skipped.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+#: Per-member score columns: the lowest finite val_loss, and the accuracy (or R²) of that
+#: same epoch — the weights best.pt holds — not the best accuracy of any epoch.
+SCORE_METRICS = ("val_loss", "val_acc", "val_r2")
+#: Columns of a history that are not averaged across members.
+NOT_AVERAGED = ("epoch", "time")
+
+
+def curve_stats(histories: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per-epoch mean and std of every numeric metric over the members' histories.
+
+    Returns one row per epoch: `epoch`, `n` (members that reached the epoch), and for each
+    metric M the columns `M_mean` and `M_std`. Members that stopped early simply stop
+    contributing, so `n` can fall in the later epochs."""
+    frames = [h.assign(_member=key) for key, h in histories.items()
+              if h is not None and len(h) and "epoch" in h.columns]
+    if not frames:
+        return pd.DataFrame({"epoch": pd.Series(dtype="int64"), "n": pd.Series(dtype="int64")})
+    rows = pd.concat(frames, ignore_index=True)
+    metrics = [c for c in rows.columns if c not in NOT_AVERAGED and c != "_member"
+               and pd.api.types.is_numeric_dtype(rows[c]) and not pd.api.types.is_bool_dtype(rows[c])]
+    by_epoch = rows.groupby("epoch", sort=True)
+    out = pd.DataFrame({"n": by_epoch["_member"].nunique()})
+    if metrics:
+        mean = by_epoch[metrics].mean().add_suffix("_mean")
+        std = by_epoch[metrics].std(ddof=0).add_suffix("_std")
+        stats = pd.concat([mean, std], axis=1)
+        out = out.join(stats[[f"{m}_{s}" for m in metrics for s in ("mean", "std")]])
+    return out.reset_index()
+
+
+def member_score(history: pd.DataFrame) -> dict[str, Any]:
+    """The best epoch of one member (lowest finite val_loss) and its scores there:
+    {best_epoch, epochs, val_loss, val_acc or val_r2}; None values when there is no finite
+    val_loss yet."""
+    out: dict[str, Any] = {"best_epoch": None, "epochs": int(len(history))}
+    for m in SCORE_METRICS:
+        if m in history.columns:
+            out[m] = None
+    if "val_loss" not in history.columns or not len(history):
+        return out
+    vl = pd.to_numeric(history["val_loss"], errors="coerce")
+    finite = vl[vl.map(lambda v: math.isfinite(v) if isinstance(v, float) else False)]
+    if finite.empty:
+        return out
+    best = history.loc[finite.idxmin()]
+    out["best_epoch"] = int(best["epoch"])
+    for m in SCORE_METRICS:
+        if m in history.columns:
+            v = best[m]
+            out[m] = float(v) if isinstance(v, (int, float)) and not pd.isna(v) else None
+    return out
+
+
+def score_summary(values: Sequence[float | None]) -> dict[str, Any]:
+    """{mean, std, n, values} of the members' scores (None entries left out)."""
+    vals = [float(v) for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return {"mean": None, "std": None, "n": 0, "values": []}
+    s = pd.Series(vals)
+    return {"mean": float(s.mean()), "std": float(s.std(ddof=0)), "n": len(vals),
+            "values": vals}
+
+
+def rank_settings(per_member: pd.DataFrame, settings: Sequence[Mapping[str, Any]]
+                  ) -> list[dict[str, Any]]:
+    """Sweep settings ranked by their members' mean best val_loss (lowest first; settings
+    without a finished member last). `per_member` has `setting`, `included` and the score
+    columns; `settings[i]` is the parameter dict of setting i."""
+    ranking = []
+    for i, params in enumerate(settings):
+        rows = per_member[(per_member["setting"] == i)] if len(per_member) else per_member
+        used = rows[rows["included"]] if len(rows) else rows
+        entry: dict[str, Any] = {"setting": i, "params": dict(params),
+                                 "members": [r for r in rows.get("run_id", pd.Series()).tolist()
+                                             if r],
+                                 "failed": int((~rows["included"]).sum()) if len(rows) else 0}
+        for m in SCORE_METRICS:
+            if m in per_member.columns:
+                entry[m] = score_summary(used[m].tolist() if len(used) else [])
+        ranking.append(entry)
+    ranking.sort(key=lambda e: (e["val_loss"]["mean"] is None,
+                                e["val_loss"]["mean"] if e["val_loss"]["mean"] is not None
+                                else 0.0, e["setting"]) if "val_loss" in e else (True, 0, 0))
+    for r, entry in enumerate(ranking, 1):
+        entry["rank"] = r
+    return ranking
+
+
+def aggregate(members: Sequence[Mapping[str, Any]], histories: Mapping[str, pd.DataFrame], *,
+              include_states: Sequence[str], settings: Sequence[Mapping[str, Any]] = ()
+              ) -> dict[str, Any]:
+    """The aggregate of a group as plain JSON-ready data.
+
+    `members`: one mapping per member with `index`, `run_id`, `state`, `setting`, `fold`,
+    `seed`; `histories[run_id]`: that member's metrics. Members whose state is in
+    `include_states` (and that have a history) make the curves and the scores; the others are
+    listed in `per_member` with `included: false`."""
+    per_member = []
+    used: dict[str, pd.DataFrame] = {}
+    for m in members:
+        rid = m.get("run_id")
+        h = histories.get(rid) if rid else None
+        row = {"index": m.get("index"), "run_id": rid, "state": m.get("state"),
+               "setting": m.get("setting"), "fold": m.get("fold"), "seed": m.get("seed")}
+        row.update(member_score(h) if h is not None else {"best_epoch": None, "epochs": 0})
+        row["included"] = bool(rid and h is not None and len(h)
+                               and m.get("state") in include_states)
+        if row["included"]:
+            used[rid] = h
+        per_member.append(row)
+    frame = pd.DataFrame.from_records(per_member) if per_member else pd.DataFrame(
+        columns=["setting", "included", "run_id"])
+    for m in SCORE_METRICS:  # a metric appears once any member has it
+        if any(m in r for r in per_member):
+            frame[m] = [r.get(m) for r in per_member]
+    included = frame[frame["included"]] if len(frame) else frame
+    scores = {m: score_summary(included[m].tolist() if len(included) else [])
+              for m in SCORE_METRICS if m in frame.columns}
+    curves = curve_stats(used)
+    out = {"members": list(used), "per_member": per_member, "scores": scores,
+           "curves": curves.to_dict("records")}
+    if settings:
+        out["ranking"] = rank_settings(frame, settings)
+    return out

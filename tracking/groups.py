@@ -1,0 +1,371 @@
+"""Run groups: K-fold and bootstrap validation, repeated seeds and sweeps, as one thing.
+
+A group is a folder in the runs directory, next to its members' run folders:
+
+    runs/<group_id>/
+      group.json          the record: method, members, state, aggregate (docs/run-format.md)
+      group.log           output of a detached group runner
+      logs/<index>.log    each member's trainer output
+      STOP                present = please stop the group and its members
+
+Each member is a normal run folder (`runs/<run_id>/`) whose run.json `group` is the group id.
+Only the group runner writes group.json (atomically); readers never raise because of what is
+in it: a broken record comes back as a GroupInfo whose `problem` says why.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from . import paths as P
+from .aggregate import aggregate
+from .jsonio import atomic_write_json, read_json
+from .procinfo import hostname, process_start_ticks
+from .reader import MAX_JSON_BYTES, HistoryReader, derive_state, read_run
+
+GROUP_JSON = P.GROUP_JSON
+GROUP_LOG = "group.log"
+MEMBER_LOGS = "logs"
+#: Group states a runner writes; readers derive `crashed` as for runs.
+GROUP_STATES = ("running", "completed", "partial", "failed", "stopped")
+#: Member states besides the run states: not launched yet, or never launched (group stopped).
+MEMBER_PENDING, MEMBER_NOT_STARTED = "pending", "not_started"
+#: Members in these states make the final aggregate; `running` joins them in a live one.
+AGGREGATE_STATES = ("completed", "early_stopped", "stopped")
+GROUP_METHODS = ("kfold", "bootstrap", "repeat", "sweep")
+HEARTBEAT_SECONDS = 5.0
+
+
+class GroupNotFound(LookupError):
+    """A group reference that names no group folder inside the runs directory."""
+
+
+# --------------------------------------------------------------------------- writer
+class GroupWriter:
+    """The one writer of a group.json: created by the launcher, taken over by the runner."""
+
+    def __init__(self, path: Path, record: dict[str, Any]):
+        self.path = Path(path)
+        self.id = self.path.name
+        self._record = record
+        self._written = time.monotonic()
+
+    @classmethod
+    def create(cls, runs_dir: str | Path, *, name: str, method: str, members: Sequence[Mapping[str, Any]],
+               validation: str, repeat: int = 1, parallel: int = 1, threads: int = 0,
+               base_config: Mapping[str, Any] | None = None,
+               sweep: Mapping[str, Any] | None = None, argv: Sequence[str] = (),
+               pid: int | None = None) -> "GroupWriter":
+        """Make the group folder and its group.json (state running, every member pending).
+        `pid` 0 means a detached runner is about to take over (only the heartbeat judges)."""
+        if method not in GROUP_METHODS:
+            raise ValueError(f"method must be one of {', '.join(GROUP_METHODS)}, got {method!r}")
+        P.check_name(name)
+        gid, path = P.create_run_dir(Path(runs_dir), name)
+        now = time.time()
+        pid = os.getpid() if pid is None else pid
+        record = {
+            "format": P.FORMAT_VERSION, "kind": "group", "id": gid, "name": name,
+            "created_at": now, "method": method, "validation": validation, "repeat": repeat,
+            "parallel": parallel, "threads": threads, "base_config": dict(base_config or {}),
+            "sweep": dict(sweep) if sweep else None, "argv": list(argv),
+            "state": "running", "pid": pid or None,
+            "pid_start": process_start_ticks(pid) if pid else None, "host": hostname(),
+            "started_at": now, "updated_at": now, "ended_at": None,
+            "heartbeat_seconds": HEARTBEAT_SECONDS, "stop_reason": None,
+            "members": [{"state": MEMBER_PENDING, "run_id": None, "exit_code": None,
+                         "error": None, "started_at": None, "ended_at": None, **dict(m)}
+                        for m in members],
+            "aggregate": None,
+        }
+        try:
+            atomic_write_json(path / GROUP_JSON, record)
+            (path / MEMBER_LOGS).mkdir()
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        return cls(path, record)
+
+    @classmethod
+    def take_over(cls, group_dir: str | Path) -> "GroupWriter":
+        """Continue writing a group created by a launcher, from this process (a detached
+        runner): pid and heartbeat become this process's."""
+        path = Path(group_dir)
+        record = read_json(path / GROUP_JSON)
+        record.update(pid=os.getpid(), pid_start=process_start_ticks(os.getpid()),
+                      host=hostname(), updated_at=time.time())
+        w = cls(path, record)
+        w._write()
+        return w
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return self._record
+
+    def member_log(self, index: int) -> Path:
+        return self.path / MEMBER_LOGS / f"{int(index)}.log"
+
+    def update_member(self, index: int, **fields: Any) -> None:
+        self._record["members"][index].update(fields)
+        self._write()
+
+    def beat(self) -> None:
+        """Refresh the heartbeat when it is due (call it from the runner's loop)."""
+        if time.monotonic() - self._written >= self._record["heartbeat_seconds"]:
+            self._write()
+
+    def stop_requested(self) -> bool:
+        return (self.path / P.STOP).exists()
+
+    def finish(self, state: str, *, aggregate: Mapping[str, Any] | None,
+               stop_reason: str | None = None) -> None:
+        if state not in GROUP_STATES[1:]:
+            raise ValueError(f"state must be one of {', '.join(GROUP_STATES[1:])}, got {state!r}")
+        self._record.update(state=state, ended_at=time.time(), stop_reason=stop_reason,
+                            aggregate=dict(aggregate) if aggregate is not None else None)
+        self._write(durable=True)
+        try:
+            (self.path / P.STOP).unlink()
+        except FileNotFoundError:
+            pass
+
+    def _write(self, durable: bool = False) -> None:
+        self._written = time.monotonic()
+        self._record["updated_at"] = time.time()
+        atomic_write_json(self.path / GROUP_JSON, self._record, durable=durable)
+
+
+def request_stop(path: str | Path) -> None:
+    """Ask a run or a group to stop gracefully (its STOP file)."""
+    (Path(path) / P.STOP).touch()
+
+
+# --------------------------------------------------------------------------- reader
+@dataclass(frozen=True)
+class GroupMember:
+    """One member of a group: what the record planned and, when its run folder exists, the
+    run's own state (so a crashed member shows as crashed)."""
+
+    index: int
+    name: str
+    state: str  # pending | not_started | running | completed | early_stopped | stopped | failed | crashed | unreadable
+    run_id: str | None = None
+    fold: int | None = None
+    seed: int | None = None
+    setting: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class GroupAggregate:
+    """A group's aggregate. `curves`: one row per epoch with `epoch`, `n` and `M_mean`,
+    `M_std` per metric M. `scores`: {"val_loss": {mean, std, n, values}, "val_acc" or
+    "val_r2": ...} over the members' best epochs. `per_member`: one row per member (index,
+    run_id, state, setting, fold, seed, best_epoch, epochs, val_loss, val_acc, included).
+    `ranking`: sweeps only, one row per setting, best first (rank, setting, params, members,
+    failed, val_loss_mean, val_loss_std, val_acc_mean, ...)."""
+
+    curves: pd.DataFrame
+    scores: dict[str, dict[str, Any]]
+    per_member: pd.DataFrame
+    ranking: pd.DataFrame
+    members: tuple[str, ...] = ()
+    live: bool = False
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """What group.json says about one group, with the derived state."""
+
+    id: str
+    path: Path
+    state: str  # running | completed | partial | failed | stopped | crashed | unreadable
+    name: str = ""
+    method: str = ""
+    validation: str = ""
+    repeat: int = 1
+    parallel: int = 1
+    created_at: float | None = None
+    ended_at: float | None = None
+    members: tuple[GroupMember, ...] = ()
+    aggregate: GroupAggregate | None = None
+    sweep: dict[str, Any] | None = None
+    base_config: dict[str, Any] = field(default_factory=dict)
+    stop_reason: str | None = None
+    problem: str | None = None
+
+    @property
+    def run_ids(self) -> tuple[str, ...]:
+        return tuple(m.run_id for m in self.members if m.run_id)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Members by state, e.g. {"completed": 4, "failed": 1}."""
+        out: dict[str, int] = {}
+        for m in self.members:
+            out[m.state] = out.get(m.state, 0) + 1
+        return out
+
+    @property
+    def settings(self) -> list[dict[str, Any]]:
+        """The sweep's settings (parameter dicts), [] for other groups."""
+        s = (self.sweep or {}).get("settings")
+        return [dict(x) for x in s if isinstance(x, dict)] if isinstance(s, list) else []
+
+
+def is_group_dir(path: str | Path) -> bool:
+    """A folder holding a group.json and no run.json."""
+    p = Path(path)
+    return (p / GROUP_JSON).exists() and not (p / P.RUN_JSON).exists()
+
+
+def group_path(runs_dir: str | Path, group_id: str) -> Path:
+    """The folder of group `group_id` directly inside runs_dir (same rules as run_path)."""
+    try:
+        path = P.run_path(Path(runs_dir), group_id)
+    except P.RunNotFound:
+        raise GroupNotFound(f"no group folder {group_id!r} in {Path(runs_dir).resolve()}") \
+            from None
+    if not is_group_dir(path):
+        raise GroupNotFound(f"{group_id!r} in {Path(runs_dir).resolve()} is not a group "
+                            f"(no {GROUP_JSON})")
+    return path
+
+
+def _opt_int(x: Any) -> int | None:
+    return x if isinstance(x, int) and not isinstance(x, bool) else None
+
+
+def _member(raw: Any, i: int, runs_root: Path) -> GroupMember:
+    if not isinstance(raw, dict):
+        return GroupMember(index=i, name=f"member {i}", state="unreadable",
+                           error="member entry is not an object")
+    rid = raw.get("run_id") if isinstance(raw.get("run_id"), str) else None
+    state = raw.get("state") if isinstance(raw.get("state"), str) else "unreadable"
+    if rid and P.is_run_id(rid):
+        run_dir = runs_root / rid
+        if run_dir.is_dir() and not run_dir.is_symlink():
+            info = read_run(run_dir)
+            if not info.problem:
+                state = info.state
+    params = raw.get("params")
+    return GroupMember(index=_opt_int(raw.get("index")) if _opt_int(raw.get("index")) is not None
+                       else i, name=str(raw.get("name") or f"member {i}"), state=state,
+                       run_id=rid, fold=_opt_int(raw.get("fold")), seed=_opt_int(raw.get("seed")),
+                       setting=_opt_int(raw.get("setting")),
+                       params=dict(params) if isinstance(params, dict) else {},
+                       error=raw.get("error") if isinstance(raw.get("error"), str) else None,
+                       exit_code=_opt_int(raw.get("exit_code")))
+
+
+def _aggregate_from(raw: Any, live: bool = False) -> GroupAggregate | None:
+    if not isinstance(raw, dict):
+        return None
+    curves = raw.get("curves") if isinstance(raw.get("curves"), list) else []
+    curves_df = pd.DataFrame.from_records([c for c in curves if isinstance(c, dict)]) \
+        if curves else pd.DataFrame({"epoch": pd.Series(dtype="int64")})
+    per = raw.get("per_member") if isinstance(raw.get("per_member"), list) else []
+    per_df = pd.DataFrame.from_records([r for r in per if isinstance(r, dict)]) if per else \
+        pd.DataFrame(columns=["index", "run_id", "state", "included"])
+    rows = []
+    for entry in raw.get("ranking") or []:
+        if not isinstance(entry, dict):
+            continue
+        row = {k: entry.get(k) for k in ("rank", "setting", "params", "members", "failed")}
+        for metric, s in entry.items():
+            if isinstance(s, dict) and "mean" in s:
+                row[f"{metric}_mean"], row[f"{metric}_std"], row[f"{metric}_n"] = \
+                    s.get("mean"), s.get("std"), s.get("n")
+        rows.append(row)
+    ranking = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(
+        columns=["rank", "setting", "params", "members", "failed"])
+    scores = raw.get("scores") if isinstance(raw.get("scores"), dict) else {}
+    members = tuple(m for m in raw.get("members") or () if isinstance(m, str))
+    return GroupAggregate(curves=curves_df, scores={k: v for k, v in scores.items()
+                                                    if isinstance(v, dict)},
+                          per_member=per_df, ranking=ranking, members=members, live=live)
+
+
+def read_group(group_dir: str | Path) -> GroupInfo:
+    """GroupInfo for one group folder; problems are reported in `.problem`, never raised."""
+    path = Path(group_dir)
+    gid = path.name
+    if path.is_symlink():
+        return GroupInfo(gid, path, "unreadable",
+                         problem="the group folder is a symlink, which is never followed")
+    try:
+        f = path / GROUP_JSON
+        if f.stat().st_size > MAX_JSON_BYTES:
+            raise ValueError(f"{GROUP_JSON} is more than {MAX_JSON_BYTES} bytes")
+        rec = read_json(f)
+        if not isinstance(rec, dict):
+            raise ValueError(f"{GROUP_JSON} does not hold a JSON object")
+    except FileNotFoundError:
+        return GroupInfo(gid, path, "unreadable", problem=f"{GROUP_JSON} is missing")
+    except (OSError, ValueError) as e:
+        return GroupInfo(gid, path, "unreadable", problem=f"{GROUP_JSON} is unreadable: {e}")
+    raw_members = rec.get("members") if isinstance(rec.get("members"), list) else []
+    members = tuple(_member(m, i, path.parent) for i, m in enumerate(raw_members))
+    problem = None if isinstance(rec.get("members"), list) else "group.json has no member list"
+    try:
+        agg = _aggregate_from(rec.get("aggregate"))
+    except Exception as e:  # a malformed aggregate must not hide the rest of the group
+        agg, problem = None, f"the aggregate in {GROUP_JSON} is unreadable: {e}"
+    num = (int, float)
+    return GroupInfo(
+        id=gid, path=path, state=derive_state(rec), name=str(rec.get("name") or gid),
+        method=str(rec.get("method") or ""), validation=str(rec.get("validation") or ""),
+        repeat=_opt_int(rec.get("repeat")) or 1, parallel=_opt_int(rec.get("parallel")) or 1,
+        created_at=rec.get("created_at") if isinstance(rec.get("created_at"), num) else None,
+        ended_at=rec.get("ended_at") if isinstance(rec.get("ended_at"), num) else None,
+        members=members, aggregate=agg,
+        sweep=rec.get("sweep") if isinstance(rec.get("sweep"), dict) else None,
+        base_config=rec.get("base_config") if isinstance(rec.get("base_config"), dict) else {},
+        stop_reason=rec.get("stop_reason") if isinstance(rec.get("stop_reason"), str) else None,
+        problem=problem)
+
+
+def list_groups(runs_dir: str | Path | None = None) -> list[GroupInfo]:
+    """Every group in the runs directory, newest first (a missing directory is empty)."""
+    root = Path(runs_dir) if runs_dir is not None else P.default_runs_dir()
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name, reverse=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [read_group(Path(e.path)) for e in entries
+            if not e.name.startswith(".") and P.is_run_id(e.name)
+            and e.is_dir(follow_symlinks=False) and is_group_dir(e.path)]
+
+
+def aggregate_group(group: GroupInfo, *, live: bool = True) -> GroupAggregate:
+    """Compute a group's aggregate now from its members' metrics files (running members
+    included when `live`): the same numbers the runner writes when the group ends."""
+    states = AGGREGATE_STATES + (("running",) if live else ())
+    histories = {}
+    for m in group.members:
+        if m.run_id and P.is_run_id(m.run_id):
+            histories[m.run_id] = HistoryReader(group.path.parent / m.run_id).read()
+    members = [{"index": m.index, "run_id": m.run_id, "state": m.state, "setting": m.setting,
+                "fold": m.fold, "seed": m.seed} for m in group.members]
+    raw = aggregate(members, histories, include_states=states, settings=group.settings)
+    out = _aggregate_from(raw, live=live)
+    assert out is not None
+    return out
+
+
+def read_member_log(group: GroupInfo, index: int, max_bytes: int = 20_000) -> str:
+    """The last `max_bytes` of member `index`'s trainer output ('' when there is none)."""
+    try:
+        with open(group.path / MEMBER_LOGS / f"{int(index)}.log", "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - max_bytes))
+            return f.read().decode("utf-8", errors="replace")
+    except (OSError, ValueError):
+        return ""
