@@ -115,6 +115,10 @@ class GroupWriter:
         self._record["members"][index].update(fields)
         self._write()
 
+    def save(self) -> None:
+        """Write the record now (after changing `record` in place)."""
+        self._write()
+
     def beat(self) -> None:
         """Refresh the heartbeat when it is due (call it from the runner's loop)."""
         if time.monotonic() - self._written >= self._record["heartbeat_seconds"]:

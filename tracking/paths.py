@@ -26,6 +26,10 @@ GROUP_JSON = "group.json"  # marks a group folder (tracking/groups.py)
 RESERVE = ".reserve"
 RESERVE_BYTES = 64 * 1024
 
+#: States a writer records. `crashed` is never written: readers derive it.
+STATES = ("running", "completed", "stopped", "early_stopped", "failed")
+FINAL_STATES = STATES[1:]
+
 RUNS_ENV = "CURVEWATCH_RUNS"
 MAX_NAME_CHARS = 200
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")

@@ -138,6 +138,10 @@ def read_run(run_dir: str | Path) -> RunInfo:
         return RunInfo(**base, state="unreadable", problem="status.json is missing")
     except (OSError, ValueError) as e:
         return RunInfo(**base, state="unreadable", problem=f"status.json is unreadable: {e}")
+    if status.get("state") not in P.STATES:
+        return RunInfo(**base, state="unreadable", status=status,
+                       problem=f"status.json has state {str(status.get('state'))[:40]!r}; "
+                               f"known states are {', '.join(P.STATES)}")
     return RunInfo(**base, state=derive_state(status), status=status)
 
 

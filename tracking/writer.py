@@ -27,9 +27,7 @@ from .jsonio import atomic_write_json, read_json
 from .jsonl import JsonlAppender, read_from
 from .procinfo import hostname, process_start_ticks
 
-#: States a writer records. `crashed` is never written: readers derive it.
-STATES = ("running", "completed", "stopped", "early_stopped", "failed")
-FINAL_STATES = STATES[1:]
+STATES, FINAL_STATES = P.STATES, P.FINAL_STATES
 HEARTBEAT_SECONDS = 5.0
 #: status.json is rewritten at most this often by log_epoch (an atomic replace costs far more
 #: than an append); listings may lag metrics.jsonl by this much. finish() always writes.
