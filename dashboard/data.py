@@ -23,8 +23,11 @@ except Exception as e:  # pragma: no cover - only while diagnosis/ is broken or 
     diagnose = None  # type: ignore[assignment]
     DIAGNOSIS_ERROR = f"{type(e).__name__}: {e}"
 
-METRICS_FILE = "metrics.jsonl"
-LAYERS_FILE = "layers.jsonl"
+from tracking import paths as _paths
+from tracking.jsonl import read_from as _read_from
+
+METRICS_FILE = _paths.METRICS
+LAYERS_FILE = _paths.LAYERS
 
 
 def runs_dir() -> Path:
@@ -89,6 +92,47 @@ def live_history(run_dir: Path | str) -> pd.DataFrame:
     if reader is None:
         reader = readers[key] = HistoryReader(run_dir)
     return reader.read()
+
+
+class LayersFollower:
+    """Per-layer gradient norms of a live run, parsing only the lines appended since the last
+    read (tracking.read_layers re-reads the whole file). Same frame as read_layers."""
+
+    def __init__(self, run_dir: Path | str):
+        self.path = Path(run_dir) / LAYERS_FILE
+        self.offset = 0
+        self.rows: list[dict[str, Any]] = []
+        self.frame = pd.DataFrame({"epoch": pd.Series(dtype="int64")})
+
+    def read(self) -> pd.DataFrame:
+        chunk = _read_from(self.path, self.offset)
+        if chunk.offset < self.offset:
+            self.rows = []
+        self.offset = chunk.offset
+        new = []
+        for r in chunk.records:
+            e, norms = r.get("epoch"), r.get("grad_norm")
+            if isinstance(e, int) and not isinstance(e, bool) and e >= 1 \
+                    and isinstance(norms, dict):
+                new.append({"epoch": e, **{k: _num(v) for k, v in norms.items()}})
+        if new:
+            self.rows.extend(new)
+            self.frame = (pd.DataFrame.from_records(self.rows)
+                          .drop_duplicates("epoch", keep="last")
+                          .sort_values("epoch").reset_index(drop=True))
+        return self.frame
+
+
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
+
+
+def live_layers(run_dir: Path | str) -> pd.DataFrame:
+    followers: dict[str, LayersFollower] = st.session_state.setdefault("_layers_followers", {})
+    key = str(run_dir)
+    if key not in followers:
+        followers[key] = LayersFollower(run_dir)
+    return followers[key].read()
 
 
 def findings_for(history: pd.DataFrame, layers: pd.DataFrame | None = None,

@@ -217,7 +217,7 @@ def add_flags(fig: go.Figure, history: pd.DataFrame, findings: Iterable[Any], *,
     if stop_epoch:
         fig.add_vline(x=stop_epoch, line=dict(color="#d62728", width=2),
                       annotation_text=f"early stop @ {stop_epoch}",
-                      annotation_position="top right", name="flag-stop")
+                      annotation_position="bottom left", name="flag-stop")
         mx.append(stop_epoch)
         my.append(y_at(stop_epoch))
         mtext.append(f"<b>early stop</b> at epoch {stop_epoch}")

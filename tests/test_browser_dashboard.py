@@ -85,7 +85,7 @@ def browser():
 def page(browser):
     from playwright.sync_api import expect
     expect.set_options(timeout=LOAD_TIMEOUT_MS)
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1900})
     pg = ctx.new_page()
     yield pg
     ctx.close()

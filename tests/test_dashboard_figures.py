@@ -252,3 +252,20 @@ def test_launch_form_prefill_from_a_run_config():
                               "train_size": 300, "not_an_option": 1})
     assert v["hidden"] == "512,512" and v["lr"] == "0.01" and v["train_size"] == "300"
     assert v["early_stop"] == ["overfitting"] and "not_an_option" not in v
+
+
+def test_layers_follower_matches_read_layers_and_reads_only_appended(tmp_path):
+    from dashboard.data import LayersFollower
+    import tracking
+    run = tracking.Run.create(tmp_path, name="layers", config={}, epochs=5, heartbeat_seconds=0)
+    f = LayersFollower(run.path)
+    assert f.read().empty
+    for e in (1, 2):
+        run.log_epoch(epoch=e, train_loss=1.0, layers={"w": 0.5 * e, "b": math.nan})
+    first = f.read()
+    offset = f.offset
+    run.log_epoch(epoch=3, train_loss=1.0, layers={"w": 1.5, "b": 0.1})
+    again = f.read()
+    assert offset > 0 and f.offset > offset and len(again) == 3 and len(first) == 2
+    pd.testing.assert_frame_equal(again, tracking.read_layers(run.path), check_like=True)
+    run.finish("completed")

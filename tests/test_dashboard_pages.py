@@ -287,3 +287,20 @@ def test_launch_starts_a_real_run_and_opens_it(runs_env):
     dfx.wait_for(lambda: dfx.tracking.read_run(runs_env.root / rid).state != "running",
                  timeout=120, every=0.2, what="the launched run to finish")
     assert dfx.tracking.read_run(runs_env.root / rid).state == "completed"
+
+
+@pytest.mark.slow
+def test_empty_runs_dir_demo_button_starts_the_three_demo_runs(monkeypatch):
+    root = dfx.empty_runs_dir()
+    monkeypatch.setenv("CURVEWATCH_RUNS", str(root))
+    at = page("runs").run()
+    try:
+        at.button(key="runs-demo").click().run()
+        assert not at.exception
+        names = sorted(r.name for r in dfx.tracking.list_runs(root))
+        assert len(names) == 3 and all(n.startswith("demo-") for n in names)
+        listed = page("runs").run().dataframe[0].value
+        assert sorted(listed["name"]) == names
+    finally:
+        for r in dfx.tracking.list_runs(root):
+            dfx.trainer("stop", r.id, "--runs-dir", str(root), "--wait", "60")

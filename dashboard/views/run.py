@@ -79,7 +79,7 @@ def live_view() -> None:
     else:
         history = data.load_history(path)
         now_info = info
-    layers = data.load_layers(path)
+    layers = data.live_layers(path) if live else data.load_layers(path)
     findings = data.findings_for(history, layers, thresholds)
     status = now_info.status
 
