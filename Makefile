@@ -15,11 +15,14 @@ $(VENV)/.installed: requirements.txt
 
 setup: $(VENV)/.installed
 
-# Browser tests drive Debian's Chromium through Playwright (no browser download).
+# System tools the tests use: Debian's Chromium (driven by Playwright, no browser download)
+# and strace (kills the trainer at exact system calls in the crash tests).
+SYSTEM_TOOLS := chromium strace
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq $$missing; fi
 
 run: setup
 	$(PY) -m trainer demo --if-empty
