@@ -1,7 +1,8 @@
-"""`python -m trainer run | list | stop | resume`: the command line of Curvewatch's trainer.
+"""`python -m trainer run | sweep | list | stop | resume`: the command line of Curvewatch's
+trainer.
 
-Exit codes: 0 done (completed, stopped or early-stopped), 1 the run failed, 2 bad input
-(nothing was started and no run folder was left behind).
+Exit codes: 0 done (completed, stopped or early-stopped), 1 the run failed (a group: every
+member failed), 2 bad input (nothing was started and no run folder was left behind).
 """
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from tracking import Run, RunNotFound, default_runs_dir, list_runs, read_run, run_path
-from tracking.paths import STOP, check_name
+from tracking import (Run, RunNotFound, default_runs_dir, is_group_dir, list_groups, list_runs,
+                      read_group, read_run, run_path)
+from tracking.paths import STOP, check_name, is_run_id
 
 from .config import DEFAULTS, FIELDS, ConfigError, TrainConfig, load_config_file, validate
 
@@ -59,13 +61,41 @@ def build_parser() -> argparse.ArgumentParser:
                      help="label for filtering runs (repeatable)")
     run.add_argument("--detach", action="store_true",
                      help="run in the background; print the run id and folder at once")
+    run.add_argument("--group", help=argparse.SUPPRESS)  # set by a group for its members
+    _add_group_options(run)
     _add_train_options(run)
+
+    sw = sub.add_parser("sweep", help="train a grid or a random search of settings as a group",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                        description="Train one run per setting (times folds and repeats) and "
+                                    "rank the settings by validation loss. Combine with "
+                                    "--validation kfold:K to score each setting by "
+                                    "cross-validation.")
+    sw.add_argument("--config", help="TOML, JSON or YAML file of base options; flags override it")
+    sw.add_argument("--runs-dir", help=runs_help)
+    sw.add_argument("--name", help="group name (default: DATASET-MODEL-sweep)")
+    sw.add_argument("--tag", dest="tags", action="append", default=[],
+                    help="label for every member run (repeatable)")
+    sw.add_argument("--detach", action="store_true",
+                    help="run the sweep in the background; print the group id at once")
+    sw.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
+                    help="a grid axis, repeatable: every combination is trained (values with "
+                         "commas: separate them with ';', e.g. hidden=128,64;256)")
+    sw.add_argument("--random", type=_positive_int("--random"), metavar="N",
+                    help="draw N random settings from the --range axes (and --grid axes as "
+                         "choices) instead of the full grid")
+    sw.add_argument("--range", dest="ranges", action="append", default=[],
+                    metavar="NAME=LOW:HIGH[:log]",
+                    help="a random-search axis, repeatable: uniform, or log-uniform with :log")
+    _add_group_options(sw)
+    _add_train_options(sw)
 
     ls = sub.add_parser("list", help="list runs with their state and best validation loss")
     ls.add_argument("--runs-dir", help=runs_help)
 
     stop = sub.add_parser("stop", help="ask a running run to stop after its current epoch")
-    stop.add_argument("run", help="run id (folder name) or unique name")
+    stop.add_argument("run", help="run or group id (folder name) or unique name; stopping a "
+                                  "group stops its members")
     stop.add_argument("--runs-dir", help=runs_help)
     stop.add_argument("--wait", type=float, default=0, metavar="SECONDS",
                       help="wait up to this long for the run to stop (default: 0, don't wait)")
@@ -84,7 +114,30 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("_worker", help=argparse.SUPPRESS)
     worker.add_argument("run_dir")
     worker.add_argument("--resume", action="store_true")
+    gworker = sub.add_parser("_group", help=argparse.SUPPRESS)
+    gworker.add_argument("group_dir")
     return parser
+
+
+def _positive_int(flag: str) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be an integer >= 1, got {text!r}")
+        return value
+    return parse
+
+
+def _add_group_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run groups (see also --validation)")
+    g.add_argument("--repeat", type=_positive_int("--repeat"), default=1, metavar="N",
+                   help="train each configuration with N seeds (seed, seed+1, ...) as a group")
+    g.add_argument("--parallel", type=_positive_int("--parallel"), default=1, metavar="K",
+                   help="members of a group training at once on this machine; each gets "
+                        "cores/K torch threads unless --threads is given")
 
 
 def _runs_dir(args: argparse.Namespace) -> Path:
@@ -99,15 +152,17 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def resolve_run(runs_dir: Path, ref: str) -> Path:
-    """A run folder from its id, or from a name that exactly one run has."""
+    """A run (or group) folder from its id, or from a name that exactly one run has."""
     try:
         return run_path(runs_dir, ref)
     except RunNotFound as by_id:
-        matches = [r for r in list_runs(runs_dir) if r.name == ref]
+        matches = [r for r in list_runs(runs_dir) if r.name == ref] + \
+            [g for g in list_groups(runs_dir) if g.name == ref]
         if len(matches) == 1:
             return run_path(runs_dir, matches[0].id)
         if len(matches) > 1:
-            raise UsageError(f"{len(matches)} runs are named {ref!r}; use one of their ids: "
+            raise UsageError(f"{len(matches)} runs or groups are named {ref!r}; use one of "
+                             "their ids: "
                              f"{', '.join(m.id for m in matches)}") from None
         raise UsageError(str(by_id)) from None
 
@@ -115,8 +170,21 @@ def resolve_run(runs_dir: Path, ref: str) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     from .launch import lock_run, spawn_worker
     from .runner import describe, prepare, run_epochs
+    from .validation import parse_validation
 
     cfg = config_from_args(args)
+    folds = parse_validation(cfg.validation).is_group and cfg.fold is None
+    if folds or args.repeat > 1:
+        if args.group is not None:
+            raise UsageError("--group is set by a group for its members; a member trains "
+                             "one fold (--fold) and one seed")
+        kind = cfg.validation.replace(":", "") if folds else f"seeds{args.repeat}"
+        return _start_group(args, cfg, default_name=f"{cfg.dataset}-{cfg.model}-{kind}")
+    if args.parallel > 1:
+        raise UsageError(f"--parallel {args.parallel} needs a group: --validation kfold:K or "
+                         "bootstrap:B, --repeat N, or python -m trainer sweep")
+    if args.group is not None and not is_run_id(args.group):
+        raise UsageError(f"--group must be a group id, got {args.group!r}")
     name = args.name if args.name is not None else f"{cfg.dataset}-{cfg.model}"
     try:
         check_name(name)
@@ -125,7 +193,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     trainer = prepare(cfg)
     data, model = describe(trainer)
     run = Run.create(_runs_dir(args), name=name, config=cfg.to_dict(), data=data, model=model,
-                     tags=args.tags, epochs=cfg.epochs, pid=0 if args.detach else None,
+                     tags=args.tags, epochs=cfg.epochs, group=args.group, pid=0 if args.detach else None,
                      heartbeat_seconds=0 if args.detach else 5.0)
     if args.detach:
         run.close()
@@ -140,6 +208,52 @@ def cmd_run(args: argparse.Namespace) -> int:
         state = run_epochs(trainer, run, progress=sys.stderr.isatty())
     finally:
         lock.close()
+    return EXIT_FAILED if state == "failed" else EXIT_OK
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import settings_from_args
+
+    cfg = config_from_args(args)
+    settings = settings_from_args(args.grid, args.ranges, args.random, cfg.seed)
+    spec = {"mode": "random" if args.random else "grid", "grid": args.grid,
+            "ranges": args.ranges, "random": args.random}
+    return _start_group(args, cfg, default_name=f"{cfg.dataset}-{cfg.model}-sweep",
+                        settings=settings, sweep=spec)
+
+
+def _start_group(args: argparse.Namespace, cfg: TrainConfig, *, default_name: str,
+                 settings: list[dict[str, str]] | None = None,
+                 sweep: dict[str, Any] | None = None) -> int:
+    """Plan and check every member, create the group, then run it here or detached."""
+    from .groups import check_plan, create_group, plan_group, run_group
+    from .launch import spawn_group
+
+    name = args.name if args.name is not None else default_name
+    plan = plan_group(cfg, name=name, repeat=args.repeat, parallel=args.parallel,
+                      settings=settings or (), sweep=sweep, tags=args.tags)
+    check_plan(plan)
+    writer = create_group(plan, _runs_dir(args), argv=sys.argv, detached=args.detach)
+    what = f"group of {len(plan.members)} runs ({plan.method}, {plan.parallel} at a time" + \
+        (f", torch threads {plan.threads} each)" if plan.threads else ")")
+    if args.detach:
+        pid = spawn_group(writer.path)
+        print(f"started {writer.id} (pid {pid}): {what} in {writer.path}")
+        print(f"  follow: python -m trainer list   (log: {writer.path / 'group.log'})")
+        print(f"  stop:   python -m trainer stop {writer.id}")
+        return EXIT_OK
+    print(f"group {writer.id}: {what} in {writer.path}", flush=True)
+    state = run_group(writer, echo=lambda line: print(line, flush=True))
+    return EXIT_FAILED if state == "failed" else EXIT_OK
+
+
+def cmd_group_worker(args: argparse.Namespace) -> int:
+    """The process behind a detached group: take over its record and run the members."""
+    from tracking import GroupWriter
+    from .groups import run_group
+
+    writer = GroupWriter.take_over(Path(args.group_dir))
+    state = run_group(writer, echo=lambda line: print(line, flush=True))
     return EXIT_FAILED if state == "failed" else EXIT_OK
 
 
@@ -255,11 +369,33 @@ def cmd_list(args: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4])
+    _list_groups(_runs_dir(args))
     return EXIT_OK
+
+
+def _list_groups(runs_dir: Path) -> None:
+    from .groups import _score_text
+
+    groups = list_groups(runs_dir)
+    if not groups:
+        return
+    rows = [("GROUP", "NAME", "METHOD", "STATE", "MEMBERS", "SCORE")]
+    for g in groups:
+        members = ", ".join(f"{n} {s}" for s, n in g.counts.items())
+        score = _score_text(g.aggregate.scores) if g.aggregate else "-"
+        state = g.state if not g.problem else f"unreadable: {g.problem}"
+        rows.append((g.id, g.name[:30], f"{g.method} {g.validation}".strip(), state,
+                     members, score))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    print()
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[5])
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
     run_dir = resolve_run(_runs_dir(args), args.run)
+    if is_group_dir(run_dir):
+        return _stop_group(args, run_dir)
     info = read_run(run_dir)
     if info.state != "running":
         print(f"run {info.id} is not running (state {info.state}); nothing to stop")
@@ -279,6 +415,29 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _stop_group(args: argparse.Namespace, group_dir: Path) -> int:
+    from .groups import stop_group
+
+    group = read_group(group_dir)
+    if group.state != "running":
+        print(f"group {group.id} is not running (state {group.state}); nothing to stop")
+        return EXIT_FAILED
+    asked = stop_group(group_dir.parent, group_dir)
+    print(f"asked group {group.id} and {len(asked)} running members to stop after their "
+          "current epoch; members not started yet will not start")
+    deadline = time.monotonic() + max(0.0, args.wait)
+    while args.wait and time.monotonic() < deadline:
+        state = read_group(group_dir).state
+        if state != "running":
+            print(f"group {group.id} is {state}")
+            return EXIT_OK
+        time.sleep(0.2)
+    if args.wait:
+        print(f"group {group.id} is still running after {args.wait:g}s", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import has_runs, launch_demo
 
@@ -291,8 +450,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"demo": cmd_demo, "run": cmd_run, "list": cmd_list, "stop": cmd_stop, "resume": cmd_resume,
-            "_worker": cmd_worker}
+COMMANDS = {"demo": cmd_demo, "run": cmd_run, "sweep": cmd_sweep, "list": cmd_list,
+            "stop": cmd_stop, "resume": cmd_resume, "_worker": cmd_worker,
+            "_group": cmd_group_worker}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,6 +43,13 @@ class TrainConfig:
         "fraction of the data held out for validation, in (0, 1)")})
     test_fraction: float = field(default=0.0, metadata={"help": (
         "fraction held out as a test split never used for training or selection, in [0, 1)")})
+    validation: str = field(default="holdout", metadata={"help": (
+        "validation scheme: holdout (hold out --val-fraction), holdout:F, kfold:K (K-fold "
+        "cross-validation, one run per fold) or bootstrap:B (B resamples validated on their "
+        "out-of-bag samples); kfold and bootstrap start a group of runs")})
+    fold: int | None = field(default=None, metadata={"help": (
+        "train only this fold (kfold) or resample (bootstrap), 1-based, as a single run; "
+        "set by the group launcher for its members")})
     model: str = field(default="mlp", metadata={"help": (
         f"model: one of {', '.join(MODELS)}, or a factory module:function(input_shape, "
         "n_outputs) returning a torch.nn.Module")})
@@ -80,6 +87,9 @@ class TrainConfig:
         "docs/diagnosis.md")})
     log_every_steps: int = field(default=0, metadata={"help": (
         "also log loss and gradient norm every k steps to steps.jsonl; 0 turns it off")})
+    threads: int = field(default=0, metadata={"help": (
+        "torch CPU threads for this run; 0 keeps torch's default (a group run with --parallel "
+        "K sets it so K runs share the cores)")})
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -217,10 +227,49 @@ def validate(raw: Mapping[str, Any]) -> TrainConfig:
     out["early_stop"] = tuple(_choice("early_stop", k, EARLY_STOP_KINDS)
                               for k in _list(v["early_stop"]))
     out["thresholds"] = _thresholds(v["thresholds"])
+    out["threads"] = _num("threads", v["threads"], int)
+    _validation(out, v)
     _check_ranges(out)
     cfg = TrainConfig(**out)
     build_thresholds(cfg)
     return cfg
+
+
+def _validation(out: dict[str, Any], v: Mapping[str, Any]) -> None:
+    """validation in canonical form (holdout:F sets val_fraction), and fold within it."""
+    from .validation import parse_validation
+
+    plan = parse_validation(v["validation"])
+    if plan.fraction is not None:
+        out["val_fraction"] = plan.fraction
+    out["validation"] = str(plan)
+    fold = v.get("fold")
+    out["fold"] = None if fold in (None, "") else _num("fold", fold, int)
+    if out["fold"] is not None:
+        if not plan.is_group:
+            raise ConfigError(f"fold needs --validation kfold:K or bootstrap:B, got fold "
+                              f"{out['fold']} with validation {plan}")
+        _range("fold", out["fold"], 1, plan.k, accepted=f"between 1 and {plan.k} for "
+                                                        f"validation {plan}")
+
+
+def to_args(cfg: TrainConfig) -> list[str]:
+    """Command-line flags that rebuild `cfg` (the options that differ from the defaults):
+    validate(parse of these flags) == cfg. Group launchers start members with them."""
+    out: list[str] = []
+    base = DEFAULTS.to_dict()
+    for name, value in cfg.to_dict().items():
+        if value == base[name] or value is None:
+            continue
+        if name == "thresholds":
+            for k, val in value.items():
+                out += ["--threshold", f"{k}={val}"]
+            continue
+        if isinstance(value, list):
+            value = ",".join(str(x) for x in value)
+        out += ["--" + name.replace("_", "-"), repr(value) if isinstance(value, float)
+                else str(value)]
+    return out
 
 
 def _check_ranges(c: dict[str, Any]) -> None:
@@ -243,6 +292,7 @@ def _check_ranges(c: dict[str, Any]) -> None:
     _range("patience", c["patience"], 1, MAX_EPOCHS, accepted=">= 1")
     _range("log_every_steps", c["log_every_steps"], 0, None, accepted=">= 0")
     _range("seed", c["seed"], 0, 2**32 - 1, accepted="between 0 and 4294967295")
+    _range("threads", c["threads"], 0, 1024, accepted="between 0 and 1024 (0: torch's default)")
     if c["train_size"] is not None:
         _range("train_size", c["train_size"], 2, None, accepted=">= 2 (or omit it)")
     if c["model"] == "cnn" and c["dataset"] != "digits-images" and ":" not in c["dataset"]:

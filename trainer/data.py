@@ -1,8 +1,9 @@
 """Datasets from what is on the machine: scikit-learn's bundled sets, synthetic generators,
 a user's CSV or a user's factory. Nothing is downloaded.
 
-Splits are stratified for classification and standardisation is fitted on the training split
-only, so nothing about validation or test data leaks into training.
+Splits are stratified for classification (the validation schemes are in validation.py) and
+standardisation is fitted on the training split only, so nothing about validation or test data
+leaks into training.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from .config import ConfigError, TrainConfig
 from .factories import import_factory
+from .validation import parse_validation, split as split_rows
 
 CLASSIFICATION, REGRESSION = "classification", "regression"
 #: A numeric target with at most this many distinct integer values is taken as class labels.
@@ -166,12 +168,14 @@ def load_dataset(cfg: TrainConfig) -> Dataset:
                                              random_state=cfg.seed, stratify=strat)
         rest_strat = y[idx] if strat is not None else None
         val_share = cfg.val_fraction / (1 - cfg.test_fraction)
-        train_idx, val_idx = train_test_split(idx, test_size=val_share, random_state=cfg.seed,
-                                              stratify=rest_strat)
+        train_idx, val_idx = split_rows(parse_validation(cfg.validation), idx, rest_strat,
+                                        seed=cfg.seed, val_fraction=val_share, fold=cfg.fold)
         if cfg.train_size is not None and cfg.train_size < len(train_idx):
             train_idx, _ = train_test_split(
                 train_idx, train_size=cfg.train_size, random_state=cfg.seed,
                 stratify=y[train_idx] if strat is not None else None)
+    except ConfigError as e:
+        raise ConfigError(f"dataset {cfg.dataset!r}: {e}") from None
     except ValueError as e:
         raise ConfigError(f"cannot split dataset {cfg.dataset!r} ({len(y)} samples) with "
                           f"val_fraction={cfg.val_fraction}, test_fraction={cfg.test_fraction}"

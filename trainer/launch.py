@@ -29,6 +29,22 @@ def spawn_worker(run_dir: Path, *, resume: bool) -> int:
     return proc.pid
 
 
+def spawn_group(group_dir: Path) -> int:
+    """Start `python -m trainer _group GROUP_DIR` detached (new session, no stdin, output to
+    the group's log) and return its pid: it runs the group's members."""
+    from tracking.groups import GROUP_LOG
+
+    log = open(Path(group_dir) / GROUP_LOG, "ab")
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "trainer", "_group", str(group_dir)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, cwd=os.getcwd(), close_fds=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    finally:
+        log.close()
+    return proc.pid
+
+
 class RunLocked(RuntimeError):
     """Another live process holds the run folder."""
 

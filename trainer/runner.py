@@ -38,6 +38,8 @@ def early_stop_rule(cfg: TrainConfig) -> Callable[[list[dict[str, Any]]], Any] |
 
 def prepare(cfg: TrainConfig) -> Trainer:
     """Load data and build model and optimizer; raises ConfigError before any folder exists."""
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     data = load_dataset(cfg)
     if cfg.label_noise > 0 and data.n_classes < 2:
         raise ConfigError("label_noise needs at least 2 classes")
