@@ -77,7 +77,7 @@ def config_to_args(config: Mapping[str, Any]) -> list[str]:
 def launch_run(runs_dir: Path, name: str, config: Mapping[str, Any],
                tags: Sequence[str] = ()) -> CliResult:
     """`python -m trainer run --detach --runs-dir DIR --name NAME [options]`."""
-    args = ["run", "--detach", "--runs-dir", str(runs_dir)]
+    args = ["run", "--detach", "--runs-dir", str(Path(runs_dir).resolve())]
     if name:
         args += ["--name", name]
     for t in tags:
@@ -88,11 +88,11 @@ def launch_run(runs_dir: Path, name: str, config: Mapping[str, Any],
 def stop_run(runs_dir: Path, run_id: str) -> CliResult:
     """`python -m trainer stop RUN` (writes the run's STOP file: a graceful stop)."""
     tracking.run_path(runs_dir, run_id)  # refuse anything that is not a run here
-    return _cli(["stop", run_id, "--runs-dir", str(runs_dir)], timeout=60)
+    return _cli(["stop", run_id, "--runs-dir", str(Path(runs_dir).resolve())], timeout=60)
 
 
 def start_demo(runs_dir: Path) -> CliResult:
-    return _cli(["demo", "--runs-dir", str(runs_dir)])
+    return _cli(["demo", "--runs-dir", str(Path(runs_dir).resolve())])
 
 
 def delete_run(runs_dir: Path, run_id: str) -> Path:

@@ -157,16 +157,33 @@ def findings_for(history: pd.DataFrame, layers: pd.DataFrame | None = None,
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)
-def _flags_cached(run_dir: str, mtime_ns: int, size: int) -> tuple[tuple[str, str], ...]:
+def _summary_cached(run_dir: str, mtime_ns: int, size: int, thresholds: tuple = ()
+                    ) -> dict[str, Any]:
     history = tracking.read_history(run_dir)
-    return tuple((f.kind, f.severity) for f in findings_for(history))
+    flags = tuple((f.kind, f.severity) for f in findings_for(history, None, dict(thresholds)))
+    best_acc = None
+    for col in ("val_acc", "val_r2"):
+        if col in history.columns:
+            v = pd.to_numeric(history[col], errors="coerce")
+            if v.notna().any():
+                best_acc = float(v.max())
+            break
+    return {"flags": flags, "best_val_acc": best_acc}
+
+
+def run_summary(info: RunInfo) -> dict[str, Any]:
+    """{'flags': ((kind, severity), ...), 'best_val_acc': float | None} from the run's
+    history, cached by metrics.jsonl's (mtime, size): each history is read once per change."""
+    empty = {"flags": (), "best_val_acc": None}
+    if info.state == "unreadable":
+        return empty
+    mtime, size = file_state(info.path / METRICS_FILE)
+    if size == 0:
+        return empty
+    th = info.config.get("thresholds") if isinstance(info.config.get("thresholds"), dict) else {}
+    return _summary_cached(str(info.path), mtime, size, tuple(sorted(th.items())))
 
 
 def run_flags(info: RunInfo) -> tuple[tuple[str, str], ...]:
-    """(kind, severity) of the run's current findings, cached by metrics.jsonl's state."""
-    if info.state == "unreadable":
-        return ()
-    mtime, size = file_state(info.path / METRICS_FILE)
-    if size == 0:
-        return ()
-    return _flags_cached(str(info.path), mtime, size)
+    """(kind, severity) of the run's current findings (see run_summary)."""
+    return run_summary(info)["flags"]

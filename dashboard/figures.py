@@ -269,13 +269,18 @@ def _positive(col: pd.Series) -> np.ndarray:
 
 def lr_figure(history: pd.DataFrame, *, x: str = "epoch",
               uirevision: str | None = None) -> go.Figure:
-    """The learning rate per epoch."""
+    """The learning rate per epoch, on a log axis when every value is positive (schedules
+    span decades, and a constant rate then sits mid-chart instead of on an axis limit)."""
     _require(history, "lr")
-    fig = go.Figure(line_trace(x_values(history, x), history["lr"], name="lr",
+    lr = pd.to_numeric(history["lr"], errors="coerce").to_numpy(dtype=float)
+    finite = lr[np.isfinite(lr)]
+    log_y = bool(finite.size) and bool((finite > 0).all())
+    fig = go.Figure(line_trace(x_values(history, x), lr, name="lr",
                                color="#17becf", hovertemplate="lr: %{y:.3g}<extra></extra>"))
     fig = _layout(fig, title="Learning rate", xtitle=X_AXES.get(x, x), ytitle="lr",
-                  uirevision=uirevision or "lr", height=280)
-    fig.update_yaxes(exponentformat="e")
+                  uirevision=uirevision or "lr", height=280, log_y=log_y)
+    fig.update_yaxes(exponentformat="power")
+    fig.update_layout(showlegend=False)
     return fig
 
 
@@ -295,7 +300,8 @@ def layer_heatmap_figure(layers: pd.DataFrame, *, uirevision: str | None = None
                   uirevision=uirevision or "layers",
                   height=max(260, 60 + 22 * len(names)))
     fig.update_layout(hovermode="closest")
-    fig.update_yaxes(autorange="reversed")
+    # names like "1.weight" would be read as numbers by plotly's axis autotype
+    fig.update_yaxes(type="category", autorange="reversed")
     return fig
 
 

@@ -73,9 +73,12 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 def runs_frame(runs: Sequence[Any], flags: Mapping[str, Sequence[tuple[str, str]]] | None = None,
-               now: float | None = None) -> pd.DataFrame:
-    """One row per run for the Runs table. `flags` maps run id to (kind, severity) pairs."""
+               now: float | None = None,
+               best_acc: Mapping[str, float | None] | None = None) -> pd.DataFrame:
+    """One row per run for the Runs table. `flags` maps run id to (kind, severity) pairs,
+    `best_acc` run id to the best validation accuracy (or R²) of its history."""
     flags = flags or {}
+    best_acc = best_acc or {}
     rows = []
     for r in runs:
         st_ = r.status or {}
@@ -85,7 +88,7 @@ def runs_frame(runs: Sequence[Any], flags: Mapping[str, Sequence[tuple[str, str]
         cfg = r.config or {}
         row = {
             "id": r.id,
-            "name": r.name,
+            "name": r.name or r.id,
             "state": state_label(r.state),
             "progress": None if progress is None else min(1.0, max(0.0, progress)),
             "epoch": f"{r.epoch}/{epochs}" if epochs else str(r.epoch or ""),
@@ -94,7 +97,8 @@ def runs_frame(runs: Sequence[Any], flags: Mapping[str, Sequence[tuple[str, str]
             "model": (r.model or {}).get("name") or cfg.get("model"),
             "best val loss": r.best_val_loss,
             "best epoch": r.best_epoch,
-            "val acc": _num(latest.get("val_acc")),
+            "best val acc": best_acc.get(r.id, _num(latest.get("val_acc",
+                                                                 latest.get("val_r2")))),
             "flags": flag_badges(flags.get(r.id, ())),
             "tags": ", ".join(r.tags),
             "group": r.group or "",
@@ -105,7 +109,7 @@ def runs_frame(runs: Sequence[Any], flags: Mapping[str, Sequence[tuple[str, str]
             row[k] = _fmt_value(cfg.get(k))
         rows.append(row)
     cols = ["id", "name", "state", "progress", "epoch", "eta", "flags", "best val loss",
-            "best epoch", "val acc", "dataset", "model", *KEY_PARAMS, "tags", "group",
+            "best epoch", "best val acc", "dataset", "model", *KEY_PARAMS, "tags", "group",
             "created", "problem"]
     return pd.DataFrame(rows, columns=cols)
 

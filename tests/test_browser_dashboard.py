@@ -129,6 +129,8 @@ def test_compare_two_runs_from_the_runs_page(server, fx, page):
     expect(page.get_by_role("heading", name="Runs")).to_be_visible()
     compare = page.get_by_role("button", name="Compare", exact=True)
     expect(compare).to_be_enabled()
+    expect(page.get_by_test_id("stDataFrame")).to_be_visible()
+    shot(page, "runs")
     compare.click()
     page.wait_for_url("**/compare?runs=*", timeout=30_000)
     assert a in page.url and b in page.url

@@ -269,3 +269,12 @@ def test_layers_follower_matches_read_layers_and_reads_only_appended(tmp_path):
     assert offset > 0 and f.offset > offset and len(again) == 3 and len(first) == 2
     pd.testing.assert_frame_equal(again, tracking.read_layers(run.path), check_like=True)
     run.finish("completed")
+
+
+def test_heatmap_layer_names_are_categories_and_lr_is_log():
+    layers = pd.DataFrame({"epoch": [1, 2], "1.weight": [1.0, 2.0], "1.bias": [0.1, 0.2]})
+    assert figures.layer_heatmap_figure(layers).layout.yaxis.type == "category"
+    assert figures.lr_figure(_hist()).layout.yaxis.type == "log"
+    h = _hist()
+    h["lr"] = 0.0
+    assert figures.lr_figure(h).layout.yaxis.type == "linear"

@@ -44,7 +44,11 @@ if info.state == "unreadable":
     st.error(f"This run folder cannot be read: {info.problem}")
     st.stop()
 if info.status.get("stop_reason"):
-    st.info(f"Stopped early: {info.status['stop_reason']}")
+    by = info.status.get("stopped_by") if isinstance(info.status.get("stopped_by"), dict) else {}
+    kind = str(by.get("kind", "")).replace("_", " ")
+    st.info(f"Stopped early at epoch {info.epoch}"
+            + (f" by the {kind} detector (see Diagnosis)." if kind
+               else f": {info.status['stop_reason']}"))
 if info.state in ("failed", "crashed"):
     err = info.status.get("error")
     st.error(f"The run {info.state}." + ("" if err else
@@ -107,7 +111,7 @@ def live_view() -> None:
     if history.empty:
         st.info("No epoch has finished yet; the curves appear after the first one.")
         return
-    c1, c2 = st.columns([3, 1])
+    c1, c2 = st.columns([2.3, 1])
     with c2:
         smoothing = st.slider("Smoothing", 0.0, MAX_SMOOTHING, 0.0, 0.01, key=state.RUN_SMOOTH,
                               help="TensorBoard's debiased EMA, display only; flags use "
@@ -126,6 +130,8 @@ def live_view() -> None:
                 live_chart.chart(fig, key=f"run-chart-{metric}", live=live)
             except ValueError as e:
                 st.warning(f"No {metric} curve: {e}")
+    with c2:  # the verdict next to the curves it is drawn on
+        render_findings(findings, status)
     g1, g2 = st.columns(2)
     with g1:
         if "grad_norm" in history.columns:
@@ -141,7 +147,6 @@ def live_view() -> None:
     if not layers.empty and len(layers.columns) > 1:
         live_chart.chart(figures.layer_heatmap_figure(layers, uirevision=f"{info.id}-layers"),
                          key="run-chart-layers", live=live)
-    render_findings(findings, status)
 
 
 def render_findings(findings, status) -> None:

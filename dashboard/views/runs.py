@@ -51,36 +51,51 @@ if n_pages > 1:
     page_no = st.number_input(f"Page (of {n_pages}, {PAGE_SIZE} runs each)", 1, n_pages, 1,
                               key=state.RUNS_PAGE)
 visible = shown[(page_no - 1) * PAGE_SIZE: page_no * PAGE_SIZE]
-flags = {r.id: data.run_flags(r) for r in visible}
-frame = tables.runs_frame(visible, flags)
+summaries = {r.id: data.run_summary(r) for r in visible}
+frame = tables.runs_frame(visible, {k: v["flags"] for k, v in summaries.items()},
+                          best_acc={k: v["best_val_acc"] for k, v in summaries.items()})
 frame.insert(1, "open", ["/run?run=" + rid for rid in frame["id"]])
 
 counts = {s: sum(1 for r in runs if r.state == s) for s in all_states}
 st.caption(f"{len(shown)} of {len(runs)} runs shown · " +
            " · ".join(f"{tables.state_label(s)}: {n}" for s, n in counts.items()))
-st.dataframe(
-    frame, hide_index=True, key="runs-table",
+# selection: kept in the URL (?runs=a,b) so a selection can be shared; ticking rows in the
+# table adds them to it (and unticking removes them)
+wanted = [rid for rid in state.qp_list(state.QP_RUNS) if rid in by_id]
+if state.RUNS_SELECT not in st.session_state:
+    st.session_state[state.RUNS_SELECT] = wanted
+event = st.dataframe(
+    frame, hide_index=True, key="runs-table", on_select="rerun", selection_mode="multi-row",
     column_order=["open", "name", "state", "progress", "epoch", "eta", "flags",
-                  "best val loss", "best epoch", "val acc", "dataset", "model",
+                  "best val loss", "best epoch", "best val acc", "dataset", "model",
                   *tables.KEY_PARAMS, "tags", "group", "created", "problem", "id"],
     column_config={
         "open": st.column_config.LinkColumn("open", display_text="open ↗", width="small"),
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
                                                     format="percent"),
         "best val loss": st.column_config.NumberColumn(format="%.4f"),
-        "val acc": st.column_config.NumberColumn("val acc (latest)", format="%.3f"),
+        "best val acc": st.column_config.NumberColumn(
+            "best val acc", format="%.3f", help="best validation accuracy (R² for regression)"),
         "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
         "problem": st.column_config.TextColumn("problem", width="medium"),
+        "flags": st.column_config.TextColumn(
+            "flags", width="medium",
+            help="current findings of diagnosis; ‼ critical, ! warning"),
     })
+
+picked = [str(frame["id"].iloc[i]) for i in event.selection.rows if i < len(frame)]
+if picked != st.session_state.get("_runs_table_picked", []):
+    st.session_state["_runs_table_picked"] = picked
+    on_screen = set(frame["id"])
+    current = st.session_state[state.RUNS_SELECT]
+    st.session_state[state.RUNS_SELECT] = (
+        [rid for rid in current if rid not in on_screen or rid in picked]
+        + [rid for rid in picked if rid not in current])
 
 for r in visible:
     if r.state == "unreadable":
         st.warning(f"Run folder `{r.id}` is unreadable: {r.problem}")
 
-# selection: kept in the URL (?runs=a,b) so a selection can be shared
-wanted = [rid for rid in state.qp_list(state.QP_RUNS) if rid in by_id]
-if state.RUNS_SELECT not in st.session_state:
-    st.session_state[state.RUNS_SELECT] = wanted
 options = [r.id for r in shown] + [rid for rid in st.session_state[state.RUNS_SELECT]
                                    if rid not in {r.id for r in shown}]
 selected = st.multiselect("Select runs to open or compare", options, key=state.RUNS_SELECT,
