@@ -78,3 +78,10 @@ def broken_data():
     raise RuntimeError("the data server is unreachable")
 
 
+def fails_for_seed_1(input_shape, n_outputs):
+    """A linear model whose training raises at its 3rd step when the run's seed is 1 (the
+    trainer seeds torch with the run's seed before building the model): the one failing
+    member of a `--repeat 3` group."""
+    fail_at = 3 if torch.initial_seed() == 1 else 0  # 0: never
+    return FailsAtStep(int(np.prod(input_shape)), n_outputs, fail_at,
+                       RuntimeError("member with seed 1 fails on purpose"))

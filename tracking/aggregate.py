@@ -92,9 +92,10 @@ def rank_settings(per_member: pd.DataFrame, settings: Sequence[Mapping[str, Any]
             if m in per_member.columns:
                 entry[m] = score_summary(used[m].tolist() if len(used) else [])
         ranking.append(entry)
-    ranking.sort(key=lambda e: (e["val_loss"]["mean"] is None,
-                                e["val_loss"]["mean"] if e["val_loss"]["mean"] is not None
-                                else 0.0, e["setting"]) if "val_loss" in e else (True, 0, 0))
+    def order(e: dict[str, Any]) -> tuple[bool, float, int]:
+        mean = (e.get("val_loss") or {}).get("mean")
+        return mean is None, mean if mean is not None else 0.0, e["setting"]
+    ranking.sort(key=order)
     for r, entry in enumerate(ranking, 1):
         entry["rank"] = r
     return ranking

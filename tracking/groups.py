@@ -4,6 +4,7 @@ A group is a folder in the runs directory, next to its members' run folders:
 
     runs/<group_id>/
       group.json          the record: method, members, state, aggregate (docs/run-format.md)
+      curves.jsonl        the aggregate's per-epoch mean and std, once the group has ended
       group.log           output of a detached group runner
       logs/<index>.log    each member's trainer output
       STOP                present = please stop the group and its members
@@ -25,12 +26,14 @@ import pandas as pd
 
 from . import paths as P
 from .aggregate import aggregate
-from .jsonio import atomic_write_json, read_json
+from .jsonio import atomic_write_bytes, atomic_write_json, dumps, read_json
+from .jsonl import read_from
 from .procinfo import hostname, process_start_ticks
 from .reader import MAX_JSON_BYTES, HistoryReader, derive_state, read_run
 
 GROUP_JSON = P.GROUP_JSON
 GROUP_LOG = "group.log"
+CURVES = "curves.jsonl"
 MEMBER_LOGS = "logs"
 #: Group states a runner writes; readers derive `crashed` as for runs.
 GROUP_STATES = ("running", "completed", "partial", "failed", "stopped")
@@ -129,10 +132,19 @@ class GroupWriter:
 
     def finish(self, state: str, *, aggregate: Mapping[str, Any] | None,
                stop_reason: str | None = None) -> None:
+        """Record the final state and the aggregate. The aggregate's `curves` (one record
+        per epoch, large for long runs) go to curves.jsonl, so group.json stays small enough
+        to list many groups quickly."""
         if state not in GROUP_STATES[1:]:
             raise ValueError(f"state must be one of {', '.join(GROUP_STATES[1:])}, got {state!r}")
+        agg = dict(aggregate) if aggregate is not None else None
+        if agg is not None:
+            curves = agg.pop("curves", None) or []
+            atomic_write_bytes(self.path / CURVES, "".join(
+                dumps(c) + "\n" for c in curves).encode("utf-8"))
+            agg["curves"] = CURVES
         self._record.update(state=state, ended_at=time.time(), stop_reason=stop_reason,
-                            aggregate=dict(aggregate) if aggregate is not None else None)
+                            aggregate=agg)
         self._write(durable=True)
         try:
             (self.path / P.STOP).unlink()
@@ -270,10 +282,12 @@ def _member(raw: Any, i: int, runs_root: Path) -> GroupMember:
                        exit_code=_opt_int(raw.get("exit_code")))
 
 
-def _aggregate_from(raw: Any, live: bool = False) -> GroupAggregate | None:
+def _aggregate_from(raw: Any, live: bool = False, curves: list[Any] | None = None
+                    ) -> GroupAggregate | None:
     if not isinstance(raw, dict):
         return None
-    curves = raw.get("curves") if isinstance(raw.get("curves"), list) else []
+    if curves is None:
+        curves = raw.get("curves") if isinstance(raw.get("curves"), list) else []
     curves_df = pd.DataFrame.from_records([c for c in curves if isinstance(c, dict)]) \
         if curves else pd.DataFrame({"epoch": pd.Series(dtype="int64")})
     per = raw.get("per_member") if isinstance(raw.get("per_member"), list) else []
@@ -298,8 +312,9 @@ def _aggregate_from(raw: Any, live: bool = False) -> GroupAggregate | None:
                           per_member=per_df, ranking=ranking, members=members, live=live)
 
 
-def read_group(group_dir: str | Path) -> GroupInfo:
-    """GroupInfo for one group folder; problems are reported in `.problem`, never raised."""
+def read_group(group_dir: str | Path, *, curves: bool = True) -> GroupInfo:
+    """GroupInfo for one group folder; problems are reported in `.problem`, never raised.
+    `curves=False` leaves the aggregate's per-epoch curves empty (no curves.jsonl read)."""
     path = Path(group_dir)
     gid = path.name
     if path.is_symlink():
@@ -320,7 +335,14 @@ def read_group(group_dir: str | Path) -> GroupInfo:
     members = tuple(_member(m, i, path.parent) for i, m in enumerate(raw_members))
     problem = None if isinstance(rec.get("members"), list) else "group.json has no member list"
     try:
-        agg = _aggregate_from(rec.get("aggregate"))
+        raw_agg = rec.get("aggregate")
+        curve_rows: list[Any] = []
+        if curves and isinstance(raw_agg, dict):
+            chunk = read_from(path / CURVES)
+            curve_rows = chunk.records
+            if chunk.problems:
+                problem = f"{CURVES}: {chunk.problems[0]}"
+        agg = _aggregate_from(raw_agg, curves=curve_rows)
     except Exception as e:  # a malformed aggregate must not hide the rest of the group
         agg, problem = None, f"the aggregate in {GROUP_JSON} is unreadable: {e}"
     num = (int, float)
@@ -337,14 +359,16 @@ def read_group(group_dir: str | Path) -> GroupInfo:
         problem=problem)
 
 
-def list_groups(runs_dir: str | Path | None = None) -> list[GroupInfo]:
-    """Every group in the runs directory, newest first (a missing directory is empty)."""
+def list_groups(runs_dir: str | Path | None = None, *, curves: bool = False
+                ) -> list[GroupInfo]:
+    """Every group in the runs directory, newest first (a missing directory is empty). The
+    aggregates' per-epoch curves are left empty unless `curves` (use read_group for one)."""
     root = Path(runs_dir) if runs_dir is not None else P.default_runs_dir()
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name, reverse=True)
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return [read_group(Path(e.path)) for e in entries
+    return [read_group(Path(e.path), curves=curves) for e in entries
             if not e.name.startswith(".") and P.is_run_id(e.name)
             and e.is_dir(follow_symlinks=False) and is_group_dir(e.path)]
 
