@@ -75,9 +75,13 @@ def config_to_args(config: Mapping[str, Any]) -> list[str]:
 
 
 def launch_run(runs_dir: Path, name: str, config: Mapping[str, Any],
-               tags: Sequence[str] = ()) -> CliResult:
-    """`python -m trainer run --detach --runs-dir DIR --name NAME [options]`."""
+               tags: Sequence[str] = (), group_options: Mapping[str, Any] | None = None
+               ) -> CliResult:
+    """`python -m trainer run --detach --runs-dir DIR --name NAME [options]`; group options
+    (repeat, parallel) become `--repeat N --parallel K`. A group launch prints the group id."""
     args = ["run", "--detach", "--runs-dir", str(Path(runs_dir).resolve())]
+    for k, v in (group_options or {}).items():
+        args += [f"--{k}", str(v)]
     if name:
         args += ["--name", name]
     for t in tags:

@@ -53,6 +53,44 @@ def resolve_run(root: Path, run_id: str | None) -> Path | None:
         return None
 
 
+def list_groups(root: Path | None = None) -> list[Any]:
+    """Run groups (k-fold, bootstrap, repeated seeds, sweeps), newest first; [] when the
+    tracking package has no groups or the folder has none."""
+    fn = getattr(tracking, "list_groups", None)
+    if fn is None:
+        return []
+    try:
+        return list(fn(root if root is not None else runs_dir()))
+    except Exception:
+        return []
+
+
+def load_group(root: Path, group_id: str | None) -> Any | None:
+    """GroupInfo with its aggregate computed now (live members included), or None when
+    `group_id` (from a URL) names no group here."""
+    if not group_id or not hasattr(tracking, "group_path"):
+        return None
+    try:
+        path = tracking.group_path(root, str(group_id))
+        group = tracking.read_group(path, curves=True)
+    except (LookupError, ValueError, OSError):
+        return None
+    if group.state != "unreadable":
+        try:
+            agg = tracking.aggregate_group(group, live=True)
+            import dataclasses
+            group = dataclasses.replace(group, aggregate=agg)
+        except Exception:
+            pass
+    return group
+
+
+def is_group(root: Path, some_id: str) -> bool:
+    fn = getattr(tracking, "is_group_dir", None)
+    path = resolve_run(root, some_id)
+    return bool(fn and path is not None and fn(path))
+
+
 def file_state(path: Path) -> tuple[int, int]:
     """(mtime_ns, size) of a file, (0, 0) when it does not exist: the cache key of its content."""
     try:

@@ -422,3 +422,28 @@ def _rgba(hex_color: str, alpha: float) -> str:
     h = hex_color.lstrip("#")
     r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
     return f"rgba({r},{g},{b},{alpha})"
+
+
+def aggregate_curve_figure(curves: pd.DataFrame, column: str, *, label: str = "group",
+                           color: str = PALETTE[0], uirevision: str | None = None
+                           ) -> go.Figure:
+    """A group's aggregate curve (tracking's `M_mean` / `M_std` columns per epoch): the mean
+    with a ±1 sd band, and how many members each epoch averages in the hover."""
+    _require(curves, "epoch")
+    _require(curves, f"{column}_mean")
+    ep = pd.to_numeric(curves["epoch"], errors="coerce").to_numpy(dtype=float)
+    mean = pd.to_numeric(curves[f"{column}_mean"], errors="coerce").to_numpy(dtype=float)
+    std = (pd.to_numeric(curves[f"{column}_std"], errors="coerce").fillna(0)
+           .to_numpy(dtype=float) if f"{column}_std" in curves.columns else np.zeros_like(mean))
+    n = curves["n"].to_numpy() if "n" in curves.columns else np.full(len(ep), np.nan)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=np.concatenate([ep, ep[::-1]]),
+                             y=np.concatenate([mean + std, (mean - std)[::-1]]),
+                             fill="toself", fillcolor=_rgba(color, 0.18), line=dict(width=0),
+                             hoverinfo="skip", showlegend=True, name="±1 sd"))
+    fig.add_trace(go.Scatter(x=ep, y=mean, mode="lines", name=f"{label} mean",
+                             line=dict(color=color, width=2), customdata=n,
+                             hovertemplate="epoch %{x}: %{y:.4g} (n=%{customdata})"
+                                           "<extra></extra>"))
+    return _layout(fig, title=f"{column}: {label} mean ± 1 sd", xtitle="epoch", ytitle=column,
+                   uirevision=uirevision or f"group-{column}", height=380)

@@ -14,13 +14,13 @@ except Exception as e:  # pragma: no cover - trainer/ missing or broken
 
 SECTIONS: dict[str, tuple[str, ...]] = {
     "Data": ("dataset", "target", "train_size", "val_fraction", "test_fraction",
-             "label_noise", "seed"),
+             "label_noise", "seed", "validation", "fold"),
     "Model": ("model", "hidden", "activation", "dropout"),
     "Optimisation": ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
                      "l1", "clip_grad_norm"),
     "Schedule": ("schedule", "warmup_epochs"),
     "Early stopping and diagnosis": ("early_stop", "patience", "thresholds"),
-    "Other": ("device", "log_every_steps"),
+    "Other": ("device", "threads", "log_every_steps"),
 }
 
 
@@ -39,11 +39,21 @@ def suggestions(name: str) -> tuple[str, ...] | None:
     return {"dataset": tc.DATASETS, "model": tc.MODELS}.get(name)
 
 
+def sections() -> dict[str, tuple[str, ...]]:
+    """The form's sections with only the options the trainer has; any option it grows later
+    still gets a field, under "More"."""
+    known = set(tc.FIELDS) if tc is not None else None
+    out = {name: tuple(n for n in names if known is None or n in known)
+           for name, names in SECTIONS.items()}
+    listed = {n for names in SECTIONS.values() for n in names}
+    more = tuple(n for n in (tc.FIELDS if tc is not None else ()) if n not in listed)
+    if more:
+        out["More"] = more
+    return {k: v for k, v in out.items() if v}
+
+
 def option_names() -> list[str]:
-    names = [n for sec in SECTIONS.values() for n in sec]
-    if tc is not None:  # any option the trainer grows later still gets a field
-        names += [n for n in tc.FIELDS if n not in names]
-    return names
+    return [n for names in sections().values() for n in names]
 
 
 def help_text(name: str) -> str:

@@ -15,6 +15,7 @@ VIEWS = ROOT / "dashboard" / "views"
 # query params (the URL holds the view)
 QP_RUN = "run"        # Run page: one run id
 QP_RUNS = "runs"      # Compare page / Runs selection: comma-separated run ids
+QP_GROUP = "group"    # Compare page: a run group (k-fold, bootstrap, seeds, sweep)
 QP_METRIC = "metric"  # Compare: the column compared
 QP_SMOOTH = "smoothing"
 
@@ -52,6 +53,8 @@ LAUNCH_NAME = "launch-name"
 LAUNCH_SUBMIT = "launch-submit"
 LAUNCH_PREFILL = "launch-prefill"  # session state: a config dict to pre-fill the form (clone)
 LAUNCH_RESULT = "launch-result"
+LAUNCH_REPEAT = "launch-repeat"
+LAUNCH_PARALLEL = "launch-parallel"
 
 
 def launch_key(option: str) -> str:

@@ -183,7 +183,10 @@ def make_real_runs(root: Path, fx: Fixtures, timeout: float = 180) -> None:
                                     stdin=subprocess.DEVNULL)
              for role, args in (("real_overfit", ("--name", "real-overfit", *OVERFIT_ARGS)),
                                 ("real_healthy", ("--name", "real-healthy", "--epochs", "6",
-                                                  "--seed", "1")))}
+                                                  "--seed", "1")),
+                                ("real_group", ("--name", "real-folds", "--validation",
+                                                "kfold:2", "--epochs", "3", "--hidden", "16",
+                                                "--parallel", "2")))}
     for role, p in procs.items():
         out, err = p.communicate(timeout=timeout)
         fx.ids[role] = started_id(subprocess.CompletedProcess(p.args, p.returncode, out, err))
@@ -191,6 +194,9 @@ def make_real_runs(root: Path, fx: Fixtures, timeout: float = 180) -> None:
         path = root / fx.ids[role]
         wait_for(lambda: tracking.read_run(path).state not in ("running",), timeout=timeout,
                  every=0.2, what=f"the {role} training to finish")
+    gpath = root / fx.ids["real_group"]
+    wait_for(lambda: tracking.read_group(gpath, curves=False).state not in ("running",),
+             timeout=timeout, every=0.2, what="the k-fold group to finish")
 
 
 _CACHE: dict[str, Fixtures] = {}

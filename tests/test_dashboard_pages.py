@@ -73,6 +73,8 @@ def test_app_entry_runs_the_runs_page_listing_every_run_with_its_state(runs_env)
     expected = {"healthy": "completed", "overfit": "early stopped", "diverged": "failed",
                 "running": "running", "real_overfit": "early stopped",
                 "real_healthy": "completed", "regression": "completed"}
+    group_members = set(dfx.tracking.read_group(fx.root / fx.ids["real_group"]).run_ids)
+    assert len(group_members) == 2 and group_members <= set(table.index)
     for role, state in expected.items():
         assert state in table.loc[fx.ids[role], "state"], role
     assert "unreadable" in table.loc[fx.broken, "state"]
@@ -242,6 +244,30 @@ def test_compare_needs_two_runs(runs_env):
     assert "at least two runs" in texts(at.error)
 
 
+def test_runs_lists_groups_and_compare_opens_a_group(runs_env):
+    gid = runs_env.ids["real_group"]
+    at = page("runs").run()
+    groups = at.dataframe[1].value
+    row = groups.set_index("id").loc[gid]
+    assert row["method"] == "kfold" and "2 completed" in row["members"]
+    assert row["open"] == f"/compare?group={gid}"
+    cmp_ = page("compare", group=gid).run()
+    assert not cmp_.exception
+    assert f"Group real-folds" in [s.value for s in cmp_.subheader]
+    members = list(dfx.tracking.read_group(runs_env.root / gid).run_ids)
+    assert sorted(cmp_.multiselect(key="compare-runs").value) == sorted(members)
+    labels = [m.label for m in cmp_.metric]
+    assert "val_loss (best epoch), mean ± sd" in labels
+    chart(cmp_, "compare-chart-group-aggregate")
+    run_page = page("run", run=members[0]).run()
+    assert not run_page.exception
+
+
+def test_compare_unknown_group_warns(runs_env):
+    at = page("compare", group="../x").run()
+    assert "There is no run group" in texts(at.warning)
+
+
 # ------------------------------------------------------------------ Launch
 def test_launch_rejects_bad_input_with_the_clis_message(runs_env):
     cli = dfx.trainer("run", "--runs-dir", str(runs_env.root), "--lr", "abc")
@@ -304,3 +330,21 @@ def test_empty_runs_dir_demo_button_starts_the_three_demo_runs(monkeypatch):
     finally:
         for r in dfx.tracking.list_runs(root):
             dfx.trainer("stop", r.id, "--runs-dir", str(root), "--wait", "60")
+
+
+@pytest.mark.slow
+def test_launch_repeat_starts_a_group_and_opens_it(runs_env):
+    at = page("launch").run()
+    at.text_input(key="launch-name").set_value("seeds-from-form")
+    at.text_input(key="launch-epochs").set_value("1")
+    at.text_input(key="launch-hidden").set_value("8")
+    at.text_input(key="launch-repeat").set_value("2")
+    at.button(key="launch-submit").click().run()
+    assert not at.exception, texts(at.error)
+    gid = at.session_state["launch-result"]
+    assert at.query_params["group"] == gid
+    group_dir = runs_env.root / gid
+    assert dfx.tracking.is_group_dir(group_dir)
+    dfx.wait_for(lambda: dfx.tracking.read_group(group_dir, curves=False).state != "running",
+                 timeout=120, every=0.2, what="the launched group to finish")
+    assert dfx.tracking.read_group(group_dir).method == "repeat"

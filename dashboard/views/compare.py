@@ -8,9 +8,55 @@ from dashboard.series import DEFAULT_SMOOTHING, MAX_SMOOTHING
 
 MAX_RUNS = 20
 
+
+
+def render_group(group) -> None:
+    """A run group's record: method, members by state, the aggregate scores (mean ± sd over
+    the members' best epochs), the aggregate curve, and the sweep's ranking."""
+    st.subheader(f"Group {group.name or group.id}")
+    counts = " · ".join(f"{n} {s.replace('_', ' ')}" for s, n in group.counts.items())
+    st.markdown(f"{tables.state_badge(group.state)} `{group.id}` · {group.method}"
+                + (f" · {group.validation}" if group.validation else "")
+                + (f" · members: {counts}" if counts else ""))
+    if group.problem:
+        st.error(f"This group's record cannot be read: {group.problem}")
+        return
+    agg = group.aggregate
+    if agg is None:
+        st.info("No member has finished an epoch yet.")
+        return
+    if agg.scores:
+        cols = st.columns(min(4, len(agg.scores)))
+        for col, (metric, sc) in zip(cols, agg.scores.items()):
+            mean, sd, n = sc.get("mean"), sc.get("std"), sc.get("n")
+            col.metric(f"{metric} (best epoch), mean ± sd",
+                       "—" if mean is None else f"{mean:.4g} ± {0.0 if sd is None else sd:.2g}",
+                       help=f"over {n} member(s)" + (" so far" if agg.live else ""))
+    if agg.curves is not None and not agg.curves.empty:
+        cols = [c[:-5] for c in agg.curves.columns if c.endswith("_mean")]
+        pick = "val_loss" if "val_loss" in cols else (cols[0] if cols else None)
+        if pick:
+            st.plotly_chart(figures.aggregate_curve_figure(agg.curves, pick,
+                                                           label=group.name or "group"),
+                            key="compare-chart-group-aggregate", theme=None)
+    if agg.ranking is not None and not agg.ranking.empty:
+        st.markdown("**Sweep ranking** (best first)")
+        st.dataframe(agg.ranking, hide_index=True, key="compare-group-ranking")
+    if agg.per_member is not None and not agg.per_member.empty:
+        with st.expander("Members"):
+            st.dataframe(agg.per_member, hide_index=True, key="compare-group-members")
+
+
 state.ensure_state()
 root = data.runs_dir()
 st.title("Compare")
+group_id = st.query_params.get(state.QP_GROUP)
+group = data.load_group(root, group_id) if group_id else None
+if group_id and group is None:
+    st.warning(f"There is no run group `{group_id}` in `{root}`.")
+if group is not None:
+    render_group(group)
+
 runs = data.list_runs(root)
 readable = [r for r in runs if r.state != "unreadable"]
 if len(readable) < 2:
@@ -24,6 +70,8 @@ wanted = [rid for rid in state.qp_list(state.QP_RUNS) if rid in by_id]
 unknown = [rid for rid in state.qp_list(state.QP_RUNS) if rid not in by_id]
 if unknown:
     st.warning(f"Not runs in `{root}` (ignored): {', '.join(unknown)}")
+if not wanted and group is not None:
+    wanted = [rid for rid in group.run_ids if rid in by_id]
 if state.CMP_RUNS not in st.session_state:
     st.session_state[state.CMP_RUNS] = wanted[:MAX_RUNS]
 selected = st.multiselect("Runs (2 to 20)", list(by_id), key=state.CMP_RUNS,

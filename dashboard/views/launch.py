@@ -34,7 +34,7 @@ with st.form(state.LAUNCH_FORM):
                              placeholder="default: DATASET-MODEL")
     tags = st.text_input("Tags (comma-separated)", key="launch-tags")
     values = {}
-    for section, names in launch_form.SECTIONS.items():
+    for section, names in launch_form.sections().items():
         st.markdown(f"**{section}**")
         cols = st.columns(4)
         for i, name in enumerate(names):
@@ -58,6 +58,14 @@ with st.form(state.LAUNCH_FORM):
                     values[name] = st.text_input(label, key=key, help=helptext,
                                                  placeholder="default" if not defaults.get(name)
                                                  else None)
+    st.markdown("**Run groups**")
+    g1, g2, _, _ = st.columns(4)
+    with g1:
+        repeat = st.text_input("repeat", value="1", key=state.LAUNCH_REPEAT,
+                               help="train with N seeds (seed, seed+1, ...) as a group")
+    with g2:
+        parallel = st.text_input("parallel", value="1", key=state.LAUNCH_PARALLEL,
+                                 help="members of a group training at once on this machine")
     submitted = st.form_submit_button("Launch", type="primary", key=state.LAUNCH_SUBMIT)
 
 if submitted:
@@ -72,12 +80,17 @@ if submitted:
         st.error(f"python -m trainer run: error: {problem or name_problem}")
     else:
         opts = launch_form.cli_options(values)
+        group_opts = {k: v.strip() for k, v in (("repeat", repeat), ("parallel", parallel))
+                      if v.strip() not in ("", "1")}
         tag_list = [t.strip() for t in tags.split(",") if t.strip()]
         with st.spinner("Starting the run…"):
-            res = actions.launch_run(root, run_name.strip(), opts, tag_list)
+            res = actions.launch_run(root, run_name.strip(), opts, tag_list,
+                                     group_options=group_opts)
         if res.ok and res.run_id:
             st.session_state[state.LAUNCH_RESULT] = res.run_id
             st.success(f"Started {res.run_id}")
+            if data.is_group(root, res.run_id):
+                state.go("compare", **{state.QP_GROUP: res.run_id})
             state.go("run", **{state.QP_RUN: res.run_id})
         else:
             st.error(res.message or f"the trainer exited with status {res.returncode}")
@@ -87,4 +100,9 @@ with st.expander("The same run from a shell"):
     argv = ["python", "-m", "trainer", "run", "--detach", "--runs-dir", str(root)]
     if run_name.strip():
         argv += ["--name", run_name.strip()]
-    st.code(shlex.join(argv + actions.config_to_args(opts)), language="bash")
+    extra = []
+    for k in ("repeat", "parallel"):
+        v = str(st.session_state.get(f"launch-{k}", "1")).strip()
+        if v not in ("", "1"):
+            extra += [f"--{k}", v]
+    st.code(shlex.join(argv + extra + actions.config_to_args(opts)), language="bash")

@@ -115,3 +115,24 @@ with b2:
     if st.button("Compare", key=state.RUNS_COMPARE, disabled=not 2 <= len(selected) <= 20,
                  help="select 2 to 20 runs"):
         state.go("compare", **{state.QP_RUNS: ",".join(selected)})
+
+groups = data.list_groups(root)
+if groups:
+    st.subheader("Groups")
+    st.caption("k-fold and bootstrap validation, repeated seeds and sweeps: open one to see "
+               "its members side by side and their mean ± sd.")
+    rows = []
+    for g in groups:
+        scores = (g.aggregate.scores if g.aggregate is not None else {}) or {}
+        vl = scores.get("val_loss") or {}
+        rows.append({
+            "open": f"/compare?group={g.id}", "name": g.name or g.id,
+            "state": tables.state_label(g.state), "method": g.method,
+            "validation": g.validation,
+            "members": " · ".join(f"{n} {k.replace('_', ' ')}" for k, n in g.counts.items()),
+            "val loss mean": vl.get("mean"), "val loss sd": vl.get("std"),
+            "id": g.id, "problem": g.problem or ""})
+    st.dataframe(rows, hide_index=True, key="runs-groups", column_config={
+        "open": st.column_config.LinkColumn("open", display_text="open ↗", width="small"),
+        "val loss mean": st.column_config.NumberColumn(format="%.4f"),
+        "val loss sd": st.column_config.NumberColumn(format="%.4f")})
