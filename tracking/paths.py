@@ -6,12 +6,18 @@ real (non-symlink) folder directly inside the runs directory.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
+import shutil
+import tempfile
 import time
 import unicodedata
 from pathlib import Path
+from typing import Callable
+
+from .jsonio import fsync_dir
 
 FORMAT_VERSION = 1
 RUN_JSON = "run.json"
@@ -65,6 +71,41 @@ def slugify(name: str, limit: int = 40) -> str:
     return slug or "run"
 
 
+def new_run_id(name: str) -> str:
+    """A fresh id `YYYYMMDD-HHMMSS-<slug>-<4 hex>`, sortable by start time."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime())
+    return f"{stamp}-{slugify(name)}-{secrets.token_hex(2)}"
+
+
+def publish_run_dir(runs_dir: Path, name: str,
+                    fill: Callable[[str, Path], None]) -> tuple[str, Path]:
+    """Create a run folder whole: `fill(run_id, staging)` writes its files into a hidden
+    staging folder, which one rename then turns into `runs_dir/<run_id>`. Readers (which skip
+    hidden entries) never see a half-made run; a crash leaves only a hidden `.creating-*`."""
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".creating-", dir=runs_dir))
+    try:
+        for _ in range(1000):
+            run_id = new_run_id(name)
+            target = runs_dir / run_id
+            if os.path.lexists(target):
+                continue
+            fill(run_id, staging)
+            try:
+                os.rename(staging, target)
+            except OSError as e:
+                if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    continue  # another process published this id a moment ago
+                raise
+            fsync_dir(runs_dir)
+            return run_id, target
+        raise RuntimeError(f"could not find a free run id in {runs_dir} after 1000 tries")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def create_run_dir(runs_dir: Path, name: str) -> tuple[str, Path]:
     """Create a new, empty run folder and return (run_id, path).
 
@@ -72,10 +113,8 @@ def create_run_dir(runs_dir: Path, name: str) -> tuple[str, Path]:
     exclusive mkdir, so concurrent launches that draw the same id retry instead of sharing."""
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime())
-    slug = slugify(name)
     for _ in range(1000):
-        run_id = f"{stamp}-{slug}-{secrets.token_hex(2)}"
+        run_id = new_run_id(name)
         path = runs_dir / run_id
         try:
             path.mkdir()

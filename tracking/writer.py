@@ -80,23 +80,23 @@ class Run:
         `pid` is the process that will write the run (default: this one); pass 0 when another
         process is about to take over (a detached launch), so only the heartbeat judges it."""
         P.check_name(name)
-        run_id, path = P.create_run_dir(runs_dir if runs_dir is not None
-                                        else P.default_runs_dir(), name)
         now = time.time()
         info = {
-            "format": P.FORMAT_VERSION, "id": run_id, "name": name, "group": group,
+            "format": P.FORMAT_VERSION, "id": None, "name": name, "group": group,
             "created_at": now, "config": dict(config or {}), "data": dict(data or {}),
             "model": dict(model or {}), "environment": _environment(),
             "tags": list(tags), "notes": notes,
         }
-        try:
-            _reserve_space(path)
-            atomic_write_json(path / P.RUN_JSON, info)
-            status = _initial_status(now, epochs, pid, heartbeat_seconds)
-            atomic_write_json(path / P.STATUS_JSON, status)
-        except BaseException:
-            _remove_tree(path)
-            raise
+        status = _initial_status(now, epochs, pid, heartbeat_seconds)
+
+        def fill(run_id: str, staging: Path) -> None:
+            info["id"] = run_id
+            _reserve_space(staging)
+            atomic_write_json(staging / P.RUN_JSON, info)
+            atomic_write_json(staging / P.STATUS_JSON, status)
+
+        _, path = P.publish_run_dir(runs_dir if runs_dir is not None
+                                    else P.default_runs_dir(), name, fill)
         return cls(path, info, status, heartbeat_seconds=heartbeat_seconds)
 
     @classmethod
@@ -299,8 +299,3 @@ def _environment() -> dict[str, Any]:
     if torch is not None:
         env["torch"] = torch.__version__
     return env
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-    shutil.rmtree(path, ignore_errors=True)
