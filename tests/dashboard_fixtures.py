@@ -32,6 +32,8 @@ from tracking import Run  # noqa: E402
 
 T = TypeVar("T")
 LAYERS = ("net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias")
+#: one torch thread per fixture training: three at once on a 2-core machine must not thrash
+THREADS = ("--threads", "1")
 OVERFIT_ARGS = ("--dataset", "digits", "--train-size", "300", "--label-noise", "0.1",
                 "--hidden", "512,512", "--batch-size", "16", "--epochs", "60",
                 "--early-stop", "overfitting")
@@ -178,7 +180,8 @@ def make_real_runs(root: Path, fx: Fixtures, timeout: float = 180) -> None:
     short healthy one; returns when both have finished."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = {role: subprocess.Popen([sys.executable, "-m", "trainer", "run", "--detach",
-                                     "--runs-dir", str(root), *args], cwd=ROOT, env=env,
+                                     "--runs-dir", str(root), *THREADS, *args], cwd=ROOT,
+                                    env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                     stdin=subprocess.DEVNULL)
              for role, args in (("real_overfit", ("--name", "real-overfit", *OVERFIT_ARGS)),

@@ -129,7 +129,7 @@ def test_compare_two_runs_from_the_runs_page(server, fx, page):
     expect(page.get_by_role("heading", name="Runs")).to_be_visible()
     compare = page.get_by_role("button", name="Compare", exact=True)
     expect(compare).to_be_enabled()
-    expect(page.get_by_test_id("stDataFrame")).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
     shot(page, "runs")
     compare.click()
     page.wait_for_url("**/compare?runs=*", timeout=30_000)
@@ -145,15 +145,16 @@ def test_compare_two_runs_from_the_runs_page(server, fx, page):
 def test_live_run_shows_new_epochs_without_a_reload_and_keeps_zoom(server, fx, page):
     from playwright.sync_api import expect
     rid = dfx.started_id(dfx.trainer("run", "--detach", "--runs-dir", str(fx.root),
-                                     "--name", "live-browser", "--epochs", "400",
-                                     "--hidden", "64"))
+                                     "--name", "live-browser", "--epochs", "5000",
+                                     "--batch-size", "8", "--hidden", "64",
+                                     "--threads", "1"))
     try:
         dfx.wait_for(lambda: dfx.tracking.read_run(fx.root / rid).epoch >= 2, timeout=120,
                      every=0.2, what="the live run's second epoch")
         open_page(page, f"{server}/run?run={rid}")
         page.evaluate("window.__curvewatch_marker = 'same page'")
         epoch = page.get_by_test_id("stMetricValue").first
-        expect(epoch).to_contain_text("/400")
+        expect(epoch).to_contain_text("/5000")
         # while live, the chart is the in-place component (an iframe that stays mounted)
         frame = page.frame_locator(".st-key-run-chart-loss iframe")
         gd = frame.locator("#chart")

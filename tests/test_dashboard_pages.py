@@ -301,6 +301,7 @@ def test_launch_starts_a_real_run_and_opens_it(runs_env):
     at.text_input(key="launch-name").set_value("from-the-form")
     at.text_input(key="launch-epochs").set_value("2")
     at.text_input(key="launch-hidden").set_value("16")
+    at.text_input(key="launch-threads").set_value("1")
     at.button(key="launch-submit").click().run()
     assert not at.exception
     new = {p.name for p in runs_env.root.iterdir()} - before
@@ -329,7 +330,9 @@ def test_empty_runs_dir_demo_button_starts_the_three_demo_runs(monkeypatch):
         assert sorted(listed["name"]) == names
     finally:
         for r in dfx.tracking.list_runs(root):
-            dfx.trainer("stop", r.id, "--runs-dir", str(root), "--wait", "60")
+            dfx.trainer("stop", r.id, "--runs-dir", str(root))
+        dfx.wait_for(lambda: all(r.state != "running" for r in dfx.tracking.list_runs(root)),
+                     timeout=120, every=0.2, what="the demo runs to stop")
 
 
 @pytest.mark.slow
@@ -339,6 +342,7 @@ def test_launch_repeat_starts_a_group_and_opens_it(runs_env):
     at.text_input(key="launch-epochs").set_value("1")
     at.text_input(key="launch-hidden").set_value("8")
     at.text_input(key="launch-repeat").set_value("2")
+    at.text_input(key="launch-threads").set_value("1")
     at.button(key="launch-submit").click().run()
     assert not at.exception, texts(at.error)
     gid = at.session_state["launch-result"]
