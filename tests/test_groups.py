@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_trainer, wait_for
-from tracking import (list_groups, list_runs, read_group, read_history, read_run)
+from tracking import list_groups, list_runs, read_group, read_history, read_run
 
 FAST = ["--dataset", "wine", "--hidden", "16", "--epochs", "3"]
 N_WINE = 178

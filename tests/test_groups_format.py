@@ -31,6 +31,11 @@ def test_validation_values_are_accepted_in_canonical_form(text, canonical):
     assert validate({"validation": text}).validation == canonical
 
 
+def test_kfold_and_bootstrap_are_groups_and_holdout_is_one_run():
+    assert parse_validation("kfold:5").is_group and parse_validation("bootstrap:2").is_group
+    assert not parse_validation("holdout:0.2").is_group
+
+
 def test_holdout_with_a_fraction_sets_val_fraction():
     assert validate({"validation": "holdout:0.3"}).val_fraction == 0.3
 

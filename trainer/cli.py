@@ -374,7 +374,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _list_groups(runs_dir: Path) -> None:
-    from .groups import _score_text
+    from .groups import score_text
 
     groups = list_groups(runs_dir)
     if not groups:
@@ -382,7 +382,7 @@ def _list_groups(runs_dir: Path) -> None:
     rows = [("GROUP", "NAME", "METHOD", "STATE", "MEMBERS", "SCORE")]
     for g in groups:
         members = ", ".join(f"{n} {s}" for s, n in g.counts.items())
-        score = _score_text(g.aggregate.scores) if g.aggregate else "-"
+        score = score_text(g.aggregate.scores) if g.aggregate else "-"
         state = g.state if not g.problem else f"unreadable: {g.problem}"
         rows.append((g.id, g.name[:30], f"{g.method} {g.validation}".strip(), state,
                      members, score))

@@ -334,7 +334,7 @@ def _member_line(m: Mapping[str, Any]) -> str:
     return line
 
 
-def _score_text(scores: Mapping[str, Any]) -> str:
+def score_text(scores: Mapping[str, Any]) -> str:
     parts = []
     for metric in SCORE_METRICS:
         s = scores.get(metric)
@@ -353,7 +353,7 @@ def summary_lines(rec: Mapping[str, Any]) -> list[str]:
     lines = [f"group {rec['id']} {rec['state']}: "
              + ", ".join(f"{c} {s}" for s, c in counts.items())]
     what = "cross-validated" if rec["method"] in ("kfold", "bootstrap") else "mean over runs"
-    lines.append(f"{what} (best epoch of {n} members): {_score_text(agg.get('scores') or {})}")
+    lines.append(f"{what} (best epoch of {n} members): {score_text(agg.get('scores') or {})}")
     ranking = agg.get("ranking") or []
     if ranking:
         lines.append("ranking by validation loss (mean ± std over each setting's runs):")
