@@ -66,6 +66,7 @@ if state.RUNS_SELECT not in st.session_state:
     st.session_state[state.RUNS_SELECT] = wanted
 event = st.dataframe(
     frame, hide_index=True, key="runs-table", on_select="rerun", selection_mode="multi-row",
+    height=min(38 + 35 * len(frame), 720),
     column_order=["open", "name", "state", "progress", "epoch", "eta", "flags",
                   "best val loss", "best epoch", "best val acc", "dataset", "model",
                   *tables.KEY_PARAMS, "tags", "group", "created", "problem", "id"],
