@@ -16,7 +16,6 @@ in it: a broken record comes back as a GroupInfo whose `problem` says why.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +59,8 @@ class GroupWriter:
         self._written = time.monotonic()
 
     @classmethod
-    def create(cls, runs_dir: str | Path, *, name: str, method: str, members: Sequence[Mapping[str, Any]],
-               validation: str, repeat: int = 1, parallel: int = 1, threads: int = 0,
+    def create(cls, runs_dir: str | Path, *, name: str, method: str,
+               members: Sequence[Mapping[str, Any]], validation: str, repeat: int = 1, parallel: int = 1, threads: int = 0,
                base_config: Mapping[str, Any] | None = None,
                sweep: Mapping[str, Any] | None = None, argv: Sequence[str] = (),
                pid: int | None = None) -> "GroupWriter":
@@ -70,29 +69,31 @@ class GroupWriter:
         if method not in GROUP_METHODS:
             raise ValueError(f"method must be one of {', '.join(GROUP_METHODS)}, got {method!r}")
         P.check_name(name)
-        gid, path = P.create_run_dir(Path(runs_dir), name)
         now = time.time()
         pid = os.getpid() if pid is None else pid
-        record = {
-            "format": P.FORMAT_VERSION, "kind": "group", "id": gid, "name": name,
-            "created_at": now, "method": method, "validation": validation, "repeat": repeat,
-            "parallel": parallel, "threads": threads, "base_config": dict(base_config or {}),
-            "sweep": dict(sweep) if sweep else None, "argv": list(argv),
-            "state": "running", "pid": pid or None,
-            "pid_start": process_start_ticks(pid) if pid else None, "host": hostname(),
-            "started_at": now, "updated_at": now, "ended_at": None,
-            "heartbeat_seconds": HEARTBEAT_SECONDS, "stop_reason": None,
-            "members": [{"state": MEMBER_PENDING, "run_id": None, "exit_code": None,
-                         "error": None, "started_at": None, "ended_at": None, **dict(m)}
-                        for m in members],
-            "aggregate": None,
-        }
-        try:
-            atomic_write_json(path / GROUP_JSON, record)
-            (path / MEMBER_LOGS).mkdir()
-        except BaseException:
-            shutil.rmtree(path, ignore_errors=True)
-            raise
+        record: dict[str, Any] = {}
+
+        def fill(gid: str, staging: Path) -> None:  # written whole, then published by rename
+            record.clear()
+            record.update({
+                "format": P.FORMAT_VERSION, "kind": "group", "id": gid, "name": name,
+                "created_at": now, "method": method, "validation": validation,
+                "repeat": repeat, "parallel": parallel, "threads": threads,
+                "base_config": dict(base_config or {}),
+                "sweep": dict(sweep) if sweep else None, "argv": list(argv),
+                "state": "running", "pid": pid or None,
+                "pid_start": process_start_ticks(pid) if pid else None, "host": hostname(),
+                "started_at": now, "updated_at": now, "ended_at": None,
+                "heartbeat_seconds": HEARTBEAT_SECONDS, "stop_reason": None,
+                "members": [{"state": MEMBER_PENDING, "run_id": None, "exit_code": None,
+                             "error": None, "started_at": None, "ended_at": None, **dict(m)}
+                            for m in members],
+                "aggregate": None,
+            })
+            atomic_write_json(staging / GROUP_JSON, record)
+            (staging / MEMBER_LOGS).mkdir(exist_ok=True)
+
+        _, path = P.publish_run_dir(Path(runs_dir), name, fill)
         return cls(path, record)
 
     @classmethod
