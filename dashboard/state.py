@@ -29,6 +29,7 @@ RUNS_SELECT = "runs-select"
 RUNS_OPEN = "runs-open"
 RUNS_COMPARE = "runs-compare"
 RUNS_DEMO = "runs-demo"
+RUNS_LIVE = "runs-live"
 
 RUN_SELECT = "run-select"
 RUN_LIVE = "run-live"

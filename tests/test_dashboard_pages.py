@@ -82,6 +82,7 @@ def test_app_entry_runs_the_runs_page_listing_every_run_with_its_state(runs_env)
     assert fx.broken in texts(at.warning)
     assert "overfitting" in table.loc[fx.ids["overfit"], "flags"]
     assert table.loc[fx.ids["running"], "progress"] == pytest.approx(0.05)
+    assert at.toggle(key="runs-live").value is True  # a run is training: the table follows it
 
 
 def test_runs_filters_by_state_and_text(runs_env):

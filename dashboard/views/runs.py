@@ -30,6 +30,27 @@ if not runs:
     st.stop()
 
 by_id = {r.id: r for r in runs}
+RUNS_REFRESH_SECONDS = 5
+
+
+def _signature(rs) -> tuple:
+    return tuple((r.id, r.state, r.epoch) for r in rs)
+
+
+if any(r.state == "running" for r in runs):
+    live = st.toggle("Auto-refresh while runs train", value=True, key=state.RUNS_LIVE,
+                     help=f"checks every {RUNS_REFRESH_SECONDS} s and redraws the table when "
+                     "a run finished an epoch or changed state")
+    st.session_state["_runs_signature"] = _signature(runs)
+
+    @st.fragment(run_every=RUNS_REFRESH_SECONDS if live else None)
+    def _watch() -> None:
+        """Cheap poll (run.json/status.json, cached by mtime): a full rerun only on change."""
+        if _signature(data.list_runs(root)) != st.session_state.get("_runs_signature"):
+            st.rerun()
+
+    _watch()
+
 all_states = sorted({r.state for r in runs})
 all_tags = sorted({t for r in runs for t in r.tags})
 
