@@ -396,7 +396,7 @@ def group_band_figure(groups: Mapping[str, Sequence[pd.DataFrame]], column: str,
         col = colors[g]
         fig.add_trace(go.Scatter(x=np.concatenate([ep, ep[::-1]]),
                                  y=np.concatenate([mean + std, (mean - std)[::-1]]),
-                                 fill="toself", fillcolor=_rgba(col, 0.18),
+                                 fill="toself", mode="lines", fillcolor=_rgba(col, 0.18),
                                  line=dict(width=0), hoverinfo="skip", showlegend=False,
                                  legendgroup=g, name=f"{g} ±1 sd"))
         fig.add_trace(line_trace(ep, mean, name=f"{g} (n={int(agg['n'].max())})", color=col,
@@ -439,7 +439,7 @@ def aggregate_curve_figure(curves: pd.DataFrame, column: str, *, label: str = "g
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=np.concatenate([ep, ep[::-1]]),
                              y=np.concatenate([mean + std, (mean - std)[::-1]]),
-                             fill="toself", fillcolor=_rgba(color, 0.18), line=dict(width=0),
+                             fill="toself", mode="lines", fillcolor=_rgba(color, 0.18), line=dict(width=0),
                              hoverinfo="skip", showlegend=True, name="±1 sd"))
     fig.add_trace(go.Scatter(x=ep, y=mean, mode="lines", name=f"{label} mean",
                              line=dict(color=color, width=2), customdata=n,

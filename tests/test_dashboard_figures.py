@@ -278,3 +278,15 @@ def test_heatmap_layer_names_are_categories_and_lr_is_log():
     h = _hist()
     h["lr"] = 0.0
     assert figures.lr_figure(h).layout.yaxis.type == "linear"
+
+
+def test_aggregate_curve_figure_from_tracking_columns():
+    curves = pd.DataFrame({"epoch": [1, 2, 3], "n": [3, 3, 2],
+                           "val_loss_mean": [1.0, 0.8, 0.7], "val_loss_std": [0.1, 0.05, None]})
+    fig = figures.aggregate_curve_figure(curves, "val_loss", label="folds")
+    band, mean = fig.data
+    assert band.fill == "toself" and band.mode == "lines"
+    assert list(mean.y) == [1.0, 0.8, 0.7] and list(mean.customdata) == [3, 3, 2]
+    assert list(band.y[:3]) == pytest.approx([1.1, 0.85, 0.7])
+    with pytest.raises(ValueError, match="val_acc_mean"):
+        figures.aggregate_curve_figure(curves, "val_acc")
