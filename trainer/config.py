@@ -103,10 +103,16 @@ FIELDS = {f.name: f for f in fields(TrainConfig)}
 DEFAULTS = TrainConfig()
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """repr(value) cut to `limit` characters, so an error quotes a huge input, not echoes it."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 14]}...({len(text)} chars)"
+
+
 def _num(name: str, value: Any, kind: type) -> Any:
     if isinstance(value, bool):
         raise ConfigError(f"{name} must be {'an integer' if kind is int else 'a number'}, "
-                          f"got {value!r}")
+                          f"got {shown(value)}")
     try:
         if kind is int:
             if isinstance(value, float) and not value.is_integer():
@@ -115,15 +121,15 @@ def _num(name: str, value: Any, kind: type) -> Any:
         out = float(value)
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{name} must be {'an integer' if kind is int else 'a number'}, "
-                          f"got {value!r}") from None
+                          f"got {shown(value)}") from None
     if not math.isfinite(out):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        raise ConfigError(f"{name} must be a finite number, got {shown(value)}")
     return out
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value.strip().lower() not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {shown(value)}")
     return value.strip().lower()
 
 
@@ -132,7 +138,7 @@ def _range(name: str, value: float, lo: float | None, hi: float | None, *,
     bad = (lo is not None and (value <= lo if lo_open else value < lo)) or \
           (hi is not None and (value >= hi if hi_open else value > hi))
     if bad:
-        raise ConfigError(f"{name} must be {accepted}, got {value!r}")
+        raise ConfigError(f"{name} must be {accepted}, got {shown(value)}")
 
 
 def _list(value: Any) -> list[Any]:
@@ -150,7 +156,7 @@ def _hidden(value: Any) -> tuple[int, ...]:
     widths = tuple(_num("hidden", v, int) for v in items)
     if not widths or any(w < 1 or w > 65536 for w in widths) or len(widths) > 32:
         raise ConfigError(f"hidden must be 1 to 32 comma-separated widths between 1 and 65536, "
-                          f"e.g. 256,128, got {value!r}")
+                          f"e.g. 256,128, got {shown(value)}")
     return widths
 
 
@@ -162,7 +168,7 @@ def _thresholds(value: Any) -> tuple[tuple[str, str], ...]:
         pairs = []
         for item in _list(value):
             if not isinstance(item, str) or "=" not in item:
-                raise ConfigError(f"threshold must be NAME=VALUE, got {item!r}")
+                raise ConfigError(f"threshold must be NAME=VALUE, got {shown(item)}")
             k, v = item.split("=", 1)
             pairs.append((k.strip(), v.strip()))
     return tuple((str(k).strip().replace("-", "_"), str(v)) for k, v in pairs)
@@ -181,7 +187,7 @@ def build_thresholds(cfg: TrainConfig) -> Any:
 
 def _source(name: str, value: Any, builtin: tuple[str, ...]) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
+        raise ConfigError(f"{name} must be a non-empty string, got {shown(value)}")
     v = value.strip()
     if v.lower() in builtin:
         return v.lower()
@@ -193,7 +199,7 @@ def _source(name: str, value: Any, builtin: tuple[str, ...]) -> str:
         return v
     extra = ", csv:PATH" if name == "dataset" else ""
     raise ConfigError(f"{name} must be one of {', '.join(builtin)}{extra} or a factory "
-                      f"module:function, got {value!r}")
+                      f"module:function, got {shown(value)}")
 
 
 def validate(raw: Mapping[str, Any]) -> TrainConfig:

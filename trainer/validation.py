@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import ConfigError
+from .config import ConfigError, shown
 
 METHODS = ("holdout", "kfold", "bootstrap")
 MAX_FOLDS = 100
@@ -51,10 +51,10 @@ class ValidationPlan:
 def parse_validation(value: object) -> ValidationPlan:
     """Parse holdout | holdout:F | kfold:K | bootstrap:B; ConfigError naming the value."""
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"validation must be one of {ACCEPTED}, got {value!r}")
+        raise ConfigError(f"validation must be one of {ACCEPTED}, got {shown(value)}")
     method, _, arg = value.strip().lower().partition(":")
     if method not in METHODS:
-        raise ConfigError(f"validation must be one of {ACCEPTED}, got {value!r}")
+        raise ConfigError(f"validation must be one of {ACCEPTED}, got {shown(value)}")
     if method == "holdout":
         if not arg:
             return ValidationPlan("holdout")
@@ -63,7 +63,7 @@ def parse_validation(value: object) -> ValidationPlan:
         except ValueError:
             f = -1.0
         if not 0 < f < 1:
-            raise ConfigError(f"validation holdout:F needs a fraction 0 < F < 1, got {value!r}")
+            raise ConfigError(f"validation holdout:F needs a fraction 0 < F < 1, got {shown(value)}")
         return ValidationPlan("holdout", fraction=f)
     lo, hi = (2, MAX_FOLDS) if method == "kfold" else (1, MAX_RESAMPLES)
     letter = "K" if method == "kfold" else "B"
@@ -73,7 +73,7 @@ def parse_validation(value: object) -> ValidationPlan:
         k = -1
     if not lo <= k <= hi:
         raise ConfigError(f"validation {method}:{letter} needs an integer {lo} <= {letter} <= "
-                          f"{hi}, got {value!r}")
+                          f"{hi}, got {shown(value)}")
     return ValidationPlan(method, k=k)
 
 
