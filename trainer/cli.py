@@ -10,7 +10,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from tracking import (Run, RunNotFound, default_runs_dir, is_group_dir, list_groups, list_runs,
                       read_group, read_run, run_path)
@@ -402,15 +402,20 @@ def cmd_stop(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     (run_dir / STOP).touch()
     print(f"asked {info.id} to stop after its current epoch")
-    deadline = time.monotonic() + max(0.0, args.wait)
-    while args.wait and time.monotonic() < deadline:
-        state = read_run(run_dir).state
-        if state != "running":
-            print(f"run {info.id} is {state}")
+    return _wait_until_stopped(lambda: read_run(run_dir).state, f"run {info.id}", args.wait)
+
+
+def _wait_until_stopped(state: Callable[[], str], what: str, wait: float) -> int:
+    """Poll `state()` for up to `wait` seconds (0: don't wait) until it is not `running`."""
+    deadline = time.monotonic() + max(0.0, wait)
+    while wait and time.monotonic() < deadline:
+        now = state()
+        if now != "running":
+            print(f"{what} is {now}")
             return EXIT_OK
         time.sleep(0.2)
-    if args.wait:
-        print(f"run {info.id} is still running after {args.wait:g}s", file=sys.stderr)
+    if wait:
+        print(f"{what} is still running after {wait:g}s", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
@@ -425,17 +430,8 @@ def _stop_group(args: argparse.Namespace, group_dir: Path) -> int:
     asked = stop_group(group_dir.parent, group_dir)
     print(f"asked group {group.id} and {len(asked)} running members to stop after their "
           "current epoch; members not started yet will not start")
-    deadline = time.monotonic() + max(0.0, args.wait)
-    while args.wait and time.monotonic() < deadline:
-        state = read_group(group_dir).state
-        if state != "running":
-            print(f"group {group.id} is {state}")
-            return EXIT_OK
-        time.sleep(0.2)
-    if args.wait:
-        print(f"group {group.id} is still running after {args.wait:g}s", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+    return _wait_until_stopped(lambda: read_group(group_dir).state, f"group {group.id}",
+                               args.wait)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
