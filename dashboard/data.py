@@ -28,6 +28,7 @@ from tracking.jsonl import read_from as _read_from
 
 METRICS_FILE = _paths.METRICS
 LAYERS_FILE = _paths.LAYERS
+STEPS_FILE = _paths.STEPS
 
 
 def runs_dir() -> Path:
@@ -165,6 +166,51 @@ def _num(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
 
 
+class StepsFollower:
+    """Per-step records (steps.jsonl) of a run, parsing only appended lines and appending
+    only the new rows to the frame: a 100,000-step run costs one small parse per tick."""
+
+    def __init__(self, run_dir: Path | str):
+        self.path = Path(run_dir) / STEPS_FILE
+        self.offset = 0
+        self.frame = pd.DataFrame({"step": pd.Series(dtype="int64")})
+
+    def read(self) -> pd.DataFrame:
+        chunk = _read_from(self.path, self.offset)
+        if chunk.offset < self.offset:  # replaced: start over
+            self.frame = pd.DataFrame({"step": pd.Series(dtype="int64")})
+        self.offset = chunk.offset
+        rows = [r for r in chunk.records if isinstance(r.get("step"), int)]
+        if rows:
+            new = pd.DataFrame.from_records(rows)
+            for col in new.columns:
+                if new[col].dtype == object:
+                    new[col] = pd.to_numeric(new[col], errors="coerce")
+            self.frame = new if self.frame.empty else pd.concat([self.frame, new],
+                                                                ignore_index=True)
+        return self.frame
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _steps_cached(run_dir: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    return StepsFollower(run_dir).read()
+
+
+def load_steps(run_dir: Path | str, live: bool = False) -> pd.DataFrame:
+    """The run's per-step log ('step' plus loss, grad_norm, lr ...); empty without one."""
+    if live:
+        followers: dict[str, StepsFollower] = st.session_state.setdefault("_steps_followers",
+                                                                           {})
+        key = str(run_dir)
+        if key not in followers:
+            followers[key] = StepsFollower(run_dir)
+        return followers[key].read()
+    mtime, size = file_state(Path(run_dir) / STEPS_FILE)
+    if size == 0:
+        return pd.DataFrame({"step": pd.Series(dtype="int64")})
+    return _steps_cached(str(run_dir), mtime, size)
+
+
 def live_layers(run_dir: Path | str) -> pd.DataFrame:
     followers: dict[str, LayersFollower] = st.session_state.setdefault("_layers_followers", {})
     key = str(run_dir)
@@ -173,32 +219,43 @@ def live_layers(run_dir: Path | str) -> pd.DataFrame:
     return followers[key].read()
 
 
+def run_thresholds(config: dict[str, Any] | None) -> Any:
+    """The diagnosis Thresholds a run was judged with, built exactly as the trainer builds
+    them (trainer.config.build_thresholds: its patience, then its --threshold overrides), so
+    the flags drawn here are the early-stopping judgement. None means the defaults."""
+    if diagnose is None:
+        return None
+    from diagnosis import Thresholds
+    config = config or {}
+    th = config.get("thresholds")
+    pairs = [f"{k}={v}" for k, v in th.items()] if isinstance(th, dict) else []
+    patience = config.get("patience")
+    try:
+        base = Thresholds(patience=patience) if isinstance(patience, int) \
+            and not isinstance(patience, bool) and patience >= 1 else Thresholds()
+        return Thresholds.from_pairs(pairs, base=base)
+    except Exception:
+        return None
+
+
 def findings_for(history: pd.DataFrame, layers: pd.DataFrame | None = None,
-                 thresholds: dict[str, float] | None = None) -> list[Any]:
+                 thresholds: Any = None) -> list[Any]:
     """diagnose() on a history; [] when diagnosis is unavailable or fails (never breaks a page)."""
     if diagnose is None or history is None or history.empty:
         return []
     try:
-        th = None
-        if thresholds:
-            from diagnosis import Thresholds
-            th = Thresholds(**thresholds) if not isinstance(thresholds, Thresholds) else thresholds
-        return list(diagnose(history, thresholds=th,
+        return list(diagnose(history, thresholds=thresholds,
                              layers=layers if layers is not None and not layers.empty else None))
-    except TypeError:
-        try:
-            return list(diagnose(history))
-        except Exception:
-            return []
     except Exception:
         return []
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)
-def _summary_cached(run_dir: str, mtime_ns: int, size: int, thresholds: tuple = ()
-                    ) -> dict[str, Any]:
+def _summary_cached(run_dir: str, mtime_ns: int, size: int, patience: Any = None,
+                    overrides: tuple = ()) -> dict[str, Any]:
     history = tracking.read_history(run_dir)
-    flags = tuple((f.kind, f.severity) for f in findings_for(history, None, dict(thresholds)))
+    th = run_thresholds({"patience": patience, "thresholds": dict(overrides)})
+    flags = tuple((f.kind, f.severity) for f in findings_for(history, None, th))
     best_acc = None
     for col in ("val_acc", "val_r2"):
         if col in history.columns:
@@ -219,7 +276,8 @@ def run_summary(info: RunInfo) -> dict[str, Any]:
     if size == 0:
         return empty
     th = info.config.get("thresholds") if isinstance(info.config.get("thresholds"), dict) else {}
-    return _summary_cached(str(info.path), mtime, size, tuple(sorted(th.items())))
+    return _summary_cached(str(info.path), mtime, size, info.config.get("patience"),
+                           tuple(sorted((str(k), str(v)) for k, v in th.items())))
 
 
 def run_flags(info: RunInfo) -> tuple[tuple[str, str], ...]:

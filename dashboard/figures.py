@@ -86,9 +86,9 @@ def line_trace(x: Sequence[float], y: Sequence[float], *, name: str, color: str,
     downsampling above max_points."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
+    cls = go.Scattergl if len(y) > WEBGL_POINTS else go.Scatter
     if len(y) > max_points:
         x, y = downsample_minmax(x, y, max_points)
-    cls = go.Scattergl if len(y) > WEBGL_POINTS else go.Scatter
     # plotly shows NaN as a gap; +/-inf would be dropped silently, so draw them as gaps too
     y = np.where(np.isfinite(y), y, np.nan)
     return cls(x=x, y=y, mode="lines", name=name, opacity=opacity, showlegend=showlegend,
@@ -447,3 +447,30 @@ def aggregate_curve_figure(curves: pd.DataFrame, column: str, *, label: str = "g
                                            "<extra></extra>"))
     return _layout(fig, title=f"{column}: {label} mean ± 1 sd", xtitle="epoch", ytitle=column,
                    uirevision=uirevision or f"group-{column}", height=380)
+
+
+def steps_figure(steps: pd.DataFrame, *, smoothing: float = 0.0,
+                 uirevision: str | None = None) -> go.Figure:
+    """Per-step training loss (and gradient norm on a second axis), every logged step: the
+    view where a 100,000-step run needs WebGL and extreme-keeping downsampling."""
+    _require(steps, "step")
+    _require(steps, "loss")
+    x = pd.to_numeric(steps["step"], errors="coerce").to_numpy(dtype=float)
+    y = pd.to_numeric(steps["loss"], errors="coerce").to_numpy(dtype=float)
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    if smoothing and smoothing > 0:
+        fig.add_trace(line_trace(x, y, name="loss (raw)", color=TRAIN_COLOR, width=1,
+                                 opacity=0.3, showlegend=False, legendgroup="loss"))
+        y = smooth_ema(y, smoothing)
+    fig.add_trace(line_trace(x, y, name="loss", color=TRAIN_COLOR, legendgroup="loss"))
+    if "grad_norm" in steps.columns:
+        g = pd.to_numeric(steps["grad_norm"], errors="coerce").to_numpy(dtype=float)
+        fig.add_trace(line_trace(x, np.where(g > 0, g, np.nan), name="grad norm",
+                                 color="#9467bd", width=1), secondary_y=True)
+        fig.update_yaxes(title_text="grad norm", type="log", secondary_y=True,
+                         showgrid=False)
+    fig = _layout(fig, title="Per-step training loss", xtitle="step", ytitle="loss",
+                  uirevision=uirevision or "steps", height=320)
+    if "grad_norm" in steps.columns:  # _layout styles every y axis; the second stays log
+        fig.update_yaxes(title_text="grad norm", type="log", secondary_y=True)
+    return fig

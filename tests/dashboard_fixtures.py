@@ -186,7 +186,7 @@ def make_real_runs(root: Path, fx: Fixtures, timeout: float = 180) -> None:
                                     stdin=subprocess.DEVNULL)
              for role, args in (("real_overfit", ("--name", "real-overfit", *OVERFIT_ARGS)),
                                 ("real_healthy", ("--name", "real-healthy", "--epochs", "6",
-                                                  "--seed", "1")),
+                                                  "--seed", "1", "--log-every-steps", "5")),
                                 ("real_group", ("--name", "real-folds", "--validation",
                                                 "kfold:2", "--epochs", "3", "--hidden", "16",
                                                 "--parallel", "2")))}

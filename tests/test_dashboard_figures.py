@@ -290,3 +290,40 @@ def test_aggregate_curve_figure_from_tracking_columns():
     assert list(band.y[:3]) == pytest.approx([1.1, 0.85, 0.7])
     with pytest.raises(ValueError, match="val_acc_mean"):
         figures.aggregate_curve_figure(curves, "val_acc")
+
+
+def test_run_thresholds_built_like_the_trainer():
+    from dashboard.data import run_thresholds
+    diagnosis = pytest.importorskip("diagnosis")
+    th = run_thresholds({"patience": 4, "thresholds": {"window": "3"}})
+    assert th.patience == 4 and th.window == 3
+    assert run_thresholds({}) == diagnosis.Thresholds()
+    assert run_thresholds({"thresholds": {"no_such_threshold": 1}}) is None
+    try:
+        from trainer.config import build_thresholds, validate
+    except Exception:
+        return
+    cfg = validate({"patience": "4", "thresholds": ["window=3"]})
+    assert run_thresholds(cfg.to_dict()) == build_thresholds(cfg)
+
+
+def test_steps_follower_and_a_100k_step_figure(tmp_path):
+    from dashboard.data import StepsFollower
+    import tracking
+    run = tracking.Run.create(tmp_path, name="steps", config={}, epochs=2, heartbeat_seconds=0)
+    f = StepsFollower(run.path)
+    assert f.read().empty
+    for k in range(1, 4):
+        run.log_step(k * 10, loss=1.0 / k, grad_norm=0.5, lr=1e-3)
+    assert list(f.read()["step"]) == [10, 20, 30]
+    run.log_step(40, loss=math.nan, grad_norm=0.4, lr=1e-3)
+    frame = f.read()
+    assert list(frame["step"]) == [10, 20, 30, 40] and math.isnan(frame["loss"].iloc[-1])
+    run.finish("completed")
+    n = 100_000
+    steps = pd.DataFrame({"step": np.arange(1, n + 1), "loss": np.linspace(3, 0.1, n),
+                          "grad_norm": np.ones(n)})
+    fig = figures.steps_figure(steps, smoothing=0.9)
+    assert all(isinstance(t, go.Scattergl) for t in fig.data)
+    assert all(len(t.x) <= figures.MAX_POINTS + 2 for t in fig.data)
+    assert fig.layout.yaxis2.type == "log"

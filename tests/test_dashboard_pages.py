@@ -208,6 +208,17 @@ def test_run_page_download_csv(runs_env):
     assert at.get("download_button")
 
 
+def test_run_page_draws_the_per_step_log_when_there_is_one(runs_env):
+    at = page("run", run=runs_env.ids["real_healthy"]).run()
+    steps = chart(at, "run-chart-steps")
+    assert steps["layout"]["xaxis"]["title"]["text"] == "step"
+    assert len(arr(steps["data"][0]["x"])) == len(dfx.tracking.read_steps(
+        runs_env.root / runs_env.ids["real_healthy"]))
+    at = page("run", run=runs_env.ids["real_overfit"]).run()  # no steps.jsonl: no chart
+    with pytest.raises(AssertionError):
+        chart(at, "run-chart-steps")
+
+
 # ------------------------------------------------------------------ Compare
 def test_compare_shows_differing_hyperparameters_and_summary(runs_env):
     ids = [runs_env.ids["real_overfit"], runs_env.ids["real_healthy"]]

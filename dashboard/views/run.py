@@ -75,8 +75,7 @@ if running:
         label = st.selectbox("Every", list(INTERVALS), index=1, key=state.RUN_INTERVAL,
                              disabled=not live)
         interval = INTERVALS[label]
-thresholds = info.config.get("thresholds") if isinstance(info.config.get("thresholds"),
-                                                          dict) else None
+thresholds = data.run_thresholds(info.config)  # the trainer's own judgement of this run
 
 
 @st.fragment(run_every=interval if live else None)
@@ -151,6 +150,11 @@ def live_view() -> None:
         if "lr" in history.columns:
             live_chart.chart(figures.lr_figure(history, x=x, uirevision=f"{info.id}-lr"),
                              key="run-chart-lr", live=live)
+    steps = data.load_steps(path, live=live)
+    if len(steps) and "loss" in steps.columns:
+        live_chart.chart(figures.steps_figure(steps, smoothing=smoothing,
+                                              uirevision=f"{info.id}-steps"),
+                         key="run-chart-steps", live=live)
     if not layers.empty and len(layers.columns) > 1:
         live_chart.chart(figures.layer_heatmap_figure(layers, uirevision=f"{info.id}-layers"),
                          key="run-chart-layers", live=live)
