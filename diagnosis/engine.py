@@ -201,7 +201,10 @@ def _unstable(h: _H, th: Thresholds) -> Finding | None:
 
 def _level_noise(x: np.ndarray, th: Thresholds) -> tuple[float, float, float]:
     """(sigma, phi, sd of a window-median level) from the trailing noise window."""
-    f = finite(x)[-th.noise_window:]
+    f = finite(x)
+    if f.size >= _NOISE_SKIP + 8:
+        f = f[_NOISE_SKIP:]  # the first epochs' steep fall is a transient, not noise
+    f = f[-th.noise_window:]
     phi = th.autocorr
     sigma = noise(f, phi)
     if not np.isfinite(sigma):
@@ -210,12 +213,15 @@ def _level_noise(x: np.ndarray, th: Thresholds) -> tuple[float, float, float]:
 
 
 def _last_lr_change(h: _H) -> int:
-    """Row index of the last learning-rate change, or -1."""
+    """Row index of the last learning-rate *step* (a change by a factor of 2 or more from one
+    epoch to the next: step decays, ReduceLROnPlateau cuts, restarts), or -1. Smooth schedules
+    (cosine, exponential) change the rate every epoch by a few percent; those are not steps."""
     lr = h.cols.get("lr")
     if lr is None:
         return -1
-    with np.errstate(invalid="ignore"):
-        ch = np.abs(np.diff(lr)) > 1e-9 * np.maximum(np.abs(lr[:-1]), 1e-30)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a, b = np.abs(lr[:-1]), np.abs(lr[1:])
+        ch = (np.maximum(a, b) >= _LR_STEP * np.minimum(a, b)) & (np.maximum(a, b) > 0)
     ch &= np.isfinite(lr[1:]) & np.isfinite(lr[:-1])
     nz = np.nonzero(ch)[0]
     return int(nz[-1] + 1) if nz.size else -1
@@ -247,6 +253,14 @@ def _trend(x: np.ndarray, th: Thresholds, width: int) -> tuple[float, int]:
     return float(mann_kendall_z(f, inflation(th.autocorr))), int(f.size)
 
 
+#: A learning-rate change by this factor (or more) in one epoch is a step (1.999: halving counts).
+_LR_STEP = 1.999
+#: Epochs at the start left out of the noise estimate (when 8 or more others exist): the steep
+#: initial fall of a loss inflates second differences there without being noise.
+_NOISE_SKIP = 3
+
+
+
 def _monitored(h: _H) -> str | None:
     if h.has("val_loss", 3):
         return "val_loss"
@@ -259,7 +273,7 @@ def _trend_width(th: Thresholds) -> int:
     return max(2 * th.patience, 10)
 
 
-def _plateau(h: _H, th: Thresholds, metric: str | None) -> Finding | None:
+def _plateau(h: _H, th: Thresholds, metric: str | None, unstable: bool = False) -> Finding | None:
     if metric is None or h.epochs[-1] < th.start_from_epoch:
         return None
     x = h.cols[metric]
@@ -268,7 +282,9 @@ def _plateau(h: _H, th: Thresholds, metric: str | None) -> Finding | None:
         return None
     j0 = st["j0"]
     c = _last_lr_change(h)
-    anchor = max(j0, c + th.cooldown) if c >= 0 else j0
+    if c >= 0 and h.n - 1 < c + th.cooldown:
+        return None  # give a learning-rate step `cooldown` epochs to show its effect
+    anchor = j0
     # a raw record (a new lowest value by more than min_delta) also resets the wait, as in Keras
     xf = np.where(np.isfinite(x), x, np.inf)
     prev_min = np.concatenate(([np.inf], np.minimum.accumulate(xf)[:-1]))
@@ -277,13 +293,26 @@ def _plateau(h: _H, th: Thresholds, metric: str | None) -> Finding | None:
         anchor = max(anchor, int(rec[-1]))
     anchor = max(anchor, int(np.searchsorted(h.epochs, th.start_from_epoch)))
     wait = h.n - 1 - anchor
-    if wait < th.patience:
+    quick = th.flat_patience <= wait < th.patience and not unstable
+    if wait < th.patience and not quick:
         return None
     # trend tests over the last trend_window epochs (the plateau segment if it is longer)
-    seg = x[max(0, min(j0, h.n - th.trend_window)):]
+    seg = x[max(0, min(j0, h.n - th.trend_window), h.n - th.noise_window):]
     z, w = _trend(seg, th, seg.size)
     if z < -th.trend_z:
         return None  # still falling significantly: not a plateau
+    flat_change = float("nan")
+    if quick:
+        # the short wait needs a flat curve: the Theil-Sen slope of the last `patience` epochs
+        # projects less than flat_gain of change over the next `patience` epochs
+        qslope = theil_sen_slope(finite(x[max(0, h.n - th.patience):]))
+        flat_change = -qslope * th.patience / abs(st["best"]) if st["best"] != 0 else 0.0
+        if flat_change > th.flat_gain:
+            return None  # still falling
+        if flat_change < -th.flat_gain and metric == "val_loss":
+            tr = h.cols.get("train_loss")
+            if tr is not None and _train_falling(tr, anchor, h.n, th)[0]:
+                return None  # rising while training loss falls: overfitting in the making
     fseg = finite(seg)
     slope = theil_sen_slope(fseg)
     # standard error of a fitted slope over w equally spaced points, AR(1)-inflated
@@ -295,8 +324,10 @@ def _plateau(h: _H, th: Thresholds, metric: str | None) -> Finding | None:
     ep = h.epochs
     name = _NAMES[metric]
     j0 = min(st["j_sig"], anchor)
+    flat_txt = (f", with a flat trend ({-flat_change:+.1%} projected over the next {th.patience} epochs)"
+                if wait < th.patience else "")
     msg = (f"{name} has not improved significantly since epoch {int(ep[j0])} and has set no new low for "
-           f"{wait} epochs (best smoothed level {_g(st['best'])}): training has plateaued.")
+           f"{wait} epochs{flat_txt} (best smoothed level {_g(st['best'])}): training has plateaued.")
     advice = ("Stop and keep the best checkpoint, or lower the learning rate (e.g. by 10x) to "
               "squeeze out the rest")
     tr = h.cols.get("train_loss")
@@ -307,7 +338,8 @@ def _plateau(h: _H, th: Thresholds, metric: str | None) -> Finding | None:
     return Finding("plateau", "warning", int(ep[j0]), None, metric, msg, advice,
                    {"wait": int(wait), "patience": th.patience, "best_level": st["best"],
                     "min_delta_used": st["delta"], "sigma": st["sigma"], "trend_z": z,
-                    "trend_window": w, "expected_gain": gain, "last_lr_change_epoch": int(ep[c]) if c >= 0 else -1})
+                    "trend_window": w, "expected_gain": gain, "flat_patience": th.flat_patience,
+                    "flat_change": flat_change, "last_lr_change_epoch": int(ep[c]) if c >= 0 else -1})
 
 
 def _still_improving(h: _H, th: Thresholds, metric: str | None) -> Finding | None:
@@ -366,13 +398,18 @@ def _rise(v: np.ndarray, e: int, th: Thresholds, S: np.ndarray) -> dict | None:
         return None
     after = finite(ve[max(m + 1, e - th.noise_window):])
     z = float(mann_kendall_z(after, inflation(phi)))
-    if z < th.trend_z and gap < 2 * need:
+    # a rise without a significant trend is confirmed by persistence: no new low for `patience`
+    # epochs (what would make a plateau) and no falling trend since the minimum
+    persist = since >= th.patience and z >= 0
+    if z < th.trend_z and gap < 2 * need and not persist:
         return None
     return {"m": m, "best": best, "now": now, "gap": gap, "need": need, "sigma": sigma, "z": z,
-            "since": since, "raw_min": float(ve[m])}
+            "since": since, "raw_min": float(ve[m]), "persist": bool(persist)}
 
 
-def _train_not_rising(tr: np.ndarray | None, m: int, e: int, th: Thresholds) -> tuple[bool, float, float]:
+def _train_falling(tr: np.ndarray | None, m: int, e: int, th: Thresholds) -> tuple[bool, float, float]:
+    """Has the training level (median of the last `window`) fallen below its level around row m
+    by more than its noise? Returns (fell, level at m, level now)."""
     if tr is None:
         return False, float("nan"), float("nan")
     te = tr[:e]
@@ -384,7 +421,7 @@ def _train_not_rising(tr: np.ndarray | None, m: int, e: int, th: Thresholds) -> 
     at_m_v = float(np.median(at_m))
     _, _, s_med = _level_noise(te, th)
     tol = max(th.min_delta, th.overfit_z * s_med)
-    return now_v <= at_m_v + tol, at_m_v, now_v
+    return now_v < at_m_v - tol, at_m_v, now_v
 
 
 def _overfitting(h: _H, th: Thresholds) -> tuple[Finding | None, dict | None]:
@@ -404,7 +441,7 @@ def _overfitting(h: _H, th: Thresholds) -> tuple[Finding | None, dict | None]:
             return None, None
         states.append(r)
     r = states[0]
-    ok, t_m, t_now = _train_not_rising(tr, r["m"], h.n, th)
+    ok, t_m, t_now = _train_falling(tr, r["m"], h.n, th)
     ep = h.epochs
     m_ep = int(ep[r["m"]])
     if not ok:
@@ -538,19 +575,32 @@ def _exploding(h: _H, th: Thresholds, lf: pd.DataFrame | None) -> Finding | None
     metric, g = _grad_series(h)
     if g is None:
         return None
-    med = rolling_median(np.where(np.isfinite(g), g, np.nan), 10, min_periods=3)
+    f = th.grad_explode_factor
+    gf = np.where(np.isfinite(g), g, np.nan)
+    # the running median of the (up to) 10 epochs before; with fewer than 3 of them a spike
+    # must be f^2 times that median (an epoch-2 jump by 10x can be ordinary; by 100x it is not)
+    med = rolling_median(gf, 10, min_periods=1)
     base = np.concatenate(([np.nan], med[:-1]))
+    count = np.concatenate(([0], np.cumsum(np.isfinite(gf))[:-1]))
+    need = np.where(count >= 3, f, f * f) * base
+    # growth by orders of magnitude: the level (median of 5) above f^2 times its lowest level before
+    level = rolling_median(gf, 5, min_periods=3)
+    low = np.fmin.accumulate(level)
+    low_before = np.concatenate(([np.nan], low[:-1]))
     nonfinite = np.isinf(g)
     with np.errstate(invalid="ignore"):
-        ev_mask = nonfinite | (g > th.grad_explode_factor * base)
+        spike = g > need
+        grown = (level > f * f * low_before) & (low_before > 0)
+        ev_mask = nonfinite | spike | grown
     idx = np.nonzero(ev_mask)[0]
     if idx.size == 0:
         return None
     gaps = np.nonzero(np.diff(idx) > th.unstable_window)[0]
     i0 = idx[gaps[-1] + 1] if gaps.size else idx[0]
-    ref = base[i0]
+    by_growth = bool(grown[i0] and not spike[i0] and not nonfinite[i0])
+    ref = low_before[i0] if by_growth else base[i0]
     with np.errstate(invalid="ignore"):
-        high = ~np.isfinite(g) | (g > th.grad_explode_factor * ref) if np.isfinite(ref) else ev_mask
+        high = ev_mask | ((g > f * ref) if np.isfinite(ref) else False)
     high[:i0] = False
     ongoing = bool(high[-1])
     last_high = int(np.nonzero(high)[0][-1]) if high.any() else int(i0)
@@ -568,8 +618,10 @@ def _exploding(h: _H, th: Thresholds, lf: pd.DataFrame | None) -> Finding | None
             order = np.argsort(-np.where(np.isfinite(ratio), ratio, np.inf))
             names = [lf.names[j] for j in order if hit[j]]
     layer_txt = f" (layers {_names(names)})" if names else ""
-    ref_txt = f"{_g(peak / ref)}x its recent median {_g(ref)}" if np.isfinite(ref) and ref > 0 and np.isfinite(peak) else "a non-finite value"
-    msg = (f"{_NAMES[metric]} jumped to {_g(peak)} at epoch {int(ep[i0])}, {ref_txt}{layer_txt}: "
+    ref_txt = (f"{_g(peak / ref)}x its {'lowest level' if by_growth else 'recent median'} {_g(ref)}"
+               if np.isfinite(ref) and ref > 0 and np.isfinite(peak) else "a non-finite value")
+    verb = "has grown" if by_growth else "jumped"
+    msg = (f"{_NAMES[metric]} {verb} to {_g(peak)} at epoch {int(ep[i0])}, {ref_txt}{layer_txt}: "
            f"gradients are exploding.")
     sev = "critical" if (not np.isfinite(peak)) or ongoing else "warning"
     return Finding("exploding_gradients", sev, int(ep[i0]), None if ongoing else int(ep[last_high]), metric, msg,
@@ -687,7 +739,7 @@ def _diagnose(history: pd.DataFrame, th: Thresholds, layers: pd.DataFrame | None
         metric = _monitored(h)
         unstable_now = out["unstable"] is not None and out["unstable"].ongoing
         if of is None:
-            out["plateau"] = _plateau(h, th, metric)
+            out["plateau"] = _plateau(h, th, metric, unstable_now)
             if out["plateau"] is None and not unstable_now:
                 out["still_improving"] = _still_improving(h, th, metric)
     return [f for k in KINDS if (f := out.get(k)) is not None]

@@ -53,6 +53,13 @@ class Thresholds:
     plateau_gain: float = _f(0.01, "No plateau while the robust (Theil-Sen) trend of the last "
                              "2*patience epochs projects a relative improvement above this over the "
                              "next patience epochs (0.01 = 1%).", lo=0.0)
+    flat_patience: int = _f(4, "A shorter wait (epochs without a new low) after which a plateau is reported "
+                            "when the monitored loss is flat: its Theil-Sen trend over the last patience "
+                            "epochs projects a change within flat_gain over the next patience epochs, and "
+                            "training is not unstable. flat_patience >= patience switches it off.", lo=1)
+    flat_gain: float = _f(0.005, "Relative change (0.005 = 0.5%) that the last patience epochs' trend may "
+                          "project over the next patience epochs for the loss to count as flat "
+                          "(flat_patience).", lo=0.0)
     plateau_start_z: float = _f(2.5, "The reported plateau start is the last epoch whose smoothed level "
                                 "improved by more than plateau_start_z times its noise.", lo=0.0)
     trend_window: int = _f(20, "Trailing epochs of the trend tests that keep a plateau from being "

@@ -6,9 +6,14 @@
 Per kind: precision, recall and median detection delay (first epoch the online detector
 reports the kind, minus the labelled onset; for overfitting the onset is the epoch of the
 validation minimum). A run counts as flagged for a kind if `diagnose(history[:t])`
-reports it as ongoing at any epoch t. Early stopping: for every rule, the stop epoch s,
-the fraction s / planned epochs, and the test-loss regret of the restored checkpoint (the
-lowest validation loss up to s) relative to the best checkpoint of the full run.
+reports it as ongoing at any epoch t, except `still_improving`, a statement about the end
+of the run: flagged if `diagnose(history)` reports it at the last epoch (no delay).
+Noisy-but-healthy runs (recipes noisy and noisy_healthy, no problem label): the fraction
+flagged at any epoch with anything but the info kinds (still_improving, overconfidence).
+Early stopping: for every rule, the stop epoch s, the fraction s / planned epochs, and the
+test-loss regret of the restored checkpoint (the lowest validation loss up to s) relative
+to the best checkpoint of the full run. Synthetic edge curves (eval/synthetic.py): each
+case's expected and forbidden findings, pass or fail.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import pandas as pd
 
 from diagnosis import KINDS, Thresholds, diagnose
 from eval.labels import label
+from eval.synthetic import CASES, check
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "eval" / "corpus.jsonl.gz"
@@ -118,14 +124,27 @@ CLASSIC = {
 
 # ------------------------------------------------------------------ engine, online
 
+#: Kinds scored at the last epoch only (statements about the end of the run).
+AT_END = ("still_improving",)
+#: Info kinds: not a false alarm on a healthy run.
+INFO = ("still_improving", "overconfidence")
+NOISY_RECIPES = ("noisy", "noisy_healthy")
+
+
 def online(h: pd.DataFrame, th: Thresholds) -> dict[str, int]:
-    """First epoch at which each kind is reported ongoing, scanning prefixes t = 2..N."""
+    """First epoch at which each kind is reported ongoing, scanning prefixes t = 2..N; the
+    kinds in AT_END only if reported at the last epoch (value: the last epoch)."""
     first: dict[str, int] = {}
     ep = h["epoch"].to_numpy(int)
+    last: list = []
     for t in range(2, len(h) + 1):
-        for f in diagnose(h.iloc[:t], th):
-            if f.ongoing and f.kind not in first:
+        last = diagnose(h.iloc[:t], th)
+        for f in last:
+            if f.ongoing and f.kind not in first and f.kind not in AT_END:
                 first[f.kind] = int(ep[t - 1])
+    for f in last:
+        if f.kind in AT_END and f.ongoing:
+            first[f.kind] = int(ep[-1])
     return first
 
 
@@ -151,7 +170,9 @@ def evaluate(runs: list[dict], th: Thresholds | None = None) -> dict:
     per_kind = {k: {"tp": 0, "fp": 0, "fn": 0, "delays": []} for k in KINDS}
     stops: dict[str, list[tuple[float, float]]] = {name: [] for name in CLASSIC}
     stops["Curvewatch defaults (overfitting, plateau)"] = []
-    healthy_flagged = healthy_n = 0
+    healthy: dict[str, list[str]] = {k: [] for k in NOISY_RECIPES}
+    healthy_flagged: dict[str, list[str]] = {k: [] for k in NOISY_RECIPES}
+    problems = set(KINDS) - set(INFO)
     rows = []
     for r in runs:
         h = r["history"]
@@ -161,16 +182,16 @@ def evaluate(runs: list[dict], th: Thresholds | None = None) -> dict:
         for k in KINDS:
             if k in det and k in lab:
                 per_kind[k]["tp"] += 1
-                per_kind[k]["delays"].append(det[k] - lab[k])
+                if k not in AT_END:
+                    per_kind[k]["delays"].append(det[k] - lab[k])
             elif k in det:
                 per_kind[k]["fp"] += 1
             elif k in lab:
                 per_kind[k]["fn"] += 1
-        problems = {"overfitting", "divergence", "unstable", "underfitting", "exploding_gradients",
-                    "vanishing_gradients", "plateau"}
-        if r["recipe"] == "noisy" and not (set(lab) & problems):
-            healthy_n += 1
-            healthy_flagged += bool(set(det) & (problems - {"plateau"}))
+        if r["recipe"] in NOISY_RECIPES and not (set(lab) & problems):
+            healthy[r["recipe"]].append(r["id"])
+            if set(det) & problems:
+                healthy_flagged[r["recipe"]].append(f"{r['id']}:{','.join(sorted(set(det) & problems))}")
         v = h["val_loss"].to_numpy(float)
         tr = h["train_loss"].to_numpy(float)
         test = h["test_loss"].to_numpy(float) if "test_loss" in h else None
@@ -197,24 +218,40 @@ def evaluate(runs: list[dict], th: Thresholds | None = None) -> dict:
         ok = np.isfinite(a[:, 1])
         trade[name] = {"epochs_fraction": float(a[ok, 0].mean()), "regret": float(a[ok, 1].mean()),
                        "runs": int(ok.sum())}
-    return {"runs": len(runs), "kinds": kinds_out, "tradeoff": trade,
-            "noisy_healthy": {"runs": healthy_n, "flagged": healthy_flagged}, "per_run": rows}
+    nh = {k: {"runs": len(healthy[k]), "flagged": len(healthy_flagged[k]), "which": healthy_flagged[k]}
+          for k in NOISY_RECIPES}
+    nh["all"] = {"runs": sum(d["runs"] for d in nh.values()), "flagged": sum(d["flagged"] for d in nh.values())}
+    return {"runs": len(runs), "kinds": kinds_out, "tradeoff": trade, "noisy_healthy": nh,
+            "recipes": {rc: sum(r["recipe"] == rc for r in runs) for rc in sorted({r["recipe"] for r in runs})},
+            "synthetic": [check(c, th) for c in CASES], "per_run": rows}
 
 
 def report(res: dict) -> str:
-    lines = [f"Corpus: {res['runs']} real runs.", "",
+    rec = ", ".join(f"{k} {v}" for k, v in res["recipes"].items())
+    lines = [f"Corpus: {res['runs']} real runs ({rec}).", "",
              "| kind | labelled | flagged | precision | recall | median delay (epochs) |",
              "|---|---|---|---|---|---|"]
     for k, d in res["kinds"].items():
         f = lambda x: "-" if x != x else f"{x:.2f}"  # noqa: E731
-        delay = "-" if d["median_delay"] != d["median_delay"] else f"{d['median_delay']:.0f}"
+        delay = ("at end" if k in AT_END else "-") if d["median_delay"] != d["median_delay"] else f"{d['median_delay']:.0f}"
         lines.append(f"| {k} | {d['labelled']} | {d['flagged']} | {f(d['precision'])} | {f(d['recall'])} | {delay} |")
     nh = res["noisy_healthy"]
-    lines += ["", f"Noisy-but-healthy runs (noisy recipe, no problem label): {nh['flagged']} of {nh['runs']} "
-                  f"flagged with a problem other than plateau.", "",
+    part = "; ".join(f"{k}: {nh[k]['flagged']} of {nh[k]['runs']}" for k in NOISY_RECIPES)
+    frac = nh["all"]["flagged"] / nh["all"]["runs"] if nh["all"]["runs"] else float("nan")
+    lines += ["", f"Noisy-but-healthy runs (recipes {', '.join(NOISY_RECIPES)}, no problem label): "
+                  f"{nh['all']['flagged']} of {nh['all']['runs']} ({frac:.0%}) flagged at any epoch with anything "
+                  f"but {'/'.join(INFO)} ({part}).", "",
               "| early-stopping rule | mean fraction of planned epochs | mean test-loss regret |", "|---|---|---|"]
     for name, d in sorted(res["tradeoff"].items(), key=lambda kv: kv[1]["epochs_fraction"]):
         lines.append(f"| {name} | {d['epochs_fraction']:.3f} | {d['regret']:+.4f} |")
+    syn = res["synthetic"]
+    lines += ["", f"Synthetic edge curves: {sum(c['ok'] for c in syn)} of {len(syn)} pass.", "",
+              "| case | epochs | expected (first epoch) | found (first epoch) | forbidden | ok |", "|---|---|---|---|---|---|"]
+    for c in syn:
+        exp = ", ".join(f"{k} ({e})" if e else k for k, e in c["expect"].items()) or "nothing"
+        got = ", ".join(f"{k} ({e})" for k, e in c["found"].items()) or "nothing"
+        lines.append(f"| {c['name']} | {c['epochs']} | {exp} | {got} | {', '.join(c['forbid']) or '-'} | "
+                     f"{'yes' if c['ok'] else 'NO'} |")
     return "\n".join(lines)
 
 

@@ -21,7 +21,9 @@ SWING = 0.10             # unstable: >= 3 one-epoch rises of the training loss b
 SWING_RANGE = 0.05       # ... and > 5% of the range it had learned
 UNDERFIT_LEVEL = 0.5     # underfitting: final train loss >= 50% of the first epoch's, gap <= 10%
 UNDERFIT_GAP = 0.10
-EXPLODE = 10.0           # exploding gradients: a grad norm > 10x the run's median grad norm
+EXPLODE = 10.0           # exploding gradients: a grad norm > 10x the median of the 10 epochs before it ...
+EXPLODE_PRIOR = 10       # (as many as there are) ...
+EXPLODE_GROWTH = 100.0   # ... or its level (median of 5) grown > 100x (two orders of magnitude) above its lowest level
 
 
 def _centred(x: np.ndarray, w: int = 5) -> np.ndarray:
@@ -90,8 +92,28 @@ def label(h: pd.DataFrame) -> dict:
             if abs(v_end - t_end) <= UNDERFIT_GAP * abs(t_end):
                 out["underfitting"] = int(ep[0])
     if "grad_norm" in h:
-        g = h["grad_norm"].to_numpy(float)
-        gf = g[np.isfinite(g)]
-        if np.isinf(g).any() or (gf.size >= 5 and gf.max() > EXPLODE * np.median(gf)):
-            out["exploding_gradients"] = int(ep[np.argmax(np.isinf(g) | (g > EXPLODE * np.median(gf)))])
+        onset = _exploding_onset(h["grad_norm"].to_numpy(float))
+        if onset is not None:
+            out["exploding_gradients"] = int(ep[onset])
     return out
+
+
+def _exploding_onset(g: np.ndarray) -> int | None:
+    """First row where the gradient norm explodes: non-finite after finite values, a spike far
+    above its running median, or a level grown by orders of magnitude. A norm that merely decays
+    (large in the first epochs, small later) is not exploding."""
+    if np.isfinite(g).sum() < 2:
+        return None
+    gf = np.where(np.isfinite(g), g, np.nan)
+    s = pd.Series(gf)
+    prior = s.rolling(EXPLODE_PRIOR, min_periods=1).median().shift(1).to_numpy()
+    level = s.rolling(5, min_periods=3).median().to_numpy()
+    low = np.fmin.accumulate(np.where(np.isfinite(level), level, np.nan))
+    low_before = np.r_[np.nan, low[:-1]]
+    first_finite = int(np.argmax(np.isfinite(g)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hit = ((~np.isfinite(g) & (np.arange(g.size) > first_finite))
+               | (g > EXPLODE * prior)
+               | ((level > EXPLODE_GROWTH * low_before) & (low_before > 0)))
+    idx = np.nonzero(hit)[0]
+    return int(idx[0]) if idx.size else None

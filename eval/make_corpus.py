@@ -1,6 +1,7 @@
 """Generate the real-curve corpus: short trainings with the project's own trainer.
 
     python -m eval.make_corpus --out eval/corpus.jsonl.gz --jobs 2
+    python -m eval.make_corpus --append --recipe noisy_healthy   # add only the missing runs
 
 Each run is `python -m trainer run ...` with a held-out test split (--test-fraction 0.2)
 that the detectors never see. Settings are drawn from recipes meant to produce healthy
@@ -88,14 +89,31 @@ def recipes(rng: random.Random) -> list[dict]:
             **{"lr": rng.choice([1e-3, 3e-3]), "schedule": rng.choice(["step", "cosine", "plateau"]),
                "hidden": rng.choice(["128,64", "256"]), "train-size": rng.choice([100, 300]) if ds != "wine" else 60,
                "batch-size": 64})
+    # Appended later (indices 165..204; the draws above are unchanged): noisy but healthy runs.
+    # Small validation sets and small batches make the validation curve noisy; a moderate
+    # learning rate, weight decay and dropout, and a budget too short to overfit keep it healthy.
+    for _ in range(40):
+        ds = rng.choice(["digits", "breast_cancer", "moons", "spirals", "wine"])
+        add("noisy_healthy", dataset=ds, epochs=rng.choice([20, 25, 30, 40]),
+            **{"val-fraction": rng.choice([0.05, 0.08, 0.1]), "lr": rng.choice([3e-4, 5e-4, 1e-3]),
+               "batch-size": rng.choice([8, 16, 32]), "hidden": rng.choice(["64", "128,64", "32,32"]),
+               "dropout": rng.choice([0.1, 0.2, 0.3]), "weight-decay": rng.choice([1e-4, 1e-3, 3e-3]),
+               "schedule": rng.choice(["constant", "cosine"])})
     return out
+
+
+def _read(path: Path) -> dict:
+    """A run folder's JSON file, or {} while another job is still writing it."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _run_one(cfg: dict, runs_dir: Path) -> dict | None:
     name = f"c{cfg['_idx']:04d}"
-    done = [d for d in runs_dir.iterdir() if d.is_dir() and (d / "status.json").exists()
-            and json.loads((d / "run.json").read_text()).get("name") == name
-            and json.loads((d / "status.json").read_text()).get("state") in ("completed", "failed")]
+    done = [d for d in runs_dir.iterdir() if d.is_dir() and _read(d / "run.json").get("name") == name
+            and _read(d / "status.json").get("state") in ("completed", "failed")]
     if done:
         return _record(cfg, name, done[0], 0, 0.0)
     args = [sys.executable, "-m", "trainer", "run", "--runs-dir", str(runs_dir), "--name", name, "--device", "cpu"]
@@ -105,7 +123,7 @@ def _run_one(cfg: dict, runs_dir: Path) -> dict | None:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     t0 = time.time()
     p = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
-    dirs = [d for d in runs_dir.iterdir() if d.is_dir() and json.loads((d / "run.json").read_text()).get("name") == name]
+    dirs = [d for d in runs_dir.iterdir() if d.is_dir() and _read(d / "run.json").get("name") == name]
     if not dirs:
         print(f"{name}: no run folder (rc {p.returncode}): {p.stderr[-300:]}", file=sys.stderr)
         return None
@@ -143,17 +161,29 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--limit", type=int, default=0, help="only the first N runs (smoke test)")
     ap.add_argument("--runs-dir", default=None, help="keep the run folders here (finished runs are reused)")
+    ap.add_argument("--recipe", action="append", default=[], help="only runs of this recipe (repeatable)")
+    ap.add_argument("--append", action="store_true",
+                    help="keep the runs already in --out and train only the missing ones")
     a = ap.parse_args(argv)
     cfgs = recipes(random.Random(a.seed))
     for i, c in enumerate(cfgs):
         c["_idx"] = i
+    if a.recipe:
+        cfgs = [c for c in cfgs if c["_recipe"] in a.recipe]
     if a.limit:
         cfgs = cfgs[: a.limit]
+    old: list[dict] = []
+    if a.append and Path(a.out).exists():
+        with gzip.open(a.out, "rt", encoding="utf-8") as f:
+            old = [json.loads(line) for line in f]
+        have = {r["id"] for r in old}
+        cfgs = [c for c in cfgs if f"c{c['_idx']:04d}" not in have]
     with tempfile.TemporaryDirectory(prefix="curvewatch-corpus-") as tmp:
         runs_dir = Path(a.runs_dir or tmp)
         runs_dir.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(a.jobs) as ex:
             recs = [r for r in ex.map(lambda c: _run_one(c, runs_dir), cfgs) if r is not None]
+    recs += old
     recs.sort(key=lambda r: r["id"])
     with gzip.open(a.out, "wt", encoding="utf-8") as f:
         for r in recs:

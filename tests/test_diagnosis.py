@@ -162,15 +162,77 @@ def test_plateau_not_flagged_before_patience_runs_out():
     assert f.evidence["wait"] >= 10 and first - f.start_epoch >= 10
 
 
-def test_plateau_waits_out_the_cooldown_after_a_learning_rate_change():
+def test_plateau_waits_out_the_cooldown_after_a_learning_rate_step():
+    # a step (x0.1 at epoch 25) silences the plateau for `cooldown` epochs; it does not restart
+    # the wait: a drop that helps shows up as a new low, one that does not changes nothing
     n = 40
     val = np.r_[decay(10, tau=2, floor=0.5), np.full(n - 10, 0.5)]
     lr = np.where(epochs(n) < 25, 1e-2, 1e-3)
     th = Thresholds(patience=10, cooldown=3)
-    without = diagnose(frame(val_loss=val, train_loss=val - 0.1)[:30], th)
-    with_lr = diagnose(frame(val_loss=val, train_loss=val - 0.1, lr=lr)[:30], th)
-    assert "plateau" in kinds(without) and "plateau" not in kinds(with_lr)
-    assert "plateau" in kinds(diagnose(frame(val_loss=val, train_loss=val - 0.1, lr=lr), th))
+    h = frame(val_loss=val, train_loss=val - 0.1, lr=lr)
+    for t in (25, 26, 27):  # epochs 25-27: the cooldown
+        assert "plateau" not in kinds(diagnose(h[:t], th))
+        assert "plateau" in kinds(diagnose(frame(val_loss=val, train_loss=val - 0.1)[:t], th))
+    assert "plateau" in kinds(diagnose(h[:28], th))
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "exponential", "halving every 6 epochs"])
+def test_smooth_or_repeated_learning_rate_decay_does_not_block_a_plateau(schedule):
+    # real runs with cosine / ReduceLROnPlateau schedules ran to the end before (the lr changed
+    # every epoch or every few epochs, and every change restarted the wait)
+    n = 60
+    e = epochs(n)
+    lr = {"cosine": 1e-3 * 0.5 * (1 + np.cos(np.pi * (e - 1) / n)), "exponential": 1e-3 * 0.95 ** (e - 1),
+          "halving every 6 epochs": 1e-3 * 0.5 ** (e // 6)}[schedule]
+    val = noisy(np.r_[decay(12, tau=3, floor=0.5), np.full(n - 12, 0.5)], 0.01, 3)
+    h = frame(train_loss=val - 0.1, val_loss=val, lr=lr)
+    first = next((t for t in range(2, n + 1) if should_stop(h[:t], ["plateau"])), None)
+    assert first is not None and first <= 35
+
+
+def test_a_flat_plateau_is_reported_after_flat_patience_a_slow_descent_only_after_patience():
+    n = 50
+    val = noisy(np.r_[decay(10, tau=2, floor=0.5), np.full(n - 10, 0.5)], 0.003, 4)
+    val[29] = 0.49  # a new low at epoch 30 restarts the wait
+    h = frame(train_loss=val - 0.1, val_loss=val)
+    first = lambda th: next(t for t in range(31, n + 1) if "plateau" in kinds(diagnose(h[:t], th)))  # noqa: E731
+    assert first(Thresholds(flat_patience=4)) == 34 and first(Thresholds(flat_patience=10)) == 40
+    f = [x for x in diagnose(h[:34]) if x.kind == "plateau"][0]
+    assert f.evidence["wait"] == 4 and "flat trend" in f.message
+    # still falling ~1% per 10 epochs with no new low for a while: not flat, so the full wait
+    e = epochs(n)
+    slow = 0.5 * (1 - 0.0012 * e)
+    slow[20:28] = slow[19] + 0.0005
+    h = frame(train_loss=slow - 0.1, val_loss=slow)
+    assert "plateau" not in kinds(diagnose(h[:28]))
+
+
+def test_a_rising_validation_loss_with_falling_training_loss_is_left_to_overfitting():
+    # the short (flat) wait must not call the start of overfitting a plateau
+    n = 30
+    e = epochs(n)
+    val = np.where(e <= 10, 1.0 - 0.05 * e, 0.5 + 0.004 * (e - 10))
+    train = 1.0 * np.exp(-e / 5)
+    h = frame(train_loss=train, val_loss=val)
+    for t in range(11, n + 1):
+        assert "plateau" not in kinds(diagnose(h[:t])), t
+
+
+# A real run (digits, 300 training samples, 10% label noise, 512x512 MLP, batch 16, Adam 1e-3)
+# that early-stopped at epoch 21 as a *plateau* although validation loss rose from its minimum
+# 0.338 at epoch 9 to 0.378-0.385 while training loss fell from 0.095 to 0.013.
+DIGITS_TRAIN = [1.6959, 0.7892, 0.5205, 0.3743, 0.2991, 0.2299, 0.1543, 0.1251, 0.0949, 0.0617, 0.0435, 0.0381,
+                0.0371, 0.0296, 0.0231, 0.019, 0.0172, 0.018, 0.0251, 0.0134, 0.0137]
+DIGITS_VAL = [0.8475, 0.4562, 0.3804, 0.3716, 0.3788, 0.3616, 0.3398, 0.3599, 0.338, 0.3618, 0.3419, 0.3601,
+              0.3558, 0.3606, 0.3654, 0.3732, 0.373, 0.3727, 0.3764, 0.385, 0.3782]
+
+
+def test_real_overfitting_run_is_stopped_as_overfitting_not_plateau():
+    h = frame(train_loss=DIGITS_TRAIN, val_loss=DIGITS_VAL)
+    stops = [(t, should_stop(h[:t], ["overfitting", "plateau"])) for t in range(2, len(h) + 1)]
+    t, f = next((t, f) for t, f in stops if f is not None)
+    assert f.kind == "overfitting" and f.start_epoch == 9 and t <= 21
+    assert "overfitting" in f.message and "epoch 9" in f.message
 
 
 def test_a_step_down_after_a_learning_rate_drop_restarts_the_plateau_clock():
@@ -273,6 +335,27 @@ def test_exploding_gradients_name_the_layers():
     f = [x for x in diagnose(h, layers=layers) if x.kind == "exploding_gradients"][0]
     assert f.start_epoch == 16 and f.end_epoch is None and f.evidence["layers"] == ["net.0.weight"]
     assert "net.0.weight" in f.message and "clipping" in f.advice
+
+
+def test_gradient_norm_growing_by_orders_of_magnitude_is_exploding():
+    n = 40
+    g = np.r_[np.full(10, 1.0), 1.3 ** np.arange(1, n - 9)]   # never 10x its recent median
+    f = [x for x in diagnose(frame(train_loss=decay(n), grad_norm=g)) if x.kind == "exploding_gradients"]
+    assert f and 24 <= f[0].start_epoch <= 32 and "grown" in f[0].message and f[0].severity == "critical"
+
+
+def test_a_decaying_gradient_norm_is_not_exploding():
+    # large in the first epochs, 400x smaller later: what the old corpus label mistook for exploding
+    n = 60
+    g = 2.0 * np.exp(-(epochs(n) - 1) / 6) + 0.005
+    assert "exploding_gradients" not in kinds(diagnose(frame(train_loss=decay(n, floor=0.01), grad_norm=g)))
+
+
+def test_an_epoch_2_gradient_blow_up_is_exploding():
+    g = np.r_[20.0, 2.6e8, np.full(10, 0.4)]
+    f = [x for x in diagnose(frame(train_loss=decay(12), grad_norm=g)) if x.kind == "exploding_gradients"]
+    assert f and (f[0].start_epoch, f[0].end_epoch) == (2, 2)
+    assert "exploding_gradients" not in kinds(diagnose(frame(train_loss=decay(12), grad_norm=np.r_[1.0, 5.0, np.ones(10)])))
 
 
 def test_a_gradient_spike_that_passes_has_an_end_epoch():
