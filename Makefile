@@ -41,6 +41,9 @@ test-fast: setup
 
 bench: setup
 	$(PY) bench/trainer_overhead.py
+	$(PY) bench/diagnose_speed.py
+	$(PY) bench/dashboard_load.py
+	$(PY) bench/sweep_parallel.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -293,3 +293,18 @@ def test_listing_reads_only_run_and_status_files(tmp_path, monkeypatch):
     reader._json_cache.clear()
     [info] = list_runs(tmp_path)
     assert info.best_epoch == 50 and sorted(opened) == ["run.json", "status.json"]
+
+
+def test_followers_append_new_rows_and_rebuild_on_out_of_order_lines(tmp_path):
+    from tracking import LayersReader
+    run = Run.create(tmp_path, name="follow", heartbeat_seconds=0)
+    history, layers = HistoryReader(run.path), LayersReader(run.path)
+    for e in range(1, 4):
+        run.log_epoch(val_loss=1.0 / e, layers={"w": float(e)})
+        assert history.read()["epoch"].tolist() == list(range(1, e + 1))
+        assert layers.read()["w"].tolist() == [float(i) for i in range(1, e + 1)]
+    with open(run.path / "metrics.jsonl", "a") as f:  # a repeated epoch, written by hand
+        f.write('{"epoch": 2, "val_loss": 7.0}\n')
+    frame = history.read()
+    assert frame["epoch"].tolist() == [1, 2, 3] and frame["val_loss"].tolist()[1] == 7.0
+    run.finish()

@@ -370,6 +370,9 @@ def test_early_stopping_stops_on_the_finding_and_keeps_best_pt(runs_dir):
     again = {f.kind: f for f in diagnose(read_history(info.path))}
     assert again[finding.kind].start_epoch == finding.start_epoch
     assert load_checkpoint(info.path, "best.pt")["epoch"] == info.best_epoch
+    # status.json carries the flags and best accuracy, so listings need no metrics file
+    assert finding.kind in {f["kind"] for f in info.status["flags"]}
+    assert info.status["best_val_acc"] == max(read_history(info.path)["val_acc"])
 
 
 def test_bad_diagnosis_thresholds_are_usage_errors(runs_dir, capsys):

@@ -6,8 +6,9 @@ from .checkpoints import BEST, LAST, load_checkpoint, save_checkpoint
 from .grads import GradNorms, gradient_norms
 from .paths import (FORMAT_VERSION, RunNotFound, create_run_dir, default_runs_dir,
                     run_path)
-from .reader import (HistoryReader, RunInfo, derive_state, list_runs, read_history,
-                     read_layers, read_log_tail, read_run, read_steps)
+from .reader import (HistoryReader, JsonlFrame, LayersReader, RunInfo, StepsReader,
+                     derive_state, list_runs, read_history, read_layers, read_log_tail,
+                     read_run, read_steps)
 from .writer import FINAL_STATES, STATES, Run
 from .groups import (GROUP_STATES, GroupAggregate, GroupInfo, GroupMember, GroupNotFound,
                      GroupWriter, aggregate_group, group_path, is_group_dir, list_groups,
@@ -15,6 +16,7 @@ from .groups import (GROUP_STATES, GroupAggregate, GroupInfo, GroupMember, Group
 
 __all__ = [
     "BEST", "LAST", "FINAL_STATES", "FORMAT_VERSION", "STATES", "GradNorms", "HistoryReader",
+    "JsonlFrame", "LayersReader", "StepsReader",
     "Run", "RunInfo", "RunNotFound", "create_run_dir", "default_runs_dir", "derive_state",
     "gradient_norms", "list_runs", "load_checkpoint", "read_history", "read_layers",
     "read_log_tail", "read_run", "read_steps", "run_path", "save_checkpoint",

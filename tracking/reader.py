@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -174,44 +174,94 @@ def list_runs(runs_dir: str | Path | None = None) -> list[RunInfo]:
     return runs
 
 
-class HistoryReader:
-    """Follows one run's metrics.jsonl: each `read()` parses only the bytes appended since the
-    previous one and returns the whole history as a DataFrame (one row per epoch, sorted,
-    the last record of a repeated epoch kept)."""
+class JsonlFrame:
+    """Follows one .jsonl file as a table: each `read()` parses only the bytes appended since
+    the previous one and returns the whole table as a DataFrame, one row per `key` (sorted,
+    the last record of a repeated key kept). New rows in order are appended to the frame
+    (O(new rows)); anything else rebuilds it."""
 
-    def __init__(self, run_dir: str | Path, filename: str = P.METRICS):
-        self.path = Path(run_dir) / filename
+    def __init__(self, path: str | Path, key: str,
+                 row: Callable[[dict[str, Any]], dict[str, Any] | None]):
+        self.path, self.key, self._row = Path(path), key, row
         self.offset = 0
         self.problems: list[str] = []
-        self._records: list[dict[str, Any]] = []
+        self._rows: list[dict[str, Any]] = []
         self._frame: pd.DataFrame | None = None
 
     def read(self) -> pd.DataFrame:
         chunk = read_from(self.path, self.offset)
         if chunk.offset < self.offset:  # file was replaced: start over
-            self._records, self.problems = [], []
+            self._rows, self.problems, self._frame = [], [], None
         self.offset = chunk.offset
         self.problems.extend(chunk.problems)
-        if chunk.records or self._frame is None:
-            self._records.extend(r for r in chunk.records if _valid_epoch(r.get("epoch")))
-            self._frame = _history_frame(self._records)
+        rows = [r for r in map(self._row, chunk.records) if r is not None]
+        self._rows.extend(rows)
+        frame = self._frame
+        if frame is None or (rows and not self._appends_in_order(frame, rows)):
+            self._frame = _table(self._rows, self.key)
+        elif rows:
+            self._frame = pd.concat([frame, _table(rows, self.key)], ignore_index=True)
         return self._frame
+
+    def _appends_in_order(self, frame: pd.DataFrame, rows: list[dict[str, Any]]) -> bool:
+        keys = [r[self.key] for r in rows]
+        last = frame[self.key].iloc[-1] if len(frame) else 0
+        return keys[0] > last and all(a < b for a, b in zip(keys, keys[1:]))
+
+
+def _metrics_row(record: dict[str, Any]) -> dict[str, Any] | None:
+    if not _valid_epoch(record.get("epoch")):
+        return None
+    return {k: v for k, v in record.items() if not isinstance(v, (dict, list))}
+
+
+def _layers_row(record: dict[str, Any]) -> dict[str, Any] | None:
+    norms = record.get("grad_norm")
+    if not _valid_epoch(record.get("epoch")) or not isinstance(norms, dict):
+        return None
+    return {"epoch": record["epoch"], **{str(k): _num(v) for k, v in norms.items()}}
+
+
+def _steps_row(record: dict[str, Any]) -> dict[str, Any] | None:
+    step = record.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        return None
+    return {k: v for k, v in record.items() if not isinstance(v, (dict, list))}
+
+
+class HistoryReader(JsonlFrame):
+    """Follows one run's metrics.jsonl: the per-epoch history, reading only appended bytes."""
+
+    def __init__(self, run_dir: str | Path, filename: str = P.METRICS):
+        super().__init__(Path(run_dir) / filename, "epoch", _metrics_row)
+
+
+class LayersReader(JsonlFrame):
+    """Follows layers.jsonl: `epoch` plus one column per parameter tensor's gradient norm."""
+
+    def __init__(self, run_dir: str | Path):
+        super().__init__(Path(run_dir) / P.LAYERS, "epoch", _layers_row)
+
+
+class StepsReader(JsonlFrame):
+    """Follows steps.jsonl: one row per logged step."""
+
+    def __init__(self, run_dir: str | Path):
+        super().__init__(Path(run_dir) / P.STEPS, "step", _steps_row)
 
 
 def _valid_epoch(e: Any) -> bool:
     return isinstance(e, int) and not isinstance(e, bool) and e >= 1
 
 
-def _history_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    if not records:
-        return pd.DataFrame({"epoch": pd.Series(dtype="int64")})
-    flat = [{k: v for k, v in r.items() if not isinstance(v, (dict, list))} for r in records]
-    frame = pd.DataFrame.from_records(flat)
+def _table(rows: list[dict[str, Any]], key: str) -> pd.DataFrame:
+    if not rows:
+        return pd.DataFrame({key: pd.Series(dtype="int64")})
+    frame = pd.DataFrame.from_records(rows)
     for col in frame.columns:
-        if col != "epoch" and frame[col].dtype == object:
-            frame[col] = pd.to_numeric(frame[col], errors="coerce") \
-                if _mostly_numeric(frame[col]) else frame[col]
-    frame = frame.drop_duplicates("epoch", keep="last").sort_values("epoch", kind="stable")
+        if col != key and frame[col].dtype == object and _mostly_numeric(frame[col]):
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    frame = frame.drop_duplicates(key, keep="last").sort_values(key, kind="stable")
     return frame.reset_index(drop=True)
 
 
@@ -228,22 +278,12 @@ def read_history(run_dir: str | Path) -> pd.DataFrame:
 
 def read_layers(run_dir: str | Path) -> pd.DataFrame:
     """Per-parameter-tensor gradient norms: `epoch` plus one column per tensor name."""
-    rows = []
-    for r in read_from(Path(run_dir) / P.LAYERS).records:
-        norms = r.get("grad_norm")
-        if _valid_epoch(r.get("epoch")) and isinstance(norms, dict):
-            rows.append({"epoch": r["epoch"], **{k: _num(v) for k, v in norms.items()}})
-    if not rows:
-        return pd.DataFrame({"epoch": pd.Series(dtype="int64")})
-    frame = pd.DataFrame.from_records(rows).drop_duplicates("epoch", keep="last")
-    return frame.sort_values("epoch").reset_index(drop=True)
+    return LayersReader(run_dir).read()
 
 
 def read_steps(run_dir: str | Path) -> pd.DataFrame:
     """Per-step records (steps.jsonl) as a DataFrame, empty when the run logged none."""
-    records = read_from(Path(run_dir) / P.STEPS).records
-    return pd.DataFrame.from_records(records) if records else pd.DataFrame(
-        {"step": pd.Series(dtype="int64")})
+    return StepsReader(run_dir).read()
 
 
 def _num(v: Any) -> float:

@@ -277,6 +277,9 @@ def _note_epoch(st: dict[str, Any], record: dict[str, Any]) -> None:
     vl = record.get("val_loss")
     if _finite(vl) and (not _finite(st.get("best_val_loss")) or vl < st["best_val_loss"]):
         st["best_val_loss"], st["best_epoch"] = float(vl), record["epoch"]
+    va = record.get("val_acc")
+    if _finite(va) and (not _finite(st.get("best_val_acc")) or va > st["best_val_acc"]):
+        st["best_val_acc"] = float(va)
 
 
 def _initial_status(now: float, epochs: int | None, pid: int | None,

@@ -99,6 +99,8 @@ class _EpochWriter:
 #: resume replays the epochs trained since (at most this many seconds), without re-logging them.
 CHECKPOINT_SECONDS = 2.0
 CHECKPOINT_ENV = "CURVEWATCH_CHECKPOINT_SECONDS"
+#: How often a running trainer refreshes the diagnosis flags in status.json.
+FLAGS_SECONDS = 2.0
 
 
 def checkpoint_interval() -> float:
@@ -142,6 +144,32 @@ class _Checkpoints:
         return write
 
 
+class _Flags:
+    """The current diagnosis flags, written into status.json every FLAGS_SECONDS and at the
+    end, so a runs listing shows them without reading any metrics file."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.thresholds = build_thresholds(cfg)
+        self.last = -math.inf
+
+    def due(self, final: bool) -> bool:
+        return final or time.monotonic() - self.last >= FLAGS_SECONDS
+
+    def job(self, run: Run, history: list[dict[str, Any]]) -> Callable[[], None]:
+        self.last = time.monotonic()
+        rows = list(history)  # the training thread keeps appending to `history`
+
+        def write() -> None:
+            import pandas as pd
+            from diagnosis import diagnose
+
+            found = diagnose(pd.DataFrame.from_records(rows), self.thresholds)
+            run.update_status(flags=[{"kind": f.kind, "severity": f.severity,
+                                      "start_epoch": f.start_epoch, "end_epoch": f.end_epoch}
+                                     for f in found])
+        return write
+
+
 def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
                best_val_loss: float | None = None, replay_until: int = 0,
                progress: bool = False, quiet: bool = False,
@@ -153,7 +181,8 @@ def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
     cfg = trainer.cfg
     stop_flag = _StopFlag()
     rule = early_stop_rule(cfg)
-    history: list[dict[str, Any]] = _history_records(run) if rule else []
+    history: list[dict[str, Any]] = _history_records(run)
+    flags = _Flags(cfg)
     writer = _EpochWriter()
     ckpts = _Checkpoints(trainer, run.path, checkpoint_interval()
                          if checkpoint_seconds is None else checkpoint_seconds)
@@ -172,6 +201,8 @@ def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
             jobs = [ckpts.job(epoch, record, best_val_loss)] if ckpts.due(final) else []
             if not replay:
                 jobs.append(lambda r=record, lay=layers: run.log_epoch(layers=lay, **r))
+                if flags.due(final):
+                    jobs.append(flags.job(run, history))
                 if not quiet:
                     _report(bar, record, cfg)
             writer.submit(jobs)
@@ -208,8 +239,9 @@ def _verdict(run: Run, record: dict[str, Any], rule: Any, history: list[dict[str
                           "error": f"training loss became {record['train_loss']} at epoch "
                                    f"{epoch}: the run diverged; lower the learning rate or "
                                    "clip gradients"}
-    if rule is not None and not replay:
+    if not replay:
         history.append(record)
+    if rule is not None and not replay:
         finding = rule(history)
         if finding is not None:
             return "early_stopped", {"stop_reason": finding.message,
