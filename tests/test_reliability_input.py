@@ -76,3 +76,22 @@ def test_unusable_run_names_are_refused(name, why, runs_dir, capsys):
     assert main(["run", "--runs-dir", str(runs_dir), "--name", name]) == 2
     assert why in capsys.readouterr().err
     assert list(runs_dir.iterdir()) == []
+
+
+def _form_cases():
+    for name, value in (p.values for p in _cases()):
+        if value != "":  # an empty form field means "the default", as a flag left out
+            yield pytest.param(name, value, id=f"{name}={value[:12]!r}")
+
+
+@pytest.mark.parametrize("name, value", list(_form_cases()))
+def test_the_launch_form_rejects_each_bad_value_with_the_clis_message(name, value, runs_dir,
+                                                                      capsys):
+    from dashboard import launch_form
+    values = {**launch_form.defaults(), name: value}
+    cfg, form_message = launch_form.validate(values)
+    assert cfg is None and form_message
+    flag = "--" + name.replace("_", "-")
+    assert main(["run", "--runs-dir", str(runs_dir), f"{flag}={value}"]) == 2
+    assert capsys.readouterr().err.strip().endswith(form_message)
+    assert list(runs_dir.iterdir()) == []
