@@ -612,7 +612,7 @@ def _exploding(h: _H, th: Thresholds, lf: pd.DataFrame | None) -> Finding | None
         if k < len(lf) and lf.epochs[k] == ep[i0] and k >= 3:
             vals = lf.values(max(0, k - 10), k + 1)
             row, ref_rows = vals[-1], vals[:-1]
-            base_l = np.nanmedian(np.where(np.isfinite(ref_rows), ref_rows, np.nan), axis=0)
+            base_l = _col_nanmedian(ref_rows)
             ratio = row / base_l
             hit = np.isinf(row) | (ratio > th.grad_explode_factor)
             order = np.argsort(-np.where(np.isfinite(ratio), ratio, np.inf))
@@ -636,7 +636,7 @@ def _vanishing(h: _H, th: Thresholds, lf: pd.DataFrame | None) -> Finding | None
     # per layer: layers whose recent norm is a tiny fraction of the largest layer's
     if lf is not None:
         vals = lf.values(max(0, len(lf) - th.window), len(lf))
-        recent = np.nanmedian(np.where(np.isfinite(vals), vals, np.nan), axis=0)
+        recent = _col_nanmedian(vals)
         okc = np.isfinite(recent)
         top = float(recent[okc].max()) if okc.any() else float("nan")
         if okc.sum() >= 2 and np.isfinite(top) and top > 0:
@@ -674,6 +674,16 @@ def _vanishing(h: _H, th: Thresholds, lf: pd.DataFrame | None) -> Finding | None
                        "check the initialisation and raise the learning rate.",
                        {"grad_now": now, "grad_peak": peak, "train_now": t_now, "train_first": t_first})
     return None
+
+
+def _col_nanmedian(vals: np.ndarray) -> np.ndarray:
+    """Median of the finite values of each column; NaN for a column without any (no warning)."""
+    out = np.full(vals.shape[1], np.nan)
+    fin = np.isfinite(vals)
+    ok = fin.any(axis=0)
+    if ok.any():
+        out[ok] = np.nanmedian(np.where(fin[:, ok], vals[:, ok], np.nan), axis=0)
+    return out
 
 
 def _since_small(lf: _Layers, j: int, th: Thresholds) -> int:

@@ -69,8 +69,9 @@ class Thresholds:
                         lo=0.0, lo_open=True)
     start_from_epoch: int = _f(5, "No overfitting or plateau finding before this epoch (warm-up "
                                "guard, Keras start_from_epoch).", lo=1)
-    cooldown: int = _f(3, "Epochs after a learning-rate change during which a plateau is not "
-                       "counted (torch ReduceLROnPlateau cooldown).", lo=0)
+    cooldown: int = _f(3, "Epochs after a learning-rate step (a change by 2x or more in one epoch) "
+                       "during which no plateau is reported (torch ReduceLROnPlateau cooldown); smooth "
+                       "schedules are not steps, and a step does not restart the wait.", lo=0)
     overfit_rise: float = _f(0.03, "Minimum relative rise of the validation level above its "
                              "smoothed minimum for overfitting (0.03 = 3%).", lo=0.0)
     overfit_z: float = _f(3.0, "The rise must also exceed overfit_z times the noise of a "
