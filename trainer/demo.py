@@ -24,13 +24,17 @@ def has_runs(runs_dir: Path) -> bool:
 
 
 def launch_demo(runs_dir: Path) -> list[str]:
-    """Start the demo runs detached, each through the trainer's own CLI; return its output."""
+    """Start the demo runs detached, each through the trainer's own CLI, all at once (each
+    launch validates its data and model first); return their first output lines."""
+    launches = {name: subprocess.Popen(
+        [sys.executable, "-m", "trainer", "run", "--detach", "--runs-dir", str(runs_dir),
+         "--name", name, "--threads", "1", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name, args in DEMO_RUNS.items()}
     out = []
-    for name, args in DEMO_RUNS.items():
-        cmd = [sys.executable, "-m", "trainer", "run", "--detach", "--runs-dir", str(runs_dir),
-               "--name", name, *args]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"demo run {name} did not start: {done.stderr.strip()}")
-        out.append(done.stdout.strip().splitlines()[0])
+    for name, proc in launches.items():
+        stdout, stderr = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"demo run {name} did not start: {stderr.strip()}")
+        out.append(stdout.strip().splitlines()[0])
     return out
