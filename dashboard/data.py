@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking import HistoryReader, RunInfo, RunNotFound
+from tracking import HistoryReader, LayersReader, RunInfo, RunNotFound, StepsReader
 
 try:  # diagnosis is built concurrently: the pages must work without it
     from diagnosis import Finding, diagnose
@@ -23,12 +23,10 @@ except Exception as e:  # pragma: no cover - only while diagnosis/ is broken or 
     diagnose = None  # type: ignore[assignment]
     DIAGNOSIS_ERROR = f"{type(e).__name__}: {e}"
 
-from tracking import paths as _paths
-from tracking.jsonl import read_from as _read_from
-
-METRICS_FILE = _paths.METRICS
-LAYERS_FILE = _paths.LAYERS
-STEPS_FILE = _paths.STEPS
+#: the run folder's files whose (mtime, size) key the caches (names from docs/run-format.md)
+METRICS_FILE = "metrics.jsonl"
+LAYERS_FILE = "layers.jsonl"
+STEPS_FILE = "steps.jsonl"
 
 
 def runs_dir() -> Path:
@@ -133,77 +131,22 @@ def live_history(run_dir: Path | str) -> pd.DataFrame:
     return reader.read()
 
 
-class LayersFollower:
-    """Per-layer gradient norms of a live run, parsing only the lines appended since the last
-    read (tracking.read_layers re-reads the whole file). Same frame as read_layers."""
-
-    def __init__(self, run_dir: Path | str):
-        self.path = Path(run_dir) / LAYERS_FILE
-        self.offset = 0
-        self.rows: list[dict[str, Any]] = []
-        self.frame = pd.DataFrame({"epoch": pd.Series(dtype="int64")})
-
-    def read(self) -> pd.DataFrame:
-        chunk = _read_from(self.path, self.offset)
-        if chunk.offset < self.offset:
-            self.rows = []
-        self.offset = chunk.offset
-        new = []
-        for r in chunk.records:
-            e, norms = r.get("epoch"), r.get("grad_norm")
-            if isinstance(e, int) and not isinstance(e, bool) and e >= 1 \
-                    and isinstance(norms, dict):
-                new.append({"epoch": e, **{k: _num(v) for k, v in norms.items()}})
-        if new:
-            self.rows.extend(new)
-            self.frame = (pd.DataFrame.from_records(self.rows)
-                          .drop_duplicates("epoch", keep="last")
-                          .sort_values("epoch").reset_index(drop=True))
-        return self.frame
-
-
 def _num(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
 
 
-class StepsFollower:
-    """Per-step records (steps.jsonl) of a run, parsing only appended lines and appending
-    only the new rows to the frame: a 100,000-step run costs one small parse per tick."""
-
-    def __init__(self, run_dir: Path | str):
-        self.path = Path(run_dir) / STEPS_FILE
-        self.offset = 0
-        self.frame = pd.DataFrame({"step": pd.Series(dtype="int64")})
-
-    def read(self) -> pd.DataFrame:
-        chunk = _read_from(self.path, self.offset)
-        if chunk.offset < self.offset:  # replaced: start over
-            self.frame = pd.DataFrame({"step": pd.Series(dtype="int64")})
-        self.offset = chunk.offset
-        rows = [r for r in chunk.records if isinstance(r.get("step"), int)]
-        if rows:
-            new = pd.DataFrame.from_records(rows)
-            for col in new.columns:
-                if new[col].dtype == object:
-                    new[col] = pd.to_numeric(new[col], errors="coerce")
-            self.frame = new if self.frame.empty else pd.concat([self.frame, new],
-                                                                ignore_index=True)
-        return self.frame
-
-
 @st.cache_data(max_entries=32, show_spinner=False)
 def _steps_cached(run_dir: str, mtime_ns: int, size: int) -> pd.DataFrame:
-    return StepsFollower(run_dir).read()
+    return tracking.read_steps(run_dir)
 
 
 def load_steps(run_dir: Path | str, live: bool = False) -> pd.DataFrame:
     """The run's per-step log ('step' plus loss, grad_norm, lr ...); empty without one."""
     if live:
-        followers: dict[str, StepsFollower] = st.session_state.setdefault("_steps_followers",
-                                                                           {})
+        followers: dict[str, StepsReader] = st.session_state.setdefault("_steps_followers", {})
         key = str(run_dir)
         if key not in followers:
-            followers[key] = StepsFollower(run_dir)
+            followers[key] = StepsReader(run_dir)
         return followers[key].read()
     mtime, size = file_state(Path(run_dir) / STEPS_FILE)
     if size == 0:
@@ -212,10 +155,12 @@ def load_steps(run_dir: Path | str, live: bool = False) -> pd.DataFrame:
 
 
 def live_layers(run_dir: Path | str) -> pd.DataFrame:
-    followers: dict[str, LayersFollower] = st.session_state.setdefault("_layers_followers", {})
+    """Per-layer gradient norms of a live run: one tracking.LayersReader per run in session
+    state, parsing only the lines appended since the previous tick."""
+    followers: dict[str, LayersReader] = st.session_state.setdefault("_layers_followers", {})
     key = str(run_dir)
     if key not in followers:
-        followers[key] = LayersFollower(run_dir)
+        followers[key] = LayersReader(run_dir)
     return followers[key].read()
 
 
@@ -263,15 +208,28 @@ def _summary_cached(run_dir: str, mtime_ns: int, size: int, patience: Any = None
             if v.notna().any():
                 best_acc = float(v.max())
             break
-    return {"flags": flags, "best_val_acc": best_acc}
+    return {"flags": flags, "best_val_acc": best_acc, "source": "metrics"}
 
 
 def run_summary(info: RunInfo) -> dict[str, Any]:
-    """{'flags': ((kind, severity), ...), 'best_val_acc': float | None} from the run's
-    history, cached by metrics.jsonl's (mtime, size): each history is read once per change."""
-    empty = {"flags": (), "best_val_acc": None}
+    """{'flags': ((kind, severity), ...), 'best_val_acc': float | None, 'source': ...}.
+
+    The trainer writes its findings (`flags`) and `best_val_acc` into status.json (every 2 s
+    and at the end), so for its runs nothing but status.json is read ('source': 'status').
+    Runs without `flags` in status.json (a user's own loop through tracking.Run) fall back to
+    diagnosing their metrics.jsonl, cached by the file's (mtime, size) ('source': 'metrics').
+    """
+    empty = {"flags": (), "best_val_acc": None, "source": "none"}
     if info.state == "unreadable":
         return empty
+    status = info.status or {}
+    if isinstance(status.get("flags"), list):
+        flags = tuple((str(f.get("kind")), str(f.get("severity", "info")))
+                      for f in status["flags"] if isinstance(f, dict) and f.get("kind"))
+        acc = status.get("best_val_acc")
+        return {"flags": flags, "source": "status",
+                "best_val_acc": float(acc) if isinstance(acc, (int, float))
+                and not isinstance(acc, bool) else None}
     mtime, size = file_state(info.path / METRICS_FILE)
     if size == 0:
         return empty
@@ -283,3 +241,46 @@ def run_summary(info: RunInfo) -> dict[str, Any]:
 def run_flags(info: RunInfo) -> tuple[tuple[str, str], ...]:
     """(kind, severity) of the run's current findings (see run_summary)."""
     return run_summary(info)["flags"]
+
+
+# ------------------------------------------------------------------------------ groups
+def member_rows(root: Path, group: Any) -> list[dict[str, Any]]:
+    """One row per group member for the group page: what the group record planned (fold,
+    seed, setting) and, from the member's run.json + status.json only, its state, progress,
+    best epoch, best val loss / accuracy and flags."""
+    rows = []
+    for m in group.members:
+        info = None
+        if m.run_id:
+            path = resolve_run(root, m.run_id)
+            info = tracking.read_run(path) if path is not None else None
+        summ = run_summary(info) if info is not None else {"flags": (), "best_val_acc": None}
+        status = info.status if info is not None else {}
+        epochs = info.epochs if info is not None else None
+        rows.append({
+            "member": m.index, "name": m.name,
+            "state": m.state if info is None or info.problem else info.state,
+            "fold": m.fold, "seed": m.seed, "setting": m.setting,
+            "params": ", ".join(f"{k}={v}" for k, v in (m.params or {}).items()),
+            "progress": (min(1.0, info.epoch / epochs) if info is not None and epochs
+                         else None),
+            "epoch": f"{info.epoch}/{epochs}" if info is not None and epochs else "",
+            "best epoch": info.best_epoch if info is not None else None,
+            "best val loss": info.best_val_loss if info is not None else None,
+            "best val acc": summ["best_val_acc"],
+            "flags": tuple(summ["flags"]),
+            "error": m.error or (status.get("error") if isinstance(status.get("error"), str)
+                                 else "") or "",
+            "run_id": m.run_id or "",
+        })
+    return rows
+
+
+def member_histories(root: Path, group: Any, live: bool = False) -> dict[str, pd.DataFrame]:
+    """Each member's history keyed by its run id (live: incremental readers)."""
+    out: dict[str, pd.DataFrame] = {}
+    for rid in group.run_ids:
+        path = resolve_run(root, rid)
+        if path is not None:
+            out[rid] = live_history(path) if live else load_history(path)
+    return out

@@ -474,3 +474,92 @@ def steps_figure(steps: pd.DataFrame, *, smoothing: float = 0.0,
     if "grad_norm" in steps.columns:  # _layout styles every y axis; the second stays log
         fig.update_yaxes(title_text="grad norm", type="log", secondary_y=True)
     return fig
+
+
+def group_metric_figure(curves: pd.DataFrame, column: str,
+                        members: Mapping[str, pd.DataFrame] | None = None, *,
+                        label: str = "mean", color: str = PALETTE[0], log_y: bool = False,
+                        uirevision: str | None = None) -> go.Figure:
+    """One metric of a group: each member as a thin faint line (hover names it), the mean
+    over the members as a thick line with a ±1 sd band (tracking.aggregate_group's
+    `M_mean` / `M_std`, so the dashboard and the CLI report the same numbers)."""
+    fig = go.Figure()
+    for name, h in (members or {}).items():
+        if h is None or h.empty or column not in h.columns or "epoch" not in h.columns:
+            continue
+        fig.add_trace(go.Scatter(
+            x=pd.to_numeric(h["epoch"], errors="coerce").to_numpy(dtype=float),
+            y=pd.to_numeric(h[column], errors="coerce").to_numpy(dtype=float),
+            mode="lines", name=name, legendgroup="members", showlegend=False, opacity=0.45,
+            line=dict(color="#7f7f7f", width=1),
+            hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>"))
+    if curves is not None and not curves.empty and f"{column}_mean" in curves.columns:
+        ep = pd.to_numeric(curves["epoch"], errors="coerce").to_numpy(dtype=float)
+        mean = pd.to_numeric(curves[f"{column}_mean"], errors="coerce").to_numpy(dtype=float)
+        std = (pd.to_numeric(curves[f"{column}_std"], errors="coerce").fillna(0)
+               .to_numpy(dtype=float) if f"{column}_std" in curves.columns
+               else np.zeros_like(mean))
+        n = curves["n"].to_numpy() if "n" in curves.columns else np.full(len(ep), np.nan)
+        ok = np.isfinite(mean)
+        ep, mean, std, n = ep[ok], mean[ok], std[ok], n[ok]
+        fig.add_trace(go.Scatter(x=np.concatenate([ep, ep[::-1]]),
+                                 y=np.concatenate([mean + std, (mean - std)[::-1]]),
+                                 fill="toself", mode="lines", fillcolor=_rgba(color, 0.22),
+                                 line=dict(width=0), hoverinfo="skip", name="±1 sd"))
+        fig.add_trace(go.Scatter(x=ep, y=mean, mode="lines", name=label,
+                                 line=dict(color=color, width=3), customdata=n,
+                                 hovertemplate="mean %{y:.4g} (n=%{customdata})"
+                                               "<extra></extra>"))
+    return _layout(fig, title=column, xtitle="epoch",
+                   ytitle=column, log_y=log_y, uirevision=uirevision or f"group-{column}",
+                   height=340)
+
+
+def _as_number(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def parallel_coordinates_figure(ranking: pd.DataFrame, score: str = "val_loss_mean"
+                                ) -> go.Figure:
+    """A sweep's settings as lines across one axis per hyperparameter and a last axis for the
+    validation score (coloured by it, lower val loss = darker). Numeric parameters spanning
+    more than a decade are drawn on a log10 axis; text parameters get one tick per value."""
+    _require(ranking, "params")
+    _require(ranking, score)
+    params = [p if isinstance(p, Mapping) else {} for p in ranking["params"]]
+    names: list[str] = []
+    for p in params:
+        names += [k for k in p if k not in names]
+    dims = []
+    for k in names:
+        raw = [p.get(k) for p in params]
+        nums = [_as_number(v) for v in raw]
+        if all(x is not None for x in nums):
+            vals = np.array(nums, dtype=float)
+            if (vals > 0).all() and vals.max() / vals.min() > 10:
+                dims.append(dict(label=f"log10 {k}", values=np.log10(vals),
+                                 tickvals=np.log10(sorted(set(vals))),
+                                 ticktext=[str(v) for v in sorted(set(vals))]))
+            else:
+                dims.append(dict(label=k, values=vals))
+        else:
+            cats = sorted({str(v) for v in raw})
+            dims.append(dict(label=k, values=[cats.index(str(v)) for v in raw],
+                             tickvals=list(range(len(cats))), ticktext=cats))
+    sc = pd.to_numeric(ranking[score], errors="coerce").to_numpy(dtype=float)
+    label = score.replace("_mean", "")
+    dims.append(dict(label=f"{label} (mean)", values=sc))
+    fig = go.Figure(go.Parcoords(
+        line=dict(color=np.nan_to_num(sc, nan=np.nanmax(sc) if np.isfinite(sc).any() else 0),
+                  colorscale="Viridis", reversescale=label.endswith("loss"),
+                  showscale=True, colorbar=dict(title=label)),
+        dimensions=dims))
+    fig.update_layout(template=TEMPLATE, height=380, margin=dict(l=60, r=60, t=70, b=30),
+                      title=dict(text=f"Hyperparameters against {label}", x=0.01))
+    return fig

@@ -15,7 +15,7 @@ VIEWS = ROOT / "dashboard" / "views"
 # query params (the URL holds the view)
 QP_RUN = "run"        # Run page: one run id
 QP_RUNS = "runs"      # Compare page / Runs selection: comma-separated run ids
-QP_GROUP = "group"    # Compare page: a run group (k-fold, bootstrap, seeds, sweep)
+QP_GROUP = "group"    # Group page (and Compare): a run group (k-fold, bootstrap, seeds, sweep)
 QP_METRIC = "metric"  # Compare: the column compared
 QP_SMOOTH = "smoothing"
 
@@ -41,6 +41,13 @@ RUN_CLONE = "run-clone"
 RUN_DOWNLOAD = "run-download"
 RUN_DELETE = "run-delete"
 RUN_DELETE_CONFIRM = "run-delete-confirm"
+
+GROUP_SELECT = "group-select"
+GROUP_LIVE = "group-live"
+GROUP_INTERVAL = "group-interval"
+GROUP_LOG = "group-log"
+GROUP_COMPARE = "group-compare"
+GROUP_LAUNCH_BEST = "group-launch-best"
 
 CMP_RUNS = "compare-runs"
 CMP_METRIC = "compare-metric"
@@ -71,7 +78,7 @@ def ensure_state() -> None:
 
 
 def page(name: str) -> "st.Page":
-    """The st.Page for one of runs, run, compare, launch (same objects in app.py and links)."""
+    """The st.Page for one of runs, run, group, compare, launch (same objects in app.py and links)."""
     spec = PAGES[name]
     return st.Page(str(VIEWS / f"{name}.py"), title=spec[0], icon=spec[1], url_path=name,
                    default=(name == "runs"))
@@ -80,6 +87,7 @@ def page(name: str) -> "st.Page":
 PAGES = {
     "runs": ("Runs", ":material/list:"),
     "run": ("Run", ":material/monitoring:"),
+    "group": ("Group", ":material/stacks:"),
     "compare": ("Compare", ":material/stacked_line_chart:"),
     "launch": ("Launch", ":material/rocket_launch:"),
 }

@@ -205,3 +205,59 @@ def summary_row(history: pd.DataFrame, flags: Sequence[tuple[str, str]] = ()) ->
 def history_csv(history: pd.DataFrame) -> bytes:
     """The history as CSV bytes (NaN written as 'NaN', infinities as 'inf'/'-inf')."""
     return history.to_csv(index=False, na_rep="NaN").encode("utf-8")
+
+
+SCORED_STATES = ("completed", "early_stopped", "stopped", "running")
+
+
+def group_row(group: Any, runs_by_id: Mapping[str, Any]) -> dict[str, Any]:
+    """One group as one Runs-list row: method, members' states, progress (epochs done over
+    epochs planned, from the members' status.json), and the score: the group's recorded
+    aggregate when it has one, else mean ± population sd of the members' best val loss so
+    far (status.json `best_val_loss`, the number the aggregate uses)."""
+    done = total = 0.0
+    for m in group.members:
+        r = runs_by_id.get(m.run_id) if m.run_id else None
+        if r is not None and r.epochs:
+            total += r.epochs
+            done += r.epochs if r.state in ("completed", "early_stopped") else min(r.epoch,
+                                                                                  r.epochs)
+        else:
+            total += 1
+            done += 1 if m.state not in ("pending", "running") else 0
+    agg = group.aggregate
+    sc = (agg.scores.get("val_loss") if agg is not None and agg.scores else None) or {}
+    mean, sd, n = sc.get("mean"), sc.get("std"), sc.get("n") or 0
+    if mean is None:
+        vals = [r.best_val_loss for r in (runs_by_id.get(rid) for rid in group.run_ids)
+                if r is not None and r.state in SCORED_STATES and r.best_val_loss is not None
+                and math.isfinite(r.best_val_loss)]
+        if vals:
+            mean, sd, n = float(np.mean(vals)), float(np.std(vals)), len(vals)
+    counts = " · ".join(f"{k} {state_label(s)}" for s, k in group.counts.items())
+    return {"id": group.id, "name": group.name or group.id, "method": group.method,
+            "validation": group.validation, "state": state_label(group.state),
+            "members": counts or "no members", "progress": done / total if total else 0.0,
+            "score": "" if mean is None else f"{mean:.4f} ± {0.0 if sd is None else sd:.4f}",
+            "n": n}
+
+
+def group_members_frame(group: Any, runs_by_id: Mapping[str, Any]) -> pd.DataFrame:
+    """The members of a group for the Runs list's expanded row (status.json only)."""
+    rows = []
+    for m in group.members:
+        r = runs_by_id.get(m.run_id) if m.run_id else None
+        rows.append({
+            "open": f"/run?run={m.run_id}" if r is not None else None,
+            "member": m.name,
+            "state": state_label(r.state if r is not None else m.state),
+            "progress": (min(1.0, r.epoch / r.epochs) if r is not None and r.epochs
+                         else None),
+            "best val loss": r.best_val_loss if r is not None else None,
+            "best epoch": r.best_epoch if r is not None else None,
+            "params": ", ".join(f"{k}={v}" for k, v in (m.params or {}).items()),
+            "error": m.error or "",
+            "run id": m.run_id or "",
+        })
+    return pd.DataFrame(rows, columns=["open", "member", "state", "progress", "best val loss",
+                                       "best epoch", "params", "error", "run id"])

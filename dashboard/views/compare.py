@@ -18,6 +18,7 @@ def render_group(group) -> None:
     st.markdown(f"{tables.state_badge(group.state)} `{group.id}` · {group.method}"
                 + (f" · {group.validation}" if group.validation else "")
                 + (f" · members: {counts}" if counts else ""))
+    _group_link(group.id, "Open the group page (members, score, ranking)")
     if group.problem:
         st.error(f"This group's record cannot be read: {group.problem}")
         return
@@ -39,12 +40,14 @@ def render_group(group) -> None:
             st.plotly_chart(figures.aggregate_curve_figure(agg.curves, pick,
                                                            label=group.name or "group"),
                             key="compare-chart-group-aggregate", theme=None)
-    if agg.ranking is not None and not agg.ranking.empty:
-        st.markdown("**Sweep ranking** (best first)")
-        st.dataframe(agg.ranking, hide_index=True, key="compare-group-ranking")
-    if agg.per_member is not None and not agg.per_member.empty:
-        with st.expander("Members"):
-            st.dataframe(agg.per_member, hide_index=True, key="compare-group-members")
+
+
+def _group_link(gid: str, label: str) -> None:
+    try:
+        st.page_link(state.page("group"), label=label, icon=":material/stacks:",
+                     query_params={state.QP_GROUP: gid})
+    except st.errors.StreamlitAPIException:  # page run on its own (no navigation)
+        st.markdown(f"[{label}](/group?group={gid})")
 
 
 state.ensure_state()
@@ -145,6 +148,8 @@ st.dataframe(rows, hide_index=True, key="compare-summary",
                                       "final gap (val-train)", "best val acc")})
 
 st.subheader("Groups")
+for gid in sorted({r.group for r in sel if r.group and data.is_group(root, r.group)}):
+    _group_link(gid, f"Open group {gid}")
 group_keys = ["run group"] + [c for c in diff.columns if c != "run"]
 how = st.selectbox("Group runs by", group_keys, key=state.CMP_GROUP,
                    help="mean and spread across the runs of each group (folds, seeds, "

@@ -18,7 +18,8 @@ if launch_form.CONFIG_ERROR:
 
 prefill = st.session_state.get(state.LAUNCH_PREFILL) or {}
 if prefill:
-    st.info(f"Cloned from a run: edit and launch as **{prefill.get('name', '')}**.")
+    st.info(f"Filled in from {prefill.get('source') or 'a run'}: edit and launch as "
+            f"**{prefill.get('name', '')}**.")
     # a clone replaces what the form held
     for name, v in launch_form.defaults(prefill.get("config")).items():
         st.session_state[state.launch_key(name)] = v
@@ -89,8 +90,8 @@ if submitted:
         if res.ok and res.run_id:
             st.session_state[state.LAUNCH_RESULT] = res.run_id
             st.success(f"Started {res.run_id}")
-            if data.is_group(root, res.run_id):
-                state.go("compare", **{state.QP_GROUP: res.run_id})
+            if data.is_group(root, res.run_id):  # --repeat / --validation kfold: a group
+                state.go("group", **{state.QP_GROUP: res.run_id})
             state.go("run", **{state.QP_RUN: res.run_id})
         else:
             st.error(res.message or f"the trainer exited with status {res.returncode}")

@@ -45,11 +45,10 @@ if info.state == "unreadable":
     st.stop()
 if info.group and data.is_group(root, info.group):
     try:
-        st.page_link(state.page("compare"), label=f"Open its group {info.group}",
-                     icon=":material/stacked_line_chart:",
-                     query_params={state.QP_GROUP: info.group})
+        st.page_link(state.page("group"), label=f"Open its group {info.group}",
+                     icon=":material/stacks:", query_params={state.QP_GROUP: info.group})
     except st.errors.StreamlitAPIException:  # page run on its own (no navigation)
-        st.caption(f"Part of group `{info.group}` (Compare page: `?group={info.group}`).")
+        st.caption(f"Part of group `{info.group}` (Group page: `/group?group={info.group}`).")
 if info.status.get("stop_reason"):
     by = info.status.get("stopped_by") if isinstance(info.status.get("stopped_by"), dict) else {}
     kind = str(by.get("kind", "")).replace("_", " ")

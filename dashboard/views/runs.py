@@ -1,11 +1,14 @@
 """Runs page: every run with its state, progress, key hyperparameters, best val loss and
-current flags; filter, sort, select to open or compare. Reads run.json + status.json only,
-plus (cached by file state) the metrics of the rows on the visible page for their flags."""
+current flags; filter, sort, select to open or compare; run groups as one expandable row
+each. Reads run.json + status.json only (the trainer writes its flags and best val accuracy
+there); only runs without `flags` in status.json (a user's own loop) have their metrics read,
+cached by file state, for the rows on the visible page."""
 import streamlit as st
 
 from dashboard import actions, data, state, tables
 
 PAGE_SIZE = 50
+GROUP_ROWS = 30
 
 state.ensure_state()
 root = data.runs_dir()
@@ -141,20 +144,29 @@ with b2:
 groups = data.list_groups(root)
 if groups:
     st.subheader("Groups")
-    st.caption("k-fold and bootstrap validation, repeated seeds and sweeps: open one to see "
-               "its members side by side and their mean ± sd.")
-    rows = []
-    for g in groups:
-        scores = (g.aggregate.scores if g.aggregate is not None else {}) or {}
-        vl = scores.get("val_loss") or {}
-        rows.append({
-            "open": f"/compare?group={g.id}", "name": g.name or g.id,
-            "state": tables.state_label(g.state), "method": g.method,
-            "validation": g.validation,
-            "members": " · ".join(f"{n} {k.replace('_', ' ')}" for k, n in g.counts.items()),
-            "val loss mean": vl.get("mean"), "val loss sd": vl.get("std"),
-            "id": g.id, "problem": g.problem or ""})
-    st.dataframe(rows, hide_index=True, key="runs-groups", column_config={
-        "open": st.column_config.LinkColumn("open", display_text="open ↗", width="small"),
-        "val loss mean": st.column_config.NumberColumn(format="%.4f"),
-        "val loss sd": st.column_config.NumberColumn(format="%.4f")})
+    st.caption("k-fold and bootstrap validation, repeated seeds and sweeps, one row each: "
+               "expand for the members, open for the mean ± sd curves, the score and a "
+               "sweep's ranking. Read from group.json and the members' status.json only.")
+    for g in groups[:GROUP_ROWS]:
+        row = tables.group_row(g, by_id)
+        label = (f"**{row['name']}** · {row['method']}"
+                 + (f" ({row['validation']})" if row["validation"] else "")
+                 + f" · {row['state']} · {row['members']} · {row['progress']:.0%} done"
+                 + (f" · val loss {row['score']}" if row["score"] else ""))
+        with st.expander(label, expanded=False, icon=":material/stacks:"):
+            st.markdown(f"[Open the group page ↗](/group?group={g.id}) · `{g.id}`"
+                        + (f" · score over {row['n']} member(s)"
+                           + (" so far" if g.state == "running" else "")
+                           if row["score"] else ""))
+            if g.problem:
+                st.warning(f"Group `{g.id}`: {g.problem}")
+            st.dataframe(tables.group_members_frame(g, by_id), hide_index=True,
+                         key=f"runs-group-{g.id}", column_config={
+                             "open": st.column_config.LinkColumn(
+                                 "open", display_text="open ↗", width="small"),
+                             "progress": st.column_config.ProgressColumn(
+                                 "progress", min_value=0.0, max_value=1.0, format="percent"),
+                             "best val loss": st.column_config.NumberColumn(format="%.4f")})
+    if len(groups) > GROUP_ROWS:
+        st.caption(f"{GROUP_ROWS} newest of {len(groups)} groups shown; the Group page lists "
+                   "them all.")

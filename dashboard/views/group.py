@@ -1,0 +1,214 @@
+"""Group page: one run group (k-fold or bootstrap validation, repeated seeds, a sweep) as one
+thing with spread. Each metric as the members' mean with a ±1 sd band and the members as
+thin lines; the members' table (state, best epoch, best val loss, flags); the
+cross-validated score; for sweeps the ranking of settings, a parallel-coordinates plot of
+hyperparameters against the score, and the best setting one click away from Launch.
+
+Numbers come from tracking.aggregate_group(live=True), the same function the group runner
+uses for its record, so the page and the CLI agree; live while members train."""
+import streamlit as st
+
+from dashboard import data, figures, live_chart, state, tables
+
+INTERVALS = {"2 s": 2.0, "5 s": 5.0, "10 s": 10.0, "30 s": 30.0}
+#: metrics drawn, in this order, when the members logged them
+CHART_METRICS = ("val_loss", "val_acc", "val_r2", "train_loss", "train_acc", "train_r2",
+                 "grad_norm", "lr")
+
+state.ensure_state()
+root = data.runs_dir()
+groups = data.list_groups(root)
+st.title("Group")
+if not groups:
+    st.info("No run groups in this runs directory yet. A group is started by "
+            "`--validation kfold:K` or `bootstrap:B`, `--repeat N`, or a sweep:")
+    st.code(f"python -m trainer run --runs-dir {root} --validation kfold:5 --detach\n"
+            f"python -m trainer sweep --runs-dir {root} --grid lr=1e-3,1e-2 --parallel 2 "
+            "--detach", language="bash")
+    st.stop()
+
+by_id = {g.id: g for g in groups}
+wanted = st.query_params.get(state.QP_GROUP)
+if wanted and data.load_group(root, wanted) is None:
+    st.warning(f"There is no run group `{wanted}` in `{root}`; showing the newest group "
+               "instead.")
+    wanted = None
+ids = list(by_id)
+gid = st.sidebar.selectbox("Group", ids, index=ids.index(wanted) if wanted in by_id else 0,
+                           key=f"{state.GROUP_SELECT}-{wanted or ''}",
+                           format_func=lambda g: f"{by_id[g].name} · {g} · "
+                           f"{tables.state_label(by_id[g].state)}")
+if st.query_params.get(state.QP_GROUP) != gid:
+    st.query_params[state.QP_GROUP] = gid
+
+
+def _score_text(sc: dict | None) -> str:
+    if not sc or sc.get("mean") is None:
+        return "—"
+    sd = sc.get("std")
+    return f"{sc['mean']:.4f} ± {0.0 if sd is None else sd:.4f}"
+
+
+def _header(group) -> None:
+    counts = " · ".join(f"{n} {tables.state_label(s)}" for s, n in group.counts.items())
+    st.markdown(f"{tables.state_badge(group.state)} `{group.id}` · **{group.method}**"
+                + (f" · validation {group.validation}" if group.validation else "")
+                + (f" · {group.repeat} seeds" if group.repeat > 1 else "")
+                + (f" · {group.parallel} at a time" if group.parallel > 1 else "")
+                + (f" · members: {counts}" if counts else ""))
+    if group.stop_reason:
+        st.info(f"Stopped: {group.stop_reason}")
+
+
+def _members_table(rows: list[dict]) -> None:
+    frame = [{**r, "flags": tables.flag_badges(r["flags"]),
+              "open": f"/run?run={r['run_id']}" if r["run_id"] else None} for r in rows]
+    used = [c for c in ("fold", "seed", "setting", "params")
+            if any(r.get(c) not in (None, "") for r in rows)]
+    if "seed" in used and len({r.get("seed") for r in rows}) == 1:
+        used.remove("seed")
+    st.dataframe(frame, hide_index=True, key="group-members",
+                 column_order=["open", "member", "name", "state", *used, "progress", "epoch",
+                               "best epoch", "best val loss", "best val acc", "flags",
+                               "error", "run_id"],
+                 column_config={
+                     "open": st.column_config.LinkColumn("open", display_text="open ↗",
+                                                         width="small"),
+                     "progress": st.column_config.ProgressColumn(
+                         "progress", min_value=0.0, max_value=1.0, format="percent"),
+                     "best val loss": st.column_config.NumberColumn(format="%.4f"),
+                     "best val acc": st.column_config.NumberColumn(format="%.4f"),
+                     "flags": st.column_config.TextColumn(
+                         "flags", help="current findings; ‼ critical, ! warning")})
+
+
+def _body(group, live: bool) -> None:
+    """Everything that changes while members train (redrawn by the fragment's ticks)."""
+    agg = group.aggregate
+    rows = data.member_rows(root, group)
+    _header(group)
+    if group.problem:
+        st.error(f"This group's record cannot be read: {group.problem}")
+    done = sum(1 for r in rows if r["state"] not in ("pending", "running"))
+    epochs_done = sum(r["progress"] or 0.0 for r in rows)
+    st.progress(min(1.0, epochs_done / max(1, len(rows))),
+                text=f"{done} of {len(rows)} members finished")
+
+    scores = agg.scores if agg is not None else {}
+    st.subheader("Cross-validated score" if group.method in ("kfold", "bootstrap")
+                 else "Score over the members")
+    cols = st.columns(3)
+    cols[0].metric("best val loss, mean ± sd", _score_text(scores.get("val_loss")),
+                   help="each counted member's lowest validation loss; population sd")
+    acc_key = "val_acc" if "val_acc" in scores else ("val_r2" if "val_r2" in scores else None)
+    cols[1].metric(f"{acc_key or 'val_acc'} at the best epoch, mean ± sd",
+                   _score_text(scores.get(acc_key) if acc_key else None))
+    n = (scores.get("val_loss") or {}).get("n") or 0
+    cols[2].metric("members counted", f"{n} of {len(group.members)}",
+                   help="completed, early-stopped and stopped members"
+                   + (" and, while the group runs, running ones" if live else "")
+                   + "; failed and crashed members are listed, not counted")
+
+    histories = data.member_histories(root, group, live=live)
+    names = {r["run_id"]: (f"fold {r['fold']}" if r["fold"] is not None else r["name"])
+             for r in rows if r["run_id"]}
+    curves = agg.curves if agg is not None else None
+    available = [m for m in CHART_METRICS
+                 if curves is not None and f"{m}_mean" in curves.columns]
+    if not available:
+        st.info("No member has finished an epoch yet.")
+    else:
+        log_y = st.session_state.get(state.GROUP_LOG, False)
+        grid = st.columns(2)
+        for i, metric in enumerate(available):
+            with grid[i % 2]:
+                fig = figures.group_metric_figure(
+                    curves, metric, {names.get(rid, rid): h for rid, h in histories.items()},
+                    label=f"mean of {int(curves['n'].max()) if 'n' in curves else ''}",
+                    log_y=log_y and metric != "val_acc" and not metric.endswith("r2"),
+                    uirevision=f"{group.id}-{metric}")
+                live_chart.chart(fig, key=f"group-chart-{metric}", live=live)
+
+    st.subheader("Members")
+    _members_table(rows)
+    failed = [r for r in rows if r["state"] in ("failed", "crashed") and r["error"]]
+    for r in failed:
+        st.error(f"Member {r['member']} ({r['name']}) {r['state']}: {r['error']}")
+
+    if group.method == "sweep" and agg is not None and not agg.ranking.empty:
+        st.subheader("Ranking of the settings")
+        st.caption("by mean best validation loss over each setting's members (best first)")
+        rank = agg.ranking.copy()
+        rank["params"] = [", ".join(f"{k}={v}" for k, v in (p or {}).items())
+                          for p in rank["params"]]
+        rank["members"] = [len(m) if isinstance(m, (list, tuple)) else m
+                           for m in rank["members"]]
+        st.dataframe(rank, hide_index=True, key="group-ranking",
+                     column_config={c: st.column_config.NumberColumn(format="%.4f")
+                                    for c in rank.columns if c.endswith(("_mean", "_std"))})
+        if "val_loss_mean" in agg.ranking.columns and \
+                agg.ranking["val_loss_mean"].notna().any():
+            st.plotly_chart(figures.parallel_coordinates_figure(agg.ranking),
+                            key="group-chart-parallel", theme=None)
+
+
+group = data.load_group(root, gid)
+if group is None:
+    st.error(f"Group `{gid}` cannot be read.")
+    st.stop()
+st.header(group.name or group.id)
+running = group.state == "running"
+live = False
+if running:
+    c1, c2, c3, _ = st.columns([1, 1, 1, 3])
+    with c1:
+        live = st.toggle("Live", value=True, key=state.GROUP_LIVE,
+                         help="redraw while members train")
+    with c2:
+        label = st.selectbox("Every", list(INTERVALS), index=1, key=state.GROUP_INTERVAL,
+                             disabled=not live)
+    with c3:
+        st.toggle("Log y", key=state.GROUP_LOG)
+    interval = INTERVALS[label]
+else:
+    st.toggle("Log y", key=state.GROUP_LOG)
+    interval = None
+
+
+@st.fragment(run_every=interval if running and live else None)
+def _live() -> None:
+    g = data.load_group(root, gid) if running else group
+    if g is None:
+        return
+    _body(g, live=running and live)
+    if running and g.state != "running":  # the group just ended: one full redraw
+        st.rerun()
+
+
+_live()
+
+# actions outside the fragment: they switch pages
+a1, a2, _ = st.columns([1.4, 1.4, 3])
+with a1:
+    if group.run_ids and st.button("Compare the members", key=state.GROUP_COMPARE,
+                                   disabled=len(group.run_ids) < 2):
+        state.go("compare", **{state.QP_RUNS: ",".join(group.run_ids[:20]),
+                               state.QP_GROUP: group.id})
+best = None
+if group.method == "sweep" and group.aggregate is not None and not group.aggregate.ranking.empty:
+    top = group.aggregate.ranking.iloc[0]
+    if top.get("val_loss_mean") is not None and top.get("val_loss_mean") == \
+            top.get("val_loss_mean"):
+        best = dict(top["params"] or {})
+with a2:
+    if best is not None:
+        text = ", ".join(f"{k}={v}" for k, v in best.items())
+        if st.button(f"Launch the best setting ({text})", key=state.GROUP_LAUNCH_BEST,
+                     type="primary", help="opens Launch with the sweep's base configuration "
+                     "and the best setting filled in"):
+            cfg = {**dict(group.base_config), **best}
+            cfg.pop("threads", None)
+            st.session_state[state.LAUNCH_PREFILL] = {
+                "config": cfg, "name": f"{group.name or 'sweep'}-best",
+                "source": f"the best setting of sweep {group.id}"}
+            state.go("launch")
