@@ -5,7 +5,8 @@
   NaN, a regression run (r2 instead of accuracy), a run that is still running (this process
   writes it, heartbeat on), and an unreadable folder (broken run.json);
 - real short trainings through the trainer's CLI: an overfitting run with early stopping on
-  (digits, 300 samples, 10% label noise, 512x512) and a short healthy run.
+  (digits, 300 samples, 10% label noise, 512x512), a short healthy run, a 3-fold
+  cross-validation group and a 2-setting sweep (--parallel 2).
 
 `fixture_runs()` builds them once per test process and returns a `Fixtures` record.
 """
@@ -175,21 +176,28 @@ def make_writer_runs(root: Path, fx: Fixtures) -> None:
     (bad / "run.json").write_text("{not json")
 
 
-def make_real_runs(root: Path, fx: Fixtures, timeout: float = 180) -> None:
-    """Two real trainings at once (detached): an overfitting run with early stopping and a
-    short healthy one; returns when both have finished."""
+#: the group fixtures: a real 3-fold cross-validation and a 2x1 sweep run two at a time
+KFOLD_ARGS = ("run", "--name", "real-folds", "--validation", "kfold:3", "--epochs", "4",
+              "--hidden", "16", *THREADS)
+SWEEP_ARGS = ("sweep", "--name", "real-sweep", "--grid", "lr=1e-3,1e-2", "--epochs", "4",
+              "--hidden", "16", "--parallel", "2", *THREADS)
+
+
+def make_real_runs(root: Path, fx: Fixtures, timeout: float = 240) -> None:
+    """Real trainings started at once (detached): an overfitting run with early stopping, a
+    short healthy one, a 3-fold cross-validation group and a 2-setting sweep; returns when
+    all have finished. One torch thread each (a 2-core machine must not thrash)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = {role: subprocess.Popen([sys.executable, "-m", "trainer", "run", "--detach",
-                                     "--runs-dir", str(root), *THREADS, *args], cwd=ROOT,
-                                    env=env,
+    jobs = {"real_overfit": ("run", "--name", "real-overfit", *THREADS, *OVERFIT_ARGS),
+            "real_healthy": ("run", "--name", "real-healthy", "--epochs", "6", "--seed", "1",
+                             "--log-every-steps", "5", *THREADS),
+            "real_group": KFOLD_ARGS,
+            "real_sweep": SWEEP_ARGS}
+    procs = {role: subprocess.Popen([sys.executable, "-m", "trainer", args[0], "--detach",
+                                     "--runs-dir", str(root), *args[1:]], cwd=ROOT, env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                     stdin=subprocess.DEVNULL)
-             for role, args in (("real_overfit", ("--name", "real-overfit", *OVERFIT_ARGS)),
-                                ("real_healthy", ("--name", "real-healthy", "--epochs", "6",
-                                                  "--seed", "1", "--log-every-steps", "5")),
-                                ("real_group", ("--name", "real-folds", "--validation",
-                                                "kfold:2", "--epochs", "3", "--hidden", "16",
-                                                "--parallel", "2")))}
+             for role, args in jobs.items()}
     for role, p in procs.items():
         out, err = p.communicate(timeout=timeout)
         fx.ids[role] = started_id(subprocess.CompletedProcess(p.args, p.returncode, out, err))
@@ -197,9 +205,10 @@ def make_real_runs(root: Path, fx: Fixtures, timeout: float = 180) -> None:
         path = root / fx.ids[role]
         wait_for(lambda: tracking.read_run(path).state not in ("running",), timeout=timeout,
                  every=0.2, what=f"the {role} training to finish")
-    gpath = root / fx.ids["real_group"]
-    wait_for(lambda: tracking.read_group(gpath, curves=False).state not in ("running",),
-             timeout=timeout, every=0.2, what="the k-fold group to finish")
+    for role in ("real_group", "real_sweep"):
+        gpath = root / fx.ids[role]
+        wait_for(lambda: tracking.read_group(gpath, curves=False).state not in ("running",),
+                 timeout=timeout, every=0.2, what=f"the {role} group to finish")
 
 
 _CACHE: dict[str, Fixtures] = {}

@@ -255,10 +255,10 @@ def test_launch_form_prefill_from_a_run_config():
 
 
 def test_layers_follower_matches_read_layers_and_reads_only_appended(tmp_path):
-    from dashboard.data import LayersFollower
     import tracking
+    from tracking import LayersReader
     run = tracking.Run.create(tmp_path, name="layers", config={}, epochs=5, heartbeat_seconds=0)
-    f = LayersFollower(run.path)
+    f = LayersReader(run.path)
     assert f.read().empty
     for e in (1, 2):
         run.log_epoch(epoch=e, train_loss=1.0, layers={"w": 0.5 * e, "b": math.nan})
@@ -308,10 +308,10 @@ def test_run_thresholds_built_like_the_trainer():
 
 
 def test_steps_follower_and_a_100k_step_figure(tmp_path):
-    from dashboard.data import StepsFollower
     import tracking
+    from tracking import StepsReader
     run = tracking.Run.create(tmp_path, name="steps", config={}, epochs=2, heartbeat_seconds=0)
-    f = StepsFollower(run.path)
+    f = StepsReader(run.path)
     assert f.read().empty
     for k in range(1, 4):
         run.log_step(k * 10, loss=1.0 / k, grad_norm=0.5, lr=1e-3)
@@ -327,3 +327,57 @@ def test_steps_follower_and_a_100k_step_figure(tmp_path):
     assert all(isinstance(t, go.Scattergl) for t in fig.data)
     assert all(len(t.x) <= figures.MAX_POINTS + 2 for t in fig.data)
     assert fig.layout.yaxis2.type == "log"
+
+
+def test_group_metric_figure_draws_members_thin_and_mean_with_band():
+    curves = pd.DataFrame({"epoch": [1, 2, 3], "n": [2, 2, 1],
+                           "val_loss_mean": [1.0, 0.8, 0.7], "val_loss_std": [0.1, 0.05, 0.0]})
+    members = {"fold 1": pd.DataFrame({"epoch": [1, 2, 3], "val_loss": [0.9, 0.75, 0.7]}),
+               "fold 2": pd.DataFrame({"epoch": [1, 2], "val_loss": [1.1, 0.85]}),
+               "no metric": pd.DataFrame({"epoch": [1], "train_loss": [1.0]})}
+    fig = figures.group_metric_figure(curves, "val_loss", members, label="mean of 2")
+    thin = [t for t in fig.data if t.legendgroup == "members"]
+    band = [t for t in fig.data if t.fill == "toself"]
+    mean = [t for t in fig.data if t.name == "mean of 2"]
+    assert [t.name for t in thin] == ["fold 1", "fold 2"]
+    assert all(t.line.width == 1 for t in thin) and mean[0].line.width == 3
+    assert list(mean[0].y) == [1.0, 0.8, 0.7] and list(mean[0].customdata) == [2, 2, 1]
+    assert list(band[0].y) == pytest.approx([1.1, 0.85, 0.7, 0.7, 0.75, 0.9])
+    assert fig.data.index(band[0]) < fig.data.index(mean[0])  # band under the mean line
+
+
+def test_parallel_coordinates_axes_per_hyperparameter_and_score():
+    ranking = pd.DataFrame({"rank": [1, 2, 3], "setting": [1, 0, 2],
+                            "params": [{"lr": "1e-2", "optimizer": "sgd"},
+                                       {"lr": "1e-3", "optimizer": "adam"},
+                                       {"lr": "1e-1", "optimizer": "adam"}],
+                            "val_loss_mean": [0.2, 0.5, np.nan]})
+    fig = figures.parallel_coordinates_figure(ranking)
+    pc = fig.data[0]
+    assert isinstance(pc, go.Parcoords)
+    labels = [d.label for d in pc.dimensions]
+    assert labels == ["log10 lr", "optimizer", "val_loss (mean)"]
+    assert list(pc.dimensions[0].values) == pytest.approx([-2, -3, -1])
+    assert list(pc.dimensions[1].ticktext) == ["adam", "sgd"]
+    assert pc.line.reversescale  # lower loss = the strong end of the colour scale
+
+
+def test_runs_summary_uses_status_flags_and_falls_back_to_metrics(tmp_path):
+    import tracking
+    from dashboard import data
+    run = tracking.Run.create(tmp_path, name="own-loop", config={}, epochs=3,
+                              heartbeat_seconds=0)
+    for e in (1, 2, 3):
+        run.log_epoch(epoch=e, train_loss=1.0 / e, val_loss=1.0 / e, val_acc=0.3 * e)
+    run.finish("completed")
+    info = tracking.read_run(run.path)
+    assert "flags" not in info.status
+    s = data.run_summary(info)
+    assert s["source"] == "metrics" and s["best_val_acc"] == pytest.approx(0.9)
+    status = {**info.status, "flags": [{"kind": "overfitting", "severity": "warning",
+                                        "start_epoch": 2, "end_epoch": None}],
+              "best_val_acc": 0.75}
+    import dataclasses
+    s = data.run_summary(dataclasses.replace(info, status=status))
+    assert s == {"flags": (("overfitting", "warning"),), "best_val_acc": 0.75,
+                 "source": "status"}

@@ -59,6 +59,14 @@ def arr(v) -> np.ndarray:
     return np.array([np.nan if x is None else x for x in v], dtype=float)
 
 
+def frame_with(at: AppTest, *columns: str):
+    """The first st.dataframe whose frame has all these columns (AppTest keeps no keys)."""
+    for el in at.dataframe:
+        if set(columns) <= set(el.value.columns):
+            return el.value
+    raise AssertionError(f"no dataframe with columns {columns}")
+
+
 def shape_names(spec: dict) -> set:
     return {s.get("name") for s in spec["layout"].get("shapes", [])}
 
@@ -74,7 +82,7 @@ def test_app_entry_runs_the_runs_page_listing_every_run_with_its_state(runs_env)
                 "running": "running", "real_overfit": "early stopped",
                 "real_healthy": "completed", "regression": "completed"}
     group_members = set(dfx.tracking.read_group(fx.root / fx.ids["real_group"]).run_ids)
-    assert len(group_members) == 2 and group_members <= set(table.index)
+    assert len(group_members) == 3 and group_members <= set(table.index)
     for role, state in expected.items():
         assert state in table.loc[fx.ids[role], "state"], role
     assert "unreadable" in table.loc[fx.broken, "state"]
@@ -256,16 +264,114 @@ def test_compare_needs_two_runs(runs_env):
     assert "at least two runs" in texts(at.error)
 
 
-def test_runs_lists_groups_and_compare_opens_a_group(runs_env):
-    gid = runs_env.ids["real_group"]
+def test_runs_lists_each_group_as_one_expandable_row(runs_env):
+    gid, sid = runs_env.ids["real_group"], runs_env.ids["real_sweep"]
     at = page("runs").run()
-    groups = at.dataframe[1].value
-    row = groups.set_index("id").loc[gid]
-    assert row["method"] == "kfold" and "2 completed" in row["members"]
-    assert row["open"] == f"/compare?group={gid}"
+    assert not at.exception
+    labels = [e.label for e in at.expander]
+    folds = next(lb for lb in labels if "real-folds" in lb)
+    assert "kfold (kfold:3)" in folds and "3 ✓ completed" in folds and "100% done" in folds
+    group = dfx.tracking.read_group(runs_env.root / gid)
+    vl = group.aggregate.scores["val_loss"]
+    assert f"val loss {vl['mean']:.4f} ± {vl['std']:.4f}" in folds
+    sweep = next(lb for lb in labels if "real-sweep" in lb)
+    assert "sweep" in sweep and "2 ✓ completed" in sweep
+    exp = next(e for e in at.expander if "real-folds" in e.label)
+    members = exp.dataframe[0].value
+    assert sorted(members["run id"]) == sorted(group.run_ids)
+    assert list(members["open"]) == [f"/run?run={rid}" for rid in members["run id"]]
+    assert f"/group?group={gid}" in texts(exp.markdown)
+    assert sid in texts(next(e for e in at.expander if "real-sweep" in e.label).markdown)
+
+
+def _member_best(root, group) -> tuple[list[float], list[float]]:
+    """Each member's lowest val loss and its val accuracy there, from its own files."""
+    losses, accs = [], []
+    for rid in group.run_ids:
+        h = dfx.tracking.read_history(root / rid)
+        i = h["val_loss"].idxmin()
+        losses.append(float(h.loc[i, "val_loss"]))
+        accs.append(float(h.loc[i, "val_acc"]))
+    return losses, accs
+
+
+def test_group_page_kfold_mean_band_members_and_cross_validated_score(runs_env):
+    gid = runs_env.ids["real_group"]
+    at = page("group", group=gid).run()
+    assert not at.exception
+    group = dfx.tracking.read_group(runs_env.root / gid)
+    assert at.header[0].value == "real-folds"
+    losses, accs = _member_best(runs_env.root, group)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["best val loss, mean ± sd"] == \
+        f"{np.mean(losses):.4f} ± {np.std(losses):.4f}"
+    assert metrics["val_acc at the best epoch, mean ± sd"] == \
+        f"{np.mean(accs):.4f} ± {np.std(accs):.4f}"
+    assert metrics["members counted"] == "3 of 3"
+    assert "Cross-validated score" in [s.value for s in at.subheader]
+    spec = chart(at, "group-chart-val_loss")
+    thin = [t for t in spec["data"] if t.get("legendgroup") == "members"]
+    assert sorted(t["name"] for t in thin) == ["fold 1", "fold 2", "fold 3"]
+    band = next(t for t in spec["data"] if t.get("fill") == "toself")
+    mean = next(t for t in spec["data"] if str(t.get("name", "")).startswith("mean"))
+    hists = [dfx.tracking.read_history(runs_env.root / rid) for rid in group.run_ids]
+    expect = np.mean([h["val_loss"].to_numpy() for h in hists], axis=0)
+    sd = np.std([h["val_loss"].to_numpy() for h in hists], axis=0)
+    assert arr(mean["y"]) == pytest.approx(expect, rel=1e-6)
+    assert arr(band["y"])[:4] == pytest.approx(expect + sd, rel=1e-6)
+    for metric in ("train_loss", "val_acc", "train_acc"):
+        chart(at, f"group-chart-{metric}")
+    table = frame_with(at, "member", "best epoch")
+    assert list(table["fold"]) == [1, 2, 3] and set(table["state"]) == {"completed"}
+    assert sorted(table["best val loss"]) == pytest.approx(sorted(losses))
+    assert "flags" in table.columns and list(table["best epoch"]) == \
+        [dfx.tracking.read_run(runs_env.root / rid).best_epoch for rid in table["run_id"]]
+    at.button(key="group-compare").click().run()
+    assert at.query_params["group"] == gid
+    assert sorted(at.query_params["runs"].split(",")) == sorted(group.run_ids)
+
+
+def test_group_page_sweep_ranking_parallel_coordinates_and_launch_best(runs_env):
+    sid = runs_env.ids["real_sweep"]
+    at = page("group", group=sid).run()
+    assert not at.exception
+    group = dfx.tracking.read_group(runs_env.root / sid)
+    assert group.method == "sweep" and len(group.run_ids) == 2
+    ranking = frame_with(at, "rank", "val_loss_mean")
+    best = {}
+    for m in group.members:
+        best[m.params["lr"]] = dfx.tracking.read_run(runs_env.root / m.run_id).best_val_loss
+    order = sorted(best, key=best.get)
+    assert list(ranking["params"]) == [f"lr={lr}" for lr in order]
+    assert list(ranking["rank"]) == [1, 2]
+    assert list(ranking["val_loss_mean"]) == pytest.approx([best[lr] for lr in order])
+    pc = chart(at, "group-chart-parallel")["data"][0]
+    assert pc["type"] == "parcoords"
+    assert [d["label"] for d in pc["dimensions"]] == ["log10 lr", "val_loss (mean)"]
+    at.button(key="group-launch-best").click().run()
+    assert not at.exception
+    prefill = at.session_state["launch-prefill"]
+    assert prefill["config"]["lr"] == order[0] and prefill["config"]["hidden"] == [16]
+    launch = page("launch")
+    launch.session_state["launch-prefill"] = prefill
+    launch.run()
+    assert not launch.exception
+    assert float(launch.session_state["launch-lr"]) == float(order[0])
+    assert launch.session_state["launch-hidden"] == "16"
+    assert "the best setting of sweep" in texts(launch.info)
+
+
+def test_group_page_unknown_group_warns_and_shows_the_newest(runs_env):
+    at = page("group", group="../x").run()
+    assert not at.exception
+    assert "There is no run group" in texts(at.warning)
+
+
+def test_compare_opens_a_group_as_its_members_and_mean(runs_env):
+    gid = runs_env.ids["real_group"]
     cmp_ = page("compare", group=gid).run()
     assert not cmp_.exception
-    assert f"Group real-folds" in [s.value for s in cmp_.subheader]
+    assert "Group real-folds" in [s.value for s in cmp_.subheader]
     members = list(dfx.tracking.read_group(runs_env.root / gid).run_ids)
     assert sorted(cmp_.multiselect(key="compare-runs").value) == sorted(members)
     labels = [m.label for m in cmp_.metric]
