@@ -142,6 +142,30 @@ def test_compare_two_runs_from_the_runs_page(server, fx, page):
     shot(page, "compare")
 
 
+def test_group_page_draws_the_mean_with_its_band_and_the_members(server, fx, page):
+    from playwright.sync_api import expect
+    gid = fx.ids["real_group"]
+    open_page(page, f"{server}/group?group={gid}")
+    expect(page.get_by_role("heading", name="real-folds")).to_be_visible()
+    chart = page.locator(".st-key-group-chart-val_loss")
+    expect(chart.locator(".main-svg").first).to_be_visible()
+    # three thin members, the ±1 sd band (a filled path) and the mean line
+    expect(chart.locator(".scatterlayer .trace")).to_have_count(5)
+    expect(chart.locator(".scatterlayer .trace path.js-fill").first).to_be_visible()
+    expect(chart.locator(".legendtext", has_text="±1 sd")).to_be_visible()
+    expect(chart.locator(".legendtext", has_text="mean of 3")).to_be_visible()
+    expect(page.get_by_text("Cross-validated score")).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+    shot(page, "group")
+    # the sweep: ranking and the parallel-coordinates plot
+    open_page(page, f"{server}/group?group={fx.ids['real_sweep']}")
+    pc = page.locator(".st-key-group-chart-parallel")
+    expect(pc.locator(".main-svg").first).to_be_visible()
+    expect(pc.locator(".parcoords")).to_have_count(1)
+    expect(page.get_by_role("button", name="Launch the best setting")).to_be_visible()
+    shot(page, "group-sweep")
+
+
 def test_live_run_shows_new_epochs_without_a_reload_and_keeps_zoom(server, fx, page):
     from playwright.sync_api import expect
     rid = dfx.started_id(dfx.trainer("run", "--detach", "--runs-dir", str(fx.root),

@@ -125,7 +125,7 @@ def _body(group, live: bool) -> None:
                 fig = figures.group_metric_figure(
                     curves, metric, {names.get(rid, rid): h for rid, h in histories.items()},
                     label=f"mean of {int(curves['n'].max()) if 'n' in curves else ''}",
-                    log_y=log_y and metric != "val_acc" and not metric.endswith("r2"),
+                    log_y=metric == "lr" or (log_y and not metric.endswith(("acc", "r2"))),
                     uirevision=f"{group.id}-{metric}")
                 live_chart.chart(fig, key=f"group-chart-{metric}", live=live)
 
