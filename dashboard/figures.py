@@ -529,7 +529,7 @@ def parallel_coordinates_figure(ranking: pd.DataFrame, score: str = "val_loss_me
                                 ) -> go.Figure:
     """A sweep's settings as lines across one axis per hyperparameter and a last axis for the
     validation score (coloured by it, lower val loss = darker). Numeric parameters spanning
-    more than a decade are drawn on a log10 axis; text parameters get one tick per value."""
+    a decade or more are drawn on a log10 axis; text parameters get one tick per value."""
     _require(ranking, "params")
     _require(ranking, score)
     params = [p if isinstance(p, Mapping) else {} for p in ranking["params"]]
@@ -542,7 +542,7 @@ def parallel_coordinates_figure(ranking: pd.DataFrame, score: str = "val_loss_me
         nums = [_as_number(v) for v in raw]
         if all(x is not None for x in nums):
             vals = np.array(nums, dtype=float)
-            if (vals > 0).all() and vals.max() / vals.min() > 10:
+            if (vals > 0).all() and vals.max() / vals.min() >= 10:
                 dims.append(dict(label=f"log10 {k}", values=np.log10(vals),
                                  tickvals=np.log10(sorted(set(vals))),
                                  ticktext=[str(v) for v in sorted(set(vals))]))
