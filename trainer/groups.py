@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from tracking.groups import AGGREGATE_STATES, MEMBER_NOT_STARTED
 from tracking.paths import check_name, is_run_id
 
 from .config import ConfigError, TrainConfig, to_args, validate
+from .launch import SigtermStop
 from .sweep import describe
 from .validation import parse_validation
 
@@ -184,18 +183,6 @@ class _Live:
     stop_sent: bool = False
 
 
-class _Signals:
-    """SIGTERM asks the group to stop, like its STOP file."""
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._on)
-
-    def _on(self, signum: int, frame: Any) -> None:
-        self.reason = "stopped by SIGTERM"
-
-
 def _start(writer: GroupWriter, index: int) -> _Live:
     m = writer.record["members"][index]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -259,7 +246,7 @@ def run_group(writer: GroupWriter, *, echo: Callable[[str], None] = print) -> st
     parallel = max(1, int(rec.get("parallel") or 1))
     pending = deque(i for i, m in enumerate(members) if m["state"] == "pending")
     live: dict[int, _Live] = {}
-    signals = _Signals()
+    signals = SigtermStop()
     stop_reason: str | None = None
     done = total - len(pending)
     while pending or live:

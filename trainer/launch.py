@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 LOCK = ".lock"
 
@@ -60,3 +62,15 @@ def lock_run(run_dir: Path) -> IO[bytes]:
         raise RunLocked(f"run {Path(run_dir).name} is being trained by another process") \
             from None
     return f
+
+
+class SigtermStop:
+    """Set by SIGTERM, so `kill` asks for the same graceful stop as a STOP file."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.reason = "stopped by SIGTERM"

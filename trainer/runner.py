@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
@@ -19,6 +17,7 @@ from tracking.writer import error_tail
 
 from .config import ConfigError, TrainConfig, build_thresholds
 from .data import load_dataset
+from .launch import SigtermStop
 from .loop import Trainer, pick_device
 from .models import model_summary
 
@@ -55,18 +54,6 @@ def describe(trainer: Trainer) -> tuple[dict[str, Any], dict[str, Any]]:
                             "val": trainer.data.val.index.tolist()}}
     model = {**model_summary(trainer.model, trainer.cfg), "device": str(trainer.device)}
     return data, model
-
-
-class _StopFlag:
-    """Set by SIGTERM, so `kill` asks for the same graceful stop as the STOP file."""
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        self.reason = "stopped by SIGTERM"
 
 
 class _EpochWriter:
@@ -179,7 +166,7 @@ def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
     rebuild the weights) and are not logged twice. Never raises for a failure inside
     training: it is recorded as state `failed`."""
     cfg = trainer.cfg
-    stop_flag = _StopFlag()
+    stop_flag = SigtermStop()
     rule = early_stop_rule(cfg)
     history: list[dict[str, Any]] = _history_records(run)
     flags = _Flags(cfg)
@@ -230,7 +217,7 @@ def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
 
 
 def _verdict(run: Run, record: dict[str, Any], rule: Any, history: list[dict[str, Any]],
-             stop_flag: _StopFlag, replay: bool) -> tuple[str, dict[str, Any]]:
+             stop_flag: SigtermStop, replay: bool) -> tuple[str, dict[str, Any]]:
     """The state the run is in after this epoch: completed (go on), failed, early_stopped or
     stopped, with the reason."""
     epoch = record["epoch"]
