@@ -70,6 +70,7 @@ def _dead(pid: int) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_kill_9_at_20_random_moments_loses_no_complete_epoch(runs_dir):
     """Checkpoints every epoch (interval 0), so kills land in checkpoint writes too."""
     rng = random.Random(20261125)
@@ -101,6 +102,7 @@ def test_kill_9_at_20_random_moments_loses_no_complete_epoch(runs_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("syscall, points", [("rename", range(1, 11)),
                                              ("write", range(3, 60, 6))])
 def test_kill_at_exact_syscalls_then_resume_gives_contiguous_epochs(syscall, points, tmp_path):
@@ -183,6 +185,7 @@ def test_full_disk_fails_the_run_cleanly_and_keeps_every_line(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_eight_writers_and_a_reader_every_100ms_never_see_a_torn_or_missing_epoch(runs_dir):
     env = _env(CURVEWATCH_RUNS=str(runs_dir))
     procs = [subprocess.Popen(trainer_cmd("run", "--epochs", "60", "--name", f"w{i}",
