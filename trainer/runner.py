@@ -7,7 +7,6 @@ import math
 import os
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
 import torch
@@ -56,31 +55,6 @@ def describe(trainer: Trainer) -> tuple[dict[str, Any], dict[str, Any]]:
     return data, model
 
 
-class _EpochWriter:
-    """Writes each finished epoch on one background thread, in order (checkpoints before the
-    metrics line), so training goes on while the files are written. At most one epoch is in
-    flight; a write error surfaces on the training thread at the next epoch or at the end."""
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="epoch-writer")
-        self._pending: Future | None = None
-
-    def submit(self, jobs: list[Callable[[], None]]) -> None:
-        self.wait()
-        self._pending = self._pool.submit(lambda: [job() for job in jobs])
-
-    def wait(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()
-
-    def close(self) -> None:
-        try:
-            self.wait()
-        finally:
-            self._pool.shutdown(wait=True)
-
-
 #: last.pt is refreshed at most this often (and always at the end of a run), so that
 #: checkpointing costs well under 1% of training however short an epoch is. After kill -9,
 #: resume replays the epochs trained since (at most this many seconds), without re-logging them.
@@ -117,18 +91,14 @@ class _Checkpoints:
     def due(self, force: bool) -> bool:
         return force or time.monotonic() - self.last_write >= self.every
 
-    def job(self, epoch: int, record: dict[str, Any], best_val_loss: float | None
-            ) -> Callable[[], None]:
-        """Snapshot now; the returned job writes best.pt (if changed) then last.pt."""
-        best, self.best = self.best, None
-        last = self.trainer.state(epoch, record, best_val_loss)
+    def write(self, epoch: int, record: dict[str, Any], best_val_loss: float | None) -> None:
+        """Write best.pt (if it changed since the last write), then last.pt."""
+        if self.best is not None:
+            save_checkpoint(self.run_dir, BEST, self.best, durable=False)
+            self.best = None
+        save_checkpoint(self.run_dir, LAST, self.trainer.state(epoch, record, best_val_loss),
+                        durable=False)
         self.last_write = time.monotonic()
-
-        def write() -> None:
-            if best is not None:
-                save_checkpoint(self.run_dir, BEST, best, durable=False)
-            save_checkpoint(self.run_dir, LAST, last, durable=False)
-        return write
 
 
 class _Flags:
@@ -142,19 +112,15 @@ class _Flags:
     def due(self, final: bool) -> bool:
         return final or time.monotonic() - self.last >= FLAGS_SECONDS
 
-    def job(self, run: Run, history: list[dict[str, Any]]) -> Callable[[], None]:
+    def write(self, run: Run, history: list[dict[str, Any]]) -> None:
+        import pandas as pd
+        from diagnosis import diagnose
+
         self.last = time.monotonic()
-        rows = list(history)  # the training thread keeps appending to `history`
-
-        def write() -> None:
-            import pandas as pd
-            from diagnosis import diagnose
-
-            found = diagnose(pd.DataFrame.from_records(rows), self.thresholds)
-            run.update_status(flags=[{"kind": f.kind, "severity": f.severity,
-                                      "start_epoch": f.start_epoch, "end_epoch": f.end_epoch}
-                                     for f in found])
-        return write
+        found = diagnose(pd.DataFrame.from_records(history), self.thresholds)
+        run.update_status(flags=[{"kind": f.kind, "severity": f.severity,
+                                  "start_epoch": f.start_epoch, "end_epoch": f.end_epoch}
+                                 for f in found])
 
 
 def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
@@ -170,7 +136,6 @@ def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
     rule = early_stop_rule(cfg)
     history: list[dict[str, Any]] = _history_records(run)
     flags = _Flags(cfg)
-    writer = _EpochWriter()
     ckpts = _Checkpoints(trainer, run.path, checkpoint_interval()
                          if checkpoint_seconds is None else checkpoint_seconds)
     bar = None if quiet else _progress(cfg, start_epoch, progress)
@@ -185,22 +150,19 @@ def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
                 ckpts.note_best(epoch, record, vl)
             state, kwargs = _verdict(run, record, rule, history, stop_flag, replay)
             final = state != "completed" or epoch == cfg.epochs
-            jobs = [ckpts.job(epoch, record, best_val_loss)] if ckpts.due(final) else []
+            if ckpts.due(final):  # checkpoints before the metrics line: see docs/run-format.md
+                ckpts.write(epoch, record, best_val_loss)
             if not replay:
-                jobs.append(lambda r=record, lay=layers: run.log_epoch(layers=lay, **r))
+                run.log_epoch(layers=layers, **record)
                 if flags.due(final):
-                    jobs.append(flags.job(run, history))
+                    flags.write(run, history)
                 if not quiet:
                     _report(bar, record, cfg)
-            writer.submit(jobs)
             if state != "completed":
                 break
-        writer.close()
     except KeyboardInterrupt:
-        _quiet_close(writer)
         state, kwargs = "stopped", {"stop_reason": "interrupted (Ctrl-C)"}
     except Exception as exc:  # the run's failure is data: record it, don't hang as "running"
-        _quiet_close(writer)
         state, kwargs = "failed", {"error": error_tail(exc)}
     finally:
         if bar is not None:
@@ -236,13 +198,6 @@ def _verdict(run: Run, record: dict[str, Any], rule: Any, history: list[dict[str
     if not replay and (run.stop_requested() or stop_flag.reason):
         return "stopped", {"stop_reason": stop_flag.reason or "stop requested (STOP file)"}
     return "completed", {}
-
-
-def _quiet_close(writer: _EpochWriter) -> None:
-    try:
-        writer.close()
-    except Exception:
-        pass
 
 
 def _history_records(run: Run) -> list[dict[str, Any]]:
