@@ -338,6 +338,20 @@ def test_resume_refuses_a_completed_run_without_more_epochs(runs_dir):
     assert read_run(run).config["epochs"] == 5
 
 
+def test_a_run_killed_after_its_last_epoch_is_finished_by_resume(runs_dir):
+    """Killed after the last metrics line but before the final state was recorded."""
+    import json as _json
+    assert run_trainer("run", *FAST, runs_dir=runs_dir).returncode == 0
+    run = only_run(runs_dir)
+    status = _json.loads((run / "status.json").read_text())
+    status.update(state="running", pid=None, updated_at=0)  # as a kill would leave it
+    (run / "status.json").write_text(_json.dumps(status))
+    assert read_run(run).state == "crashed"
+    done = run_trainer("resume", run.name, runs_dir=runs_dir)
+    assert done.returncode == 0, done.stderr
+    assert read_run(run).state == "completed" and _epochs_written(run) == [1, 2, 3]
+
+
 @pytest.mark.parametrize("command", ["stop", "resume"])
 @pytest.mark.parametrize("ref", ["../etc", "/etc/passwd", "no-such-run"])
 def test_unknown_or_escaping_run_references_are_usage_errors(command, ref, runs_dir):

@@ -293,7 +293,9 @@ def _resume_plan(run_dir: Path, epochs: Any) -> TrainConfig:
     if epochs is not None:
         raw["epochs"] = epochs
     cfg = validate(raw)
-    if info.epoch >= cfg.epochs:
+    if info.epoch >= cfg.epochs and info.state != "crashed":
+        # A crashed run with every epoch written died before recording its end: resuming it
+        # finishes it (and rewrites any checkpoint the crash cut short).
         raise UsageError(f"run {info.id} has already trained {info.epoch} of {cfg.epochs} "
                          "epochs; pass --epochs N (N > "
                          f"{info.epoch}) to train longer")
