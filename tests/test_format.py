@@ -29,6 +29,22 @@ def test_non_finite_floats_round_trip_through_strict_json(value):
         assert (math.isnan(got) and math.isnan(value)) or got == value
 
 
+def test_keys_and_scalars_are_spelled_the_same_with_or_without_a_nan_in_the_record():
+    """A record with a NaN takes the slow, converting path; one without takes json's C
+    encoder. Both must write the same text for the same keys and numbers."""
+    import numpy as np
+    import torch
+
+    record = {"a": 1.5, 3: 2, None: 0, True: 1}
+    plain, with_nan = json.loads(dumps(record)), json.loads(dumps({**record, "x": math.nan}))
+    assert with_nan == {**plain, "x": "NaN"}
+    assert set(plain) == {"a", "3", "null", "true"}
+    assert json.loads(dumps({(1, 2): "a key json cannot spell"})) == \
+        {"(1, 2)": "a key json cannot spell"}
+    assert loads(dumps({"t": torch.tensor(2.5), "n": np.float32(0.5), "i": np.int64(7)})) == \
+        {"t": 2.5, "n": 0.5, "i": 7}
+
+
 def test_nan_loss_is_kept_in_the_history(tmp_path):
     with Run.create(tmp_path, name="nan", heartbeat_seconds=0) as run:
         run.log_epoch(train_loss=1.0, val_loss=math.nan)

@@ -146,6 +146,16 @@ def test_training_runs_in_train_mode_and_validation_in_eval_mode_without_grad(ru
     assert read_run(only_run(runs_dir)).state == "completed"
 
 
+def test_a_parameter_without_gradient_is_logged_with_norm_zero(runs_dir):
+    done = run_trainer("run", "--model", "trainer_fixtures:unused_head_model", "--epochs", "2",
+                       "--dataset", "wine", runs_dir=runs_dir, cwd=ROOT / "tests")
+    assert done.returncode == 0, done.stdout + done.stderr
+    layers = read_layers(only_run(runs_dir))
+    assert list(layers["epoch"]) == [1, 2]
+    assert (layers["aux.weight"] == 0).all() and (layers["aux.bias"] == 0).all()
+    assert (layers["lin.weight"] > 0).all()
+
+
 def test_train_loss_is_the_sample_weighted_mean_over_the_epoch(monkeypatch):
     """With a negligible learning rate the weights stay put, so the epoch's train loss must
     equal the full-data loss; a plain mean of batch means would over-weight the last,

@@ -85,3 +85,20 @@ def fails_for_seed_1(input_shape, n_outputs):
     fail_at = 3 if torch.initial_seed() == 1 else 0  # 0: never
     return FailsAtStep(int(np.prod(input_shape)), n_outputs, fail_at,
                        RuntimeError("member with seed 1 fails on purpose"))
+
+
+class WithUnusedHead(nn.Module):
+    """A model with a parameter its forward never touches (an unused auxiliary head), so its
+    .grad stays None after backward."""
+
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.lin = nn.Linear(n_in, n_out)
+        self.aux = nn.Linear(n_in, 1)
+
+    def forward(self, x):
+        return self.lin(x.flatten(1))
+
+
+def unused_head_model(input_shape, n_outputs):
+    return WithUnusedHead(int(np.prod(input_shape)), n_outputs)

@@ -24,12 +24,16 @@ def _encode_float(x: float) -> Any:
     return x
 
 
+#: Keys json.dumps spells itself; any other key is written as str(key).
+_JSON_KEYS = (str, int, float, bool, type(None))
+
+
 def to_strict(obj: Any) -> Any:
     """Return obj with every non-finite float replaced by its string spelling."""
     if isinstance(obj, float):
         return _encode_float(obj)
     if isinstance(obj, dict):
-        return {str(k): to_strict(v) for k, v in obj.items()}
+        return {k if isinstance(k, _JSON_KEYS) else str(k): to_strict(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_strict(v) for v in obj]
     if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
@@ -50,7 +54,10 @@ def from_strict(obj: Any) -> Any:
 
 def dumps(obj: Any, *, indent: int | None = None) -> str:
     """Serialise to strict JSON; raises ValueError rather than ever emitting bare NaN."""
-    return json.dumps(to_strict(obj), allow_nan=False, indent=indent, ensure_ascii=False)
+    try:  # the common case, all finite and native, stays in the C encoder
+        return json.dumps(obj, allow_nan=False, indent=indent, ensure_ascii=False)
+    except (ValueError, TypeError):
+        return json.dumps(to_strict(obj), allow_nan=False, indent=indent, ensure_ascii=False)
 
 
 def loads(text: str | bytes) -> Any:

@@ -100,11 +100,7 @@ class Trainer:
                 objective = loss + cfg.l1 * sum(p.abs().sum() for p in self.l1_params)
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
-            grads = [p.grad for p in self.params]
-            if any(g is None for g in grads):  # a parameter unused in this step's forward
-                grads = [torch.zeros_like(p) if g is None else g
-                         for p, g in zip(self.params, grads)]
-            layer_norms = torch._foreach_norm(grads, 2.0)
+            layer_norms = self._grad_norms()
             step_norms.extend(layer_norms)
             if cfg.clip_grad_norm > 0:
                 total = torch.stack(layer_norms).norm()
@@ -134,6 +130,16 @@ class Trainer:
             record.update(self._pair("test", test[0], test[1]))
         self.schedule.end_epoch(epoch, record["val_loss"])
         return record, layer_means
+
+    def _grad_norms(self) -> list[torch.Tensor]:
+        """The L2 norm of each parameter's gradient, one fused call; 0 for a parameter that
+        this step's forward did not use (its .grad is None)."""
+        grads = [p.grad for p in self.params]
+        try:
+            return torch._foreach_norm(grads, 2.0)
+        except TypeError:  # a None among them: rare, so it is not checked for on every step
+            return torch._foreach_norm([torch.zeros_like(p) if g is None else g
+                                        for p, g in zip(self.params, grads)], 2.0)
 
     def _record(self, epoch: int, lr: float, packed: list[float], seconds: float,
                 n: int) -> dict[str, Any]:

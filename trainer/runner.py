@@ -78,15 +78,29 @@ def checkpoint_interval() -> float:
 
 
 class _Checkpoints:
-    """Decides when to write best.pt and last.pt; best weights wait in memory until then."""
+    """Decides when to write best.pt and last.pt; best weights wait in memory until then.
+
+    The first last.pt is due one interval after the start, not after epoch 1: a run shorter
+    than that writes its checkpoints once, at the end. best.pt holds the best epoch's weights
+    and record (not the optimizer: last.pt is the resumable one), copied into buffers that are
+    allocated once, so an improving epoch costs one fused copy rather than fresh clones."""
 
     def __init__(self, trainer: Trainer, run_dir: Any, every: float):
         self.trainer, self.run_dir, self.every = trainer, run_dir, every
-        self.best: dict[str, Any] | None = None
-        self.last_write = -math.inf
+        live = trainer.model.state_dict(keep_vars=True)
+        self.names, self.live = list(live), list(live.values())
+        self.copies: list[torch.Tensor] = []
+        self.best: dict[str, Any] | None = None  # the best epoch not yet written to best.pt
+        self.last_write = time.monotonic()
 
     def note_best(self, epoch: int, record: dict[str, Any], best_val_loss: float) -> None:
-        self.best = self.trainer.state(epoch, record, best_val_loss)
+        with torch.no_grad():
+            if self.copies:
+                torch._foreach_copy_(self.copies, self.live)
+            else:
+                self.copies = [v.detach().clone() for v in self.live]
+        self.best = {"epoch": epoch, "step": self.trainer.step, "record": record,
+                     "best_val_loss": best_val_loss}
 
     def due(self, force: bool) -> bool:
         return force or time.monotonic() - self.last_write >= self.every
@@ -94,7 +108,9 @@ class _Checkpoints:
     def write(self, epoch: int, record: dict[str, Any], best_val_loss: float | None) -> None:
         """Write best.pt (if it changed since the last write), then last.pt."""
         if self.best is not None:
-            save_checkpoint(self.run_dir, BEST, self.best, durable=False)
+            save_checkpoint(self.run_dir, BEST,
+                            {**self.best, "config": self.trainer.cfg.to_dict(),
+                             "model": dict(zip(self.names, self.copies))}, durable=False)
             self.best = None
         save_checkpoint(self.run_dir, LAST, self.trainer.state(epoch, record, best_val_loss),
                         durable=False)
@@ -107,7 +123,7 @@ class _Flags:
 
     def __init__(self, cfg: TrainConfig):
         self.thresholds = build_thresholds(cfg)
-        self.last = -math.inf
+        self.last = time.monotonic()  # one epoch gives nothing to diagnose
 
     def due(self, final: bool) -> bool:
         return final or time.monotonic() - self.last >= FLAGS_SECONDS
@@ -201,6 +217,8 @@ def _verdict(run: Run, record: dict[str, Any], rule: Any, history: list[dict[str
 
 
 def _history_records(run: Run) -> list[dict[str, Any]]:
+    if run.last_epoch == 0:  # a new run: spare the pandas parse
+        return []
     from tracking import read_history
     return read_history(run.path).to_dict("records")
 
