@@ -1,12 +1,16 @@
 """What monitoring costs: the full trainer (metrics, gradient norms, per-layer norms,
 checkpoints, run-folder writes) against a bare hand-written torch loop with the same model,
-data, batch size and thread count, in the same process. Prints seconds per epoch and the ratio.
+data, batch size and thread count, in the same process.
 
-    .venv/bin/python bench/trainer_overhead.py [--epochs 30] [--rounds 5] [--threads 1]
+    .venv/bin/python bench/trainer_overhead.py [--epochs 30] [--short 5] [--rounds 7] [--threads 1]
+    .venv/bin/python bench/trainer_overhead.py --parts   # where the per-epoch cost goes
 
-Rounds alternate bare / full so machine noise hits both alike; ratios are of the medians.
-Both wall time and process CPU time (all threads: the trainer's background writer counts)
-are reported; on a shared, busy machine the CPU-time ratio is the steadier one.
+Each round runs both loops for --short and for --epochs epochs, alternating bare / full so
+machine noise hits both alike. The cost of one more epoch is the slope between the two
+lengths, (T(long) - T(short)) / (long - short); what is left, T(short) - short * slope, is the
+per-run cost (creating the folder, the final checkpoints and diagnosis, fsyncs). Printed: the
+per-epoch ratio (the goal: at most 1.05x), the per-run extra in ms, and the whole-run ratio at
+--epochs epochs, all from medians over the rounds, in wall time and in process CPU time.
 """
 from __future__ import annotations
 
@@ -37,72 +41,160 @@ def _clock() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def _per_epoch(start: tuple[float, float], epochs: int) -> tuple[float, float]:
+def _since(start: tuple[float, float]) -> tuple[float, float]:
     now = _clock()
-    return (now[0] - start[0]) / epochs, (now[1] - start[1]) / epochs
+    return now[0] - start[0], now[1] - start[1]
 
 
-def bare_loop(trainer, epochs: int) -> tuple[float, float]:
+def bare_loop(trainer, epochs: int, *, norms: bool = False, outputs: bool = False
+              ) -> tuple[float, float]:
     """A careful hand-written loop: train() + shuffled index batches, eval() + inference_mode
-    validation with loss and accuracy, one host sync per epoch. Returns seconds per epoch."""
+    validation with loss and accuracy, one host sync per epoch. Returns (wall, cpu) seconds.
+    `norms` / `outputs` add one piece of the trainer's monitoring each (--parts): per-step
+    gradient norms kept as tensors, and each step's outputs kept for the train accuracy."""
     model, opt, loss_fn = trainer.model, trainer.optimizer, trainer.loss_fn
     x, y = trainer.train_t.x, trainer.train_t.y
     vx, vy = trainer.val_t.x, trainer.val_t.y
-    bs, n = trainer.cfg.batch_size, len(y)
+    bs, n, params = trainer.cfg.batch_size, len(y), trainer.params
     gen = torch.Generator().manual_seed(1)
     start = _clock()
     for _ in range(epochs):
         model.train()
         order = torch.randperm(n, generator=gen)
         total = torch.zeros(())
+        kept_norms, kept_outputs = [], []
         for i in range(math.ceil(n / bs)):
             idx = order[i * bs:(i + 1) * bs]
             out = model(x[idx])
             loss = loss_fn(out, y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if norms:
+                kept_norms.extend(torch._foreach_norm([p.grad for p in params], 2.0))
             opt.step()
             total += loss.detach() * len(idx)
+            if outputs:
+                kept_outputs.append(out.detach())
         model.eval()
         with torch.inference_mode():
             vout = model(vx)
             stats = torch.stack([total / n, loss_fn(vout, vy),
                                  (vout.argmax(1) == vy).float().mean()]).tolist()
+        if norms:
+            stats.append(float(torch.stack(kept_norms).max()))
+        if outputs:
+            stats.append(float((torch.cat(kept_outputs).argmax(1) == y[order]).float().mean()))
         assert all(math.isfinite(s) for s in stats)
-    return _per_epoch(start, epochs)
+    return _since(start)
+
+
+def trainer_epochs(trainer, epochs: int, run: Run | None = None) -> tuple[float, float]:
+    """The trainer's own epochs (all in-epoch monitoring), optionally each logged to `run`."""
+    start = _clock()
+    for epoch in range(1, epochs + 1):
+        record, layers = trainer.train_epoch(epoch)
+        if run is not None:
+            run.log_epoch(layers=layers, **record)
+    return _since(start)
 
 
 def full_trainer(cfg, epochs: int, runs_dir: Path) -> tuple[float, float]:
+    """The trainer's epochs into a new run folder, its creation included; (wall, cpu) s."""
     trainer = prepare(cfg)
-    run = Run.create(runs_dir, name="bench", config=cfg.to_dict(), epochs=epochs)
     start = _clock()
+    run = Run.create(runs_dir, name="bench", config=cfg.to_dict(), epochs=epochs)
     state = run_epochs(trainer, run, quiet=True)
     assert state == "completed", state
-    return _per_epoch(start, epochs)
+    return _since(start)
+
+
+def _fit(short: tuple[float, float], long: tuple[float, float], n_short: int, n_long: int
+         ) -> tuple[list[float], list[float], list[float]]:
+    """Per-epoch slope, per-run intercept and whole-run time, per clock, from one round's
+    run times at two lengths."""
+    slope = [(tl - ts) / (n_long - n_short) for ts, tl in zip(short, long)]
+    fixed = [ts - n_short * k for ts, k in zip(short, slope)]
+    return slope, fixed, list(long)
+
+
+def measure(cfg_of, n_short: int, n_long: int, rounds: int, runs_dir: Path) -> dict:
+    """Median per-epoch, per-run and whole-run times of both loops, per clock."""
+    samples: dict[str, list] = {"bare": [], "full": []}
+    bare_loop(prepare(cfg_of(2)), 2)  # warm-up: first-call allocations and kernels
+    full_trainer(cfg_of(2), 2, runs_dir)
+    for _ in range(rounds):
+        times = {}
+        for n in (n_short, n_long):
+            times["bare", n] = bare_loop(prepare(cfg_of(n)), n)
+            times["full", n] = full_trainer(cfg_of(n), n, runs_dir)
+        for kind in samples:
+            samples[kind].append(_fit(times[kind, n_short], times[kind, n_long],
+                                      n_short, n_long))
+    return {kind: [[statistics.median(r[part][clock] for r in rows) for clock in (0, 1)]
+                   for part in range(3)] for kind, rows in samples.items()}
+
+
+def parts(cfg, epochs: int, rounds: int, runs_dir: Path) -> dict[str, float]:
+    """Median wall seconds per epoch of the bare loop with one monitoring piece added at a
+    time, then the trainer's epochs without and with the run-folder writes."""
+    def logged(trainer):
+        run = Run.create(runs_dir, name="parts", heartbeat_seconds=0)
+        try:
+            return trainer_epochs(trainer, epochs, run)
+        finally:
+            run.finish()
+
+    variants = {
+        "bare loop": lambda t: bare_loop(t, epochs),
+        "+ per-step gradient norms": lambda t: bare_loop(t, epochs, norms=True),
+        "+ outputs kept for train acc": lambda t: bare_loop(t, epochs, outputs=True),
+        "trainer epochs, no writes": lambda t: trainer_epochs(t, epochs),
+        "trainer epochs + log_epoch": logged,
+    }
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    bare_loop(prepare(cfg), 2)
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            times[name].append(fn(prepare(cfg))[0] / epochs)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=30, help="the long run's epochs")
+    ap.add_argument("--short", type=int, default=5, help="the short run's epochs")
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--parts", action="store_true",
+                    help="instead: what each piece of monitoring adds to the bare loop")
     args = ap.parse_args()
+    if not 1 <= args.short < args.epochs:
+        ap.error(f"--short must be >= 1 and below --epochs ({args.epochs}), got {args.short}")
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.epochs} epochs x "
-          f"{args.rounds} rounds, alternating")
+    print(f"torch {torch.__version__}, {args.threads} thread(s), "
+          + (f"{args.epochs} epochs" if args.parts else
+             f"runs of {args.short} and {args.epochs} epochs")
+          + f" x {args.rounds} rounds, alternating")
+    if args.parts:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, raw in CASES.items():
+                got = parts(validate({**raw, "epochs": args.epochs}), args.epochs,
+                            args.rounds, Path(tmp))
+                for label, t in got.items():
+                    print(f"{name:18s} {label:30s} {t * 1000:7.2f} ms/epoch  "
+                          f"{t / got['bare loop']:.3f}x")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         for name, raw in CASES.items():
-            cfg = validate({**raw, "epochs": args.epochs})
-            bare, full = [], []
-            bare_loop(prepare(cfg), 2)  # warm-up: first-call allocations and kernels
-            for _ in range(args.rounds):
-                bare.append(bare_loop(prepare(cfg), args.epochs))
-                full.append(full_trainer(cfg, args.epochs, Path(tmp)))
-            for i, clock in enumerate(("wall", "cpu")):
-                b = statistics.median(x[i] for x in bare)
-                f = statistics.median(x[i] for x in full)
-                print(f"{name:18s} {clock:4s}  bare {b * 1000:7.2f} ms/epoch   trainer "
-                      f"{f * 1000:7.2f} ms/epoch   ratio {f / b:.3f}x")
+            m = measure(lambda n: validate({**raw, "epochs": n}), args.short, args.epochs,
+                        args.rounds, Path(tmp))
+            (b_ep, b_fix, b_run), (f_ep, f_fix, f_run) = m["bare"], m["full"]
+            for clock, label in enumerate(("wall", "cpu")):
+                print(f"{name:18s} {clock and 'cpu ' or 'wall'}  per epoch: bare "
+                      f"{b_ep[clock] * 1000:6.2f} ms, trainer {f_ep[clock] * 1000:6.2f} ms, "
+                      f"ratio {f_ep[clock] / b_ep[clock]:.3f}x | per run: +"
+                      f"{(f_fix[clock] - b_fix[clock]) * 1000:5.1f} ms | whole "
+                      f"{args.epochs}-epoch run: ratio {f_run[clock] / b_run[clock]:.3f}x")
 
 
 if __name__ == "__main__":
