@@ -68,7 +68,7 @@ def _prepare(history: pd.DataFrame) -> _H | None:
     if not isinstance(history, pd.DataFrame):
         history = pd.DataFrame(history)
     n = len(history)
-    if n < 2:
+    if n < 1:
         return None
     if "epoch" in history.columns:
         ep = pd.to_numeric(history["epoch"], errors="coerce").to_numpy(dtype=float)
@@ -82,7 +82,7 @@ def _prepare(history: pd.DataFrame) -> _H | None:
     if ep.size > 1:
         last = np.append(ep[1:] != ep[:-1], True)
         order, ep = order[last], ep[last]
-    if ep.size < 2:
+    if ep.size < 1:
         return None
     cols = {}
     for c in COLUMNS:
@@ -720,8 +720,9 @@ def diagnose(history: pd.DataFrame, thresholds: Thresholds | None = None,
             column per parameter tensor. Rows after the history's last epoch are ignored.
 
     Returns:
-        At most one Finding per kind, in the order of `KINDS`. An empty or one-row history
-        gives []. Never raises on NaN/inf values.
+        At most one Finding per kind, in the order of `KINDS`. An empty history gives [], a
+        one-row history at most a divergence (its loss is already NaN or infinite). Never
+        raises on NaN/inf values.
     """
     th = thresholds if thresholds is not None else Thresholds()
     if not isinstance(th, Thresholds):
@@ -734,6 +735,8 @@ def _diagnose(history: pd.DataFrame, th: Thresholds, layers: pd.DataFrame | None
     h = _prepare(history)
     if h is None:
         return []
+    if h.n == 1:  # one epoch shows no trend, but a first epoch that is already NaN diverged
+        return [f] if (f := _divergence(h, th)) is not None else []
     out: dict[str, Finding | None] = {}
     lf = _layer_frame(layers, h)
     out["divergence"] = _divergence(h, th)

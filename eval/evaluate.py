@@ -132,12 +132,12 @@ NOISY_RECIPES = ("noisy", "noisy_healthy")
 
 
 def online(h: pd.DataFrame, th: Thresholds) -> dict[str, int]:
-    """First epoch at which each kind is reported ongoing, scanning prefixes t = 2..N; the
+    """First epoch at which each kind is reported ongoing, scanning prefixes t = 1..N; the
     kinds in AT_END only if reported at the last epoch (value: the last epoch)."""
     first: dict[str, int] = {}
     ep = h["epoch"].to_numpy(int)
     last: list = []
-    for t in range(2, len(h) + 1):
+    for t in range(1, len(h) + 1):
         last = diagnose(h.iloc[:t], th)
         for f in last:
             if f.ongoing and f.kind not in first and f.kind not in AT_END:

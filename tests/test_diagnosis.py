@@ -21,11 +21,17 @@ def test_kinds_are_exactly_the_contract_strings():
     pd.DataFrame(),
     pd.DataFrame({"epoch": []}),
     pd.DataFrame({"epoch": [1], "train_loss": [1.0], "val_loss": [1.2]}),
-    pd.DataFrame({"epoch": [1], "val_loss": [float("nan")]}),
     pd.DataFrame({"something_else": [1, 2, 3]}),
-], ids=["empty", "no-rows", "one-row", "one-nan-row", "no-known-columns"])
+], ids=["empty", "no-rows", "one-row", "no-known-columns"])
 def test_empty_or_one_row_history_gives_no_findings(history):
     assert diagnose(history) == []
+
+
+@pytest.mark.parametrize("loss", [float("nan"), float("inf")])
+def test_a_first_epoch_that_is_already_non_finite_is_a_divergence(loss):
+    found = diagnose(pd.DataFrame({"epoch": [1], "train_loss": [loss], "val_loss": [loss]}))
+    assert [f.kind for f in found] == ["divergence"]
+    assert found[0].start_epoch == 1 and found[0].ongoing
 
 
 # ------------------------------------------------------------------ overfitting
