@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_trainer, wait_for
-from tracking import list_groups, list_runs, read_group, read_history, read_run
+from tracking import (list_groups, list_runs, read_group, read_history, read_log_tail,
+                      read_run)
 
 FAST = ["--dataset", "wine", "--hidden", "16", "--epochs", "3"]
 N_WINE = 178
@@ -51,6 +52,8 @@ def test_kfold_3_trains_three_members_whose_validation_folds_partition_the_data(
         assert m.group == group.id and m.config["validation"] == "kfold:3"
         assert (m.path / "checkpoints" / "best.pt").exists()
         assert read_history(m.path)["epoch"].tolist() == [1, 2, 3]
+        # its output went to the group's log of that member, which the run's log tail shows
+        assert f"run {m.id} completed" in read_log_tail(m.path)
         train, val = set(m.data["split_index"]["train"]), m.data["split_index"]["val"]
         assert not train & set(val) and len(train) + len(val) == N_WINE
         vals.append(val)

@@ -288,3 +288,24 @@ def test_long_curves_go_to_their_own_file_so_group_json_stays_small(tmp_path):
     assert full.aggregate.curves["val_loss_mean"].iloc[-1] == pytest.approx(1.0)
     [listed] = list_groups(tmp_path)  # listing skips the curves
     assert len(listed.aggregate.curves) == 0 and listed.aggregate.scores["val_loss"]["n"] == 1
+
+
+def test_a_members_log_tail_comes_from_its_groups_log_and_never_from_outside(tmp_path):
+    from tracking import read_log_tail
+
+    runs = tmp_path / "runs"
+    g = GroupWriter.create(runs, name="g", method="kfold", validation="kfold:2",
+                           members=[{"index": 0, "name": "m0"}, {"index": 1, "name": "m1"}])
+    member = Run.create(runs, name="m1", group=g.id, heartbeat_seconds=0)
+    member.finish()
+    assert read_log_tail(member.path) == ""  # not yet known as member 1
+    (g.path / "logs").mkdir(exist_ok=True)
+    g.member_log(1).write_text("epoch 1/2 train_loss 0.5\n")
+    g.update_member(1, run_id=member.id)
+    assert read_log_tail(member.path) == "epoch 1/2 train_loss 0.5\n"
+    (member.path / "trainer.log").write_text("own log\n")  # a run's own log comes first
+    assert read_log_tail(member.path) == "own log\n"
+
+    outside = Run.create(runs, name="escape", group="../../etc", heartbeat_seconds=0)
+    outside.finish()
+    assert read_log_tail(outside.path) == ""

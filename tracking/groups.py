@@ -28,7 +28,7 @@ from .aggregate import aggregate
 from .jsonio import atomic_write_bytes, atomic_write_json, dumps, read_json
 from .jsonl import read_from
 from .procinfo import hostname, process_start_ticks
-from .reader import MAX_JSON_BYTES, HistoryReader, derive_state, read_run
+from .reader import MAX_JSON_BYTES, HistoryReader, derive_state, read_run, read_tail
 
 GROUP_JSON = P.GROUP_JSON
 GROUP_LOG = "group.log"
@@ -392,9 +392,23 @@ def aggregate_group(group: GroupInfo, *, live: bool = True) -> GroupAggregate:
 
 def read_member_log(group: GroupInfo, index: int, max_bytes: int = 20_000) -> str:
     """The last `max_bytes` of member `index`'s trainer output ('' when there is none)."""
+    return read_tail(group.path / MEMBER_LOGS / f"{int(index)}.log", max_bytes) or ""
+
+
+def member_log_of(run_dir: str | Path) -> Path | None:
+    """The group log holding a member run's output, or None for a run outside any group (or
+    whose group folder or record is gone or does not list it)."""
+    run_dir = Path(run_dir)
     try:
-        with open(group.path / MEMBER_LOGS / f"{int(index)}.log", "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - max_bytes))
-            return f.read().decode("utf-8", errors="replace")
-    except (OSError, ValueError):
-        return ""
+        gid = read_json(run_dir / P.RUN_JSON).get("group")
+        if not isinstance(gid, str):
+            return None
+        gdir = group_path(run_dir.parent, gid)
+        members = read_json(gdir / GROUP_JSON).get("members") or []
+    except (OSError, ValueError, AttributeError, GroupNotFound):
+        return None
+    for i, m in enumerate(members):
+        if isinstance(m, dict) and m.get("run_id") == run_dir.name:
+            index = _opt_int(m.get("index"))
+            return gdir / MEMBER_LOGS / f"{i if index is None else index}.log"
+    return None

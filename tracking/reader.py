@@ -291,10 +291,23 @@ def _num(v: Any) -> float:
 
 
 def read_log_tail(run_dir: str | Path, max_bytes: int = 20_000) -> str:
-    """The last `max_bytes` of trainer.log, decoded leniently ('' when there is none)."""
+    """The last `max_bytes` of the run's output, decoded leniently: its trainer.log, or for a
+    member of a run group (whose output goes to the group's log of that member) that log;
+    '' when there is none."""
+    run_dir = Path(run_dir)
+    text = read_tail(run_dir / P.LOG, max_bytes)
+    if text is None:
+        from .groups import member_log_of  # groups builds on this module
+        log = member_log_of(run_dir)
+        text = read_tail(log, max_bytes) if log is not None else None
+    return text or ""
+
+
+def read_tail(path: Path, max_bytes: int) -> str | None:
+    """The last `max_bytes` of a text file, decoded leniently; None when it cannot be read."""
     try:
-        with open(Path(run_dir) / P.LOG, "rb") as f:
+        with open(path, "rb") as f:
             f.seek(max(0, os.fstat(f.fileno()).st_size - max_bytes))
             return f.read().decode("utf-8", errors="replace")
     except OSError:
-        return ""
+        return None

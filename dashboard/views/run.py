@@ -206,7 +206,8 @@ with tab_data:
             st.code(info.model["text"], language="text")
 with tab_log:
     tail = data.tracking.read_log_tail(path)
-    st.code(tail[-8000:] if tail else "(no trainer.log)", language="text")
+    st.code(tail[-8000:] if tail else "(no output logged: no trainer.log, and no group log "
+            "of this run)", language="text")
 with tab_act:
     a1, a2, a3 = st.columns(3)
     with a1:
