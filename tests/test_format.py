@@ -228,6 +228,26 @@ def test_running_state_is_derived_as_crashed_when_the_heartbeat_is_stale():
     assert derive_state({**status, "state": "completed"}, now=10**10) == "completed"
 
 
+def test_creating_a_run_removes_staging_folders_left_by_dead_creators_only(tmp_path):
+    from tracking.paths import STALE_STAGING_SECONDS
+
+    def folder(name: str, age: float) -> Path:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text("{}")
+        then = time.time() - age
+        os.utime(tmp_path / name, (then, then))
+        return tmp_path / name
+
+    stale = folder(".creating-abandoned", STALE_STAGING_SECONDS + 60)
+    in_progress = folder(".creating-busy", 5)
+    unrelated = folder(".cache", STALE_STAGING_SECONDS * 10)
+    run = Run.create(tmp_path, name="next", heartbeat_seconds=0)
+    run.finish()
+    assert not stale.exists()
+    assert in_progress.exists() and unrelated.exists()
+    assert [r.id for r in list_runs(tmp_path)] == [run.id]
+
+
 def test_run_ids_are_distinct_under_concurrent_creation(tmp_path):
     ids: list[str] = []
     lock = threading.Lock()

@@ -77,6 +77,33 @@ def new_run_id(name: str) -> str:
     return f"{stamp}-{slugify(name)}-{secrets.token_hex(2)}"
 
 
+#: Hidden staging folders a folder is built in before it is published by rename.
+STAGING_PREFIX = ".creating-"
+#: A staging folder untouched this long was left by a creator that died (a creation takes
+#: milliseconds), so the next creation removes it.
+STALE_STAGING_SECONDS = 3600.0
+
+
+def remove_stale_staging(runs_dir: Path, *, now: float | None = None) -> list[str]:
+    """Delete the `.creating-*` folders older than STALE_STAGING_SECONDS; return their names.
+    Younger ones may belong to a creation in progress and are left alone."""
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(os.scandir(runs_dir))
+    except OSError:
+        return removed
+    for e in entries:
+        try:
+            if (e.name.startswith(STAGING_PREFIX) and e.is_dir(follow_symlinks=False)
+                    and now - e.stat(follow_symlinks=False).st_mtime > STALE_STAGING_SECONDS):
+                shutil.rmtree(e.path)
+                removed.append(e.name)
+        except OSError:
+            continue  # another creator removed it first, or it is not ours to remove
+    return removed
+
+
 def publish_run_dir(runs_dir: Path, name: str,
                     fill: Callable[[str, Path], None]) -> tuple[str, Path]:
     """Create a run folder whole: `fill(run_id, staging)` writes its files into a hidden
@@ -84,7 +111,8 @@ def publish_run_dir(runs_dir: Path, name: str,
     hidden entries) never see a half-made run; a crash leaves only a hidden `.creating-*`."""
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".creating-", dir=runs_dir))
+    remove_stale_staging(runs_dir)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=runs_dir))
     try:
         for _ in range(1000):
             run_id = new_run_id(name)
