@@ -30,14 +30,15 @@ def run_trainer(*args: str, runs_dir: Path | None = None, timeout: float = 240,
 
 def wait_for(condition: Callable[[], T], timeout: float = 60, every: float = 0.05,
              what: str = "condition") -> T:
-    """Poll `condition` until it returns something truthy; fail the test after `timeout` s."""
+    """Poll `condition` until it returns something truthy and return that; raise TimeoutError
+    (which fails the test, or which a caller may catch to retry) after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(every)
 
 

@@ -22,35 +22,22 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import tracking  # noqa: E402
+from conftest import wait_for  # noqa: E402,F401  (tests use dfx.wait_for)
 from tracking import Run  # noqa: E402
 
-T = TypeVar("T")
 LAYERS = ("net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias")
 #: one torch thread per fixture training: three at once on a 2-core machine must not thrash
 THREADS = ("--threads", "1")
 OVERFIT_ARGS = ("--dataset", "digits", "--train-size", "300", "--label-noise", "0.1",
                 "--hidden", "512,512", "--batch-size", "16", "--epochs", "60",
                 "--early-stop", "overfitting")
-
-
-def wait_for(condition: Callable[[], T], timeout: float = 60.0, every: float = 0.05,
-             what: str = "condition") -> T:
-    """Poll `condition` until it is truthy; raise TimeoutError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(every)
 
 
 def trainer(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
