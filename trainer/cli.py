@@ -45,22 +45,31 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                        help=f"{f.metadata['help']} (default: {_default_text(name)})")
 
 
+RUNS_HELP = "runs directory (default: $CURVEWATCH_RUNS or ./runs)"
+
+
+def _add_launch_options(p: argparse.ArgumentParser, *, config: str, name: str, tag: str,
+                        detach: str) -> None:
+    """The options shared by the commands that start training (`run`, `sweep`), each with
+    its own help text."""
+    p.add_argument("--config", help=f"TOML, JSON or YAML file of {config}; flags override it")
+    p.add_argument("--runs-dir", help=RUNS_HELP)
+    p.add_argument("--name", help=name)
+    p.add_argument("--tag", dest="tags", action="append", default=[], help=tag)
+    p.add_argument("--detach", action="store_true", help=detach)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer",
                                      description="Train PyTorch models into Curvewatch run "
                                                  "folders, and list, stop and resume runs.")
     sub = parser.add_subparsers(dest="command", required=True)
-    runs_help = "runs directory (default: $CURVEWATCH_RUNS or ./runs)"
 
     run = sub.add_parser("run", help="start a training run",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    run.add_argument("--config", help="TOML, JSON or YAML file of options; flags override it")
-    run.add_argument("--runs-dir", help=runs_help)
-    run.add_argument("--name", help="display name (default: DATASET-MODEL)")
-    run.add_argument("--tag", dest="tags", action="append", default=[],
-                     help="label for filtering runs (repeatable)")
-    run.add_argument("--detach", action="store_true",
-                     help="run in the background; print the run id and folder at once")
+    _add_launch_options(run, config="options", name="display name (default: DATASET-MODEL)",
+                        tag="label for filtering runs (repeatable)",
+                        detach="run in the background; print the run id and folder at once")
     run.add_argument("--group", help=argparse.SUPPRESS)  # set by a group for its members
     _add_group_options(run)
     _add_train_options(run)
@@ -71,13 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "rank the settings by validation loss. Combine with "
                                     "--validation kfold:K to score each setting by "
                                     "cross-validation.")
-    sw.add_argument("--config", help="TOML, JSON or YAML file of base options; flags override it")
-    sw.add_argument("--runs-dir", help=runs_help)
-    sw.add_argument("--name", help="group name (default: DATASET-MODEL-sweep)")
-    sw.add_argument("--tag", dest="tags", action="append", default=[],
-                    help="label for every member run (repeatable)")
-    sw.add_argument("--detach", action="store_true",
-                    help="run the sweep in the background; print the group id at once")
+    _add_launch_options(sw, config="base options",
+                        name="group name (default: DATASET-MODEL-sweep)",
+                        tag="label for every member run (repeatable)",
+                        detach="run the sweep in the background; print the group id at once")
     sw.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
                     help="a grid axis, repeatable: every combination is trained (values with "
                          "commas: separate them with ';', e.g. hidden=128,64;256)")
@@ -91,23 +97,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(sw)
 
     ls = sub.add_parser("list", help="list runs with their state and best validation loss")
-    ls.add_argument("--runs-dir", help=runs_help)
+    ls.add_argument("--runs-dir", help=RUNS_HELP)
 
     stop = sub.add_parser("stop", help="ask a running run to stop after its current epoch")
     stop.add_argument("run", help="run or group id (folder name) or unique name; stopping a "
                                   "group stops its members")
-    stop.add_argument("--runs-dir", help=runs_help)
+    stop.add_argument("--runs-dir", help=RUNS_HELP)
     stop.add_argument("--wait", type=float, default=0, metavar="SECONDS",
                       help="wait up to this long for the run to stop (default: 0, don't wait)")
 
     res = sub.add_parser("resume", help="continue a stopped or crashed run from last.pt")
     res.add_argument("run", help="run id (folder name) or unique name")
-    res.add_argument("--runs-dir", help=runs_help)
+    res.add_argument("--runs-dir", help=RUNS_HELP)
     res.add_argument("--detach", action="store_true", help="resume in the background")
     res.add_argument("--epochs", help="train up to this many epochs in all (default: as planned)")
 
     demo = sub.add_parser("demo", help="start the three demo runs in the background")
-    demo.add_argument("--runs-dir", help=runs_help)
+    demo.add_argument("--runs-dir", help=RUNS_HELP)
     demo.add_argument("--if-empty", action="store_true",
                       help="only when the runs directory holds no runs yet")
 
