@@ -80,10 +80,11 @@ def checkpoint_interval() -> float:
 class _Checkpoints:
     """Decides when to write best.pt and last.pt; best weights wait in memory until then.
 
-    The first last.pt is due one interval after the start, not after epoch 1: a run shorter
-    than that writes its checkpoints once, at the end. best.pt holds the best epoch's weights
-    and record (not the optimizer: last.pt is the resumable one), copied into buffers that are
-    allocated once, so an improving epoch costs one fused copy rather than fresh clones."""
+    The first epoch is checkpointed at once (a resume after a crash then never starts from
+    scratch, and a checkpoint that cannot be written fails the run early), later ones at most
+    every `every` seconds. best.pt holds the best epoch's weights and record (not the
+    optimizer: last.pt is the resumable one), copied into buffers that are allocated once, so
+    an improving epoch costs one fused copy rather than fresh clones."""
 
     def __init__(self, trainer: Trainer, run_dir: Any, every: float):
         self.trainer, self.run_dir, self.every = trainer, run_dir, every
@@ -91,7 +92,7 @@ class _Checkpoints:
         self.names, self.live = list(live), list(live.values())
         self.copies: list[torch.Tensor] = []
         self.best: dict[str, Any] | None = None  # the best epoch not yet written to best.pt
-        self.last_write = time.monotonic()
+        self.last_write = -math.inf
 
     def note_best(self, epoch: int, record: dict[str, Any], best_val_loss: float) -> None:
         with torch.no_grad():
