@@ -6,6 +6,7 @@ Widget keys have the form `<page>-<name>` with only [a-z0-9_-], so AppTest looku
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, Sequence
 
 import streamlit as st
 
@@ -108,3 +109,22 @@ def go(name: str, **query: str) -> None:
 def qp_list(name: str) -> list[str]:
     raw = st.query_params.get(name, "")
     return [p for p in str(raw).split(",") if p]
+
+
+def sidebar_pick(label: str, ids: Sequence[str], qp: str, key: str, *,
+                 exists: Callable[[str], bool], describe: Callable[[str], str],
+                 missing: Callable[[str], str]) -> str:
+    """The id chosen in a sidebar selectbox that follows query param `qp`: the URL's id is
+    preselected (an id that `exists` rejects gets the `missing(id)` warning and the first id
+    instead), and the choice is written back to the URL so it can be shared."""
+    wanted = st.query_params.get(qp)
+    if wanted and not exists(wanted):
+        st.warning(missing(wanted))
+        wanted = None
+    ids = list(ids)
+    # the key carries the URL's id, so opening another id through a link resets the widget
+    chosen = st.sidebar.selectbox(label, ids, index=ids.index(wanted) if wanted in ids else 0,
+                                  key=f"{key}-{wanted or ''}", format_func=describe)
+    if st.query_params.get(qp) != chosen:
+        st.query_params[qp] = chosen
+    return chosen

@@ -28,18 +28,12 @@ if not groups:
     st.stop()
 
 by_id = {g.id: g for g in groups}
-wanted = st.query_params.get(state.QP_GROUP)
-if wanted and data.load_group(root, wanted) is None:
-    st.warning(f"There is no run group `{wanted}` in `{root}`; showing the newest group "
-               "instead.")
-    wanted = None
-ids = list(by_id)
-gid = st.sidebar.selectbox("Group", ids, index=ids.index(wanted) if wanted in by_id else 0,
-                           key=f"{state.GROUP_SELECT}-{wanted or ''}",
-                           format_func=lambda g: f"{by_id[g].name} · {g} · "
-                           f"{tables.state_label(by_id[g].state)}")
-if st.query_params.get(state.QP_GROUP) != gid:
-    st.query_params[state.QP_GROUP] = gid
+gid = state.sidebar_pick(
+    "Group", list(by_id), state.QP_GROUP, state.GROUP_SELECT,
+    exists=lambda g: data.load_group(root, g) is not None,
+    describe=lambda g: f"{by_id[g].name} · {g} · {tables.state_label(by_id[g].state)}",
+    missing=lambda g: f"There is no run group `{g}` in `{root}`; showing the newest group "
+                      "instead.")
 
 
 def _score_text(sc: dict | None) -> str:

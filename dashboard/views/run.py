@@ -22,17 +22,11 @@ if not runs:
     st.stop()
 
 by_id = {r.id: r for r in runs}
-wanted = st.query_params.get(state.QP_RUN)
-if wanted and data.resolve_run(root, wanted) is None:
-    st.warning(f"There is no run `{wanted}` in `{root}`; showing the newest run instead.")
-    wanted = None
-ids = [r.id for r in runs]
-run_id = st.sidebar.selectbox("Run", ids, index=ids.index(wanted) if wanted in by_id else 0,
-                      key=f"{state.RUN_SELECT}-{wanted or ''}",
-                      format_func=lambda rid: f"{by_id[rid].name} · {rid} · "
-                      f"{tables.state_label(by_id[rid].state)}")
-if st.query_params.get(state.QP_RUN) != run_id:
-    st.query_params[state.QP_RUN] = run_id
+run_id = state.sidebar_pick(
+    "Run", list(by_id), state.QP_RUN, state.RUN_SELECT,
+    exists=lambda rid: data.resolve_run(root, rid) is not None,
+    describe=lambda rid: f"{by_id[rid].name} · {rid} · {tables.state_label(by_id[rid].state)}",
+    missing=lambda rid: f"There is no run `{rid}` in `{root}`; showing the newest run instead.")
 path = data.resolve_run(root, run_id)
 info = by_id[run_id] if path is None else data.tracking.read_run(path)
 
