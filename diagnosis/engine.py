@@ -299,8 +299,15 @@ def _plateau(h: _H, th: Thresholds, metric: str | None, unstable: bool = False) 
     # trend tests over the last trend_window epochs (the plateau segment if it is longer)
     seg = x[max(0, min(j0, h.n - th.trend_window), h.n - th.noise_window):]
     z, w = _trend(seg, th, seg.size)
-    if z < -th.trend_z:
-        return None  # still falling significantly: not a plateau
+    fseg = finite(seg)
+    slope = theil_sen_slope(fseg)
+    scale = th.patience / abs(st["best"]) if st["best"] != 0 else 0.0
+    gain = -slope * scale
+    # Still falling significantly: not a plateau. After the full wait a significant fall must
+    # also matter (project more than plateau_gain): a smooth, noise-free creep of 0.1% per
+    # epoch is statistically certain and practically flat.
+    if z < -th.trend_z and (quick or gain > th.plateau_gain):
+        return None
     flat_change = float("nan")
     if quick:
         # the short wait needs a flat curve: the Theil-Sen slope of the last `patience` epochs
@@ -313,12 +320,9 @@ def _plateau(h: _H, th: Thresholds, metric: str | None, unstable: bool = False) 
             tr = h.cols.get("train_loss")
             if tr is not None and _train_falling(tr, anchor, h.n, th)[0]:
                 return None  # rising while training loss falls: overfitting in the making
-    fseg = finite(seg)
-    slope = theil_sen_slope(fseg)
     # standard error of a fitted slope over w equally spaced points, AR(1)-inflated
     se = st["sigma"] * np.sqrt(12.0 * inflation(th.autocorr) / max(fseg.size, 2) ** 3) * 1.1
-    scale = th.patience / abs(st["best"]) if st["best"] != 0 else 0.0
-    gain, gain_lo = -slope * scale, (-slope - se) * scale
+    gain_lo = (-slope - se) * scale
     if gain_lo > th.plateau_gain:
         return None  # still falling fast enough to matter, though noise hides it from the MK test
     ep = h.epochs
@@ -500,11 +504,12 @@ def _underfitting(h: _H, th: Thresholds) -> Finding | None:
     wait = h.n - 1 - st["j0"]
     if wait < th.patience:
         return None
-    z, _ = _trend(tr, th, _trend_width(th))
-    if z < -th.trend_z:
-        return None
     f = finite(tr)
     first, now = float(f[0]), median_of_last(tr, th.window)
+    z, w = _trend(tr, th, _trend_width(th))
+    gain = -theil_sen_slope(f[-w:]) * th.patience / abs(now) if now else 0.0
+    if z < -th.trend_z and gain > th.plateau_gain:
+        return None  # still learning at a rate that matters
     if not (first > 0 and now >= th.underfit_level * first):
         return None
     gap_txt = ""

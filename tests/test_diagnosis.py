@@ -323,6 +323,30 @@ def test_underfitting_for_a_high_flat_training_loss_with_a_small_gap():
     assert f and f[0].metric == "train_loss" and "underfitting" in f[0].message
 
 
+def test_a_tiny_learning_rate_creep_is_underfitting_though_its_fall_is_significant():
+    """Like the corpus's lr=1e-5 runs: 0.730 -> 0.727 in 60 smooth epochs. The fall is
+    statistically certain (no noise) but projects far below 1% per patience: underfitting."""
+    train = 0.73 * (1 - 0.00007 * (epochs(60) - 1))
+    found = {f.kind: f for f in diagnose(frame(train_loss=train, val_loss=train * 1.01))}
+    assert "underfitting" in found and "still_improving" not in found
+
+
+def test_slow_but_material_learning_is_not_underfitting():
+    """1.5% per 10 epochs from a high start: still learning at a rate that matters."""
+    train = 1.1 * (1 - 0.0015 * (epochs(60) - 1))
+    found = kinds(diagnose(frame(train_loss=train, val_loss=train * 1.01)))
+    assert "underfitting" not in found and "plateau" not in found
+
+
+def test_after_the_full_wait_a_smooth_creep_without_new_lows_that_matter_is_a_plateau():
+    """A validation loss that creeps down 0.01% per epoch after its fall: each epoch is a new
+    low by less than the minimum relative delta, the trend is significant (no noise) but
+    projects 0.1% over the next patience epochs; after the full wait that is a plateau."""
+    n = 45
+    val = np.r_[decay(15, tau=3, floor=0.5), 0.5 * (1 - 0.0001 * np.arange(1, n - 14))]
+    assert "plateau" in kinds(diagnose(frame(train_loss=val - 0.1, val_loss=val)))
+
+
 def test_a_low_training_loss_plateau_is_not_underfitting():
     n = 40
     train = np.r_[np.linspace(2.3, 0.2, 5), np.full(n - 5, 0.2)]
