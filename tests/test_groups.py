@@ -17,7 +17,7 @@ import pytest
 
 from conftest import ROOT, run_trainer, wait_for
 from tracking import (list_groups, list_runs, read_group, read_history, read_log_tail,
-                      read_run)
+                      read_run, request_stop)
 
 FAST = ["--dataset", "wine", "--hidden", "16", "--epochs", "3"]
 N_WINE = 178
@@ -186,3 +186,43 @@ def test_stopping_a_group_stops_its_members_and_starts_no_more(runs_dir):
         assert read_history(runs_dir / rid)["epoch"].tolist() == list(range(1, info.epoch + 1))
     assert group.aggregate is not None and group.aggregate.scores["val_loss"]["n"] == 2
     assert not math.isnan(group.aggregate.scores["val_loss"]["mean"])
+
+
+@pytest.mark.slow
+def test_a_stopped_group_resumes_its_stopped_member_and_starts_the_rest(runs_dir):
+    epochs = 600  # ~5 s a member: the stop lands during the first one
+    done = _env_runner(runs_dir, "run", "--dataset", "digits", "--hidden", "64", "--epochs",
+                       str(epochs), "--validation", "kfold:3", "--parallel", "1", "--threads",
+                       "1", "--detach")
+    assert done.returncode == 0, done.stderr
+    gid = done.stdout.split()[1]
+
+    def first_training():
+        g = read_group(runs_dir / gid)
+        return g.run_ids and read_run(runs_dir / g.run_ids[0]).epoch >= 2 and g.run_ids[0]
+    first = wait_for(first_training, timeout=120, every=0.1, what="the first member training")
+    request_stop(runs_dir / gid)  # what `python -m trainer stop GROUP` does, without its startup
+    group = wait_for(lambda: (g := read_group(runs_dir / gid)).state == "stopped" and g,
+                     timeout=90, every=0.1, what="the group to stop")
+    assert sorted(m.state for m in group.members) == ["not_started", "not_started", "stopped"]
+    stopped_at = read_run(runs_dir / first).epoch
+    assert stopped_at < epochs
+
+    again = _env_runner(runs_dir, "resume", gid)
+    assert again.returncode == 0, again.stderr + again.stdout
+    assert "1 to resume, 2 to start" in again.stdout
+    group = read_group(runs_dir / gid)
+    assert group.state == "completed" and [m.fold for m in group.members] == [1, 2, 3]
+    assert group.run_ids[0] == first and len(set(group.run_ids)) == 3
+    for rid in group.run_ids:  # the stopped member went on from its last.pt: no epoch twice
+        info = read_run(runs_dir / rid)
+        assert info.state == "completed"
+        assert read_history(runs_dir / rid)["epoch"].tolist() == list(range(1, epochs + 1))
+    assert read_run(runs_dir / first).status.get("resumes") == 1
+    assert group.aggregate is not None and group.aggregate.scores["val_loss"]["n"] == 3
+    assert {r.id for r in list_runs(runs_dir)} == set(group.run_ids)
+
+    nothing = _env_runner(runs_dir, "resume", gid)
+    assert nothing.returncode == 2
+    assert f"group {gid} has nothing to resume: every member has ended (3 completed)" \
+        in nothing.stderr

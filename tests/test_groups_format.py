@@ -309,3 +309,28 @@ def test_a_members_log_tail_comes_from_its_groups_log_and_never_from_outside(tmp
     outside = Run.create(runs, name="escape", group="../../etc", heartbeat_seconds=0)
     outside.finish()
     assert read_log_tail(outside.path) == ""
+
+
+def test_only_a_group_whose_runner_is_gone_can_be_resumed_and_only_its_unfinished_members():
+    import tempfile
+
+    from tracking.jsonio import atomic_write_json, read_json
+    from trainer.groups import plan_resume
+
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = Path(tmp)
+        g = GroupWriter.create(runs, name="g", method="kfold", validation="kfold:3",
+                               members=[{"index": i, "name": f"m{i}"} for i in range(3)])
+        with pytest.raises(ConfigError, match=f"group {g.id} is still running"):
+            plan_resume(read_group(g.path))  # this process is its runner, and alive
+        done = Run.create(runs, name="m0", group=g.id, heartbeat_seconds=0)
+        done.finish("completed")
+        stopped = Run.create(runs, name="m1", group=g.id, heartbeat_seconds=0)
+        stopped.finish("stopped", stop_reason="stop requested (STOP file)")
+        rec = read_json(g.path / "group.json")  # the runner was killed: no pid, no heartbeat
+        rec.update(pid=None, updated_at=0)
+        rec["members"][0].update(state="completed", run_id=done.id)
+        rec["members"][1].update(state="running", run_id=stopped.id)
+        atomic_write_json(g.path / "group.json", rec)
+        assert read_group(g.path).state == "crashed"
+        assert plan_resume(read_group(g.path)) == {1: stopped.id, 2: None}

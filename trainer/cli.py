@@ -106,8 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--wait", type=float, default=0, metavar="SECONDS",
                       help="wait up to this long for the run to stop (default: 0, don't wait)")
 
-    res = sub.add_parser("resume", help="continue a stopped or crashed run from last.pt")
-    res.add_argument("run", help="run id (folder name) or unique name")
+    res = sub.add_parser("resume", help="continue a stopped or crashed run from last.pt, or a "
+                                        "stopped or crashed group")
+    res.add_argument("run", help="run or group id (folder name) or unique name; a group "
+                                 "resumes its stopped and crashed members and starts the ones "
+                                 "that never started")
     res.add_argument("--runs-dir", help=RUNS_HELP)
     res.add_argument("--detach", action="store_true", help="resume in the background")
     res.add_argument("--epochs", help="train up to this many epochs in all (default: as planned)")
@@ -258,9 +261,15 @@ def cmd_group_worker(args: argparse.Namespace) -> int:
     from tracking import GroupWriter
     from .groups import run_group
 
-    writer = GroupWriter.take_over(Path(args.group_dir))
-    state = run_group(writer, echo=lambda line: print(line, flush=True))
-    return EXIT_FAILED if state == "failed" else EXIT_OK
+    from .launch import lock_run
+
+    lock = lock_run(Path(args.group_dir))  # one runner per group, resumes included
+    try:
+        writer = GroupWriter.take_over(Path(args.group_dir))
+        state = run_group(writer, echo=lambda line: print(line, flush=True))
+        return EXIT_FAILED if state == "failed" else EXIT_OK
+    finally:
+        lock.close()
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -343,10 +352,44 @@ def _update_config_epochs(run_dir: Path, epochs: int) -> None:
     atomic_write_json(run_dir / "run.json", info)
 
 
+def _resume_group(group_dir: Path, args: argparse.Namespace) -> int:
+    """Resume a group: its stopped and crashed members from their last.pt, the members that
+    never started afresh; then the aggregate over all members, as if never interrupted."""
+    from .groups import plan_resume, reopen_group, run_group
+    from .launch import RunLocked, lock_run, spawn_group
+
+    if args.epochs is not None:
+        raise UsageError("--epochs applies to one run; a group resumes its members as planned "
+                         "(resume a member run by its id to train it longer)")
+    try:
+        lock = lock_run(group_dir)
+    except RunLocked:
+        raise UsageError(f"group {group_dir.name} is being resumed by another process") \
+            from None
+    try:
+        plan = plan_resume(read_group(group_dir, curves=False))
+        writer = reopen_group(read_group(group_dir, curves=False), plan, detached=args.detach)
+        fresh = sum(rid is None for rid in plan.values())
+        what = f"{len(plan) - fresh} to resume, {fresh} to start"
+        if args.detach:
+            lock.close()  # the runner takes the lock over
+            pid = spawn_group(writer.path)
+            print(f"resuming group {writer.id} (pid {pid}): {what}; log: "
+                  f"{writer.path / 'group.log'}")
+            return EXIT_OK
+        print(f"resuming group {writer.id}: {what}", flush=True)
+        state = run_group(writer, echo=lambda line: print(line, flush=True))
+        return EXIT_FAILED if state == "failed" else EXIT_OK
+    finally:
+        lock.close()
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from .launch import RunLocked, lock_run, spawn_worker
 
     run_dir = resolve_run(_runs_dir(args), args.run)
+    if is_group_dir(run_dir):
+        return _resume_group(run_dir, args)
     if args.detach:
         cfg = _resume_plan(run_dir, args.epochs)
         if args.epochs is not None:

@@ -12,14 +12,15 @@ import re
 import subprocess
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Mapping, Sequence
 
 from tracking import GroupWriter, read_history, read_run, request_stop
 from tracking.aggregate import SCORE_METRICS, aggregate
-from tracking.groups import AGGREGATE_STATES, MEMBER_NOT_STARTED
+from tracking.groups import (AGGREGATE_STATES, MEMBER_LOGS, MEMBER_NOT_STARTED,
+                             MEMBER_PENDING, GroupInfo)
 from tracking.paths import check_name, is_run_id
 
 from .config import ConfigError, TrainConfig, to_args, validate
@@ -184,26 +185,94 @@ class _Live:
 
 
 def _start(writer: GroupWriter, index: int) -> _Live:
+    """Start member `index`: its planned `run`, or `resume` of the run it already has (a group
+    being resumed)."""
     m = writer.record["members"][index]
+    rid = m.get("run_id")
+    args = ["resume", rid, "--runs-dir", str(writer.path.parent)] if rid else m["args"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     threads = writer.record.get("threads") or 0
     if threads > 0:  # BLAS/OpenMP pools too, not only torch's
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     log = open(writer.member_log(index), "ab")
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "trainer", *m["args"]],
+        proc = subprocess.Popen([sys.executable, "-m", "trainer", *args],
                                 stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, env=env, close_fds=True)
     except OSError:
         log.close()
         raise
     writer.update_member(index, state="running", started_at=time.time())
-    return _Live(proc, log)
+    return _Live(proc, log, run_id=rid)
+
+
+#: A member whose run ended in one of these states is resumed (from its last.pt) when its
+#: group is resumed; completed, early-stopped and failed members are kept as they are.
+RESUMABLE_RUN_STATES = ("stopped", "crashed")
+
+
+def plan_resume(group: GroupInfo) -> dict[int, str | None]:
+    """The members that resuming `group` trains: index -> the run id to resume (a run that
+    stopped or crashed), or None to start the member afresh (it never created its run).
+    Raises ConfigError naming why when the group cannot be resumed now."""
+    if group.problem or group.state == "unreadable":
+        raise ConfigError(f"group {group.id} cannot be read: {group.problem}")
+    if group.state == "running":
+        raise ConfigError(f"group {group.id} is still running (its runner is alive); wait for "
+                          f"it, or stop it first: python -m trainer stop {group.id}")
+    plan: dict[int, str | None] = {}
+    states = []
+    for m in group.members:
+        rid, state = m.run_id, m.state
+        if rid is None and state == "running":  # the runner died before noting the run id
+            rid = _run_id_in(group.path / MEMBER_LOGS / f"{m.index}.log")
+            state = read_run(group.path.parent / rid).state if rid else MEMBER_PENDING
+        if state == "running":
+            raise ConfigError(f"member {m.name} ({rid}) of group {group.id} is still "
+                              "training; wait for it, or stop it first: python -m trainer "
+                              f"stop {rid}")
+        if rid and state in RESUMABLE_RUN_STATES:
+            plan[m.index] = rid
+        elif not rid and state in (MEMBER_PENDING, MEMBER_NOT_STARTED):
+            plan[m.index] = None
+        states.append(state)
+    if not plan:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(Counter(states).items()))
+        raise ConfigError(f"group {group.id} has nothing to resume: every member has ended "
+                          f"({counts}); only members that stopped, crashed or never started "
+                          "are resumed")
+    return plan
+
+
+def reopen_group(group: GroupInfo, plan: Mapping[int, str | None], *,
+                 detached: bool) -> GroupWriter:
+    """Take over a group's record to resume it: the planned members back to pending (a
+    resumed one keeps its run id, so it is resumed rather than started again), the group back
+    to running. `detached`: a runner process is about to take over (only the heartbeat
+    judges it until then)."""
+    writer = GroupWriter.take_over(group.path)
+    rec = writer.record
+    for i, rid in plan.items():
+        rec["members"][i].update(state=MEMBER_PENDING, run_id=rid, exit_code=None, error=None,
+                                 ended_at=None)
+    resumes = rec.get("resumes") if isinstance(rec.get("resumes"), int) else 0
+    rec.update(state="running", ended_at=None, stop_reason=None, aggregate=None,
+               resumes=resumes + 1, resumed_at=time.time())
+    if detached:
+        rec.update(pid=None, pid_start=None)
+    writer.save()
+    return writer
 
 
 def _find_run_id(writer: GroupWriter, index: int) -> str | None:
+    return _run_id_in(writer.member_log(index))
+
+
+def _run_id_in(log: Path) -> str | None:
+    """The run id a member's output announced in its first lines, or None."""
     try:
-        head = writer.member_log(index).read_bytes()[:65536]
+        with open(log, "rb") as f:
+            head = f.read(65536)
     except OSError:
         return None
     m = _RUN_LINE.search(head)
