@@ -1,5 +1,5 @@
 """Side effects of the pages, all through the trainer's CLI as a process (argument lists,
-never a shell, never an import of the training loop): launch, stop, demo; and delete, which
+never a shell, never an import of the training loop): launch, stop, resume, demo; and delete, which
 only removes a folder that tracking.run_path returned.
 """
 from __future__ import annotations
@@ -90,9 +90,18 @@ def launch_run(runs_dir: Path, name: str, config: Mapping[str, Any],
 
 
 def stop_run(runs_dir: Path, run_id: str) -> CliResult:
-    """`python -m trainer stop RUN` (writes the run's STOP file: a graceful stop)."""
-    tracking.run_path(runs_dir, run_id)  # refuse anything that is not a run here
+    """`python -m trainer stop RUN` (writes the STOP file: a graceful stop); a group id stops
+    the group's members and starts no more."""
+    tracking.run_path(runs_dir, run_id)  # refuse anything that is not a folder here
     return _cli(["stop", run_id, "--runs-dir", str(Path(runs_dir).resolve())], timeout=60)
+
+
+def resume(runs_dir: Path, run_id: str) -> CliResult:
+    """`python -m trainer resume RUN --detach`: a stopped or crashed run goes on from last.pt;
+    a group id resumes the group's stopped, crashed and never-started members."""
+    tracking.run_path(runs_dir, run_id)  # refuse anything that is not a folder here
+    return _cli(["resume", run_id, "--detach", "--runs-dir", str(Path(runs_dir).resolve())],
+                timeout=60)
 
 
 def start_demo(runs_dir: Path) -> CliResult:

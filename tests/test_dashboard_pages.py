@@ -470,3 +470,57 @@ def test_launch_repeat_starts_a_group_and_opens_it(runs_env):
     dfx.wait_for(lambda: dfx.tracking.read_group(group_dir, curves=False).state != "running",
                  timeout=120, every=0.2, what="the launched group to finish")
     assert dfx.tracking.read_group(group_dir).method == "repeat"
+
+
+@pytest.mark.slow
+def test_run_page_resumes_a_stopped_run_in_the_background(monkeypatch):
+    root = dfx.empty_runs_dir()
+    monkeypatch.setenv("CURVEWATCH_RUNS", str(root))
+    rid = dfx.started_id(dfx.trainer("run", "--runs-dir", str(root), "--dataset", "digits",
+                                     "--hidden", "16", "--epochs", "600", "--threads", "1",
+                                     "--detach", "--name", "to-resume"))
+    dfx.wait_for(lambda: dfx.tracking.read_run(root / rid).epoch >= 2, timeout=120, every=0.1,
+                 what="two epochs")
+    dfx.tracking.request_stop(root / rid)
+    dfx.wait_for(lambda: dfx.tracking.read_run(root / rid).state == "stopped", timeout=120,
+                 every=0.1, what="the run to stop")
+    at = page("run", run=rid).run()
+    assert at.button(key="run-stop").disabled and not at.button(key="run-resume").disabled
+    at.button(key="run-resume").click().run()
+    assert not at.exception and f"resuming {rid}" in texts(at.success)
+    dfx.wait_for(lambda: dfx.tracking.read_run(root / rid).state == "completed", timeout=180,
+                 every=0.2, what="the resumed run to finish")
+    assert dfx.tracking.read_history(root / rid)["epoch"].tolist() == list(range(1, 601))
+    done = page("run", run=rid).run()
+    assert done.button(key="run-resume").disabled  # a completed run has nothing to resume
+
+
+@pytest.mark.slow
+def test_group_page_stops_and_resumes_a_group(monkeypatch):
+    root = dfx.empty_runs_dir()
+    monkeypatch.setenv("CURVEWATCH_RUNS", str(root))
+    started = dfx.trainer("run", "--runs-dir", str(root), "--dataset", "digits", "--hidden",
+                          "16", "--epochs", "600", "--threads", "1", "--validation", "kfold:2",
+                          "--parallel", "1", "--detach")
+    gid = dfx.started_id(started)
+
+    def first_member_training():
+        g = dfx.tracking.read_group(root / gid, curves=False)
+        return g.run_ids and dfx.tracking.read_run(root / g.run_ids[0]).epoch >= 2
+    dfx.wait_for(first_member_training, timeout=120, every=0.1, what="the first member")
+    at = page("group", group=gid).run()
+    assert at.button(key="group-resume").disabled
+    at.button(key="group-stop").click().run()
+    assert not at.exception
+    dfx.wait_for(lambda: dfx.tracking.read_group(root / gid, curves=False).state == "stopped",
+                 timeout=120, every=0.2, what="the group to stop")
+    at = page("group", group=gid).run()
+    assert at.button(key="group-stop").disabled
+    at.button(key="group-resume").click().run()
+    assert not at.exception and "1 to resume, 1 to start" in texts(at.success)
+    dfx.wait_for(lambda: dfx.tracking.read_group(root / gid, curves=False).state == "completed",
+                 timeout=240, every=0.2, what="the resumed group to finish")
+    group = dfx.tracking.read_group(root / gid)
+    assert [m.state for m in group.members] == ["completed", "completed"]
+    for rid in group.run_ids:
+        assert dfx.tracking.read_history(root / rid)["epoch"].tolist() == list(range(1, 601))

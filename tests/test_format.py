@@ -192,6 +192,22 @@ def test_epochs_must_increase(tmp_path):
     run.finish()
 
 
+def test_resuming_clears_a_stop_request_left_from_before(tmp_path):
+    """A group's stop can reach a member just after it ended: the STOP file outlives the run,
+    and must not stop it again the moment it is resumed."""
+    run = Run.create(tmp_path, name="r", heartbeat_seconds=0)
+    run.log_epoch(train_loss=1.0, val_loss=1.0)
+    run.finish("stopped", stop_reason="stop requested (STOP file)")
+    (run.path / "STOP").write_text("")
+    again = Run.reopen(run.path, heartbeat_seconds=0)
+    assert not again.stop_requested()
+    again.close()
+    (run.path / "STOP").write_text("")
+    worker = Run.reopen(run.path, resumed=False, heartbeat_seconds=0)  # a detached launch's
+    assert worker.stop_requested()  # worker taking over its new folder keeps a request
+    worker.close()
+
+
 def test_close_and_finish_are_safe_to_call_twice(tmp_path):
     run = Run.create(tmp_path, name="twice", heartbeat_seconds=0)
     run.finish("stopped")

@@ -35,6 +35,8 @@ RESERVE_BYTES = 64 * 1024
 #: States a writer records. `crashed` is never written: readers derive it.
 STATES = ("running", "completed", "stopped", "early_stopped", "failed")
 FINAL_STATES = STATES[1:]
+#: States `resume` continues from last.pt (`crashed` is derived by readers, never written).
+RESUMABLE_STATES = ("stopped", "crashed")
 
 RUNS_ENV = "CURVEWATCH_RUNS"
 MAX_NAME_CHARS = 200

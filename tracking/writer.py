@@ -122,6 +122,12 @@ class Run:
         status["resumes"] = resumes + int(resumed)
         if resumed:
             status["resumed_at"] = time.time()
+            # a STOP left from before (a group's stop can land after its member has ended)
+            # must not stop the run its owner now asks to go on
+            try:
+                (path / P.STOP).unlink()
+            except FileNotFoundError:
+                pass
         _reserve_space(path)
         atomic_write_json(path / P.STATUS_JSON, status)
         return cls(path, info, status, heartbeat_seconds=heartbeat_seconds)

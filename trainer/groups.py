@@ -21,7 +21,7 @@ from tracking import GroupWriter, read_history, read_run, request_stop
 from tracking.aggregate import SCORE_METRICS, aggregate
 from tracking.groups import (AGGREGATE_STATES, MEMBER_LOGS, MEMBER_NOT_STARTED,
                              MEMBER_PENDING, GroupInfo)
-from tracking.paths import check_name, is_run_id
+from tracking.paths import RESUMABLE_STATES, check_name, is_run_id
 
 from .config import ConfigError, TrainConfig, to_args, validate
 from .launch import SigtermStop
@@ -206,11 +206,6 @@ def _start(writer: GroupWriter, index: int) -> _Live:
     return _Live(proc, log, run_id=rid)
 
 
-#: A member whose run ended in one of these states is resumed (from its last.pt) when its
-#: group is resumed; completed, early-stopped and failed members are kept as they are.
-RESUMABLE_RUN_STATES = ("stopped", "crashed")
-
-
 def plan_resume(group: GroupInfo) -> dict[int, str | None]:
     """The members that resuming `group` trains: index -> the run id to resume (a run that
     stopped or crashed), or None to start the member afresh (it never created its run).
@@ -231,7 +226,7 @@ def plan_resume(group: GroupInfo) -> dict[int, str | None]:
             raise ConfigError(f"member {m.name} ({rid}) of group {group.id} is still "
                               "training; wait for it, or stop it first: python -m trainer "
                               f"stop {rid}")
-        if rid and state in RESUMABLE_RUN_STATES:
+        if rid and state in RESUMABLE_STATES:
             plan[m.index] = rid
         elif not rid and state in (MEMBER_PENDING, MEMBER_NOT_STARTED):
             plan[m.index] = None
@@ -336,10 +331,10 @@ def run_group(writer: GroupWriter, *, echo: Callable[[str], None] = print) -> st
                     lv.run_id = _find_run_id(writer, i)
                     if lv.run_id:
                         writer.update_member(i, run_id=lv.run_id)
-                if stop_reason is not None and lv.run_id and not lv.stop_sent:
+                code = lv.proc.poll()
+                if stop_reason is not None and lv.run_id and not lv.stop_sent and code is None:
                     request_stop(writer.path.parent / lv.run_id)
                     lv.stop_sent = True
-                code = lv.proc.poll()
                 if code is not None:
                     del live[i]
                     done += 1

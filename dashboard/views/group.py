@@ -8,7 +8,8 @@ Numbers come from tracking.aggregate_group(live=True), the same function the gro
 uses for its record, so the page and the CLI agree; live while members train."""
 import streamlit as st
 
-from dashboard import data, figures, live_chart, state, tables
+from dashboard import actions, data, figures, live_chart, state, tables
+from tracking.paths import RESUMABLE_STATES
 
 INTERVALS = {"2 s": 2.0, "5 s": 5.0, "10 s": 10.0, "30 s": 30.0}
 #: metrics drawn, in this order, when the members logged them
@@ -181,8 +182,20 @@ def _live() -> None:
 
 _live()
 
-# actions outside the fragment: they switch pages
-a1, a2, _ = st.columns([1.4, 1.4, 3])
+# actions outside the fragment: they switch pages or start processes
+a1, a2, a3, a4 = st.columns([1.4, 1.4, 1, 1])
+with a3:
+    if st.button("Stop group", key=state.GROUP_STOP, disabled=group.state != "running",
+                 help="stop every running member after its current epoch; start no more"):
+        res = actions.stop_run(root, group.id)
+        (st.success if res.ok else st.error)(res.message or "stop requested")
+with a4:
+    if st.button("Resume group", key=state.GROUP_RESUME,
+                 disabled=group.state not in (*RESUMABLE_STATES, "partial"),
+                 help="in the background: stopped and crashed members go on from their last "
+                      "checkpoint, members never started start"):
+        res = actions.resume(root, group.id)
+        (st.success if res.ok else st.error)(res.message or "resuming")
 with a1:
     if group.run_ids and st.button("Compare the members", key=state.GROUP_COMPARE,
                                    disabled=len(group.run_ids) < 2):

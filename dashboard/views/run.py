@@ -8,6 +8,7 @@ import streamlit as st
 
 from dashboard import actions, data, figures, live_chart, state, tables
 from dashboard.series import DEFAULT_SMOOTHING, MAX_SMOOTHING
+from tracking.paths import RESUMABLE_STATES
 
 SEVERITY_BOX = {"critical": st.error, "warning": st.warning, "info": st.info}
 INTERVALS = {"1 s": 1.0, "2 s": 2.0, "5 s": 5.0, "10 s": 10.0, "30 s": 30.0}
@@ -203,12 +204,19 @@ with tab_log:
     st.code(tail[-8000:] if tail else "(no output logged: no trainer.log, and no group log "
             "of this run)", language="text")
 with tab_act:
-    a1, a2, a3 = st.columns(3)
+    a1, a1b, a2, a3 = st.columns(4)
     with a1:
         if st.button("Stop run", key=state.RUN_STOP, disabled=not running,
                      help="ask the run to stop gracefully after its current epoch"):
             res = actions.stop_run(root, info.id)
             (st.success if res.ok else st.error)(res.message or "stop requested")
+    with a1b:
+        if st.button("Resume run", key=state.RUN_RESUME,
+                     disabled=info.state not in RESUMABLE_STATES,
+                     help="continue a stopped or crashed run from its last checkpoint, in the "
+                          "background"):
+            res = actions.resume(root, info.id)
+            (st.success if res.ok else st.error)(res.message or "resuming")
     with a2:
         if st.button("Clone and edit in Launch", key=state.RUN_CLONE):
             st.session_state[state.LAUNCH_PREFILL] = {"config": dict(info.config),
