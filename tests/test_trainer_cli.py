@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, only_run, run_trainer, wait_for
-from tracking import read_history, read_layers, read_run
+from tracking import list_runs, read_history, read_layers, read_run
 from tracking.jsonl import read_from
 from trainer.cli import main
 
@@ -405,3 +405,21 @@ def test_bad_diagnosis_thresholds_are_usage_errors(runs_dir, capsys):
     assert main(["run", "--runs-dir", str(runs_dir), "--patience", "0"]) == 2
     assert "patience must be >= 1, got 0" in capsys.readouterr().err
     assert list(runs_dir.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_the_demo_runs_show_what_their_names_promise(runs_dir):
+    """`make run`'s three demo runs, trained for real: the healthy one raises no problem, the
+    overfitting one is flagged overfitting and the plateauing one plateau (flags as the
+    trainer writes them into status.json, which the Runs page shows)."""
+    done = run_trainer("demo", runs_dir=runs_dir)
+    assert done.returncode == 0, done.stderr
+    runs = wait_for(lambda: (rs := list_runs(runs_dir)) and len(rs) == 3
+                    and all(r.state == "completed" for r in rs) and rs,
+                    timeout=240, every=0.2, what="the three demo runs to finish")
+    flags = {r.name: {f["kind"] for f in r.status.get("flags", [])} for r in runs}
+    problems = {"overfitting", "plateau", "divergence", "unstable", "underfitting",
+                "exploding_gradients", "vanishing_gradients"}
+    assert not flags["demo-healthy-cnn"] & problems, flags
+    assert "overfitting" in flags["demo-overfitting-mlp"], flags
+    assert "plateau" in flags["demo-plateau-sgd"], flags
