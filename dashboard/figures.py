@@ -8,7 +8,7 @@ annotation text) plus one "flags" marker trace that carries their hover text.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -127,7 +127,7 @@ def learning_curve_figure(history: pd.DataFrame, findings: Iterable[Any] = (), *
     drawn faint behind the smoothed one. Flags: a shaded span for overfitting (from its start,
     the best epoch) and plateau and other episodes, a vertical line at the best epoch, at an
     early stop and at divergence, and one "flags" marker trace with the hover details.
-    Flags are placed by epoch, so they are drawn only when x is 'epoch'.
+    Flags are found by epoch and placed where that epoch lies on the chosen x axis.
     """
     cols = [c for c in (f"train_{metric}", f"val_{metric}", f"test_{metric}")
             if c in history.columns]
@@ -149,10 +149,8 @@ def learning_curve_figure(history: pd.DataFrame, findings: Iterable[Any] = (), *
                                      color=colors[split], legendgroup=split))
         else:
             fig.add_trace(line_trace(xs, y, name=split, color=colors[split]))
-    if x == "epoch":
-        add_flags(fig, history, [f for f in findings or ()
-                                 if _finding_get(f, "kind") in CURVE_KINDS],
-                  metric=metric, best_epoch=best_epoch, stop_epoch=stop_epoch)
+    add_flags(fig, history, [f for f in findings or () if _finding_get(f, "kind") in CURVE_KINDS],
+              metric=metric, best_epoch=best_epoch, stop_epoch=stop_epoch, x=x)
     return _layout(fig, title=title or _metric_title(metric), xtitle=X_AXES.get(x, x),
                    ytitle=metric, log_y=log_y, uirevision=uirevision or f"curve-{metric}")
 
@@ -161,12 +159,27 @@ def _metric_title(metric: str) -> str:
     return {"loss": "Loss", "acc": "Accuracy", "r2": "R²"}.get(metric, metric)
 
 
+def epoch_to_x(history: pd.DataFrame, x: str = "epoch") -> Callable[[float], float]:
+    """Where an epoch lies on the x axis `x` (epoch, step or time): that epoch's own x value,
+    interpolated between logged epochs for one that is not in the history."""
+    ep = pd.to_numeric(history["epoch"], errors="coerce").to_numpy(dtype=float)
+    xs = x_values(history, x)
+    ok = np.isfinite(ep) & np.isfinite(xs)
+    if x == "epoch" or not ok.any():
+        return float
+    order = np.argsort(ep[ok], kind="stable")
+    ep_sorted, xs_sorted = ep[ok][order], xs[ok][order]
+    return lambda epoch: float(np.interp(epoch, ep_sorted, xs_sorted))
+
+
 def add_flags(fig: go.Figure, history: pd.DataFrame, findings: Iterable[Any], *,
               metric: str = "loss", best_epoch: int | None = None,
-              stop_epoch: int | None = None) -> go.Figure:
-    """Draw findings and markers on an epoch-axis figure (mutates and returns `fig`)."""
+              stop_epoch: int | None = None, x: str = "epoch") -> go.Figure:
+    """Draw findings and markers on a figure whose x axis is `x` (mutates and returns
+    `fig`); spans and lines sit where their epochs lie on that axis."""
     epochs = pd.to_numeric(history["epoch"], errors="coerce")
     last = int(epochs.max()) if len(epochs) and np.isfinite(epochs.max()) else 0
+    at = epoch_to_x(history, x)
     val_col = f"val_{metric}" if f"val_{metric}" in history.columns else None
     mx, my, mtext, mcolor = [], [], [], []
     n_labels = 0  # stagger the annotations so flags that start together stay readable
@@ -189,36 +202,36 @@ def add_flags(fig: go.Figure, history: pd.DataFrame, findings: Iterable[Any], *,
         end_x = end if end is not None else last
         label = kind.replace("_", " ")
         if kind == "divergence":
-            fig.add_vline(x=start, line=dict(color=SEVERITY_COLORS["critical"], width=2,
+            fig.add_vline(x=at(start), line=dict(color=SEVERITY_COLORS["critical"], width=2,
                                              dash="dot"),
                           annotation=dict(text="divergence", yshift=-16 * n_labels),
                           annotation_position="top left", name="flag-divergence")
             n_labels += 1
         elif kind in SPAN_KINDS:
-            fig.add_vrect(x0=start, x1=max(end_x, start), fillcolor=SPAN_KINDS[kind],
+            fig.add_vrect(x0=at(start), x1=at(max(end_x, start)), fillcolor=SPAN_KINDS[kind],
                           line_width=0, layer="below",
                           annotation=dict(text=label + ("" if end is not None else " →"),
                                           yshift=-16 * n_labels),
                           annotation_position="top left", name=f"flag-{kind}")
             n_labels += 1
-        mx.append(start)
+        mx.append(at(start))
         my.append(y_at(start))
         mtext.append(f"<b>{label}</b> ({sev}), epoch {start}"
                      f"{'' if end is None else f'–{end}'}<br>{_wrap(msg)}")
         mcolor.append(SEVERITY_COLORS.get(sev, "#555"))
     if best_epoch:
-        fig.add_vline(x=best_epoch, line=dict(color="#2ca02c", width=1.5, dash="dash"),
+        fig.add_vline(x=at(best_epoch), line=dict(color="#2ca02c", width=1.5, dash="dash"),
                       annotation_text=f"best @ {best_epoch}", annotation_position="bottom right",
                       name="flag-best")
-        mx.append(best_epoch)
+        mx.append(at(best_epoch))
         my.append(y_at(best_epoch))
         mtext.append(f"<b>best epoch</b> {best_epoch}")
         mcolor.append("#2ca02c")
     if stop_epoch:
-        fig.add_vline(x=stop_epoch, line=dict(color="#d62728", width=2),
+        fig.add_vline(x=at(stop_epoch), line=dict(color="#d62728", width=2),
                       annotation_text=f"early stop @ {stop_epoch}",
                       annotation_position="bottom left", name="flag-stop")
-        mx.append(stop_epoch)
+        mx.append(at(stop_epoch))
         my.append(y_at(stop_epoch))
         mtext.append(f"<b>early stop</b> at epoch {stop_epoch}")
         mcolor.append("#d62728")
@@ -254,10 +267,9 @@ def grad_norm_figure(history: pd.DataFrame, findings: Iterable[Any] = (), *,
     if "grad_norm_max" in history.columns:
         fig.add_trace(line_trace(xs, _positive(history["grad_norm_max"]), name="max",
                                  color="#9467bd", width=1, dash="dot"))
-    if x == "epoch":
-        add_flags(fig, history,
-                  [f for f in findings or () if _finding_get(f, "kind") in GRADIENT_KINDS],
-                  metric="__none__")
+    add_flags(fig, history,
+              [f for f in findings or () if _finding_get(f, "kind") in GRADIENT_KINDS],
+              metric="__none__", x=x)
     return _layout(fig, title="Gradient norm", xtitle=X_AXES.get(x, x), ytitle="L2 norm",
                    log_y=True, uirevision=uirevision or "grad-norm")
 

@@ -116,12 +116,27 @@ def test_missing_column_raises_px_style_error_listing_columns():
         figures.grad_norm_figure(_hist()[["epoch", "train_loss"]])
 
 
-def test_x_axis_by_step_and_time_and_no_flags_off_epoch_axis():
-    h = _hist()
-    fig = figures.learning_curve_figure(h, FINDINGS, x="step")
-    assert list(fig.data[0].x[:2]) == [10, 20] and not fig.layout.shapes
-    fig = figures.learning_curve_figure(h, x="time")
+def test_x_axis_by_step_and_time_and_flags_where_their_epochs_lie():
+    h = _hist()  # epoch e is at step 10e and 2(e - 1) seconds after the first record
+    fig = figures.learning_curve_figure(h, FINDINGS, x="step", best_epoch=10, stop_epoch=30)
+    assert list(fig.data[0].x[:2]) == [10, 20]
+    shapes = {s.name: s for s in fig.layout.shapes}
+    assert (shapes["flag-plateau"].x0, shapes["flag-plateau"].x1) == (30, 80)
+    assert (shapes["flag-overfitting"].x0, shapes["flag-overfitting"].x1) == (100, 300)
+    assert shapes["flag-best"].x0 == 100 and shapes["flag-stop"].x0 == 300
+    flags = next(t for t in fig.data if t.name == "flags")
+    assert 30 in flags.x and 250 in flags.x  # plateau and divergence markers
+    fig = figures.learning_curve_figure(h, FINDINGS, x="time")
     assert fig.data[0].x[0] == 0 and fig.layout.xaxis.title.text == "wall time (s)"
+    shapes = {s.name: s for s in fig.layout.shapes}
+    assert (shapes["flag-plateau"].x0, shapes["flag-plateau"].x1) == (4, 14)
+    assert shapes["flag-divergence"].x0 == 48
+
+
+def test_a_flag_epoch_missing_from_the_history_is_placed_between_its_neighbours():
+    h = _hist().drop(index=[4, 5])  # epochs 5 and 6 were never logged
+    at = figures.epoch_to_x(h, "step")
+    assert at(4) == 40 and at(5) == 50 and at(7) == 70
 
 
 def test_nonfinite_values_become_gaps():

@@ -117,7 +117,7 @@ def live_view() -> None:
                               help="TensorBoard's debiased EMA, display only; flags use "
                               f"raw values. {DEFAULT_SMOOTHING} is a common choice.")
         x = st.radio("x axis", ["epoch", "step", "time"], horizontal=True, key=state.RUN_X,
-                     help="flags are drawn on the epoch axis")
+                     help="flags sit where their epochs lie on the chosen axis")
     stop_epoch = now_info.epoch if now_info.state == "early_stopped" else None
     metrics = figures.metric_names(history)
     with c1:
