@@ -113,7 +113,7 @@ class GroupWriter:
         return self._record
 
     def member_log(self, index: int) -> Path:
-        return self.path / MEMBER_LOGS / f"{int(index)}.log"
+        return member_log_path(self.path, index)
 
     def update_member(self, index: int, **fields: Any) -> None:
         self._record["members"][index].update(fields)
@@ -392,7 +392,12 @@ def aggregate_group(group: GroupInfo, *, live: bool = True) -> GroupAggregate:
 
 def read_member_log(group: GroupInfo, index: int, max_bytes: int = 20_000) -> str:
     """The last `max_bytes` of member `index`'s trainer output ('' when there is none)."""
-    return read_tail(group.path / MEMBER_LOGS / f"{int(index)}.log", max_bytes) or ""
+    return read_tail(member_log_path(group.path, index), max_bytes) or ""
+
+
+def member_log_path(group_dir: str | Path, index: int) -> Path:
+    """Where member `index` of the group in `group_dir` writes its trainer output."""
+    return Path(group_dir) / MEMBER_LOGS / f"{int(index)}.log"
 
 
 def member_log_of(run_dir: str | Path) -> Path | None:
@@ -410,5 +415,5 @@ def member_log_of(run_dir: str | Path) -> Path | None:
     for i, m in enumerate(members):
         if isinstance(m, dict) and m.get("run_id") == run_dir.name:
             index = _opt_int(m.get("index"))
-            return gdir / MEMBER_LOGS / f"{i if index is None else index}.log"
+            return member_log_path(gdir, i if index is None else index)
     return None

@@ -19,9 +19,10 @@ from typing import IO, Any, Callable, Mapping, Sequence
 
 from tracking import GroupWriter, read_history, read_run, request_stop
 from tracking.aggregate import SCORE_METRICS, aggregate
-from tracking.groups import (AGGREGATE_STATES, MEMBER_LOGS, MEMBER_NOT_STARTED,
-                             MEMBER_PENDING, GroupInfo)
+from tracking.groups import (AGGREGATE_STATES, MEMBER_NOT_STARTED, MEMBER_PENDING,
+                             GroupInfo, member_log_path)
 from tracking.paths import RESUMABLE_STATES, check_name, is_run_id
+from tracking.reader import read_tail
 
 from .config import ConfigError, TrainConfig, to_args, validate
 from .launch import SigtermStop
@@ -220,7 +221,7 @@ def plan_resume(group: GroupInfo) -> dict[int, str | None]:
     for m in group.members:
         rid, state = m.run_id, m.state
         if rid is None and state == "running":  # the runner died before noting the run id
-            rid = _run_id_in(group.path / MEMBER_LOGS / f"{m.index}.log")
+            rid = _run_id_in(member_log_path(group.path, m.index))
             state = read_run(group.path.parent / rid).state if rid else MEMBER_PENDING
         if state == "running":
             raise ConfigError(f"member {m.name} ({rid}) of group {group.id} is still "
@@ -259,10 +260,6 @@ def reopen_group(group: GroupInfo, plan: Mapping[int, str | None], *,
     return writer
 
 
-def _find_run_id(writer: GroupWriter, index: int) -> str | None:
-    return _run_id_in(writer.member_log(index))
-
-
 def _run_id_in(log: Path) -> str | None:
     """The run id a member's output announced in its first lines, or None."""
     try:
@@ -276,16 +273,13 @@ def _run_id_in(log: Path) -> str | None:
 
 
 def _log_tail(writer: GroupWriter, index: int, lines: int = 15) -> str:
-    try:
-        text = writer.member_log(index).read_bytes()[-8000:].decode("utf-8", "replace")
-    except OSError:
-        return ""
+    text = read_tail(writer.member_log(index), 8000) or ""
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
 def _finish_member(writer: GroupWriter, index: int, live: _Live, code: int) -> dict[str, Any]:
     live.log.close()
-    rid = live.run_id or _find_run_id(writer, index)
+    rid = live.run_id or _run_id_in(writer.member_log(index))
     fields: dict[str, Any] = {"exit_code": code, "ended_at": time.time(), "run_id": rid}
     if rid:
         info = read_run(writer.path.parent / rid)
@@ -328,7 +322,7 @@ def run_group(writer: GroupWriter, *, echo: Callable[[str], None] = print) -> st
                 echo(f"[{i + 1}/{total}] started {members[i]['name']}")
             for i, lv in list(live.items()):
                 if lv.run_id is None:
-                    lv.run_id = _find_run_id(writer, i)
+                    lv.run_id = _run_id_in(writer.member_log(i))
                     if lv.run_id:
                         writer.update_member(i, run_id=lv.run_id)
                 code = lv.proc.poll()
