@@ -260,7 +260,6 @@ def cmd_group_worker(args: argparse.Namespace) -> int:
     """The process behind a detached group: take over its record and run the members."""
     from tracking import GroupWriter
     from .groups import run_group
-
     from .launch import lock_run
 
     lock = lock_run(Path(args.group_dir))  # one runner per group, resumes included
@@ -367,8 +366,9 @@ def _resume_group(group_dir: Path, args: argparse.Namespace) -> int:
         raise UsageError(f"group {group_dir.name} is being resumed by another process") \
             from None
     try:
-        plan = plan_resume(read_group(group_dir, curves=False))
-        writer = reopen_group(read_group(group_dir, curves=False), plan, detached=args.detach)
+        group = read_group(group_dir, curves=False)
+        plan = plan_resume(group)
+        writer = reopen_group(group, plan, detached=args.detach)
         fresh = sum(rid is None for rid in plan.values())
         what = f"{len(plan) - fresh} to resume, {fresh} to start"
         if args.detach:
