@@ -6,9 +6,11 @@ Widget keys have the form `<page>-<name>` with only [a-z0-9_-], so AppTest looku
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping
 
 import streamlit as st
+
+from dashboard.tables import state_label
 
 ROOT = Path(__file__).resolve().parent.parent
 VIEWS = ROOT / "dashboard" / "views"
@@ -114,20 +116,22 @@ def qp_list(name: str) -> list[str]:
     return [p for p in str(raw).split(",") if p]
 
 
-def sidebar_pick(label: str, ids: Sequence[str], qp: str, key: str, *,
-                 exists: Callable[[str], bool], describe: Callable[[str], str],
-                 missing: Callable[[str], str]) -> str:
-    """The id chosen in a sidebar selectbox that follows query param `qp`: the URL's id is
-    preselected (an id that `exists` rejects gets the `missing(id)` warning and the first id
-    instead), and the choice is written back to the URL so it can be shared."""
+def sidebar_pick(label: str, by_id: Mapping[str, Any], qp: str, key: str, *,
+                 exists: Callable[[str], bool], noun: str, where: Path) -> str:
+    """The id chosen in a sidebar selectbox over `by_id` (runs or groups: `.name`, `.state`)
+    that follows query param `qp`: the URL's id is preselected (one that `exists` rejects gets
+    a warning naming the `noun` and `where` it was looked for, and the first id instead), and
+    the choice is written back to the URL so it can be shared."""
     wanted = st.query_params.get(qp)
     if wanted and not exists(wanted):
-        st.warning(missing(wanted))
+        st.warning(f"There is no {noun} `{wanted}` in `{where}`; showing the newest "
+                   f"{noun.split()[-1]} instead.")
         wanted = None
-    ids = list(ids)
+    ids = list(by_id)
     # the key carries the URL's id, so opening another id through a link resets the widget
-    chosen = st.sidebar.selectbox(label, ids, index=ids.index(wanted) if wanted in ids else 0,
-                                  key=f"{key}-{wanted or ''}", format_func=describe)
+    chosen = st.sidebar.selectbox(
+        label, ids, index=ids.index(wanted) if wanted in ids else 0, key=f"{key}-{wanted or ''}",
+        format_func=lambda i: f"{by_id[i].name} · {i} · {state_label(by_id[i].state)}")
     if st.query_params.get(qp) != chosen:
         st.query_params[qp] = chosen
     return chosen

@@ -29,12 +29,8 @@ if not groups:
     st.stop()
 
 by_id = {g.id: g for g in groups}
-gid = state.sidebar_pick(
-    "Group", list(by_id), state.QP_GROUP, state.GROUP_SELECT,
-    exists=lambda g: data.load_group(root, g) is not None,
-    describe=lambda g: f"{by_id[g].name} · {g} · {tables.state_label(by_id[g].state)}",
-    missing=lambda g: f"There is no run group `{g}` in `{root}`; showing the newest group "
-                      "instead.")
+gid = state.sidebar_pick("Group", by_id, state.QP_GROUP, state.GROUP_SELECT, noun="run group",
+                         where=root, exists=lambda g: data.load_group(root, g) is not None)
 
 
 def _score_text(sc: dict | None) -> str:

@@ -23,11 +23,8 @@ if not runs:
     st.stop()
 
 by_id = {r.id: r for r in runs}
-run_id = state.sidebar_pick(
-    "Run", list(by_id), state.QP_RUN, state.RUN_SELECT,
-    exists=lambda rid: data.resolve_run(root, rid) is not None,
-    describe=lambda rid: f"{by_id[rid].name} · {rid} · {tables.state_label(by_id[rid].state)}",
-    missing=lambda rid: f"There is no run `{rid}` in `{root}`; showing the newest run instead.")
+run_id = state.sidebar_pick("Run", by_id, state.QP_RUN, state.RUN_SELECT, noun="run",
+                            where=root, exists=lambda r: data.resolve_run(root, r) is not None)
 path = data.resolve_run(root, run_id)
 info = by_id[run_id] if path is None else data.tracking.read_run(path)
 
