@@ -5,6 +5,7 @@ state, apply filters and choices outside the cached functions, never mutate a ca
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -54,20 +55,14 @@ def resolve_run(root: Path, run_id: str | None) -> Path | None:
 
 def list_groups(root: Path | None = None) -> list[Any]:
     """Run groups (k-fold, bootstrap, repeated seeds, sweeps), newest first; [] when the
-    tracking package has no groups or the folder has none."""
-    fn = getattr(tracking, "list_groups", None)
-    if fn is None:
-        return []
-    try:
-        return list(fn(root if root is not None else runs_dir()))
-    except Exception:
-        return []
+    folder has none."""
+    return tracking.list_groups(root if root is not None else runs_dir())
 
 
 def load_group(root: Path, group_id: str | None) -> Any | None:
     """GroupInfo with its aggregate computed now (live members included), or None when
     `group_id` (from a URL) names no group here."""
-    if not group_id or not hasattr(tracking, "group_path"):
+    if not group_id:
         return None
     try:
         path = tracking.group_path(root, str(group_id))
@@ -76,18 +71,15 @@ def load_group(root: Path, group_id: str | None) -> Any | None:
         return None
     if group.state != "unreadable":
         try:
-            agg = tracking.aggregate_group(group, live=True)
-            import dataclasses
-            group = dataclasses.replace(group, aggregate=agg)
-        except Exception:
+            group = dataclasses.replace(group, aggregate=tracking.aggregate_group(group, live=True))
+        except Exception:  # keep the stored aggregate rather than break the page
             pass
     return group
 
 
 def is_group(root: Path, some_id: str) -> bool:
-    fn = getattr(tracking, "is_group_dir", None)
     path = resolve_run(root, some_id)
-    return bool(fn and path is not None and fn(path))
+    return path is not None and tracking.is_group_dir(path)
 
 
 def file_state(path: Path) -> tuple[int, int]:
@@ -129,10 +121,6 @@ def live_history(run_dir: Path | str) -> pd.DataFrame:
     if reader is None:
         reader = readers[key] = HistoryReader(run_dir)
     return reader.read()
-
-
-def _num(v: Any) -> float:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
