@@ -17,7 +17,7 @@ from tracking import (HistoryReader, Run, RunNotFound, derive_state, list_runs, 
                       read_layers, read_run, read_steps, run_path)
 from tracking.jsonio import atomic_write_json, dumps, loads, read_json
 from tracking.jsonl import JsonlAppender, read_from
-from tracking.paths import create_run_dir, slugify
+from tracking.paths import publish_run_dir, slugify
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 1.5, 0.0, -2.0])
@@ -270,7 +270,7 @@ def test_run_ids_are_distinct_under_concurrent_creation(tmp_path):
 
     def make() -> None:
         for _ in range(25):
-            run_id, _ = create_run_dir(tmp_path, "same name")
+            run_id, _ = publish_run_dir(tmp_path, "same name", lambda rid, staging: None)
             with lock:
                 ids.append(run_id)
 

@@ -4,8 +4,7 @@ This package is the only code that knows file names and encodings; see docs/run-
 """
 from .checkpoints import BEST, LAST, load_checkpoint, save_checkpoint
 from .grads import GradNorms, gradient_norms
-from .paths import (FORMAT_VERSION, RunNotFound, create_run_dir, default_runs_dir,
-                    run_path)
+from .paths import FORMAT_VERSION, RunNotFound, default_runs_dir, run_path
 from .reader import (HistoryReader, JsonlFrame, LayersReader, RunInfo, StepsReader,
                      derive_state, list_runs, read_history, read_layers, read_log_tail,
                      read_run, read_steps)
@@ -17,7 +16,7 @@ from .groups import (GROUP_STATES, GroupAggregate, GroupInfo, GroupMember, Group
 __all__ = [
     "BEST", "LAST", "FINAL_STATES", "FORMAT_VERSION", "STATES", "GradNorms", "HistoryReader",
     "JsonlFrame", "LayersReader", "StepsReader",
-    "Run", "RunInfo", "RunNotFound", "create_run_dir", "default_runs_dir", "derive_state",
+    "Run", "RunInfo", "RunNotFound", "default_runs_dir", "derive_state",
     "gradient_norms", "list_runs", "load_checkpoint", "read_history", "read_layers",
     "read_log_tail", "read_run", "read_steps", "run_path", "save_checkpoint",
     # run groups (folds, resamples, seeds, sweeps)

@@ -136,24 +136,6 @@ def publish_run_dir(runs_dir: Path, name: str,
         raise
 
 
-def create_run_dir(runs_dir: Path, name: str) -> tuple[str, Path]:
-    """Create a new, empty run folder and return (run_id, path).
-
-    Ids are `YYYYMMDD-HHMMSS-<slug>-<4 hex>`: sortable by start time, and created with an
-    exclusive mkdir, so concurrent launches that draw the same id retry instead of sharing."""
-    runs_dir = Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    for _ in range(1000):
-        run_id = new_run_id(name)
-        path = runs_dir / run_id
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        return run_id, path
-    raise RuntimeError(f"could not find a free run id in {runs_dir} after 1000 tries")
-
-
 def is_run_id(ref: str) -> bool:
     """True when `ref` has the shape of a folder name that can only mean a child folder."""
     return isinstance(ref, str) and bool(_ID_RE.match(ref)) and ".." not in ref
