@@ -11,10 +11,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from tracking.grads import layer_norm_tensor
-
-from .config import TrainConfig
+from .config import MODELS, TrainConfig
 from .data import CLASSIFICATION, Dataset, Split
+from .gradstats import grad_stats
 from .models import build_model
 from .schedule import LRSchedule, build_optimizer
 
@@ -71,13 +70,16 @@ class Trainer:
         self.batch_sizes[-1] = len(self.train_t) - cfg.batch_size * (self.steps_per_epoch - 1)
         y = self.train_t.y.double()
         self.train_sst = 1.0 if self.classify else max(float(((y - y.mean()) ** 2).sum()), 1e-12)
+        # The built-in models use every parameter on every step; a user's model may not.
+        self.grads = grad_stats(self.params, self.steps_per_epoch, cfg.model in MODELS)
         self.step = 0
 
     # ------------------------------------------------------------------ one epoch
     def train_epoch(self, epoch: int,
                     on_step: Callable[..., None] | None = None
                     ) -> tuple[dict[str, Any], dict[str, float]]:
-        """Train one epoch; return the epoch record and the per-tensor mean gradient norms."""
+        """Train one epoch; return the epoch record and each parameter tensor's gradient norm
+        (RMS over the epoch's steps, see gradstats)."""
         cfg, t, dev = self.cfg, self.train_t, self.device
         started = time.perf_counter()
         lr = self.schedule.begin_epoch(epoch)
@@ -86,10 +88,10 @@ class Trainer:
         order = torch.randperm(n, generator=self.shuffle).to(dev)
         # Per-step values are kept as the tensors the step produced anyway (appending to a
         # list costs no kernel); they are stacked and reduced once at the end of the epoch.
-        step_norms: list[torch.Tensor] = []
         step_losses: list[torch.Tensor] = []
         outputs: list[torch.Tensor] = []
         clipped = torch.zeros((), device=dev)
+        clip, want_total = cfg.clip_grad_norm, cfg.clip_grad_norm > 0 or on_step is not None
         for i in range(self.steps_per_epoch):
             idx = order[i * bs:(i + 1) * bs]
             xb, yb = t.x[idx], t.y[idx]
@@ -98,48 +100,36 @@ class Trainer:
             objective = loss
             if cfg.l1 > 0:
                 objective = loss + cfg.l1 * sum(p.abs().sum() for p in self.l1_params)
-            self.optimizer.zero_grad(set_to_none=True)
+            self.grads.zero_grad()
             objective.backward()
-            layer_norms = self._grad_norms()
-            step_norms.extend(layer_norms)
-            if cfg.clip_grad_norm > 0:
-                total = torch.stack(layer_norms).norm()
-                torch.nn.utils.clip_grads_with_norm_(self.params, cfg.clip_grad_norm, total)
-                clipped += total > cfg.clip_grad_norm
+            total = self.grads.after_backward(i, want_total)
+            if clip > 0:
+                torch.nn.utils.clip_grads_with_norm_(self.params, clip, total)
+                clipped += total > clip
             self.optimizer.step()
             step_losses.append(loss.detach())
             if self.classify:
                 outputs.append(out.detach())
             self.step += 1
             if on_step is not None:
-                on_step(self.step, loss, layer_norms, lr)
-        norms = torch.stack(step_norms).view(self.steps_per_epoch, len(self.params))
+                on_step(self.step, loss, total, lr)
+        step_totals, layer_norms = self.grads.end_epoch()
         # Sample-weighted mean: each batch counts by its size, the last partial one included.
         loss_sum = (torch.stack(step_losses) * self.batch_sizes).sum()
         score_sum = (torch.cat(outputs).argmax(1) == t.y[order]).sum() if self.classify \
             else loss_sum * 0
-        total_norm = norms.norm(dim=1)
         val = self.evaluate(self.val_t)
-        packed = torch.stack([loss_sum / n, score_sum / n, total_norm.mean(), total_norm.max(),
-                              clipped / self.steps_per_epoch, *val]).tolist()  # one host sync
-        layer_means = dict(zip(self.names, norms.mean(0).tolist()))
+        head = torch.stack([loss_sum / n, score_sum / n, step_totals.mean(), step_totals.max(),
+                            clipped / self.steps_per_epoch, *val])
+        packed = torch.cat([head, layer_norms]).tolist()  # the epoch's one host sync
+        layer_rms = dict(zip(self.names, packed[len(head):]))
         seconds = time.perf_counter() - started
-        record = self._record(epoch, lr, packed, seconds, n)
+        record = self._record(epoch, lr, packed[:len(head)], seconds, n)
         if self.test_t is not None:
             test = torch.stack(self.evaluate(self.test_t)).tolist()
             record.update(self._pair("test", test[0], test[1]))
         self.schedule.end_epoch(epoch, record["val_loss"])
-        return record, layer_means
-
-    def _grad_norms(self) -> list[torch.Tensor]:
-        """The L2 norm of each parameter's gradient, one fused call; 0 for a parameter that
-        this step's forward did not use (its .grad is None)."""
-        grads = [p.grad for p in self.params]
-        try:
-            return torch._foreach_norm(grads, 2.0)
-        except TypeError:  # a None among them: rare, so it is not checked for on every step
-            return torch._foreach_norm([torch.zeros_like(p) if g is None else g
-                                        for p, g in zip(self.params, grads)], 2.0)
+        return record, layer_rms
 
     def _record(self, epoch: int, lr: float, packed: list[float], seconds: float,
                 n: int) -> dict[str, Any]:

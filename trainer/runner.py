@@ -228,10 +228,9 @@ def _step_logger(run: Run, every: int) -> Callable[..., None] | None:
     if every <= 0:
         return None
 
-    def log(step: int, loss: torch.Tensor, norms: list[torch.Tensor], lr: float) -> None:
+    def log(step: int, loss: torch.Tensor, grad_norm: torch.Tensor, lr: float) -> None:
         if step % every == 0:
-            run.log_step(step, loss=float(loss), grad_norm=float(torch.stack(norms).norm()),
-                         lr=lr)
+            run.log_step(step, loss=float(loss), grad_norm=float(grad_norm), lr=lr)
     return log
 
 
