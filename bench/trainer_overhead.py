@@ -46,31 +46,37 @@ def _since(start: tuple[float, float]) -> tuple[float, float]:
     return now[0] - start[0], now[1] - start[1]
 
 
-def bare_loop(trainer, epochs: int, *, norms: bool = False, outputs: bool = False
+def bare_loop(trainer, epochs: int, *, grads: str = "plain", outputs: bool = False
               ) -> tuple[float, float]:
     """A careful hand-written loop: train() + shuffled index batches, eval() + inference_mode
     validation with loss and accuracy, one host sync per epoch. Returns (wall, cpu) seconds.
-    `norms` / `outputs` add one piece of the trainer's monitoring each (--parts): per-step
-    gradient norms kept as tensors, and each step's outputs kept for the train accuracy."""
-    model, opt, loss_fn = trainer.model, trainer.optimizer, trainer.loss_fn
+    For --parts: `grads` "buffer" zeroes the gradients the trainer's way (its flat buffer,
+    for a built-in model) instead of zero_grad(set_to_none=True), "norms" also records the
+    trainer's per-step gradient norms; `outputs` keeps each step's outputs for the train
+    accuracy."""
+    model, opt, loss_fn, stats_of = trainer.model, trainer.optimizer, trainer.loss_fn, \
+        trainer.grads
     x, y = trainer.train_t.x, trainer.train_t.y
     vx, vy = trainer.val_t.x, trainer.val_t.y
-    bs, n, params = trainer.cfg.batch_size, len(y), trainer.params
+    bs, n = trainer.cfg.batch_size, len(y)
     gen = torch.Generator().manual_seed(1)
     start = _clock()
     for _ in range(epochs):
         model.train()
         order = torch.randperm(n, generator=gen)
         total = torch.zeros(())
-        kept_norms, kept_outputs = [], []
+        kept_outputs = []
         for i in range(math.ceil(n / bs)):
             idx = order[i * bs:(i + 1) * bs]
             out = model(x[idx])
             loss = loss_fn(out, y[idx])
-            opt.zero_grad(set_to_none=True)
+            if grads == "plain":
+                opt.zero_grad(set_to_none=True)
+            else:
+                stats_of.zero_grad()
             loss.backward()
-            if norms:
-                kept_norms.extend(torch._foreach_norm([p.grad for p in params], 2.0))
+            if grads == "norms":
+                stats_of.after_backward(i, False)
             opt.step()
             total += loss.detach() * len(idx)
             if outputs:
@@ -80,8 +86,8 @@ def bare_loop(trainer, epochs: int, *, norms: bool = False, outputs: bool = Fals
             vout = model(vx)
             stats = torch.stack([total / n, loss_fn(vout, vy),
                                  (vout.argmax(1) == vy).float().mean()]).tolist()
-        if norms:
-            stats.append(float(torch.stack(kept_norms).max()))
+        if grads == "norms":
+            stats.append(float(stats_of.end_epoch()[0].max()))
         if outputs:
             stats.append(float((torch.cat(kept_outputs).argmax(1) == y[order]).float().mean()))
         assert all(math.isfinite(s) for s in stats)
@@ -146,7 +152,8 @@ def parts(cfg, epochs: int, rounds: int, runs_dir: Path) -> dict[str, float]:
 
     variants = {
         "bare loop": lambda t: bare_loop(t, epochs),
-        "+ per-step gradient norms": lambda t: bare_loop(t, epochs, norms=True),
+        "gradients zeroed the trainer's way": lambda t: bare_loop(t, epochs, grads="buffer"),
+        "+ per-step gradient norms": lambda t: bare_loop(t, epochs, grads="norms"),
         "+ outputs kept for train acc": lambda t: bare_loop(t, epochs, outputs=True),
         "trainer epochs, no writes": lambda t: trainer_epochs(t, epochs),
         "trainer epochs + log_epoch": logged,
