@@ -21,14 +21,17 @@ def _trainer(**overrides):
 
 def _epoch_with_reference(trainer, epoch):
     """Train one epoch, measuring every step's gradients independently, one tensor at a time,
-    after the optimizer step (which leaves the gradients as they were)."""
+    after the optimizer step (which leaves the gradients as they were); also returns the
+    global norm each step reported to the step logger."""
     steps: list[list[float]] = []
+    reported: list[float] = []
 
     def measure(step, loss, total, lr):
         steps.append([float(torch.linalg.vector_norm(p.grad)) for p in trainer.params])
+        reported.append(float(total))
 
     record, layers = trainer.train_epoch(epoch, measure)
-    return record, layers, steps
+    return record, layers, steps, reported
 
 
 @pytest.mark.parametrize("kind", [FlatGrads, TensorGrads])
@@ -36,9 +39,10 @@ def test_epoch_figures_summarise_each_steps_norms(kind):
     trainer = _trainer()
     trainer.grads = kind(trainer.params, trainer.steps_per_epoch)
     for epoch in (1, 2):  # the second epoch checks that the first one's sums were reset
-        record, layers, steps = _epoch_with_reference(trainer, epoch)
+        record, layers, steps, reported = _epoch_with_reference(trainer, epoch)
         assert len(steps) == trainer.steps_per_epoch
         totals = [math.sqrt(sum(v * v for v in s)) for s in steps]
+        assert reported == pytest.approx(totals, rel=1e-5)  # what steps.jsonl gets
         assert record["grad_norm"] == pytest.approx(sum(totals) / len(totals), rel=1e-5)
         assert record["grad_norm_max"] == pytest.approx(max(totals), rel=1e-5)
         for j, name in enumerate(trainer.names):
@@ -66,10 +70,10 @@ def test_a_built_in_model_uses_the_flat_buffer_and_trains_exactly_as_without_it(
 def test_clipping_uses_the_norm_before_clipping_and_counts_the_clipped_steps():
     trainer = _trainer(clip_grad_norm=0.05)
     assert isinstance(trainer.grads, FlatGrads)
-    record, _, steps = _epoch_with_reference(trainer, 1)
+    record, _, steps, reported = _epoch_with_reference(trainer, 1)
     # what the optimizer saw was clipped to the limit; what was logged was not
     assert all(math.sqrt(sum(v * v for v in s)) <= 0.05 * (1 + 1e-4) for s in steps)
-    assert record["grad_norm_max"] > 0.05
+    assert record["grad_norm_max"] == pytest.approx(max(reported)) and max(reported) > 0.05
     assert 0 < record["clipped_fraction"] <= 1
 
 

@@ -32,6 +32,7 @@ class FlatGrads:
             p.grad = view.view_as(p)
         self.squares = torch.zeros_like(self.flat)
         self.totals = torch.zeros(steps_per_epoch, dtype=first.dtype, device=first.device)
+        self.rows = list(self.totals.unbind())  # views made once, not indexed every step
 
     @staticmethod
     def fits(params: list[torch.Tensor]) -> bool:
@@ -46,7 +47,7 @@ class FlatGrads:
     def after_backward(self, i: int, want_total: bool) -> torch.Tensor | None:
         """Record step `i` of the epoch; return its global norm as a 0-d tensor (no host
         sync), or None when not `want_total` and not computed anyway."""
-        total = torch.linalg.vector_norm(self.flat, out=self.totals[i])
+        total = torch.linalg.vector_norm(self.flat, out=self.rows[i])
         self.squares.addcmul_(self.flat, self.flat)
         return total
 

@@ -34,10 +34,15 @@ def pick_device(name: str) -> torch.device:
 class Tensors:
     x: torch.Tensor
     y: torch.Tensor
+    sst: float = 1.0  # a regression target's total sum of squares, the denominator of R^2
 
     @classmethod
     def of(cls, split: Split, device: torch.device) -> "Tensors":
-        return cls(torch.as_tensor(split.x, device=device), torch.as_tensor(split.y, device=device))
+        x, y = torch.as_tensor(split.x, device=device), torch.as_tensor(split.y, device=device)
+        if not y.is_floating_point():
+            return cls(x, y)
+        yd = y.double()
+        return cls(x, y, max(float(((yd - yd.mean()) ** 2).sum()), 1e-12))
 
     def __len__(self) -> int:
         return len(self.y)
@@ -68,8 +73,6 @@ class Trainer:
         self.batch_sizes = torch.full((self.steps_per_epoch,), float(cfg.batch_size),
                                       device=device)
         self.batch_sizes[-1] = len(self.train_t) - cfg.batch_size * (self.steps_per_epoch - 1)
-        y = self.train_t.y.double()
-        self.train_sst = 1.0 if self.classify else max(float(((y - y.mean()) ** 2).sum()), 1e-12)
         # The built-in models use every parameter on every step; a user's model may not.
         self.grads = grad_stats(self.params, self.steps_per_epoch, cfg.model in MODELS)
         self.step = 0
@@ -114,36 +117,34 @@ class Trainer:
             if on_step is not None:
                 on_step(self.step, loss, total, lr)
         step_totals, layer_norms = self.grads.end_epoch()
-        # Sample-weighted mean: each batch counts by its size, the last partial one included.
+        # Sums on the device, divided on the host after the epoch's one sync. The train loss
+        # is sample-weighted: each batch counts by its size, the last partial one included.
         loss_sum = (torch.stack(step_losses) * self.batch_sizes).sum()
-        score_sum = (torch.cat(outputs).argmax(1) == t.y[order]).sum() if self.classify \
-            else loss_sum * 0
-        val = self.evaluate(self.val_t)
-        head = torch.stack([loss_sum / n, score_sum / n, step_totals.mean(), step_totals.max(),
-                            clipped / self.steps_per_epoch, *val])
-        packed = torch.cat([head, layer_norms]).tolist()  # the epoch's one host sync
-        layer_rms = dict(zip(self.names, packed[len(head):]))
+        correct = (torch.cat(outputs).argmax(1) == t.y[order]).sum() if self.classify \
+            else loss_sum
+        head = [loss_sum, correct, step_totals.sum(), step_totals.max(), clipped,
+                *self._eval_sums(self.val_t)]
+        packed = torch.cat([torch.stack(head), layer_norms]).tolist()
+        train_loss, train_correct, gsum, gmax, n_clipped, val_loss, val_correct = packed[:7]
         seconds = time.perf_counter() - started
-        record = self._record(epoch, lr, packed[:len(head)], seconds, n)
-        if self.test_t is not None:
-            test = torch.stack(self.evaluate(self.test_t)).tolist()
-            record.update(self._pair("test", test[0], test[1]))
-        self.schedule.end_epoch(epoch, record["val_loss"])
-        return record, layer_rms
-
-    def _record(self, epoch: int, lr: float, packed: list[float], seconds: float,
-                n: int) -> dict[str, Any]:
-        train_loss, train_score, gmean, gmax, clipped, val_loss, val_score = packed
-        if not self.classify:  # R^2 = 1 - SSE / SST; the epoch's SSE is train_loss * n
-            train_score = 1 - train_loss * n / self.train_sst
+        steps = self.steps_per_epoch
         record = {"epoch": epoch, "step": self.step, "time": time.time(),
-                  **self._pair("train", train_loss, train_score),
-                  **self._pair("val", val_loss, val_score),
-                  "grad_norm": gmean, "grad_norm_max": gmax, "lr": lr,
+                  **self._pair("train", *self._scores(t, train_loss, train_correct)),
+                  **self._pair("val", *self._scores(self.val_t, val_loss, val_correct)),
+                  "grad_norm": gsum / steps, "grad_norm_max": gmax, "lr": lr,
                   "epoch_seconds": seconds, "samples_per_second": n / seconds if seconds else 0.0}
-        if self.cfg.clip_grad_norm > 0:
-            record["clipped_fraction"] = clipped
-        return record
+        if cfg.clip_grad_norm > 0:
+            record["clipped_fraction"] = n_clipped / steps
+        if self.test_t is not None:
+            record.update(self._pair("test", *self.evaluate(self.test_t)))
+        self.schedule.end_epoch(epoch, record["val_loss"])
+        return record, dict(zip(self.names, packed[7:]))
+
+    def _scores(self, t: Tensors, loss_sum: float, correct: float) -> tuple[float, float]:
+        """(mean loss, accuracy or R^2) of a split from its summed loss and correct count."""
+        if self.classify:
+            return loss_sum / len(t), correct / len(t)
+        return loss_sum / len(t), 1 - loss_sum / t.sst
 
     def _pair(self, split: str, loss: float, score: float) -> dict[str, float]:
         return {f"{split}_loss": loss, f"{split}_{'acc' if self.classify else 'r2'}": score}
@@ -151,30 +152,28 @@ class Trainer:
     def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(out if self.classify else out.squeeze(-1), y)
 
-    def _score_sum(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.classify:
-            return (out.argmax(1) == y).sum()
-        return torch.zeros((), device=out.device)
-
     @torch.inference_mode()
-    def evaluate(self, t: Tensors) -> list[torch.Tensor]:
-        """[mean loss, accuracy (or R^2)] over a split, in eval() mode; tensors, no host sync."""
+    def _eval_sums(self, t: Tensors) -> list[torch.Tensor]:
+        """[summed loss, correct count] over a split in eval() mode, on the device (the
+        count is the loss sum again for regression, unused there)."""
         was_training = self.model.training
         self.model.eval()
-        loss_sum = torch.zeros((), device=self.device)
-        score_sum = torch.zeros((), device=self.device)
+        losses, correct = [], []
         for i in range(0, len(t), EVAL_BATCH):
             xb, yb = t.x[i:i + EVAL_BATCH], t.y[i:i + EVAL_BATCH]
             out = self.model(xb)
-            target_out = out if self.classify else out.squeeze(-1)
-            loss_sum += self.loss_sum_fn(target_out, yb)
-            score_sum += self._score_sum(out, yb)
+            losses.append(self.loss_sum_fn(out if self.classify else out.squeeze(-1), yb))
+            if self.classify:
+                correct.append((out.argmax(1) == yb).sum())
         self.model.train(was_training)
-        n = len(t)
-        if self.classify:
-            return [loss_sum / n, score_sum / n]
-        sst = ((t.y - t.y.mean()) ** 2).sum().clamp_min(1e-12)
-        return [loss_sum / n, 1 - loss_sum / sst]
+        loss_sum = losses[0] if len(losses) == 1 else torch.stack(losses).sum()
+        if not self.classify:
+            return [loss_sum, loss_sum]
+        return [loss_sum, correct[0] if len(correct) == 1 else torch.stack(correct).sum()]
+
+    def evaluate(self, t: Tensors) -> tuple[float, float]:
+        """(mean loss, accuracy or R^2) over a split, in eval() mode with inference_mode."""
+        return self._scores(t, *torch.stack(self._eval_sums(t)).tolist())
 
     # ------------------------------------------------------------------ checkpoints
     def state(self, epoch: int, record: dict[str, Any], best_val_loss: float | None
