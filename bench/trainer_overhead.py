@@ -188,7 +188,7 @@ def main() -> None:
                 got = parts(validate({**raw, "epochs": args.epochs}), args.epochs,
                             args.rounds, Path(tmp))
                 for label, t in got.items():
-                    print(f"{name:18s} {label:30s} {t * 1000:7.2f} ms/epoch  "
+                    print(f"{name:18s} {label:36s} {t * 1000:7.2f} ms/epoch  "
                           f"{t / got['bare loop']:.3f}x")
         return
     with tempfile.TemporaryDirectory() as tmp:
