@@ -376,6 +376,22 @@ def test_list_shows_each_run_with_state_and_best_loss(runs_dir, capsys):
     assert "listed" in out and "completed" in out and "3/3" in out
 
 
+def test_list_into_a_closed_pipe_ends_quietly_like_other_unix_tools(runs_dir):
+    """`trainer list | grep -q NAME` closes the pipe early: no traceback on stderr."""
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line is written
+    try:
+        done = subprocess.run([sys.executable, "-m", "trainer", "list", "--runs-dir",
+                               str(runs_dir)], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=60, cwd=ROOT)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141 and done.stderr == ""
+
+
 def test_early_stopping_stops_on_the_finding_and_keeps_best_pt(runs_dir):
     from diagnosis import Finding, diagnose
     from tracking import load_checkpoint
