@@ -20,7 +20,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                      "l1", "clip_grad_norm"),
     "Schedule": ("schedule", "warmup_epochs"),
     "Early stopping and diagnosis": ("early_stop", "patience", "thresholds"),
-    "Other": ("device", "threads", "log_every_steps"),
+    "Other": ("device", "threads", "log_every_steps", "min_epoch_seconds"),
 }
 
 

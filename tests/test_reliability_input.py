@@ -13,7 +13,7 @@ from trainer.cli import main
 
 HUGE = "9" * 100_000
 NUMBER_OPTIONS = ["lr", "momentum", "weight_decay", "l1", "dropout", "label_noise",
-                  "val_fraction", "test_fraction", "clip_grad_norm"]
+                  "val_fraction", "test_fraction", "clip_grad_norm", "min_epoch_seconds"]
 INT_OPTIONS = ["epochs", "batch_size", "warmup_epochs", "seed", "patience", "log_every_steps"]
 CHOICE_OPTIONS = ["optimizer", "activation", "schedule", "device", "dataset", "model"]
 BAD = {

@@ -428,7 +428,7 @@ def test_the_demo_runs_show_what_their_names_promise(runs_dir):
     """`make run`'s three demo runs, trained for real: the healthy one raises no problem, the
     overfitting one is flagged overfitting and the plateauing one plateau (flags as the
     trainer writes them into status.json, which the Runs page shows)."""
-    done = run_trainer("demo", runs_dir=runs_dir)
+    done = run_trainer("demo", "--seconds", "0", runs_dir=runs_dir)
     assert done.returncode == 0, done.stderr
     runs = wait_for(lambda: (rs := list_runs(runs_dir)) and len(rs) == 3
                     and all(r.state == "completed" for r in rs) and rs,
@@ -439,3 +439,51 @@ def test_the_demo_runs_show_what_their_names_promise(runs_dir):
     assert not flags["demo-healthy-cnn"] & problems, flags
     assert "overfitting" in flags["demo-overfitting-mlp"], flags
     assert "plateau" in flags["demo-plateau-sgd"], flags
+
+
+def test_min_epoch_seconds_paces_the_epochs_without_counting_the_wait_as_training(runs_dir):
+    done = run_trainer("run", "--epochs", "3", "--hidden", "16", "--min-epoch-seconds", "1",
+                       runs_dir=runs_dir)
+    assert done.returncode == 0, done.stderr
+    h = read_history(only_run(runs_dir))
+    assert h["epoch"].tolist() == [1, 2, 3]
+    # unpaced, these epochs are milliseconds apart; the log times vary by their bookkeeping
+    assert (h["time"].diff().dropna() >= 0.95).all(), h["time"].tolist()
+    # epoch_seconds and samples_per_second measure the training, not the pacing
+    assert (h["epoch_seconds"] < 0.5).all(), h["epoch_seconds"].tolist()
+
+
+@pytest.mark.slow
+def test_a_stop_during_the_pace_wait_ends_the_run_without_another_epoch(runs_dir):
+    run = _detach(runs_dir, "--epochs", "50", "--hidden", "16", "--min-epoch-seconds", "20")
+    wait_for(lambda: _epochs_written(run) == [1], timeout=60, what="the first epoch")
+    stopped = run_trainer("stop", run.name, "--wait", "15", runs_dir=runs_dir)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    info = read_run(run)
+    assert info.state == "stopped" and _epochs_written(run) == [1]
+    from tracking import load_checkpoint
+    assert load_checkpoint(run, "last.pt")["epoch"] == 1  # resumable from where it stopped
+
+
+@pytest.mark.slow
+def test_the_demo_runs_are_paced_to_last_the_seconds_asked_for(runs_dir):
+    from trainer.demo import DEMO_RUNS, demo_epochs
+    done = run_trainer("demo", "--seconds", "120", runs_dir=runs_dir)
+    assert done.returncode == 0, done.stderr
+    try:
+        runs = list_runs(runs_dir)
+        assert sorted(r.name for r in runs) == sorted(DEMO_RUNS)
+        for r in runs:
+            paced = r.config["min_epoch_seconds"] * demo_epochs(DEMO_RUNS[r.name])
+            assert paced == pytest.approx(120, rel=1e-3), r.name
+    finally:
+        for r in list_runs(runs_dir):
+            run_trainer("stop", r.id, "--wait", "60", runs_dir=runs_dir)
+    assert all(r.state == "stopped" for r in list_runs(runs_dir))
+
+
+@pytest.mark.parametrize("seconds", ["-1", "nan", "1e9"])
+def test_demo_refuses_a_pace_out_of_range(seconds, runs_dir, capsys):
+    assert main(["demo", "--runs-dir", str(runs_dir), "--seconds", seconds]) == 2
+    assert "--seconds must be between 0 and" in capsys.readouterr().err
+    assert list(runs_dir.iterdir()) == []

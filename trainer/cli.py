@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--runs-dir", help=RUNS_HELP)
     demo.add_argument("--if-empty", action="store_true",
                       help="only when the runs directory holds no runs yet")
+    demo.add_argument("--seconds", type=float, default=None, metavar="SECONDS",
+                      help="pace each demo run to last about this long, so its curves can be "
+                           "watched filling (default: 60; 0: train at full speed)")
 
     worker = sub.add_parser("_worker", help=argparse.SUPPRESS)
     worker.add_argument("run_dir")
@@ -488,13 +491,17 @@ def _stop_group(args: argparse.Namespace, group_dir: Path) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import has_runs, launch_demo
+    from .demo import DEMO_SECONDS, has_runs, launch_demo, max_demo_seconds
 
+    seconds = DEMO_SECONDS if args.seconds is None else args.seconds
+    if not 0 <= seconds <= max_demo_seconds():
+        raise UsageError(f"--seconds must be between 0 and {max_demo_seconds():g} "
+                         f"(0: full speed), got {seconds:g}")
     runs_dir = _runs_dir(args)
     if args.if_empty and has_runs(runs_dir):
         print(f"{runs_dir} already has runs; not starting the demo")
         return EXIT_OK
-    for line in launch_demo(runs_dir):
+    for line in launch_demo(runs_dir, seconds):
         print(line)
     return EXIT_OK
 

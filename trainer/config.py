@@ -20,6 +20,7 @@ SCHEDULES = ("constant", "step", "exponential", "cosine", "plateau")
 DEVICES = ("auto", "cpu", "cuda")
 EARLY_STOP_KINDS = ("overfitting", "plateau")
 MAX_EPOCHS = 1_000_000
+MAX_EPOCH_PACE = 60.0  # seconds: min_epoch_seconds paces demos; longer is a mistake
 _FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -87,6 +88,10 @@ class TrainConfig:
         "docs/diagnosis.md")})
     log_every_steps: int = field(default=0, metadata={"help": (
         "also log loss and gradient norm every k steps to steps.jsonl; 0 turns it off")})
+    min_epoch_seconds: float = field(default=0.0, metadata={"help": (
+        "after each epoch is written, wait until it has taken at least this many seconds, "
+        "so that its curves can be watched filling (the demo runs use it); 0 turns it off, "
+        f"at most {MAX_EPOCH_PACE:g}")})
     threads: int = field(default=0, metadata={"help": (
         "torch CPU threads for this run; 0 keeps torch's default (a group run with --parallel "
         "K sets it so K runs share the cores)")})
@@ -222,7 +227,7 @@ def validate(raw: Mapping[str, Any]) -> TrainConfig:
                    "schedule": SCHEDULES, "device": DEVICES}[name]
         out[name] = _choice(name, v[name], choices)
     for name in ("label_noise", "val_fraction", "test_fraction", "dropout", "lr", "momentum",
-                 "weight_decay", "l1", "clip_grad_norm"):
+                 "weight_decay", "l1", "clip_grad_norm", "min_epoch_seconds"):
         out[name] = _num(name, v[name], float)
     for name in ("epochs", "batch_size", "warmup_epochs", "seed", "patience",
                  "log_every_steps"):
@@ -297,6 +302,8 @@ def _check_ranges(c: dict[str, Any]) -> None:
            accepted=f">= 0 and < epochs ({c['epochs']})")
     _range("patience", c["patience"], 1, MAX_EPOCHS, accepted=">= 1")
     _range("log_every_steps", c["log_every_steps"], 0, None, accepted=">= 0")
+    _range("min_epoch_seconds", c["min_epoch_seconds"], 0, MAX_EPOCH_PACE,
+           accepted=f"between 0 and {MAX_EPOCH_PACE:g} (0: no waiting)")
     _range("seed", c["seed"], 0, 2**32 - 1, accepted="between 0 and 4294967295")
     _range("threads", c["threads"], 0, 1024, accepted="between 0 and 1024 (0: torch's default)")
     if c["train_size"] is not None:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .config import MAX_EPOCH_PACE
+
 DEMO_RUNS: dict[str, list[str]] = {
     "demo-healthy-cnn": ["--dataset", "digits-images", "--model", "cnn", "--hidden", "64",
                          "--dropout", "0.3", "--weight-decay", "1e-4", "--batch-size", "32",
@@ -16,6 +18,18 @@ DEMO_RUNS: dict[str, list[str]] = {
     "demo-plateau-sgd": ["--dataset", "moons", "--hidden", "4", "--optimizer", "sgd", "--lr",
                          "0.02", "--batch-size", "16", "--epochs", "80", "--schedule", "step"],
 }
+# Unpaced, the demo runs end in 6-9 s, before a freshly opened dashboard has drawn a curve:
+# each is paced (--min-epoch-seconds) to last about this long, so its curves fill visibly.
+DEMO_SECONDS = 60.0
+
+
+def demo_epochs(args: list[str]) -> int:
+    return int(args[args.index("--epochs") + 1])
+
+
+def max_demo_seconds() -> float:
+    """The longest pacing every demo run accepts (its epochs times the trainer's cap)."""
+    return min(demo_epochs(a) for a in DEMO_RUNS.values()) * MAX_EPOCH_PACE
 
 
 def has_runs(runs_dir: Path) -> bool:
@@ -23,12 +37,16 @@ def has_runs(runs_dir: Path) -> bool:
                                      for p in runs_dir.iterdir())
 
 
-def launch_demo(runs_dir: Path) -> list[str]:
+def launch_demo(runs_dir: Path, seconds: float = DEMO_SECONDS) -> list[str]:
     """Start the demo runs detached, each through the trainer's own CLI, all at once (each
-    launch validates its data and model first); return their first output lines."""
+    launch validates its data and model first), each paced to last about `seconds` (0: full
+    speed); return their first output lines."""
+    def pace(args: list[str]) -> list[str]:
+        return ["--min-epoch-seconds", f"{seconds / demo_epochs(args):.6g}"] if seconds else []
+
     launches = {name: subprocess.Popen(
         [sys.executable, "-m", "trainer", "run", "--detach", "--runs-dir", str(runs_dir),
-         "--name", name, "--threads", "1", *args],
+         "--name", name, "--threads", "1", *args, *pace(args)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for name, args in DEMO_RUNS.items()}
     out = []

@@ -160,6 +160,7 @@ def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
     state, kwargs = "completed", {}
     try:
         for epoch in range(start_epoch, cfg.epochs + 1):
+            began = time.monotonic()
             record, layers = trainer.train_epoch(epoch, step_logger)
             vl, replay = record["val_loss"], epoch <= replay_until
             if math.isfinite(vl) and (best_val_loss is None or vl < best_val_loss):
@@ -175,6 +176,12 @@ def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
                     flags.write(run, history)
                 if not quiet:
                     _report(bar, record, cfg)
+            if cfg.min_epoch_seconds > 0 and state == "completed" and not replay \
+                    and epoch < cfg.epochs:
+                state, kwargs = _pace(began + cfg.min_epoch_seconds, run, stop_flag)
+                if state != "completed":  # stopped during the wait: this epoch is the last
+                    ckpts.write(epoch, record, best_val_loss)
+                    flags.write(run, history)
             if state != "completed":
                 break
     except KeyboardInterrupt:
@@ -212,9 +219,27 @@ def _verdict(run: Run, record: dict[str, Any], rule: Any, history: list[dict[str
         if finding is not None:
             return "early_stopped", {"stop_reason": finding.message,
                                      "stopped_by": finding.to_dict()}
-    if not replay and (run.stop_requested() or stop_flag.reason):
+    if not replay:
+        return _stop_check(run, stop_flag)
+    return "completed", {}
+
+
+def _stop_check(run: Run, stop_flag: SigtermStop) -> tuple[str, dict[str, Any]]:
+    """("stopped", reason) once a STOP file or SIGTERM asked for it, else ("completed", {})."""
+    if run.stop_requested() or stop_flag.reason:
         return "stopped", {"stop_reason": stop_flag.reason or "stop requested (STOP file)"}
     return "completed", {}
+
+
+def _pace(until: float, run: Run, stop_flag: SigtermStop) -> tuple[str, dict[str, Any]]:
+    """Wait until time.monotonic() reaches `until` (--min-epoch-seconds), watching for a stop
+    request so that one made during the wait ends the run without another epoch."""
+    while True:
+        state = _stop_check(run, stop_flag)
+        left = until - time.monotonic()
+        if state[0] != "completed" or left <= 0:
+            return state
+        time.sleep(min(left, 0.1))
 
 
 def _history_records(run: Run) -> list[dict[str, Any]]:
