@@ -153,20 +153,20 @@ def live_layers(run_dir: Path | str) -> pd.DataFrame:
 
 
 def run_thresholds(config: dict[str, Any] | None) -> Any:
-    """The diagnosis Thresholds a run was judged with, built exactly as the trainer builds
-    them (trainer.config.build_thresholds: its patience, then its --threshold overrides), so
-    the flags drawn here are the early-stopping judgement. None means the defaults."""
+    """The diagnosis Thresholds a run was judged with, built as the trainer builds them
+    (Thresholds.for_run), so the flags drawn here are the early-stopping judgement. A user
+    loop's patience that is not a positive int counts as the default; None when its overrides
+    are invalid, or diagnosis is unavailable."""
     if diagnose is None:
         return None
     from diagnosis import Thresholds
     config = config or {}
     th = config.get("thresholds")
-    pairs = [f"{k}={v}" for k, v in th.items()] if isinstance(th, dict) else []
     patience = config.get("patience")
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+        patience = None
     try:
-        base = Thresholds(patience=patience) if isinstance(patience, int) \
-            and not isinstance(patience, bool) and patience >= 1 else Thresholds()
-        return Thresholds.from_pairs(pairs, base=base)
+        return Thresholds.for_run(patience, th if isinstance(th, dict) else {})
     except Exception:
         return None
 

@@ -18,7 +18,7 @@ from .stats import (finite, inflation, level_sd, mann_kendall_z, median_of_last,
                     theil_sen_slope)
 from .thresholds import Thresholds
 
-__all__ = ["diagnose", "should_stop", "STOP_KINDS", "COLUMNS"]
+__all__ = ["diagnose", "should_stop", "stopping_finding", "STOP_KINDS", "COLUMNS"]
 
 #: History columns the engine reads; any other column is ignored.
 COLUMNS: tuple[str, ...] = ("train_loss", "val_loss", "train_acc", "val_acc", "grad_norm",
@@ -777,11 +777,15 @@ def should_stop(history: pd.DataFrame, kinds: Iterable[str] = ("overfitting", "p
     Args:
         kinds: any of "overfitting", "plateau", "divergence".
     """
+    return stopping_finding(diagnose(history, thresholds), kinds)
+
+
+def stopping_finding(findings: Iterable[Finding],
+                     kinds: Iterable[str] = ("overfitting", "plateau")) -> Finding | None:
+    """`should_stop`'s choice among findings `diagnose` already made (in its order): the first
+    ongoing one of `kinds`, or None. For a caller that also shows those findings."""
     kinds = tuple(kinds)
     bad = [k for k in kinds if k not in STOP_KINDS]
     if bad:
         raise ValueError(f"kinds must be among {', '.join(STOP_KINDS)}, got {', '.join(map(repr, bad))}")
-    for f in diagnose(history, thresholds):
-        if f.kind in kinds and f.ongoing:
-            return f
-    return None
+    return next((f for f in findings if f.kind in kinds and f.ongoing), None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 __all__ = ["Thresholds"]
 
@@ -159,6 +159,15 @@ class Thresholds:
                 value = int(value)
             changes[name] = value
         return base.replace(**changes)
+
+    @classmethod
+    def for_run(cls, patience: int | None = None,
+                overrides: Mapping[str, Any] | Iterable[tuple[str, Any]] = ()) -> "Thresholds":
+        """The thresholds a run is judged with: its patience (None: the default), then its
+        ``--threshold`` overrides, NAME -> VALUE. ValueError names a bad name or value."""
+        items = overrides.items() if isinstance(overrides, Mapping) else overrides
+        base = cls() if patience is None else cls(patience=patience)
+        return cls.from_pairs([f"{k}={v}" for k, v in items], base=base)
 
     def to_dict(self) -> dict[str, int | float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

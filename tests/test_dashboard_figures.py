@@ -314,6 +314,9 @@ def test_run_thresholds_built_like_the_trainer():
     assert th.patience == 4 and th.window == 3
     assert run_thresholds({}) == diagnosis.Thresholds()
     assert run_thresholds({"thresholds": {"no_such_threshold": 1}}) is None
+    # a user loop's config is anything: a patience that is no positive int means the default
+    assert run_thresholds({"patience": True}) == run_thresholds({"patience": 0}) \
+        == diagnosis.Thresholds()
     try:
         from trainer.config import build_thresholds, validate
     except Exception:

@@ -9,7 +9,8 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from diagnosis import KINDS, SEVERITIES, Finding, Thresholds, diagnose, should_stop
+from diagnosis import (KINDS, SEVERITIES, Finding, Thresholds, diagnose, should_stop,
+                       stopping_finding)
 
 COLS = ["train_loss", "val_loss", "train_acc", "val_acc", "grad_norm", "grad_norm_max", "lr"]
 values = st.one_of(
@@ -42,7 +43,9 @@ def test_arbitrary_series_never_raise_and_findings_are_well_formed(h, patience, 
         assert f.end_epoch is None or f.start_epoch <= f.end_epoch
         assert f.message.endswith(".") and f.advice
         assert Finding.from_dict(json.loads(json.dumps(f.to_dict()))) == f
-    assert should_stop(h, ["overfitting", "plateau", "divergence"], th) in findings + [None]
+    stop_kinds = ["overfitting", "plateau", "divergence"]
+    assert should_stop(h, stop_kinds, th) in findings + [None]
+    assert should_stop(h, stop_kinds, th) == stopping_finding(findings, stop_kinds)
 
 
 @settings(max_examples=60, deadline=None)

@@ -184,8 +184,7 @@ def build_thresholds(cfg: TrainConfig) -> Any:
     from diagnosis import Thresholds
 
     try:
-        return Thresholds.from_pairs([f"{k}={v}" for k, v in cfg.thresholds],
-                                     base=Thresholds(patience=cfg.patience))
+        return Thresholds.for_run(cfg.patience, cfg.thresholds)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"invalid diagnosis threshold: {e}") from None
 

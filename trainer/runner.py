@@ -21,19 +21,6 @@ from .loop import Trainer, pick_device
 from .models import model_summary
 
 
-def early_stop_rule(cfg: TrainConfig) -> Callable[[list[dict[str, Any]]], Any] | None:
-    """A function of the history so far returning the finding that should stop the run, or
-    None; built (and its thresholds validated) before anything starts."""
-    if not cfg.early_stop:
-        return None
-    import pandas as pd
-    from diagnosis import should_stop
-
-    thresholds = build_thresholds(cfg)
-    kinds = tuple(cfg.early_stop)
-    return lambda records: should_stop(pd.DataFrame.from_records(records), kinds, thresholds)
-
-
 def prepare(cfg: TrainConfig) -> Trainer:
     """Load data and build model and optimizer; raises ConfigError before any folder exists."""
     if cfg.threads > 0:
@@ -118,26 +105,42 @@ class _Checkpoints:
         self.last_write = time.monotonic()
 
 
-class _Flags:
-    """The current diagnosis flags, written into status.json every FLAGS_SECONDS and at the
-    end, so a runs listing shows them without reading any metrics file."""
+class _Diagnosis:
+    """The run's diagnosis of its history so far, made at most once an epoch and shared by
+    early stopping (every epoch, with --early-stop) and the flags written into status.json
+    (every FLAGS_SECONDS and at the end, so a runs listing shows them without reading any
+    metrics file)."""
 
     def __init__(self, cfg: TrainConfig):
-        self.thresholds = build_thresholds(cfg)
+        self.thresholds = build_thresholds(cfg)  # validated before anything starts
+        self.kinds = tuple(cfg.early_stop)
         self.last = time.monotonic()  # one epoch gives nothing to diagnose
+        self._of: tuple[int, list[Any]] = (-1, [])
 
-    def due(self, final: bool) -> bool:
+    def findings(self, history: list[dict[str, Any]]) -> list[Any]:
+        if self._of[0] != len(history):  # history grows by one record an epoch
+            import pandas as pd
+            from diagnosis import diagnose
+            self._of = (len(history), diagnose(pd.DataFrame.from_records(history),
+                                               self.thresholds))
+        return self._of[1]
+
+    def stop_finding(self, history: list[dict[str, Any]]) -> Any:
+        """The finding that should stop the run now, or None (always None without
+        --early-stop)."""
+        if not self.kinds:
+            return None
+        from diagnosis import stopping_finding
+        return stopping_finding(self.findings(history), self.kinds)
+
+    def flags_due(self, final: bool) -> bool:
         return final or time.monotonic() - self.last >= FLAGS_SECONDS
 
-    def write(self, run: Run, history: list[dict[str, Any]]) -> None:
-        import pandas as pd
-        from diagnosis import diagnose
-
+    def write_flags(self, run: Run, history: list[dict[str, Any]]) -> None:
         self.last = time.monotonic()
-        found = diagnose(pd.DataFrame.from_records(history), self.thresholds)
         run.update_status(flags=[{"kind": f.kind, "severity": f.severity,
                                   "start_epoch": f.start_epoch, "end_epoch": f.end_epoch}
-                                 for f in found])
+                                 for f in self.findings(history)])
 
 
 def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
@@ -150,9 +153,8 @@ def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
     training: it is recorded as state `failed`."""
     cfg = trainer.cfg
     stop_flag = SigtermStop()
-    rule = early_stop_rule(cfg)
     history: list[dict[str, Any]] = _history_records(run)
-    flags = _Flags(cfg)
+    diagnosis = _Diagnosis(cfg)
     ckpts = _Checkpoints(trainer, run.path, checkpoint_interval()
                          if checkpoint_seconds is None else checkpoint_seconds)
     bar = None if quiet else _progress(cfg, start_epoch, progress)
@@ -166,14 +168,14 @@ def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
             if math.isfinite(vl) and (best_val_loss is None or vl < best_val_loss):
                 best_val_loss = vl
                 ckpts.note_best(epoch, record, vl)
-            state, kwargs = _verdict(run, record, rule, history, stop_flag, replay)
+            state, kwargs = _verdict(run, record, diagnosis, history, stop_flag, replay)
             final = state != "completed" or epoch == cfg.epochs
             if ckpts.due(final):  # checkpoints before the metrics line: see docs/run-format.md
                 ckpts.write(epoch, record, best_val_loss)
             if not replay:
                 run.log_epoch(layers=layers, **record)
-                if flags.due(final):
-                    flags.write(run, history)
+                if diagnosis.flags_due(final):
+                    diagnosis.write_flags(run, history)
                 if not quiet:
                     _report(bar, record, cfg)
             if cfg.min_epoch_seconds > 0 and state == "completed" and not replay \
@@ -181,7 +183,7 @@ def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
                 state, kwargs = _pace(began + cfg.min_epoch_seconds, run, stop_flag)
                 if state != "completed":  # stopped during the wait: this epoch is the last
                     ckpts.write(epoch, record, best_val_loss)
-                    flags.write(run, history)
+                    diagnosis.write_flags(run, history)
             if state != "completed":
                 break
     except KeyboardInterrupt:
@@ -202,8 +204,9 @@ def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
     return state
 
 
-def _verdict(run: Run, record: dict[str, Any], rule: Any, history: list[dict[str, Any]],
-             stop_flag: SigtermStop, replay: bool) -> tuple[str, dict[str, Any]]:
+def _verdict(run: Run, record: dict[str, Any], diagnosis: _Diagnosis,
+             history: list[dict[str, Any]], stop_flag: SigtermStop, replay: bool
+             ) -> tuple[str, dict[str, Any]]:
     """The state the run is in after this epoch: completed (go on), failed, early_stopped or
     stopped, with the reason."""
     epoch = record["epoch"]
@@ -212,16 +215,14 @@ def _verdict(run: Run, record: dict[str, Any], rule: Any, history: list[dict[str
                           "error": f"training loss became {record['train_loss']} at epoch "
                                    f"{epoch}: the run diverged; lower the learning rate or "
                                    "clip gradients"}
-    if not replay:
-        history.append(record)
-    if rule is not None and not replay:
-        finding = rule(history)
-        if finding is not None:
-            return "early_stopped", {"stop_reason": finding.message,
-                                     "stopped_by": finding.to_dict()}
-    if not replay:
-        return _stop_check(run, stop_flag)
-    return "completed", {}
+    if replay:
+        return "completed", {}
+    history.append(record)
+    finding = diagnosis.stop_finding(history)
+    if finding is not None:
+        return "early_stopped", {"stop_reason": finding.message,
+                                 "stopped_by": finding.to_dict()}
+    return _stop_check(run, stop_flag)
 
 
 def _stop_check(run: Run, stop_flag: SigtermStop) -> tuple[str, dict[str, Any]]:
