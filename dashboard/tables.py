@@ -18,6 +18,8 @@ SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
 FLAG_ICONS = {"critical": "‼", "warning": "!", "info": ""}
 #: Config keys shown in the runs table (the rest is on the Run page).
 KEY_PARAMS = ("hidden", "optimizer", "lr", "batch_size", "weight_decay", "dropout")
+#: What a table cell shows for a missing value (Streamlit's default is the word "None").
+MISSING = "—"
 #: Config keys that never count as a difference between runs.
 IGNORED_DIFF = ("thresholds",)
 

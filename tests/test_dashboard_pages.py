@@ -10,8 +10,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from dashboard import tables
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dashboard_fixtures as dfx  # noqa: E402
@@ -87,6 +90,9 @@ def test_app_entry_runs_the_runs_page_listing_every_run_with_its_state(runs_env)
         assert state in table.loc[fx.ids[role], "state"], role
     assert "unreadable" in table.loc[fx.broken, "state"]
     assert "run.json is unreadable" in table.loc[fx.broken, "problem"]
+    # its missing numbers read as a dash, not as Streamlit's default word "None"
+    assert pd.isna(table.loc[fx.broken, "best val loss"])
+    assert at.dataframe[0].proto.placeholder == tables.MISSING
     assert fx.broken in texts(at.warning)
     assert "overfitting" in table.loc[fx.ids["overfit"], "flags"]
     assert table.loc[fx.ids["running"], "progress"] == pytest.approx(0.05)

@@ -134,7 +134,7 @@ else:
     st.dataframe(diff.style.set_properties(
         subset=[c for c in diff.columns if c != "run"],
         **{"background-color": "rgba(255, 221, 87, 0.35)", "font-weight": "600"}),
-        hide_index=True, key="compare-diff")
+        hide_index=True, placeholder=tables.MISSING, key="compare-diff")
 
 st.subheader("Summary")
 rows = []
@@ -142,7 +142,7 @@ for r in sel:
     flags = data.run_flags(r)
     rows.append({"run": labels[r.id], "state": tables.state_label(r.state),
                  **tables.summary_row(histories[r.id], flags)})
-st.dataframe(rows, hide_index=True, key="compare-summary",
+st.dataframe(rows, hide_index=True, placeholder=tables.MISSING, key="compare-summary",
              column_config={c: st.column_config.NumberColumn(format="%.4f")
                             for c in ("best val loss", "final train loss", "final val loss",
                                       "final gap (val-train)", "best val acc")})

@@ -58,7 +58,7 @@ def _members_table(rows: list[dict]) -> None:
             if any(r.get(c) not in (None, "") for r in rows)]
     if "seed" in used and len({r.get("seed") for r in rows}) == 1:
         used.remove("seed")
-    st.dataframe(frame, hide_index=True, key="group-members",
+    st.dataframe(frame, hide_index=True, placeholder=tables.MISSING, key="group-members",
                  column_order=["open", "member", "name", "state", *used, "progress", "epoch",
                                "best epoch", "best val loss", "best val acc", "flags",
                                "error", "run_id"],
@@ -134,7 +134,8 @@ def _body(group, live: bool) -> None:
                           for p in rank["params"]]
         rank["members"] = [len(m) if isinstance(m, (list, tuple)) else m
                            for m in rank["members"]]
-        st.dataframe(rank, hide_index=True, key="group-ranking",
+        st.dataframe(rank, hide_index=True, placeholder=tables.MISSING,
+                     key="group-ranking",
                      column_config={c: st.column_config.NumberColumn(format="%.4f")
                                     for c in rank.columns if c.endswith(("_mean", "_std"))})
         if "val_loss_mean" in agg.ranking.columns and \

@@ -89,7 +89,8 @@ wanted = [rid for rid in state.qp_list(state.QP_RUNS) if rid in by_id]
 if state.RUNS_SELECT not in st.session_state:
     st.session_state[state.RUNS_SELECT] = wanted
 event = st.dataframe(
-    frame, hide_index=True, key="runs-table", on_select="rerun", selection_mode="multi-row",
+    frame, hide_index=True, placeholder=tables.MISSING, key="runs-table", on_select="rerun",
+    selection_mode="multi-row",
     height=min(38 + 35 * len(frame), 720),
     column_order=["open", "name", "state", "progress", "epoch", "eta", "flags",
                   "best val loss", "best epoch", "best val acc", "dataset", "model",
