@@ -8,7 +8,9 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -46,13 +48,14 @@ def fx():
     return dfx.fixture_runs(real=True)
 
 
-@pytest.fixture(scope="module")
-def server(fx):
+@contextmanager
+def streamlit_server(runs_dir: Path, log_name: str) -> Iterator[str]:
+    """`streamlit run app.py` on a free port over `runs_dir`; yields its URL once healthy."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "CURVEWATCH_RUNS": str(fx.root), "PYTHONPATH": str(dfx.ROOT)}
+    env = {**os.environ, "CURVEWATCH_RUNS": str(runs_dir), "PYTHONPATH": str(dfx.ROOT)}
     ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "streamlit-server.log", "w")
+    log = open(ARTIFACTS / f"{log_name}.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
          "--server.address", "127.0.0.1", "--server.port", str(port),
@@ -61,7 +64,7 @@ def server(fx):
     try:
         dfx.wait_for(lambda: proc.poll() is not None or healthy(url), timeout=90, every=0.2,
                      what="streamlit to answer /_stcore/health")
-        assert proc.poll() is None, "streamlit exited; see artifacts/streamlit-server.log"
+        assert proc.poll() is None, f"streamlit exited; see artifacts/{log_name}.log"
         yield url
     finally:
         proc.terminate()
@@ -70,6 +73,12 @@ def server(fx):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(fx):
+    with streamlit_server(fx.root, "streamlit-server") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +228,27 @@ def test_live_run_shows_new_epochs_without_a_reload_and_keeps_zoom(server, fx, p
     finally:
         if dfx.tracking.read_run(fx.root / rid).state == "running":
             dfx.trainer("stop", rid, "--runs-dir", str(fx.root), "--wait", "30")
+
+
+def test_make_runs_demo_runs_fill_their_pages_epoch_by_epoch(tmp_path, page):
+    """What `make run` does on a fresh machine: the demo starts in the empty runs directory,
+    then the dashboard serves it; each demo run's page shows its epochs arriving."""
+    from playwright.sync_api import expect
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    started = dfx.trainer("demo", "--if-empty", "--runs-dir", str(runs_dir), "--seconds", "60")
+    assert started.returncode == 0, started.stderr
+    try:
+        with streamlit_server(runs_dir, "streamlit-demo") as url:
+            for run in sorted(dfx.tracking.list_runs(runs_dir), key=lambda r: r.name):
+                open_page(page, f"{url}/run?run={run.id}")
+                epoch = page.get_by_test_id("stMetricValue").first
+                expect(epoch).to_contain_text(f"/{run.epochs}")
+                for _ in range(2):  # two live ticks, each with new epochs
+                    old = epoch.inner_text()
+                    expect(epoch).not_to_have_text(old)
+                assert dfx.tracking.read_run(run.path).state == "running", run.name
+            shot(page, "demo-live")
+    finally:
+        for run in dfx.tracking.list_runs(runs_dir):
+            dfx.trainer("stop", run.id, "--runs-dir", str(runs_dir), "--wait", "30")
