@@ -125,6 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
                       help="pace each demo run to last about this long, so its curves can be "
                            "watched filling (default: 60; 0: train at full speed)")
 
+    imp = sub.add_parser("import", help="import TensorBoard logs as runs (curves, flags and "
+                                        "comparisons for runs logged with SummaryWriter)")
+    imp.add_argument("logdir", help="TensorBoard's --logdir, or one run's folder of "
+                                    "events.out.tfevents.* files")
+    imp.add_argument("--runs-dir", help=RUNS_HELP)
+    imp.add_argument("--map", dest="tag_map", action="append", default=[],
+                     metavar="TAG=COLUMN", help="fill COLUMN (train_loss, val_loss, train_acc, "
+                     "val_acc, lr, grad_norm, epoch or a name of your own) from TAG, "
+                     "repeatable; TAG= leaves the tag out (default: tags are mapped by their "
+                     "words: loss/train, val_loss, validation/epoch_accuracy ...)")
+    imp.add_argument("--tag", dest="tags", action="append", default=[],
+                     help="a tag for the imported runs, repeatable (they are tagged "
+                          "tensorboard too)")
+    imp.add_argument("--dry-run", action="store_true",
+                     help="show what would be imported, and from which tags, writing nothing")
+
     worker = sub.add_parser("_worker", help=argparse.SUPPRESS)
     worker.add_argument("run_dir")
     worker.add_argument("--resume", action="store_true")
@@ -506,7 +522,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"demo": cmd_demo, "run": cmd_run, "sweep": cmd_sweep, "list": cmd_list,
+def cmd_import(args: argparse.Namespace) -> int:
+    from tracking.tensorboard_import import (TensorBoardImportError, parse_map, plan_import,
+                                             write_run)
+
+    runs_dir = _runs_dir(args)
+    try:
+        plans = plan_import(args.logdir, runs_dir, parse_map(args.tag_map))
+    except TensorBoardImportError as e:
+        raise UsageError(str(e)) from None
+    for plan in plans:
+        tags = ", ".join(f"{col} <- {tag}" for tag, col in plan.mapping.items())
+        if plan.imported_as:
+            print(f"skipped {plan.name}: imported before as {plan.imported_as}")
+        elif not plan.rows:
+            print(f"skipped {plan.name}: no scalars to import")
+        elif args.dry_run:
+            print(f"would import {plan.name}: {len(plan.rows)} epochs; {tags}")
+        else:
+            run_id = write_run(runs_dir, plan, args.tags)
+            print(f"imported {plan.name} as {run_id}: {len(plan.rows)} epochs; {tags}")
+    return EXIT_OK
+
+
+COMMANDS = {"demo": cmd_demo, "import": cmd_import, "run": cmd_run, "sweep": cmd_sweep, "list": cmd_list,
             "stop": cmd_stop, "resume": cmd_resume, "_worker": cmd_worker,
             "_group": cmd_group_worker}
 
