@@ -132,6 +132,7 @@ def test_empty_runs_dir_shows_how_to_start(monkeypatch):
         assert "python -m trainer demo" in texts(at.info) + texts(at.code), name
     at = page("runs").run()
     assert at.button(key="runs-demo").label == "Start the demo runs"
+    assert "python -m trainer import" in texts(at.code)  # bring TensorBoard runs over
 
 
 # ------------------------------------------------------------------ Run
