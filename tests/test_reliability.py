@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -110,7 +111,8 @@ def test_kill_at_exact_syscalls_then_resume_gives_contiguous_epochs(syscall, poi
     status.json, best.pt, last.pt) or Nth write: every fault point is visited in order."""
     if shutil.which("strace") is None:
         pytest.skip("strace is not installed (make test installs it)")
-    for n in points:
+
+    def kill_and_resume(n: int) -> None:
         runs = tmp_path / f"{syscall}-{n}"
         cmd = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", f"trace={syscall}",
                "-e", f"inject={syscall}:signal=KILL:when={n}",
@@ -119,12 +121,12 @@ def test_kill_at_exact_syscalls_then_resume_gives_contiguous_epochs(syscall, poi
                                             CURVEWATCH_RUNS=str(runs)),
                               capture_output=True, text=True, cwd=ROOT, timeout=120)
         if done.returncode == 0:
-            continue  # the run finished before its Nth call: nothing was killed
+            return  # the run finished before its Nth call: nothing was killed
         folders = [p for p in runs.iterdir() if not p.name.startswith(".")] \
             if runs.exists() else []
         if not folders:
             assert list_runs(runs) == []
-            continue  # killed while the folder was being made: it was never published
+            return  # killed while the folder was being made: it was never published
         run = folders[0]
         assert read_run(run).state == "crashed", (n, read_run(run))
         before = assert_sound(run)
@@ -132,6 +134,11 @@ def test_kill_at_exact_syscalls_then_resume_gives_contiguous_epochs(syscall, poi
         assert resumed.returncode == 0, (n, resumed.stderr)
         assert assert_sound(run) == 6 and before <= 6
         assert read_run(run).state == "completed"
+
+    # each fault point is its own runs directory and processes: two at a time use both cores
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for done in [pool.submit(kill_and_resume, n) for n in points]:
+            done.result()  # re-raises a point's failed assertion here
 
 
 def _limit_file_size(limit: int):
