@@ -442,15 +442,21 @@ def test_launch_starts_a_real_run_and_opens_it(runs_env):
 
 
 @pytest.mark.slow
-def test_empty_runs_dir_demo_button_starts_the_three_demo_runs(monkeypatch):
+def test_empty_runs_dir_demo_button_starts_the_three_demo_runs_paced_to_be_watched(
+        monkeypatch):
+    from trainer.demo import DEMO_RUNS, DEMO_SECONDS, demo_epochs
     root = dfx.empty_runs_dir()
     monkeypatch.setenv("CURVEWATCH_RUNS", str(root))
     at = page("runs").run()
     try:
         at.button(key="runs-demo").click().run()
         assert not at.exception
-        names = sorted(r.name for r in dfx.tracking.list_runs(root))
-        assert len(names) == 3 and all(n.startswith("demo-") for n in names)
+        runs = dfx.tracking.list_runs(root)
+        names = sorted(r.name for r in runs)
+        assert names == sorted(DEMO_RUNS)
+        for r in runs:  # each lasts about DEMO_SECONDS, so its curves can be watched filling
+            paced = r.config["min_epoch_seconds"] * demo_epochs(DEMO_RUNS[r.name])
+            assert paced == pytest.approx(DEMO_SECONDS, rel=1e-3), r.name
         listed = page("runs").run().dataframe[0].value
         assert sorted(listed["name"]) == names
     finally:
