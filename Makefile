@@ -44,6 +44,7 @@ bench: setup
 	$(PY) bench/diagnose_speed.py
 	$(PY) bench/dashboard_load.py
 	$(PY) bench/sweep_parallel.py
+	$(PY) bench/tensorboard_import.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
