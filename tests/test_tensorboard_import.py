@@ -233,3 +233,14 @@ def test_an_imported_run_opens_on_the_run_page_with_its_curves_and_findings(tmp_
     assert at.title[0].value == "baseline"
     charts = [el.proto.spec for el in at.get("plotly_chart")]
     assert any('"val"' in spec and '"train"' in spec for spec in charts)
+
+
+def test_a_tag_that_loses_its_column_to_another_keeps_one_of_its_own():
+    from tracking.tensorboard_import import map_tags
+    mapping = map_tags(["val/loss", "loss/val", "train_loss_step", "train_loss_epoch"])
+    assert mapping["train_loss_epoch"] == "train_loss"
+    assert mapping["train_loss_step"] == "train_loss_step"
+    assert sorted([mapping["val/loss"], mapping["loss/val"]]) == ["loss_val", "val_loss"]
+    # an override takes the column; the tag that had it is kept under its own name
+    over = map_tags(["val/loss", "objective"], {"objective": "val_loss"})
+    assert over == {"objective": "val_loss", "val/loss": "val_loss_tb"}

@@ -203,26 +203,42 @@ def column_for(tag: str) -> tuple[str, int]:
     known = {w for names in (*SPLITS.values(), *METRICS.values()) for w in names}
     if len(metric) == 1 and len(split) <= 1 and plain <= known:
         return f"{split[0] if split else 'train'}_{metric[0]}", priority
-    name = "_".join(ws) or "value"
-    return (f"{name}_tb" if name in (*RESERVED, "epoch", *KNOWN_COLUMNS) else name), 1
+    return own_column(tag), 1
+
+
+def own_column(tag: str) -> str:
+    """The column of a tag that fills none of the known ones: its words joined by _, with _tb
+    after a name that is taken (val/loss/reg -> val_loss_reg, time -> time_tb)."""
+    name = "_".join(words(tag)) or "value"
+    return f"{name}_tb" if name in (*RESERVED, "epoch", *KNOWN_COLUMNS) else name
 
 
 def map_tags(tags: Iterable[str], overrides: Mapping[str, str] | None = None
              ) -> dict[str, str]:
-    """Tag -> column for the tags to import: `overrides` first (an empty column drops the
-    tag), then `column_for`, one tag per column (the highest priority, then the shortest)."""
+    """Tag -> column for every tag but those `overrides` drop (an empty column): `overrides`
+    first, then `column_for`, one tag per column (the highest priority, then the shortest).
+    A tag that loses its column to another keeps a column of its own: nothing is lost."""
     overrides = dict(overrides or {})
     chosen: dict[str, tuple[tuple[int, int, str], str]] = {}
+    losers = []
     for tag in tags:
-        if tag in overrides:
-            if overrides[tag]:
-                chosen[overrides[tag]] = ((9, 0, tag), tag)
+        if tag in overrides and not overrides[tag]:
             continue
-        col, prio = column_for(tag)
+        col, prio = (overrides[tag], 9) if tag in overrides else column_for(tag)
         rank = (prio, -len(tag), tag)
-        if col not in chosen or rank > chosen[col][0]:
-            chosen[col] = (rank, tag)
-    return {tag: col for col, (_, tag) in sorted(chosen.items())}
+        if col in chosen and rank < chosen[col][0]:
+            losers.append(tag)
+            continue
+        if col in chosen:
+            losers.append(chosen[col][1])
+        chosen[col] = (rank, tag)
+    mapping = {tag: col for col, (_, tag) in chosen.items()}
+    for tag in losers:
+        col = own_column(tag)
+        while col in mapping.values():
+            col += "_tb"
+        mapping[tag] = col
+    return dict(sorted(mapping.items(), key=lambda kv: kv[1]))
 
 
 def to_epochs(scalars: Mapping[str, tuple[Scalar, ...]], mapping: Mapping[str, str]
