@@ -30,7 +30,7 @@ _SPLIT_WORDS = {w for ws in SPLITS.values() for w in ws}
 #: split of its parent's run: `train`, `validation`, `loss_val`; not `train_lr0.1`.
 _CHILD_WORDS = _SPLIT_WORDS | {"loss", "losses", "acc", "accuracy", "metric", "metrics",
                                "scalars"}
-#: Columns a tag can be mapped to besides extra ones; epoch, step and time come from the events.
+#: The format's columns that tags are recognised for (besides `epoch`, below).
 KNOWN_COLUMNS = ("train_loss", "val_loss", "train_acc", "val_acc", "lr", "grad_norm")
 #: Columns that come from the events themselves (and log_epoch's own `layers` keyword): no
 #: tag fills them. `epoch` can be filled, by a tag that counts epochs (Lightning's).
