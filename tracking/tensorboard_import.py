@@ -10,6 +10,7 @@ of their own. Rows are validation rounds: see `to_epochs`.
 """
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from dataclasses import dataclass
@@ -273,9 +274,9 @@ def to_epochs(scalars: Mapping[str, tuple[Scalar, ...]], mapping: Mapping[str, s
     out = []
     for i, k in enumerate(filled, start=1):
         cells = rows[k]
-        last = [p for ps in cells.values() for p in ps]
-        rec: dict[str, float | int] = {"epoch": i, "step": max(p.step for p in last),
-                                       "time": max(p.wall_time for p in last)}
+        points = [p for ps in cells.values() for p in ps]
+        rec: dict[str, float | int] = {"epoch": i, "step": max(p.step for p in points),
+                                       "time": max(p.wall_time for p in points)}
         for col, ps in cells.items():
             values = [p.value for p in ps]
             rec[col] = values[-1] if col in _LAST else _mean(values)
@@ -290,8 +291,6 @@ def _mean(values: list[float]) -> float:
 
 
 def _round_lookup(keys: list[int]):
-    import bisect
-
     def key_of(step: int) -> int | None:
         i = bisect.bisect_left(keys, step)
         return keys[i] if i < len(keys) else None
@@ -303,7 +302,6 @@ def _epoch_lookup(points: tuple[Scalar, ...]):
     step), or None when there is none."""
     if not points:
         return None
-    import bisect
     steps = [p.step for p in points]
     epochs = [int(p.value) for p in points]
 

@@ -509,9 +509,9 @@ def _stop_group(args: argparse.Namespace, group_dir: Path) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DEMO_SECONDS, has_runs, launch_demo, max_demo_seconds
 
-    seconds = DEMO_SECONDS if args.seconds is None else args.seconds
-    if not 0 <= seconds <= max_demo_seconds():
-        raise UsageError(f"--seconds must be between 0 and {max_demo_seconds():g} "
+    seconds, most = DEMO_SECONDS if args.seconds is None else args.seconds, max_demo_seconds()
+    if not 0 <= seconds <= most:
+        raise UsageError(f"--seconds must be between 0 and {most:g} "
                          f"(0: full speed), got {seconds:g}")
     runs_dir = _runs_dir(args)
     if args.if_empty and has_runs(runs_dir):
@@ -545,8 +545,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"demo": cmd_demo, "import": cmd_import, "run": cmd_run, "sweep": cmd_sweep, "list": cmd_list,
-            "stop": cmd_stop, "resume": cmd_resume, "_worker": cmd_worker,
+COMMANDS = {"demo": cmd_demo, "import": cmd_import, "run": cmd_run, "sweep": cmd_sweep,
+            "list": cmd_list, "stop": cmd_stop, "resume": cmd_resume, "_worker": cmd_worker,
             "_group": cmd_group_worker}
 
 
