@@ -45,6 +45,7 @@ bench: setup
 	$(PY) bench/dashboard_load.py
 	$(PY) bench/sweep_parallel.py
 	$(PY) bench/tensorboard_import.py
+	$(PY) bench/demo_margins.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

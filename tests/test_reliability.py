@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -242,6 +243,8 @@ def test_fifty_runs_created_in_the_same_second_get_fifty_distinct_ids(runs_dir):
     for p in procs:
         p.join(timeout=60)
     assert len(set(ids)) == 50
-    assert len({i[:15] for i in ids}) <= 2  # they really did start within a second or two
+    # The premise held: ids that share their second (the timestamp prefix) were made. By
+    # pigeonhole this needs only that the 50 started within 49 s, however loaded the machine.
+    assert Counter(i[:15] for i in ids).most_common(1)[0][1] >= 2
     infos = list_runs(runs_dir)
     assert len(infos) == 50 and all(i.state == "completed" for i in infos)
