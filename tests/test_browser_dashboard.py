@@ -20,6 +20,8 @@ import dashboard_fixtures as dfx  # noqa: E402
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = dfx.ROOT / "artifacts"
 pytestmark = [
+    # the fixture runs are real trainings, built once per worker: one worker takes both files
+    pytest.mark.xdist_group("fixture_runs"),
     pytest.mark.browser, pytest.mark.slow,
     pytest.mark.skipif(not os.path.exists(CHROMIUM),
                        reason=f"{CHROMIUM} is absent (make test installs Debian's chromium)"),

@@ -19,6 +19,9 @@ from dashboard import tables
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dashboard_fixtures as dfx  # noqa: E402
 
+# the fixture runs are real trainings, built once per worker: one worker takes both files
+pytestmark = pytest.mark.xdist_group("fixture_runs")
+
 ROOT = dfx.ROOT
 VIEWS = ROOT / "dashboard" / "views"
 TIMEOUT = 60

@@ -12,7 +12,10 @@ import pytest
 
 from eval.evaluate import CORPUS, evaluate, load
 
-pytestmark = pytest.mark.skipif(not Path(CORPUS).exists(), reason="eval/corpus.jsonl.gz not generated")
+pytestmark = [
+    pytest.mark.skipif(not Path(CORPUS).exists(), reason="eval/corpus.jsonl.gz not generated"),
+    pytest.mark.xdist_group("corpus"),  # one worker evaluates the corpus once for all its tests
+]
 
 OURS = "Curvewatch defaults (overfitting, plateau)"
 RIVALS = ("Keras patience 10", "ReduceLROnPlateau-style (rel 1e-4, patience 10)")
