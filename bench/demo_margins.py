@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from diagnosis import diagnose  # noqa: E402
-from trainer.demo import DEMO_RUNS, demo_epochs  # noqa: E402
+from trainer.config import DEFAULTS  # noqa: E402
+from trainer.demo import DEMO_RUNS, demo_epochs, option_value  # noqa: E402
 from tracking import read_history  # noqa: E402
 
 PROMISE = {"demo-healthy-cnn": None, "demo-overfitting-mlp": "overfitting",
@@ -58,7 +59,7 @@ class Outcome:
 def train(name: str, args: list[str], seed: int, threads: int) -> Outcome:
     epochs = demo_epochs(args)
     if PROMISE[name] is None:
-        if "--schedule" in args and args[args.index("--schedule") + 1] != "constant":
+        if option_value(args, "--schedule", DEFAULTS.schedule) != "constant":
             sys.exit(f"{name}: the healthy margin needs a constant schedule")
         args = [*args, "--epochs", str(3 * epochs)]
     with tempfile.TemporaryDirectory() as runs:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .config import MAX_EPOCH_PACE
+from .config import DEFAULTS, MAX_EPOCH_PACE
 
 DEMO_RUNS: dict[str, list[str]] = {
     "demo-healthy-cnn": ["--dataset", "digits-images", "--model", "cnn", "--hidden", "64",
@@ -27,9 +27,14 @@ DEMO_RUNS: dict[str, list[str]] = {
 DEMO_SECONDS = 60.0
 
 
+def option_value(args: list[str], flag: str, default: str | None = None) -> str | None:
+    """The value an argument list gives `flag` (the last one wins, as on the command line)."""
+    at = [i for i, a in enumerate(args[:-1]) if a == flag]
+    return args[at[-1] + 1] if at else default
+
+
 def demo_epochs(args: list[str]) -> int:
-    """The epochs an argument list asks for (the last --epochs wins, as on the command line)."""
-    return int(args[len(args) - 1 - args[::-1].index("--epochs") + 1])
+    return int(option_value(args, "--epochs", str(DEFAULTS.epochs)))
 
 
 def max_demo_seconds() -> float:
