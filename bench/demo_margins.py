@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from diagnosis import diagnose  # noqa: E402
+from tracking import read_history  # noqa: E402
 from trainer.config import DEFAULTS  # noqa: E402
 from trainer.demo import DEMO_RUNS, demo_epochs, option_value  # noqa: E402
-from tracking import read_history  # noqa: E402
 
 PROMISE = {"demo-healthy-cnn": None, "demo-overfitting-mlp": "overfitting",
            "demo-plateau-sgd": "plateau"}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import time
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np

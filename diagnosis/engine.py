@@ -14,8 +14,16 @@ import numpy as np
 import pandas as pd
 
 from .findings import KINDS, Finding
-from .stats import (finite, inflation, level_sd, mann_kendall_z, median_of_last, noise, rolling_median,
-                    theil_sen_slope)
+from .stats import (
+    finite,
+    inflation,
+    level_sd,
+    mann_kendall_z,
+    median_of_last,
+    noise,
+    rolling_median,
+    theil_sen_slope,
+)
 from .thresholds import Thresholds
 
 __all__ = ["diagnose", "should_stop", "stopping_finding", "STOP_KINDS", "COLUMNS"]

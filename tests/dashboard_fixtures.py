@@ -134,6 +134,7 @@ def make_writer_runs(root: Path, fx: Fixtures) -> None:
     stopped_by, reason = None, "validation loss rose"
     try:
         import pandas as pd
+
         from diagnosis import diagnose
         hist = pd.DataFrame([{"epoch": e, **overfit(e)} for e in range(1, 31)])
         found = [f for f in diagnose(hist) if f.kind == "overfitting"]

@@ -4,8 +4,6 @@ Each page file runs on its own (`AppTest.from_file("dashboard/views/<page>.py")`
 runs the default page. Widgets are found by key, charts read back from their plotly spec."""
 import base64
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 

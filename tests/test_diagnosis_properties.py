@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from diagnosis import (KINDS, SEVERITIES, Finding, Thresholds, diagnose, should_stop,
-                       stopping_finding)
+from diagnosis import (
+    KINDS,
+    SEVERITIES,
+    Finding,
+    Thresholds,
+    diagnose,
+    should_stop,
+    stopping_finding,
+)
 
 COLS = ["train_loss", "val_loss", "train_acc", "val_acc", "grad_norm", "grad_norm_max", "lr"]
 values = st.one_of(

@@ -13,8 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from tracking import (HistoryReader, Run, RunNotFound, derive_state, list_runs, read_history,
-                      read_layers, read_run, read_steps, run_path)
+from tracking import (
+    HistoryReader,
+    Run,
+    RunNotFound,
+    derive_state,
+    list_runs,
+    read_history,
+    read_layers,
+    read_run,
+    read_steps,
+    run_path,
+)
 from tracking.jsonio import atomic_write_json, dumps, loads, read_json
 from tracking.jsonl import JsonlAppender, read_from
 from tracking.paths import publish_run_dir, slugify

@@ -16,8 +16,15 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_trainer, wait_for
-from tracking import (list_groups, list_runs, read_group, read_history, read_log_tail,
-                      read_run, request_stop)
+from tracking import (
+    list_groups,
+    list_runs,
+    read_group,
+    read_history,
+    read_log_tail,
+    read_run,
+    request_stop,
+)
 
 FAST = ["--dataset", "wine", "--hidden", "16", "--epochs", "3"]
 N_WINE = 178

@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tracking import (GroupNotFound, GroupWriter, Run, group_path, list_groups, list_runs,
-                      read_group)
+from tracking import GroupNotFound, GroupWriter, Run, group_path, list_groups, list_runs, read_group
 from tracking.aggregate import aggregate, curve_stats, member_score
 from trainer.cli import main
 from trainer.config import ConfigError, to_args, validate

@@ -13,8 +13,6 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, only_run, run_trainer, trainer_cmd, wait_for
-from tracking import HistoryReader, list_runs, load_checkpoint, read_history, read_run
+from tracking import HistoryReader, list_runs, load_checkpoint, read_run
 from tracking.jsonio import read_json
 from tracking.jsonl import read_from
 

@@ -7,10 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tracking import HistoryReader, Run, derive_state, list_runs, read_history, read_run
+from tracking import HistoryReader, Run, derive_state, list_runs, read_history
 from tracking.jsonio import from_strict
 from tracking.jsonl import read_from
 

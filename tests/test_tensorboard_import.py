@@ -219,8 +219,9 @@ def test_map_overrides_and_drops_tags(tmp_path, runs_dir):
 def test_an_imported_run_opens_on_the_run_page_with_its_curves_and_findings(tmp_path,
                                                                             runs_dir,
                                                                             monkeypatch):
-    from conftest import ROOT
     from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
     train_logging_to_tensorboard(tmp_path / "tb" / "baseline", epochs=3)
     assert main(["import", str(tmp_path / "tb"), "--runs-dir", str(runs_dir)]) == 0
     run_id = only_run(runs_dir).name

@@ -1,7 +1,6 @@
 """User factories imported by the trainer in tests (`--model trainer_fixtures:...`)."""
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from torch import nn

@@ -4,14 +4,37 @@ This package is the only code that knows file names and encodings; see docs/run-
 """
 from .checkpoints import BEST, LAST, load_checkpoint, save_checkpoint
 from .grads import GradNorms, gradient_norms
+from .groups import (
+    GROUP_STATES,
+    GroupAggregate,
+    GroupInfo,
+    GroupMember,
+    GroupNotFound,
+    GroupWriter,
+    aggregate_group,
+    group_path,
+    is_group_dir,
+    list_groups,
+    read_group,
+    read_member_log,
+    request_stop,
+)
 from .paths import FORMAT_VERSION, RunNotFound, default_runs_dir, run_path
-from .reader import (HistoryReader, JsonlFrame, LayersReader, RunInfo, StepsReader,
-                     derive_state, list_runs, read_history, read_layers, read_log_tail,
-                     read_run, read_steps)
+from .reader import (
+    HistoryReader,
+    JsonlFrame,
+    LayersReader,
+    RunInfo,
+    StepsReader,
+    derive_state,
+    list_runs,
+    read_history,
+    read_layers,
+    read_log_tail,
+    read_run,
+    read_steps,
+)
 from .writer import FINAL_STATES, STATES, Run
-from .groups import (GROUP_STATES, GroupAggregate, GroupInfo, GroupMember, GroupNotFound,
-                     GroupWriter, aggregate_group, group_path, is_group_dir, list_groups,
-                     read_group, read_member_log, request_stop)
 
 __all__ = [
     "BEST", "LAST", "FINAL_STATES", "FORMAT_VERSION", "STATES", "GradNorms", "HistoryReader",

@@ -13,8 +13,17 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from tracking import (Run, RunNotFound, default_runs_dir, is_group_dir, list_groups, list_runs,
-                      read_group, read_run, run_path)
+from tracking import (
+    Run,
+    RunNotFound,
+    default_runs_dir,
+    is_group_dir,
+    list_groups,
+    list_runs,
+    read_group,
+    read_run,
+    run_path,
+)
 from tracking.paths import STOP, check_name, is_run_id
 
 from .config import DEFAULTS, FIELDS, ConfigError, TrainConfig, load_config_file, validate
@@ -280,6 +289,7 @@ def _start_group(args: argparse.Namespace, cfg: TrainConfig, *, default_name: st
 def cmd_group_worker(args: argparse.Namespace) -> int:
     """The process behind a detached group: take over its record and run the members."""
     from tracking import GroupWriter
+
     from .groups import run_group
     from .launch import lock_run
 
@@ -339,6 +349,7 @@ def _resume_plan(run_dir: Path, epochs: Any) -> TrainConfig:
 
 def _resume_here(run_dir: Path, epochs: Any) -> int:
     from tracking import LAST, load_checkpoint, read_history
+
     from .runner import prepare, run_epochs
 
     cfg = _resume_plan(run_dir, epochs)
@@ -523,8 +534,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from tracking.tensorboard_import import (TensorBoardImportError, parse_map, plan_import,
-                                             write_run)
+    from tracking.tensorboard_import import (
+        TensorBoardImportError,
+        parse_map,
+        plan_import,
+        write_run,
+    )
 
     runs_dir = _runs_dir(args)
     try:

@@ -19,8 +19,13 @@ from typing import IO, Any, Callable, Mapping, Sequence
 
 from tracking import GroupWriter, read_history, read_run, request_stop
 from tracking.aggregate import SCORE_METRICS, aggregate
-from tracking.groups import (AGGREGATE_STATES, MEMBER_NOT_STARTED, MEMBER_PENDING,
-                             GroupInfo, member_log_path)
+from tracking.groups import (
+    AGGREGATE_STATES,
+    MEMBER_NOT_STARTED,
+    MEMBER_PENDING,
+    GroupInfo,
+    member_log_path,
+)
 from tracking.paths import RESUMABLE_STATES, check_name, is_run_id
 from tracking.reader import read_tail
 

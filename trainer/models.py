@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
 from torch import nn
 
 from .config import ConfigError, TrainConfig

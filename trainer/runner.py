@@ -120,6 +120,7 @@ class _Diagnosis:
     def findings(self, history: list[dict[str, Any]]) -> list[Any]:
         if self._of[0] != len(history):  # history grows by one record an epoch
             import pandas as pd
+
             from diagnosis import diagnose
             self._of = (len(history), diagnose(pd.DataFrame.from_records(history),
                                                self.thresholds))

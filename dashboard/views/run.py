@@ -1,8 +1,5 @@
 """Run page: live curves with the flags drawn on them, the findings explained, the config,
 the log tail, and actions (stop, clone-and-edit, download CSV, delete)."""
-import json
-import math
-import time
 
 import streamlit as st
 
