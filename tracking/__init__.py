@@ -9,17 +9,22 @@ from .groups import (
     GroupAggregate,
     GroupInfo,
     GroupMember,
-    GroupNotFound,
     GroupWriter,
     aggregate_group,
-    group_path,
-    is_group_dir,
     list_groups,
     read_group,
     read_member_log,
     request_stop,
 )
-from .paths import FORMAT_VERSION, RunNotFound, default_runs_dir, run_path
+from .paths import (
+    FORMAT_VERSION,
+    GroupNotFound,
+    RunNotFound,
+    default_runs_dir,
+    group_path,
+    is_group_dir,
+    run_path,
+)
 from .reader import (
     HistoryReader,
     JsonlFrame,

@@ -31,9 +31,7 @@ from .procinfo import hostname, process_start_ticks
 from .reader import MAX_JSON_BYTES, HistoryReader, derive_state, read_run, read_tail
 
 GROUP_JSON = P.GROUP_JSON
-GROUP_LOG = "group.log"
 CURVES = "curves.jsonl"
-MEMBER_LOGS = "logs"
 #: Group states a runner writes; readers derive `crashed` as for runs.
 GROUP_STATES = ("running", "completed", "partial", "failed", "stopped")
 #: Member states besides the run states: not launched yet, or never launched (group stopped).
@@ -42,10 +40,6 @@ MEMBER_PENDING, MEMBER_NOT_STARTED = "pending", "not_started"
 AGGREGATE_STATES = ("completed", "early_stopped", "stopped")
 GROUP_METHODS = ("kfold", "bootstrap", "repeat", "sweep")
 HEARTBEAT_SECONDS = 5.0
-
-
-class GroupNotFound(LookupError):
-    """A group reference that names no group folder inside the runs directory."""
 
 
 # --------------------------------------------------------------------------- writer
@@ -91,7 +85,7 @@ class GroupWriter:
                 "aggregate": None,
             })
             atomic_write_json(staging / GROUP_JSON, record)
-            (staging / MEMBER_LOGS).mkdir(exist_ok=True)
+            (staging / P.MEMBER_LOGS).mkdir(exist_ok=True)
 
         _, path = P.publish_run_dir(Path(runs_dir), name, fill)
         return cls(path, record)
@@ -113,7 +107,7 @@ class GroupWriter:
         return self._record
 
     def member_log(self, index: int) -> Path:
-        return member_log_path(self.path, index)
+        return P.member_log_path(self.path, index)
 
     def update_member(self, index: int, **fields: Any) -> None:
         self._record["members"][index].update(fields)
@@ -238,25 +232,6 @@ class GroupInfo:
         return [dict(x) for x in s if isinstance(x, dict)] if isinstance(s, list) else []
 
 
-def is_group_dir(path: str | Path) -> bool:
-    """A folder holding a group.json and no run.json."""
-    p = Path(path)
-    return (p / GROUP_JSON).exists() and not (p / P.RUN_JSON).exists()
-
-
-def group_path(runs_dir: str | Path, group_id: str) -> Path:
-    """The folder of group `group_id` directly inside runs_dir (same rules as run_path)."""
-    try:
-        path = P.run_path(Path(runs_dir), group_id)
-    except P.RunNotFound:
-        raise GroupNotFound(f"no group folder {group_id!r} in {Path(runs_dir).resolve()}") \
-            from None
-    if not is_group_dir(path):
-        raise GroupNotFound(f"{group_id!r} in {Path(runs_dir).resolve()} is not a group "
-                            f"(no {GROUP_JSON})")
-    return path
-
-
 def _opt_int(x: Any) -> int | None:
     return x if isinstance(x, int) and not isinstance(x, bool) else None
 
@@ -371,7 +346,7 @@ def list_groups(runs_dir: str | Path | None = None, *, curves: bool = False
         return []
     return [read_group(Path(e.path), curves=curves) for e in entries
             if not e.name.startswith(".") and P.is_run_id(e.name)
-            and e.is_dir(follow_symlinks=False) and is_group_dir(e.path)]
+            and e.is_dir(follow_symlinks=False) and P.is_group_dir(e.path)]
 
 
 def aggregate_group(group: GroupInfo, *, live: bool = True) -> GroupAggregate:
@@ -392,28 +367,4 @@ def aggregate_group(group: GroupInfo, *, live: bool = True) -> GroupAggregate:
 
 def read_member_log(group: GroupInfo, index: int, max_bytes: int = 20_000) -> str:
     """The last `max_bytes` of member `index`'s trainer output ('' when there is none)."""
-    return read_tail(member_log_path(group.path, index), max_bytes) or ""
-
-
-def member_log_path(group_dir: str | Path, index: int) -> Path:
-    """Where member `index` of the group in `group_dir` writes its trainer output."""
-    return Path(group_dir) / MEMBER_LOGS / f"{int(index)}.log"
-
-
-def member_log_of(run_dir: str | Path) -> Path | None:
-    """The group log holding a member run's output, or None for a run outside any group (or
-    whose group folder or record is gone or does not list it)."""
-    run_dir = Path(run_dir)
-    try:
-        gid = read_json(run_dir / P.RUN_JSON).get("group")
-        if not isinstance(gid, str):
-            return None
-        gdir = group_path(run_dir.parent, gid)
-        members = read_json(gdir / GROUP_JSON).get("members") or []
-    except (OSError, ValueError, AttributeError, GroupNotFound):
-        return None
-    for i, m in enumerate(members):
-        if isinstance(m, dict) and m.get("run_id") == run_dir.name:
-            index = _opt_int(m.get("index"))
-            return member_log_path(gdir, i if index is None else index)
-    return None
+    return read_tail(P.member_log_path(group.path, index), max_bytes) or ""

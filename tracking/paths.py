@@ -17,7 +17,7 @@ import unicodedata
 from pathlib import Path
 from typing import Callable
 
-from .jsonio import fsync_dir
+from .jsonio import fsync_dir, read_json
 
 FORMAT_VERSION = 1
 RUN_JSON = "run.json"
@@ -29,6 +29,8 @@ CHECKPOINTS = "checkpoints"
 LOG = "trainer.log"
 STOP = "STOP"
 GROUP_JSON = "group.json"  # marks a group folder (tracking/groups.py)
+GROUP_LOG = "group.log"  # a detached group runner's output, in the group folder
+MEMBER_LOGS = "logs"  # the group folder's logs/<index>.log: each member's trainer output
 RESERVE = ".reserve"
 RESERVE_BYTES = 64 * 1024
 
@@ -45,6 +47,10 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 class RunNotFound(LookupError):
     """A run reference that names no run folder inside the runs directory."""
+
+
+class GroupNotFound(LookupError):
+    """A group reference that names no group folder inside the runs directory."""
 
 
 def default_runs_dir() -> Path:
@@ -154,3 +160,48 @@ def run_path(runs_dir: Path, run_id: str) -> Path:
     if path.is_symlink() or not path.is_dir() or path.resolve().parent != root:
         raise RunNotFound(f"no run folder {run_id!r} in {root}")
     return path
+
+
+def is_group_dir(path: str | Path) -> bool:
+    """A folder holding a group.json and no run.json."""
+    p = Path(path)
+    return (p / GROUP_JSON).exists() and not (p / RUN_JSON).exists()
+
+
+def group_path(runs_dir: str | Path, group_id: str) -> Path:
+    """The folder of group `group_id` directly inside runs_dir (same rules as run_path)."""
+    try:
+        path = run_path(Path(runs_dir), group_id)
+    except RunNotFound:
+        raise GroupNotFound(f"no group folder {group_id!r} in {Path(runs_dir).resolve()}") \
+            from None
+    if not is_group_dir(path):
+        raise GroupNotFound(f"{group_id!r} in {Path(runs_dir).resolve()} is not a group "
+                            f"(no {GROUP_JSON})")
+    return path
+
+
+def member_log_path(group_dir: str | Path, index: int) -> Path:
+    """Where member `index` of the group in `group_dir` writes its trainer output."""
+    return Path(group_dir) / MEMBER_LOGS / f"{int(index)}.log"
+
+
+def member_log_of(run_dir: str | Path) -> Path | None:
+    """The group log holding a member run's output, or None for a run outside any group (or
+    whose group folder or record is gone or does not list it)."""
+    run_dir = Path(run_dir)
+    try:
+        gid = read_json(run_dir / RUN_JSON).get("group")
+        if not isinstance(gid, str):
+            return None
+        gdir = group_path(run_dir.parent, gid)
+        members = read_json(gdir / GROUP_JSON).get("members") or []
+    except (OSError, ValueError, AttributeError, GroupNotFound):
+        return None
+    for i, m in enumerate(members):
+        if isinstance(m, dict) and m.get("run_id") == run_dir.name:
+            index = m.get("index")
+            if not isinstance(index, int) or isinstance(index, bool):
+                index = i
+            return member_log_path(gdir, index)
+    return None

@@ -297,8 +297,7 @@ def read_log_tail(run_dir: str | Path, max_bytes: int = 20_000) -> str:
     run_dir = Path(run_dir)
     text = read_tail(run_dir / P.LOG, max_bytes)
     if text is None:
-        from .groups import member_log_of  # groups builds on this module
-        log = member_log_of(run_dir)
+        log = P.member_log_of(run_dir)
         text = read_tail(log, max_bytes) if log is not None else None
     return text or ""
 

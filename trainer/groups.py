@@ -24,9 +24,8 @@ from tracking.groups import (
     MEMBER_NOT_STARTED,
     MEMBER_PENDING,
     GroupInfo,
-    member_log_path,
 )
-from tracking.paths import RESUMABLE_STATES, check_name, is_run_id
+from tracking.paths import RESUMABLE_STATES, check_name, is_run_id, member_log_path
 from tracking.reader import read_tail
 
 from .config import ConfigError, TrainConfig, to_args, validate

@@ -34,7 +34,7 @@ def spawn_worker(run_dir: Path, *, resume: bool) -> int:
 def spawn_group(group_dir: Path) -> int:
     """Start `python -m trainer _group GROUP_DIR` detached (new session, no stdin, output to
     the group's log) and return its pid: it runs the group's members."""
-    from tracking.groups import GROUP_LOG
+    from tracking.paths import GROUP_LOG
 
     log = open(Path(group_dir) / GROUP_LOG, "ab")
     try:
