@@ -67,9 +67,9 @@ def main(argv=None) -> int:
     for n, target, reps in ((1_000, 5.0, 50), (100_000, 100.0, 7)):
         reps = max(3, reps // 5) if a.quick else reps
         h, lf = history(n), layers(n)
-        t_diag = timeit(lambda: diagnose(h), reps)
-        t_layers = timeit(lambda: diagnose(h, layers=lf), reps)
-        t_base = timeit(lambda: baseline(h), reps)
+        t_diag = timeit(lambda h=h: diagnose(h), reps)
+        t_layers = timeit(lambda h=h, lf=lf: diagnose(h, layers=lf), reps)
+        t_base = timeit(lambda h=h: baseline(h), reps)
         rows.append((n, t_diag, t_layers, t_base, target))
     print(f"{'rows':>8} {'diagnose ms':>12} {'+layers ms':>11} {'baseline ms':>12} {'ratio':>7} {'target ms':>10}  verdict")
     for n, td, tl, tb, target in rows:

@@ -35,7 +35,8 @@ def sweep_seconds(parallel: int, threads: int, epochs: int) -> float:
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
         seconds = time.perf_counter() - t0
         if done.returncode != 0:
-            sys.exit(f"sweep --parallel {parallel} --threads {threads} failed:\n{done.stdout}\n{done.stderr}")
+            sys.exit(f"sweep --parallel {parallel} --threads {threads} failed:\n"
+                     f"{done.stdout}\n{done.stderr}")
         return seconds
 
 

@@ -118,8 +118,8 @@ def _fit(short: tuple[float, float], long: tuple[float, float], n_short: int, n_
          ) -> tuple[list[float], list[float], list[float]]:
     """Per-epoch slope, per-run intercept and whole-run time, per clock, from one round's
     run times at two lengths."""
-    slope = [(tl - ts) / (n_long - n_short) for ts, tl in zip(short, long)]
-    fixed = [ts - n_short * k for ts, k in zip(short, slope)]
+    slope = [(tl - ts) / (n_long - n_short) for ts, tl in zip(short, long, strict=True)]
+    fixed = [ts - n_short * k for ts, k in zip(short, slope, strict=True)]
     return slope, fixed, list(long)
 
 
@@ -193,11 +193,11 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         for name, raw in CASES.items():
-            m = measure(lambda n: validate({**raw, "epochs": n}), args.short, args.epochs,
+            m = measure(lambda n, raw=raw: validate({**raw, "epochs": n}), args.short, args.epochs,
                         args.rounds, Path(tmp))
             (b_ep, b_fix, b_run), (f_ep, f_fix, f_run) = m["bare"], m["full"]
             for clock, label in enumerate(("wall", "cpu")):
-                print(f"{name:18s} {clock and 'cpu ' or 'wall'}  per epoch: bare "
+                print(f"{name:18s} {label:4s}  per epoch: bare "
                       f"{b_ep[clock] * 1000:6.2f} ms, trainer {f_ep[clock] * 1000:6.2f} ms, "
                       f"ratio {f_ep[clock] / b_ep[clock]:.3f}x | per run: +"
                       f"{(f_fix[clock] - b_fix[clock]) * 1000:5.1f} ms | whole "

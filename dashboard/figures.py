@@ -451,8 +451,9 @@ def aggregate_curve_figure(curves: pd.DataFrame, column: str, *, label: str = "g
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=np.concatenate([ep, ep[::-1]]),
                              y=np.concatenate([mean + std, (mean - std)[::-1]]),
-                             fill="toself", mode="lines", fillcolor=_rgba(color, 0.18), line=dict(width=0),
-                             hoverinfo="skip", showlegend=True, name="±1 sd"))
+                             fill="toself", mode="lines", fillcolor=_rgba(color, 0.18),
+                             line=dict(width=0), hoverinfo="skip", showlegend=True,
+                             name="±1 sd"))
     fig.add_trace(go.Scatter(x=ep, y=mean, mode="lines", name=f"{label} mean",
                              line=dict(color=color, width=2), customdata=n,
                              hovertemplate="epoch %{x}: %{y:.4g} (n=%{customdata})"

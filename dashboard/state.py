@@ -84,7 +84,8 @@ def ensure_state() -> None:
 
 
 def page(name: str) -> "st.Page":
-    """The st.Page for one of runs, run, group, compare, launch (same objects in app.py and links)."""
+    """The st.Page for one of runs, run, group, compare, launch (the same objects in app.py
+    and in links)."""
     spec = PAGES[name]
     return st.Page(str(VIEWS / f"{name}.py"), title=spec[0], icon=spec[1], url_path=name,
                    default=(name == "runs"))

@@ -28,7 +28,7 @@ def render_group(group) -> None:
         return
     if agg.scores:
         cols = st.columns(min(4, len(agg.scores)))
-        for col, (metric, sc) in zip(cols, agg.scores.items()):
+        for col, (metric, sc) in zip(cols, agg.scores.items(), strict=False):  # the first 4
             mean, sd, n = sc.get("mean"), sc.get("std"), sc.get("n")
             col.metric(f"{metric} (best epoch), mean ± sd",
                        "—" if mean is None else f"{mean:.4g} ± {0.0 if sd is None else sd:.2g}",
