@@ -191,11 +191,12 @@ def make_real_runs(root: Path, fx: Fixtures, timeout: float = 240) -> None:
         fx.ids[role] = started_id(subprocess.CompletedProcess(p.args, p.returncode, out, err))
     for role in ("real_overfit", "real_healthy"):
         path = root / fx.ids[role]
-        wait_for(lambda: tracking.read_run(path).state not in ("running",), timeout=timeout,
-                 every=0.2, what=f"the {role} training to finish")
+        wait_for(lambda path=path: tracking.read_run(path).state not in ("running",),
+                 timeout=timeout, every=0.2, what=f"the {role} training to finish")
     for role in ("real_group", "real_sweep"):
         gpath = root / fx.ids[role]
-        wait_for(lambda: tracking.read_group(gpath, curves=False).state not in ("running",),
+        wait_for(lambda gpath=gpath: tracking.read_group(gpath, curves=False).state
+                 not in ("running",),
                  timeout=timeout, every=0.2, what=f"the {role} group to finish")
 
 

@@ -68,7 +68,8 @@ def test_long_traces_use_webgl_and_are_bounded():
 def _hist(n=30):
     e = np.arange(1, n + 1)
     return pd.DataFrame({"epoch": e, "step": e * 10, "time": 1000.0 + 2 * e,
-                         "train_loss": 2 * np.exp(-e / 5), "val_loss": 0.4 + 0.01 * (e - 10) ** 2 / 10,
+                         "train_loss": 2 * np.exp(-e / 5),
+                         "val_loss": 0.4 + 0.01 * (e - 10) ** 2 / 10,
                          "train_acc": 1 - np.exp(-e / 5), "val_acc": 0.9 - 0.001 * e,
                          "grad_norm": 0.5 * np.ones(n), "grad_norm_max": np.ones(n),
                          "lr": 1e-3 * np.ones(n)})

@@ -176,7 +176,7 @@ def test_context_manager_records_completed_failed_and_stopped(tmp_path):
         ok.log_epoch(val_loss=1.0)
     with pytest.raises(ZeroDivisionError):
         with Run.create(tmp_path, name="boom", heartbeat_seconds=0) as boom:
-            1 / 0
+            raise ZeroDivisionError("division by zero")
     with pytest.raises(KeyboardInterrupt):
         with Run.create(tmp_path, name="ctrl-c", heartbeat_seconds=0) as stopped:
             raise KeyboardInterrupt

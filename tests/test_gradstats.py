@@ -63,7 +63,7 @@ def test_a_built_in_model_uses_the_flat_buffer_and_trains_exactly_as_without_it(
         for key in ("train_loss", "val_loss", "train_acc", "val_acc", "grad_norm"):
             assert a[key] == pytest.approx(b[key], rel=1e-6), key
         assert la == pytest.approx(lb, rel=1e-5)
-    for p, q in zip(flat.params, plain.params):
+    for p, q in zip(flat.params, plain.params, strict=True):
         assert torch.allclose(p, q, rtol=1e-6, atol=1e-7)
 
 

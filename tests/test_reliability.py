@@ -80,11 +80,11 @@ def test_kill_9_at_20_random_moments_loses_no_complete_epoch(runs_dir):
     run, pid = only_run(runs_dir), _pid_from(start.stdout)
     kept = 0
     for kill in range(20):
-        wait_for(lambda: len(read_from(run / "metrics.jsonl").records) > kept, timeout=120,
-                 what=f"the worker to train again before kill {kill}")
+        wait_for(lambda kept=kept: len(read_from(run / "metrics.jsonl").records) > kept,
+                 timeout=120, what=f"the worker to train again before kill {kill}")
         time.sleep(rng.uniform(0.0, 0.5))  # the fault's moment, drawn at random, mid-training
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: _dead(pid), timeout=30, what="the killed worker to be gone")
+        wait_for(lambda pid=pid: _dead(pid), timeout=30, what="the killed worker to be gone")
         assert read_run(run).state == "crashed"
         written = assert_sound(run)
         assert written > kept, f"kill {kill}: {kept} epochs were written before, now {written}"

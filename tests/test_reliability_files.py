@@ -93,7 +93,8 @@ json_values = st.recursive(
     max_leaves=12)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=2000))
 def test_any_bytes_in_a_jsonl_file_read_without_raising(tmp_path, data):
     path = tmp_path / "metrics.jsonl"
@@ -104,7 +105,8 @@ def test_any_bytes_in_a_jsonl_file_read_without_raising(tmp_path, data):
     HistoryReader(tmp_path).read()
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(records=st.lists(st.dictionaries(st.sampled_from(
     ["epoch", "train_loss", "val_loss", "val_acc", "lr", "x"]), json_values, max_size=6),
     max_size=12))
@@ -126,7 +128,8 @@ def test_any_status_dict_derives_a_state_without_raising(status):
     assert isinstance(derive_state(status, now=1e9), str)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(run_json=json_values, status_json=json_values)
 def test_any_json_in_run_and_status_files_lists_without_raising(tmp_path, run_json, status_json):
     import json

@@ -212,7 +212,8 @@ def test_regression_csv_uses_mse_and_reports_r2(runs_dir, tmp_path):
     x = rng.normal(size=(300, 2))
     y = 2 * x[:, 0] - x[:, 1] + rng.normal(0, 0.1, 300)
     csv = tmp_path / "reg.csv"
-    csv.write_text("a,b,target\n" + "".join(f"{a},{b},{t}\n" for (a, b), t in zip(x, y)))
+    csv.write_text("a,b,target\n"
+                   + "".join(f"{a},{b},{t}\n" for (a, b), t in zip(x, y, strict=True)))
     done = run_trainer("run", "--dataset", f"csv:{csv}", "--target", "target", "--epochs", "30",
                        "--lr", "0.01", runs_dir=runs_dir)
     assert done.returncode == 0, done.stderr

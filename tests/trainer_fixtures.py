@@ -20,7 +20,8 @@ class ModeCheckingMLP(nn.Module):
         if grad and not self.training:
             raise AssertionError("forward with autograd on in eval() mode")
         if not grad and self.training:
-            raise AssertionError("forward without autograd in train() mode (validation in train mode)")
+            raise AssertionError("forward without autograd in train() mode "
+                                 "(validation in train mode)")
         return self.net(x)
 
 
