@@ -1,14 +1,16 @@
-"""`python -m trainer run | sweep | list | stop | resume`: the command line of Curvewatch's
-trainer.
+"""`python -m trainer run | sweep | list | stop | resume | demo | import`: the command line of
+Curvewatch's trainer.
 
-Exit codes: 0 done (completed, stopped or early-stopped), 1 the run failed (a group: every
-member failed), 2 bad input (nothing was started and no run folder was left behind).
+Exit codes: EXIT_CODES below, the one table that the commands return from and that `--help`
+prints.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -30,30 +32,82 @@ from .config import DEFAULTS, FIELDS, ConfigError, TrainConfig, load_config_file
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
+EXIT_CODES = {
+    EXIT_OK: "success: the run ended completed, early-stopped or stopped (a group: not every "
+             "member failed); a detached start, stop, list, demo or import did what was asked",
+    EXIT_FAILED: "the run failed (a group: every member failed); stop --wait: the run was "
+                 "still running when the wait ran out",
+    EXIT_USAGE: "bad input: nothing was started and no run folder was left behind",
+    EXIT_BROKEN_PIPE: "the reader of the output went away (e.g. list | head -1)",
+}
+"""Every exit status of `python -m trainer`, with its meaning (printed by --help)."""
 
 
 class UsageError(Exception):
     """Bad input on the command line: reported with exit code 2."""
 
 
-def _default_text(name: str) -> str:
+def exit_codes_text(*codes: int) -> str:
+    """The exit-code table (the rows for `codes`, default all of EXIT_CODES) as help text."""
+    width = max(len(str(c)) for c in EXIT_CODES)
+    rows = [f"  {c:<{width}}  {EXIT_CODES[c]}" for c in (codes or EXIT_CODES)]
+    return "exit codes:\n" + "\n".join(rows)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Help that shows each option's default once: the one its help text states, or else
+    `(default: X)` for a default worth stating (not None, False, empty or suppressed). Lines
+    of a description or epilog are kept; an indented line (a table row) wraps under its
+    text."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default:" in text or "%(default)" in text or default is argparse.SUPPRESS or \
+                default is None or default is False or default in ([], (), ""):
+            return text
+        return f"{text} (default: %(default)s)"
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines = []
+        for line in text.splitlines():
+            row = re.match(r"(\s+\S+\s+)(.*)", line)
+            if row:
+                lead = indent + row.group(1)
+                lines.append(textwrap.fill(row.group(2), width, initial_indent=lead,
+                                           subsequent_indent=" " * len(lead)))
+            else:
+                lines.append(super()._fill_text(line, width, indent) if line.strip() else "")
+        return "\n".join(lines)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with HelpFormatter for the parser and its subcommands."""
+
+    def __init__(self, *args: Any, formatter_class: Any = HelpFormatter, **kwargs: Any):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+
+def _default_text(name: str) -> str | None:
+    """The default of a training option as help text; None where there is none to state."""
     value = getattr(DEFAULTS, name)
     if isinstance(value, tuple):
-        value = ",".join(str(v) for v in value) or "none"
-    return "none" if value is None else str(value)
+        value = ",".join(str(v) for v in value)
+    return None if value in (None, "") else str(value)
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training options (also accepted as keys of --config)")
     for name, f in FIELDS.items():
         flag = "--" + name.replace("_", "-")
-        if name == "thresholds":
+        if name == "thresholds":  # the help names docs/diagnosis.md for names and defaults
             g.add_argument("--threshold", dest="thresholds", action="append",
                            default=argparse.SUPPRESS, metavar="NAME=VALUE",
-                           help=f"{f.metadata['help']} (see docs/diagnosis.md)")
+                           help=f.metadata["help"])
             continue
+        default = _default_text(name)
         g.add_argument(flag, dest=name, default=argparse.SUPPRESS, metavar=name.upper(),
-                       help=f"{f.metadata['help']} (default: {_default_text(name)})")
+                       help=f.metadata["help"] + (f" (default: {default})" if default else ""))
 
 
 RUNS_HELP = "runs directory (default: $CURVEWATCH_RUNS or ./runs)"
@@ -63,21 +117,25 @@ def _add_launch_options(p: argparse.ArgumentParser, *, config: str, name: str, t
                         detach: str) -> None:
     """The options shared by the commands that start training (`run`, `sweep`), each with
     its own help text."""
-    p.add_argument("--config", help=f"TOML, JSON or YAML file of {config}; flags override it")
-    p.add_argument("--runs-dir", help=RUNS_HELP)
+    p.add_argument("--config", metavar="FILE",
+                   help=f"TOML, JSON or YAML file of {config}; flags override it")
+    p.add_argument("--runs-dir", metavar="DIR", help=RUNS_HELP)
     p.add_argument("--name", help=name)
-    p.add_argument("--tag", dest="tags", action="append", default=[], help=tag)
+    p.add_argument("--tag", dest="tags", action="append", default=[], metavar="TAG", help=tag)
     p.add_argument("--detach", action="store_true", help=detach)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m trainer",
-                                     description="Train PyTorch models into Curvewatch run "
-                                                 "folders, and list, stop and resume runs.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="python -m trainer",
+                    description="Train PyTorch models into Curvewatch run folders, and list, "
+                                "stop and resume runs. `python -m trainer COMMAND --help` "
+                                "shows a command's options.",
+                    epilog=exit_codes_text())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                title="commands")
 
     run = sub.add_parser("run", help="start a training run",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                         epilog=exit_codes_text(EXIT_OK, EXIT_FAILED, EXIT_USAGE))
     _add_launch_options(run, config="options", name="display name (default: DATASET-MODEL)",
                         tag="label for filtering runs (repeatable)",
                         detach="run in the background; print the run id and folder at once")
@@ -86,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(run)
 
     sw = sub.add_parser("sweep", help="train a grid or a random search of settings as a group",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                        epilog=exit_codes_text(EXIT_OK, EXIT_FAILED, EXIT_USAGE),
                         description="Train one run per setting (times folds and repeats) and "
                                     "rank the settings by validation loss. Combine with "
                                     "--validation kfold:K to score each setting by "
@@ -108,26 +166,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(sw)
 
     ls = sub.add_parser("list", help="list runs with their state and best validation loss")
-    ls.add_argument("--runs-dir", help=RUNS_HELP)
+    ls.add_argument("--runs-dir", metavar="DIR", help=RUNS_HELP)
 
-    stop = sub.add_parser("stop", help="ask a running run to stop after its current epoch")
+    stop = sub.add_parser("stop", help="ask a running run to stop after its current epoch",
+                          epilog=exit_codes_text(EXIT_OK, EXIT_FAILED, EXIT_USAGE))
     stop.add_argument("run", help="run or group id (folder name) or unique name; stopping a "
                                   "group stops its members")
-    stop.add_argument("--runs-dir", help=RUNS_HELP)
+    stop.add_argument("--runs-dir", metavar="DIR", help=RUNS_HELP)
     stop.add_argument("--wait", type=float, default=0, metavar="SECONDS",
                       help="wait up to this long for the run to stop (default: 0, don't wait)")
 
     res = sub.add_parser("resume", help="continue a stopped or crashed run from last.pt, or a "
-                                        "stopped or crashed group")
+                                        "stopped or crashed group",
+                         epilog=exit_codes_text(EXIT_OK, EXIT_FAILED, EXIT_USAGE))
     res.add_argument("run", help="run or group id (folder name) or unique name; a group "
                                  "resumes its stopped and crashed members and starts the ones "
                                  "that never started")
-    res.add_argument("--runs-dir", help=RUNS_HELP)
+    res.add_argument("--runs-dir", metavar="DIR", help=RUNS_HELP)
     res.add_argument("--detach", action="store_true", help="resume in the background")
     res.add_argument("--epochs", help="train up to this many epochs in all (default: as planned)")
 
     demo = sub.add_parser("demo", help="start the three demo runs in the background")
-    demo.add_argument("--runs-dir", help=RUNS_HELP)
+    demo.add_argument("--runs-dir", metavar="DIR", help=RUNS_HELP)
     demo.add_argument("--if-empty", action="store_true",
                       help="only when the runs directory holds no runs yet")
     demo.add_argument("--seconds", type=float, default=None, metavar="SECONDS",
@@ -138,22 +198,24 @@ def build_parser() -> argparse.ArgumentParser:
                                         "comparisons for runs logged with SummaryWriter)")
     imp.add_argument("logdir", help="TensorBoard's --logdir, or one run's folder of "
                                     "events.out.tfevents.* files")
-    imp.add_argument("--runs-dir", help=RUNS_HELP)
+    imp.add_argument("--runs-dir", metavar="DIR", help=RUNS_HELP)
     imp.add_argument("--map", dest="tag_map", action="append", default=[],
                      metavar="TAG=COLUMN", help="fill COLUMN (train_loss, val_loss, train_acc, "
                      "val_acc, lr, grad_norm, epoch or a name of your own) from TAG, "
                      "repeatable; TAG= leaves the tag out (default: tags are mapped by their "
                      "words: loss/train, val_loss, validation/epoch_accuracy ...)")
-    imp.add_argument("--tag", dest="tags", action="append", default=[],
+    imp.add_argument("--tag", dest="tags", action="append", default=[], metavar="TAG",
                      help="a tag for the imported runs, repeatable (they are tagged "
                           "tensorboard too)")
     imp.add_argument("--dry-run", action="store_true",
                      help="show what would be imported, and from which tags, writing nothing")
 
-    worker = sub.add_parser("_worker", help=argparse.SUPPRESS)
+    # Internal entry points of detached runs and groups: without help= argparse lists them
+    # nowhere (metavar COMMAND keeps them out of the usage line), yet they parse as usual.
+    worker = sub.add_parser("_worker")
     worker.add_argument("run_dir")
     worker.add_argument("--resume", action="store_true")
-    gworker = sub.add_parser("_group", help=argparse.SUPPRESS)
+    gworker = sub.add_parser("_group")
     gworker.add_argument("group_dir")
     return parser
 

@@ -1,0 +1,95 @@
+"""The trainer's help as a newcomer reads it: no internal commands, each default stated once,
+the exit codes from the one table the CLI returns from."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import run_trainer
+from trainer.cli import EXIT_CODES, build_parser, main
+
+PUBLIC_COMMANDS = ("run", "sweep", "list", "stop", "resume", "demo", "import")
+INTERNAL_COMMANDS = ("_worker", "_group")
+
+
+def help_text(*command: str) -> str:
+    done = run_trainer(*command, "--help")
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def entries(text: str) -> list[str]:
+    """The help's items (an option or a command with its help), each as one line of words: an
+    item starts at a line indented by two spaces, its help goes on in deeper-indented lines."""
+    items: list[list[str]] = []
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if re.match(r"  \S", line):
+            current = [line]
+            items.append(current)
+        elif line.startswith("   ") and current is not None:
+            current.append(line)
+        else:  # a heading, the usage or a blank line ends the item
+            current = None
+    return [" ".join(" ".join(item).split()) for item in items]
+
+
+def exit_code_rows(text: str) -> dict[int, str]:
+    """The `exit codes:` section of a help text as {code: meaning}."""
+    section = text.split("\nexit codes:\n", 1)[1]
+    return {int(row.split()[0]): row.split(None, 1)[1] for row in entries(section)}
+
+
+def test_top_level_help_lists_the_commands_but_not_the_internal_ones():
+    text = help_text()
+    for name in PUBLIC_COMMANDS:
+        assert re.search(rf"^    {name} ", text, re.M), name
+    for name in INTERNAL_COMMANDS:
+        assert name not in text
+    assert "SUPPRESS" not in text and "{" not in text
+
+
+def test_internal_commands_still_parse():
+    parser = build_parser()
+    args = parser.parse_args(["_worker", "/some/run", "--resume"])
+    assert args.command == "_worker" and args.run_dir == "/some/run" and args.resume
+    assert parser.parse_args(["_group", "/some/group"]).group_dir == "/some/group"
+
+
+@pytest.mark.parametrize("command", PUBLIC_COMMANDS)
+def test_every_default_is_printed_once_and_none_is_none(command):
+    text = help_text(command)
+    assert "(default: None)" not in text and "default: none" not in text.lower()
+    assert "(default: [])" not in text and "(default: False)" not in text
+    for item in entries(text):
+        assert item.count("default:") <= 1, item
+
+
+def test_run_help_states_the_meaningful_defaults():
+    items = {item.split()[0]: item for item in entries(help_text("run"))}
+    assert items["--optimizer"].endswith("(default: adam)")
+    assert items["--lr"].endswith("(default: 0.001)")
+    assert items["--repeat"].endswith("(default: 1)")
+    assert items["--name"].endswith("(default: DATASET-MODEL)")
+    assert items["--runs-dir"].endswith("(default: $CURVEWATCH_RUNS or ./runs)")
+    for flag in ("--config", "--tag", "--detach", "--target", "--train-size", "--fold",
+                 "--early-stop", "--threshold"):
+        assert "default:" not in items[flag], items[flag]
+
+
+def test_top_level_help_lists_every_exit_code_of_the_table():
+    rows = exit_code_rows(help_text())
+    assert rows == {code: " ".join(meaning.split()) for code, meaning in EXIT_CODES.items()}
+
+
+@pytest.mark.parametrize("command", ["run", "sweep", "stop", "resume"])
+def test_commands_that_scripts_wait_on_list_their_exit_codes(command):
+    rows = exit_code_rows(help_text(command))
+    assert rows and all(" ".join(EXIT_CODES[code].split()) == text
+                        for code, text in rows.items())
+
+
+def test_main_returns_the_codes_of_the_table(runs_dir, capsys):
+    assert main(["list", "--runs-dir", str(runs_dir)]) in EXIT_CODES
+    assert main(["run", "--runs-dir", str(runs_dir), "--lr", "-1"]) in EXIT_CODES
