@@ -7,7 +7,9 @@ import re
 import pytest
 
 from conftest import run_trainer
-from trainer.cli import EXIT_CODES, build_parser, main
+from tracking import GroupWriter, Run
+from tracking.paths import STOP
+from trainer.cli import EXIT_CODES, EXIT_NOT_RUNNING, EXIT_OK, build_parser, main
 
 PUBLIC_COMMANDS = ("run", "sweep", "list", "stop", "resume", "demo", "import")
 INTERNAL_COMMANDS = ("_worker", "_group")
@@ -93,3 +95,30 @@ def test_commands_that_scripts_wait_on_list_their_exit_codes(command):
 def test_main_returns_the_codes_of_the_table(runs_dir, capsys):
     assert main(["list", "--runs-dir", str(runs_dir)]) in EXIT_CODES
     assert main(["run", "--runs-dir", str(runs_dir), "--lr", "-1"]) in EXIT_CODES
+
+
+def finished_run(runs_dir, name: str = "done", state: str = "completed", **kw) -> Run:
+    run = Run.create(runs_dir, name=name, epochs=1, heartbeat_seconds=0, **kw)
+    run.log_epoch(train_loss=0.9, val_loss=0.8)
+    run.finish(state)
+    return run
+
+
+@pytest.mark.parametrize("state", ["completed", "stopped", "failed"])
+def test_stop_of_a_run_that_is_not_running_exits_with_its_own_code(state, runs_dir):
+    run = finished_run(runs_dir, state=state)
+    done = run_trainer("stop", run.id, runs_dir=runs_dir)
+    assert done.returncode == EXIT_NOT_RUNNING != EXIT_OK, done.stderr
+    assert EXIT_NOT_RUNNING in exit_code_rows(help_text("stop"))
+    assert f"run {run.id} is not running (state {state}); nothing to stop" in done.stderr
+    assert not (run.path / STOP).exists()
+
+
+def test_stop_of_a_group_that_is_not_running_exits_with_the_same_code(runs_dir, capsys):
+    group = GroupWriter.create(runs_dir, name="g", method="repeat", validation="holdout",
+                               repeat=1, members=[{"index": 0, "name": "g seed 0"}])
+    run = finished_run(runs_dir, name="g seed 0", group=group.id)
+    group.update_member(0, run_id=run.id, state="completed")
+    group.finish("completed", aggregate=None)
+    assert main(["stop", group.id, "--runs-dir", str(runs_dir)]) == EXIT_NOT_RUNNING
+    assert "is not running (state completed); nothing to stop" in capsys.readouterr().err

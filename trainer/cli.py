@@ -30,7 +30,7 @@ from tracking.paths import STOP, check_name, is_run_id
 
 from .config import DEFAULTS, FIELDS, ConfigError, TrainConfig, load_config_file, validate
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
 EXIT_CODES = {
     EXIT_OK: "success: the run ended completed, early-stopped or stopped (a group: not every "
@@ -38,6 +38,8 @@ EXIT_CODES = {
     EXIT_FAILED: "the run failed (a group: every member failed); stop --wait: the run was "
                  "still running when the wait ran out",
     EXIT_USAGE: "bad input: nothing was started and no run folder was left behind",
+    EXIT_NOT_RUNNING: "stop: the run or group is not running (it has ended or never "
+                      "started); nothing was changed",
     EXIT_BROKEN_PIPE: "the reader of the output went away (e.g. list | head -1)",
 }
 """Every exit status of `python -m trainer`, with its meaning (printed by --help)."""
@@ -169,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--runs-dir", metavar="DIR", help=RUNS_HELP)
 
     stop = sub.add_parser("stop", help="ask a running run to stop after its current epoch",
-                          epilog=exit_codes_text(EXIT_OK, EXIT_FAILED, EXIT_USAGE))
+                          epilog=exit_codes_text(EXIT_OK, EXIT_FAILED, EXIT_USAGE,
+                                                 EXIT_NOT_RUNNING))
     stop.add_argument("run", help="run or group id (folder name) or unique name; stopping a "
                                   "group stops its members")
     stop.add_argument("--runs-dir", metavar="DIR", help=RUNS_HELP)
@@ -543,8 +546,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
         return _stop_group(args, run_dir)
     info = read_run(run_dir)
     if info.state != "running":
-        print(f"run {info.id} is not running (state {info.state}); nothing to stop")
-        return EXIT_FAILED
+        print(f"run {info.id} is not running (state {info.state}); nothing to stop",
+              file=sys.stderr)
+        return EXIT_NOT_RUNNING
     (run_dir / STOP).touch()
     print(f"asked {info.id} to stop after its current epoch")
     return _wait_until_stopped(lambda: read_run(run_dir).state, f"run {info.id}", args.wait)
@@ -570,8 +574,9 @@ def _stop_group(args: argparse.Namespace, group_dir: Path) -> int:
 
     group = read_group(group_dir)
     if group.state != "running":
-        print(f"group {group.id} is not running (state {group.state}); nothing to stop")
-        return EXIT_FAILED
+        print(f"group {group.id} is not running (state {group.state}); nothing to stop",
+              file=sys.stderr)
+        return EXIT_NOT_RUNNING
     asked = stop_group(group_dir.parent, group_dir)
     print(f"asked group {group.id} and {len(asked)} running members to stop after their "
           "current epoch; members not started yet will not start")
