@@ -122,3 +122,26 @@ def test_stop_of_a_group_that_is_not_running_exits_with_the_same_code(runs_dir, 
     group.finish("completed", aggregate=None)
     assert main(["stop", group.id, "--runs-dir", str(runs_dir)]) == EXIT_NOT_RUNNING
     assert "is not running (state completed); nothing to stop" in capsys.readouterr().err
+
+
+def method_column(out: str) -> dict[str, str]:
+    """{group name: METHOD} from the groups table that `list` prints after the runs."""
+    lines = out[out.index("\nGROUP "):].strip("\n").splitlines()
+    start, end = lines[0].index("METHOD"), lines[0].index("STATE")
+    name = slice(lines[0].index("NAME"), start)
+    return {row[name].strip(): row[start:end].strip() for row in lines[1:]}
+
+
+def test_list_names_each_group_method_in_one_word(runs_dir, capsys):
+    groups = {  # name: (method, validation, repeat), as `run` and `sweep` record them
+        "folds": ("kfold", "kfold:3", 1), "resamples": ("bootstrap", "bootstrap:20", 1),
+        "seeds": ("repeat", "holdout", 5), "grid": ("sweep", "holdout", 1),
+        "cv-grid": ("sweep", "kfold:4", 1), "repeated-folds": ("kfold", "kfold:3", 2)}
+    for name, (method, validation, repeat) in groups.items():
+        GroupWriter.create(runs_dir, name=name, method=method, validation=validation,
+                           repeat=repeat, members=[{"index": 0, "name": f"{name} 1"}])
+    # no member has started: the groups are listed all the same
+    assert main(["list", "--runs-dir", str(runs_dir)]) == EXIT_OK
+    assert method_column(capsys.readouterr().out) == {
+        "folds": "3-fold", "resamples": "bootstrap×20", "seeds": "seeds×5", "grid": "sweep",
+        "cv-grid": "sweep+4-fold", "repeated-folds": "3-fold+seeds×2"}

@@ -506,8 +506,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     runs = list_runs(_runs_dir(args))
-    if not runs:
+    if not runs:  # a group whose members have not started yet is still listed
         print(f"no runs in {_runs_dir(args)}; start one with: python -m trainer run")
+        _list_groups(_runs_dir(args))
         return EXIT_OK
     rows = [("ID", "NAME", "STATE", "EPOCH", "BEST VAL LOSS")]
     for r in runs:
@@ -521,6 +522,22 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def method_word(method: str, validation: str, repeat: int) -> str:
+    """How a group's members were formed, as one word for the METHOD column of `list`:
+    `3-fold` (--validation kfold:3), `bootstrap×20` (bootstrap:20), `seeds×5` (--repeat 5),
+    `sweep`; a sweep or repeats over folds or resamples join their words with '+', e.g.
+    `sweep+3-fold`. The group record's method, validation and repeat say which."""
+    scheme, _, k = validation.partition(":")
+    parts = ["sweep"] if method == "sweep" else []
+    if method != "repeat" and scheme == "kfold":
+        parts.append(f"{k}-fold")
+    elif method != "repeat" and scheme == "bootstrap":
+        parts.append(f"bootstrap×{k}")
+    if repeat > 1:
+        parts.append(f"seeds×{repeat}")
+    return "+".join(parts) or method or "-"
+
+
 def _list_groups(runs_dir: Path) -> None:
     from .groups import score_text
 
@@ -532,7 +549,7 @@ def _list_groups(runs_dir: Path) -> None:
         members = ", ".join(f"{n} {s}" for s, n in g.counts.items())
         score = score_text(g.aggregate.scores) if g.aggregate else "-"
         state = g.state if not g.problem else f"unreadable: {g.problem}"
-        rows.append((g.id, g.name[:30], f"{g.method} {g.validation}".strip(), state,
+        rows.append((g.id, g.name[:30], method_word(g.method, g.validation, g.repeat), state,
                      members, score))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     print()
