@@ -7,8 +7,8 @@ never raises on NaN or infinite values. See docs/diagnosis.md for the definition
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -53,12 +53,10 @@ class _H:
     epochs: np.ndarray
     cols: dict[str, np.ndarray]
     n: int
-    _smooth: dict = None  # type: ignore[assignment]
+    _smooth: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
 
     def smooth(self, name: str, window: int) -> np.ndarray:
         """Causal rolling median of a column (non-finite values skipped), computed once."""
-        if self._smooth is None:
-            self._smooth = {}
         key = (name, window)
         if key not in self._smooth:
             x = self.cols[name]
@@ -70,16 +68,17 @@ class _H:
         return x is not None and int(np.isfinite(x).sum()) >= min_finite
 
 
-def _prepare(history: pd.DataFrame) -> _H | None:
+def _prepare(history: Any) -> _H | None:
+    """The history as float arrays, or None when it has no epoch. Untyped callers may pass
+    None or anything pd.DataFrame() accepts (records, a dict of columns)."""
     if history is None:
         return None
-    if not isinstance(history, pd.DataFrame):
-        history = pd.DataFrame(history)
-    n = len(history)
+    frame = history if isinstance(history, pd.DataFrame) else pd.DataFrame(history)
+    n = len(frame)
     if n < 1:
         return None
-    if "epoch" in history.columns:
-        ep = pd.to_numeric(history["epoch"], errors="coerce").to_numpy(dtype=float)
+    if "epoch" in frame.columns:
+        ep = pd.to_numeric(frame["epoch"], errors="coerce").to_numpy(dtype=float)
     else:
         ep = np.arange(1, n + 1, dtype=float)
     keep = np.isfinite(ep)
@@ -94,8 +93,8 @@ def _prepare(history: pd.DataFrame) -> _H | None:
         return None
     cols = {}
     for c in COLUMNS:
-        if c in history.columns:
-            col = pd.to_numeric(history[c], errors="coerce").to_numpy(dtype=float)
+        if c in frame.columns:
+            col = pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float)
             cols[c] = col[order]
     return _H(epochs=ep.astype(np.int64), cols=cols, n=int(ep.size))
 
@@ -103,7 +102,8 @@ def _prepare(history: pd.DataFrame) -> _H | None:
 # ---------------------------------------------------------------- divergence
 
 def _divergence(h: _H, th: Thresholds) -> Finding | None:
-    first_bad, metric = None, None
+    first_bad: int | None = None
+    metric = ""
     for c in ("train_loss", "val_loss"):
         x = h.cols.get(c)
         if x is None:
@@ -132,9 +132,9 @@ def _divergence(h: _H, th: Thresholds) -> Finding | None:
                        {"first_non_finite_epoch": int(h.epochs[first_bad]),
                         "best_before": float(prev.min()) if prev.size else float("nan")})
     # finite explosion of the training loss (validation loss if there is no training loss)
-    metric = "train_loss" if h.has("train_loss") else ("val_loss" if h.has("val_loss") else None)
-    if metric is None:
+    if not (h.has("train_loss") or h.has("val_loss")):
         return None
+    metric = "train_loss" if h.has("train_loss") else "val_loss"
     exploded, runmin = _exploded(h.cols[metric], th)
     k = th.diverge_epochs
     if h.n >= k + 1 and exploded[-k:].all():
@@ -235,7 +235,7 @@ def _last_lr_change(h: _H) -> int:
     return int(nz[-1] + 1) if nz.size else -1
 
 
-def _plateau_state(h: _H, name: str, th: Thresholds) -> dict | None:
+def _plateau_state(h: _H, name: str, th: Thresholds) -> dict[str, Any] | None:
     """Where the smoothed level of a column last improved significantly, and the numbers used."""
     x = h.cols[name]
     fin = np.isfinite(x)
@@ -391,7 +391,7 @@ def _still_improving(h: _H, th: Thresholds, metric: str | None) -> Finding | Non
 
 # ---------------------------------------------------------------- overfitting
 
-def _rise(v: np.ndarray, e: int, th: Thresholds, S: np.ndarray) -> dict | None:
+def _rise(v: np.ndarray, e: int, th: Thresholds, S: np.ndarray) -> dict[str, Any] | None:
     """Is the validation level at row e-1 significantly above its minimum? Uses rows < e only."""
     ve = v[:e]
     fin = np.isfinite(ve)
@@ -436,7 +436,7 @@ def _train_falling(tr: np.ndarray | None, m: int, e: int, th: Thresholds) -> tup
     return now_v < at_m_v - tol, at_m_v, now_v
 
 
-def _overfitting(h: _H, th: Thresholds) -> tuple[Finding | None, dict | None]:
+def _overfitting(h: _H, th: Thresholds) -> tuple[Finding | None, dict[str, Any] | None]:
     """Returns (overfitting finding, the confirmed rise state used also for overconfidence)."""
     if not h.has("val_loss", 3) or h.epochs[-1] < th.start_from_epoch:
         return None, None
@@ -475,7 +475,7 @@ def _overfitting(h: _H, th: Thresholds) -> tuple[Finding | None, dict | None]:
     return Finding("overfitting", severity, m_ep, None, "val_loss", msg, advice, ev), r
 
 
-def _overconfidence(h: _H, th: Thresholds, r: dict | None) -> Finding | None:
+def _overconfidence(h: _H, th: Thresholds, r: dict[str, Any] | None) -> Finding | None:
     if r is None or not h.has("val_acc", 3):
         return None
     a = h.cols["val_acc"]
@@ -577,17 +577,18 @@ def _layer_frame(layers: pd.DataFrame | None, h: _H) -> _Layers | None:
     return lf if len(lf) and lf.names else None
 
 
-def _grad_series(h: _H) -> tuple[str | None, np.ndarray | None]:
+def _grad_series(h: _H) -> tuple[str, np.ndarray] | None:
     for c in ("grad_norm", "grad_norm_max"):
         if c in h.cols and (np.isfinite(h.cols[c]).sum() >= 2 or (~np.isnan(h.cols[c])).any()):
             return c, h.cols[c]
-    return None, None
+    return None
 
 
-def _exploding(h: _H, th: Thresholds, lf: pd.DataFrame | None) -> Finding | None:
-    metric, g = _grad_series(h)
-    if g is None:
+def _exploding(h: _H, th: Thresholds, lf: _Layers | None) -> Finding | None:
+    series = _grad_series(h)
+    if series is None:
         return None
+    metric, g = series
     f = th.grad_explode_factor
     gf = np.where(np.isfinite(g), g, np.nan)
     # the running median of the (up to) 10 epochs before; with fewer than 3 of them a spike
@@ -644,7 +645,7 @@ def _exploding(h: _H, th: Thresholds, lf: pd.DataFrame | None) -> Finding | None
                     "factor": th.grad_explode_factor, "layers": names[:20]})
 
 
-def _vanishing(h: _H, th: Thresholds, lf: pd.DataFrame | None) -> Finding | None:
+def _vanishing(h: _H, th: Thresholds, lf: _Layers | None) -> Finding | None:
     ep = h.epochs
     # per layer: layers whose recent norm is a tiny fraction of the largest layer's
     if lf is not None:
@@ -667,9 +668,10 @@ def _vanishing(h: _H, th: Thresholds, lf: pd.DataFrame | None) -> Finding | None
                                "at exactly 0 may be frozen or unused.",
                                {"layers": names[:20], "largest_layer_norm": top,
                                 "smallest_ratio": float(recent[idx[0]] / top)})
-    metric, g = _grad_series(h)
-    if g is None or not h.has("train_loss", 3):
+    series = _grad_series(h)
+    if series is None or not h.has("train_loss", 3):
         return None
+    metric, g = series
     gf = finite(g)
     if gf.size < th.window + 1:
         return None

@@ -137,7 +137,7 @@ class Finding:
     def __hash__(self) -> int:
         return hash((self.kind, self.severity, self.start_epoch, self.end_epoch, self.metric, self.message))
 
-    def _key(self) -> tuple:
+    def _key(self) -> tuple[Any, ...]:
         """A comparable key (NaN-safe) used for equality."""
         ev = tuple(sorted((k, _nan_key(v)) for k, v in self.evidence.items()))
         return (self.kind, self.severity, self.start_epoch, self.end_epoch, self.metric, self.message,

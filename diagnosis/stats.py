@@ -30,7 +30,8 @@ def rolling_median(x: np.ndarray, window: int, min_periods: int = 1) -> np.ndarr
 
 
 def finite(x: np.ndarray) -> np.ndarray:
-    return x[np.isfinite(x)]
+    out: np.ndarray = x[np.isfinite(x)]  # (numpy's stubs type a masked selection as Any)
+    return out
 
 
 def median_of_last(x: np.ndarray, k: int) -> float:
@@ -53,12 +54,15 @@ def noise(x: np.ndarray, phi: float = 0.0) -> float:
     n = x.size
     if n < 2:
         return float("nan")
+    # np.float64(np.sqrt(...)): typed as a float (np.sqrt of a float is Any to mypy) with
+    # numpy's semantics kept for callers (a later x / 0.0 gives inf, not ZeroDivisionError)
     if n < 4:
         d = np.diff(x)
-        return MAD_TO_SIGMA * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2.0 * (1.0 - phi))
+        mad = float(np.median(np.abs(d - np.median(d))))
+        return MAD_TO_SIGMA * mad / np.float64(np.sqrt(2.0 * (1.0 - phi)))
     d2 = np.diff(x, 2)
     sd2 = MAD_TO_SIGMA * float(np.median(np.abs(d2 - np.median(d2))))
-    return sd2 / np.sqrt(6.0 - 8.0 * phi + 2.0 * phi * phi)
+    return sd2 / np.float64(np.sqrt(6.0 - 8.0 * phi + 2.0 * phi * phi))
 
 
 def inflation(phi: float) -> float:
@@ -76,7 +80,7 @@ def level_sd(sigma: float, phi: float, k: int) -> float:
         return sigma
     j = np.arange(1, k)
     f = 1.0 + 2.0 * float(np.sum((1.0 - j / k) * phi ** j))
-    return MEDIAN_OF_FEW * sigma * np.sqrt(f / k)
+    return MEDIAN_OF_FEW * sigma * np.float64(np.sqrt(f / k))
 
 
 def mann_kendall_z(x: np.ndarray, inflation: float = 1.0) -> float:
@@ -92,7 +96,7 @@ def mann_kendall_z(x: np.ndarray, inflation: float = 1.0) -> float:
     var = n * (n - 1) * (2 * n + 5) / 18.0 * max(inflation, 1.0)
     if s == 0:
         return 0.0
-    return (s - np.sign(s)) / np.sqrt(var)
+    return float((s - np.sign(s)) / np.sqrt(var))  # var > 0: n >= 3
 
 
 def theil_sen_slope(x: np.ndarray) -> float:

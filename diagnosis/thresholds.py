@@ -117,8 +117,9 @@ class Thresholds:
     @classmethod
     def describe(cls) -> list[tuple[str, int | float, str]]:
         """(name, default, help) for every field, in declaration order, for --help text."""
-        out = []
+        out: list[tuple[str, int | float, str]] = []
         for f in fields(cls):
+            assert isinstance(f.default, (int, float))  # _f gives every field a number
             out.append((f.name, f.default, f"{f.metadata['help']} Accepted: "
                         f"{'int' if f.type in ('int', int) else 'number'}{_range_text(f.metadata)}."))
         return out
