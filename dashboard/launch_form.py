@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 try:
-    from trainer import config as tc
+    from trainer import config as tc, errors as te
     CONFIG_ERROR: str | None = None
 except Exception as e:  # pragma: no cover - trainer/ missing or broken
-    tc = None  # type: ignore[assignment]
+    tc = te = None  # type: ignore[assignment]
     CONFIG_ERROR = f"{type(e).__name__}: {e}"
 
 SECTIONS: dict[str, tuple[str, ...]] = {
@@ -117,7 +117,7 @@ def validate(values: Mapping[str, Any]) -> tuple[Any, str | None]:
         return None, f"the trainer's configuration cannot be loaded: {CONFIG_ERROR}"
     try:
         return tc.validate(to_raw(values)), None
-    except tc.ConfigError as e:
+    except te.ConfigError as e:
         return None, str(e)
 
 

@@ -14,8 +14,9 @@ import pytest
 from tracking import GroupNotFound, GroupWriter, Run, group_path, list_groups, list_runs, read_group
 from tracking.aggregate import aggregate, curve_stats, member_score
 from trainer.cli import main
-from trainer.config import ConfigError, to_args, validate
+from trainer.config import to_args, validate
 from trainer.data import load_dataset
+from trainer.errors import ConfigError
 from trainer.groups import member_threads, plan_group
 from trainer.sweep import settings_from_args
 from trainer.validation import parse_validation

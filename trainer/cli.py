@@ -28,7 +28,8 @@ from tracking import (
 )
 from tracking.paths import STOP, check_name, is_run_id
 
-from .config import DEFAULTS, FIELDS, ConfigError, TrainConfig, load_config_file, validate
+from .config import DEFAULTS, FIELDS, TrainConfig, load_config_file, validate
+from .errors import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE

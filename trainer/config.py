@@ -12,6 +12,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from .errors import ConfigError, shown
+from .validation import parse_validation
+
 DATASETS = ("digits", "digits-images", "breast_cancer", "wine", "spirals", "moons", "blobs")
 MODELS = ("mlp", "cnn", "logreg")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
@@ -22,10 +25,6 @@ EARLY_STOP_KINDS = ("overfitting", "plateau")
 MAX_EPOCHS = 1_000_000
 MAX_EPOCH_PACE = 60.0  # seconds: min_epoch_seconds paces demos; longer is a mistake
 _FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-
-
-class ConfigError(ValueError):
-    """A configuration value that is not accepted; the message names it and what is."""
 
 
 @dataclass(frozen=True)
@@ -106,12 +105,6 @@ class TrainConfig:
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
 DEFAULTS = TrainConfig()
-
-
-def shown(value: Any, limit: int = 60) -> str:
-    """repr(value) cut to `limit` characters, so an error quotes a huge input, not echoes it."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit - 14]}...({len(text)} chars)"
 
 
 def _num(name: str, value: Any, kind: type) -> Any:
@@ -247,8 +240,6 @@ def validate(raw: Mapping[str, Any]) -> TrainConfig:
 
 def _validation(out: dict[str, Any], v: Mapping[str, Any]) -> None:
     """validation in canonical form (holdout:F sets val_fraction), and fold within it."""
-    from .validation import parse_validation
-
     plan = parse_validation(v["validation"])
     if plan.fraction is not None:
         out["val_fraction"] = plan.fraction

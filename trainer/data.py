@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .config import ConfigError, TrainConfig
+from .config import TrainConfig
+from .errors import ConfigError
 from .factories import import_factory
 from .validation import parse_validation, split as split_rows
 

@@ -5,7 +5,7 @@ import importlib
 import sys
 from typing import Any, Callable
 
-from .config import ConfigError
+from .errors import ConfigError
 
 
 def import_factory(spec: str, what: str) -> Callable[..., Any]:

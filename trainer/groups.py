@@ -28,7 +28,8 @@ from tracking.groups import (
 from tracking.paths import RESUMABLE_STATES, check_name, is_run_id, member_log_path
 from tracking.reader import read_tail
 
-from .config import ConfigError, TrainConfig, to_args, validate
+from .config import TrainConfig, to_args, validate
+from .errors import ConfigError
 from .launch import SigtermStop
 from .sweep import describe
 from .validation import parse_validation

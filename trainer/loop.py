@@ -13,6 +13,7 @@ from torch import nn
 
 from .config import MODELS, TrainConfig
 from .data import CLASSIFICATION, Dataset, Split
+from .errors import ConfigError
 from .gradstats import grad_stats
 from .models import build_model
 from .schedule import LRSchedule, build_optimizer
@@ -24,7 +25,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from .config import ConfigError
         raise ConfigError("device cuda was asked for but torch sees no CUDA device; use auto "
                           "or cpu")
     return torch.device(name)

@@ -6,7 +6,8 @@ from typing import Any
 
 from torch import nn
 
-from .config import ConfigError, TrainConfig
+from .config import TrainConfig
+from .errors import ConfigError
 from .factories import import_factory
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}

@@ -14,8 +14,9 @@ import torch
 from tracking import BEST, LAST, Run, load_checkpoint, save_checkpoint
 from tracking.writer import error_tail
 
-from .config import ConfigError, TrainConfig, build_thresholds
+from .config import TrainConfig, build_thresholds
 from .data import load_dataset
+from .errors import ConfigError
 from .launch import SigtermStop
 from .loop import Trainer, pick_device
 from .models import model_summary

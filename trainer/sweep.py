@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import FIELDS, ConfigError
+from .config import FIELDS
+from .errors import ConfigError
 
 #: Options a sweep cannot vary: the group decides them.
 NOT_SWEPT = ("fold", "validation")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import ConfigError, shown
+from .errors import ConfigError, shown
 
 METHODS = ("holdout", "kfold", "bootstrap")
 MAX_FOLDS = 100
