@@ -31,7 +31,8 @@ def curve_stats(histories: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         return pd.DataFrame({"epoch": pd.Series(dtype="int64"), "n": pd.Series(dtype="int64")})
     rows = pd.concat(frames, ignore_index=True)
     metrics = [c for c in rows.columns if c not in NOT_AVERAGED and c != "_member"
-               and pd.api.types.is_numeric_dtype(rows[c]) and not pd.api.types.is_bool_dtype(rows[c])]
+               and pd.api.types.is_numeric_dtype(rows[c])
+               and not pd.api.types.is_bool_dtype(rows[c])]
     by_epoch = rows.groupby("epoch", sort=True)
     out = pd.DataFrame({"n": by_epoch["_member"].nunique()})
     if metrics:
@@ -56,7 +57,7 @@ def member_score(history: pd.DataFrame) -> dict[str, Any]:
     finite = vl[vl.map(lambda v: math.isfinite(v) if isinstance(v, float) else False)]
     if finite.empty:
         return out
-    best = history.loc[finite.idxmin()]
+    best = history.loc[[finite.idxmin()]].iloc[0]  # a list: one row even if labels repeat
     out["best_epoch"] = int(best["epoch"])
     for m in SCORE_METRICS:
         if m in history.columns:
@@ -118,16 +119,16 @@ def aggregate(members: Sequence[Mapping[str, Any]], histories: Mapping[str, pd.D
         row = {"index": m.get("index"), "run_id": rid, "state": m.get("state"),
                "setting": m.get("setting"), "fold": m.get("fold"), "seed": m.get("seed")}
         row.update(member_score(h) if h is not None else {"best_epoch": None, "epochs": 0})
-        row["included"] = bool(rid and h is not None and len(h)
-                               and m.get("state") in include_states)
-        if row["included"]:
+        row["included"] = False
+        if rid and h is not None and len(h) and m.get("state") in include_states:
+            row["included"] = True
             used[rid] = h
         per_member.append(row)
     frame = pd.DataFrame.from_records(per_member) if per_member else pd.DataFrame(
         columns=["setting", "included", "run_id"])
-    for m in SCORE_METRICS:  # a metric appears once any member has it
-        if any(m in r for r in per_member):
-            frame[m] = [r.get(m) for r in per_member]
+    for metric in SCORE_METRICS:  # a metric appears once any member has it
+        if any(metric in r for r in per_member):
+            frame[metric] = [r.get(metric) for r in per_member]
     included = frame[frame["included"]] if len(frame) else frame
     scores = {m: score_summary(included[m].tolist() if len(included) else [])
               for m in SCORE_METRICS if m in frame.columns}

@@ -36,5 +36,6 @@ def load_checkpoint(run_dir: str | Path, name: str, map_location: Any = "cpu") -
     never arbitrary pickled code."""
     import torch
 
-    return torch.load(checkpoint_path(run_dir, name), map_location=map_location,
-                      weights_only=True)
+    state: dict[str, Any] = torch.load(checkpoint_path(run_dir, name),
+                                       map_location=map_location, weights_only=True)
+    return state

@@ -39,4 +39,4 @@ def gradient_norms(model: Any) -> GradNorms:
     norms = layer_norm_tensor(grads)
     values = norms.double().cpu().tolist()
     total = float(sum(v * v for v in values) ** 0.5)
-    return GradNorms(total, dict(zip(names, values)))
+    return GradNorms(total, dict(zip(names, values, strict=True)))

@@ -54,7 +54,8 @@ class GroupWriter:
 
     @classmethod
     def create(cls, runs_dir: str | Path, *, name: str, method: str,
-               members: Sequence[Mapping[str, Any]], validation: str, repeat: int = 1, parallel: int = 1, threads: int = 0,
+               members: Sequence[Mapping[str, Any]], validation: str, repeat: int = 1,
+               parallel: int = 1, threads: int = 0,
                base_config: Mapping[str, Any] | None = None,
                sweep: Mapping[str, Any] | None = None, argv: Sequence[str] = (),
                pid: int | None = None) -> "GroupWriter":
@@ -165,7 +166,9 @@ class GroupMember:
 
     index: int
     name: str
-    state: str  # pending | not_started | running | completed | early_stopped | stopped | failed | crashed | unreadable
+    # pending | not_started | running | completed | early_stopped | stopped | failed | crashed
+    # | unreadable
+    state: str
     run_id: str | None = None
     fold: int | None = None
     seed: int | None = None
@@ -241,7 +244,7 @@ def _member(raw: Any, i: int, runs_root: Path) -> GroupMember:
         return GroupMember(index=i, name=f"member {i}", state="unreadable",
                            error="member entry is not an object")
     rid = raw.get("run_id") if isinstance(raw.get("run_id"), str) else None
-    state = raw.get("state") if isinstance(raw.get("state"), str) else "unreadable"
+    state = s if isinstance(s := raw.get("state"), str) else "unreadable"
     if rid and P.is_run_id(rid):
         run_dir = runs_root / rid
         if run_dir.is_dir() and not run_dir.is_symlink():
@@ -249,8 +252,9 @@ def _member(raw: Any, i: int, runs_root: Path) -> GroupMember:
             if not info.problem:
                 state = info.state
     params = raw.get("params")
-    return GroupMember(index=_opt_int(raw.get("index")) if _opt_int(raw.get("index")) is not None
-                       else i, name=str(raw.get("name") or f"member {i}"), state=state,
+    index = _opt_int(raw.get("index"))
+    return GroupMember(index=index if index is not None else i,
+                       name=str(raw.get("name") or f"member {i}"), state=state,
                        run_id=rid, fold=_opt_int(raw.get("fold")), seed=_opt_int(raw.get("seed")),
                        setting=_opt_int(raw.get("setting")),
                        params=dict(params) if isinstance(params, dict) else {},
@@ -281,7 +285,7 @@ def _aggregate_from(raw: Any, live: bool = False, curves: list[Any] | None = Non
         rows.append(row)
     ranking = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(
         columns=["rank", "setting", "params", "members", "failed"])
-    scores = raw.get("scores") if isinstance(raw.get("scores"), dict) else {}
+    scores = s if isinstance(s := raw.get("scores"), dict) else {}
     members = tuple(m for m in raw.get("members") or () if isinstance(m, str))
     return GroupAggregate(curves=curves_df, scores={k: v for k, v in scores.items()
                                                     if isinstance(v, dict)},
@@ -307,7 +311,7 @@ def read_group(group_dir: str | Path, *, curves: bool = True) -> GroupInfo:
         return GroupInfo(gid, path, "unreadable", problem=f"{GROUP_JSON} is missing")
     except (OSError, ValueError) as e:
         return GroupInfo(gid, path, "unreadable", problem=f"{GROUP_JSON} is unreadable: {e}")
-    raw_members = rec.get("members") if isinstance(rec.get("members"), list) else []
+    raw_members = m if isinstance(m := rec.get("members"), list) else []
     members = tuple(_member(m, i, path.parent) for i, m in enumerate(raw_members))
     problem = None if isinstance(rec.get("members"), list) else "group.json has no member list"
     try:
@@ -330,7 +334,7 @@ def read_group(group_dir: str | Path, *, curves: bool = True) -> GroupInfo:
         ended_at=rec.get("ended_at") if isinstance(rec.get("ended_at"), num) else None,
         members=members, aggregate=agg,
         sweep=rec.get("sweep") if isinstance(rec.get("sweep"), dict) else None,
-        base_config=rec.get("base_config") if isinstance(rec.get("base_config"), dict) else {},
+        base_config=c if isinstance(c := rec.get("base_config"), dict) else {},
         stop_reason=rec.get("stop_reason") if isinstance(rec.get("stop_reason"), str) else None,
         problem=problem)
 

@@ -96,7 +96,7 @@ def remove_stale_staging(runs_dir: Path, *, now: float | None = None) -> list[st
     """Delete the `.creating-*` folders older than STALE_STAGING_SECONDS; return their names.
     Younger ones may belong to a creation in progress and are left alone."""
     now = time.time() if now is None else now
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(os.scandir(runs_dir))
     except OSError:

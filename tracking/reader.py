@@ -10,6 +10,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Callable
 
@@ -121,7 +122,7 @@ def read_run(run_dir: str | Path) -> RunInfo:
         return RunInfo(run_id, path, "unreadable", problem=_NO_RUN_JSON)
     except (OSError, ValueError) as e:
         return RunInfo(run_id, path, "unreadable", problem=f"run.json is unreadable: {e}")
-    base = dict(
+    base: dict[str, Any] = dict(
         id=run_id, path=path, name=str(info.get("name") or run_id),
         group=info.get("group") if isinstance(info.get("group"), str) else None,
         created_at=info.get("created_at") if isinstance(info.get("created_at"), (int, float))
@@ -198,15 +199,16 @@ class JsonlFrame:
         self._rows.extend(rows)
         frame = self._frame
         if frame is None or (rows and not self._appends_in_order(frame, rows)):
-            self._frame = _table(self._rows, self.key)
+            frame = _table(self._rows, self.key)
         elif rows:
-            self._frame = pd.concat([frame, _table(rows, self.key)], ignore_index=True)
-        return self._frame
+            frame = pd.concat([frame, _table(rows, self.key)], ignore_index=True)
+        self._frame = frame
+        return frame
 
     def _appends_in_order(self, frame: pd.DataFrame, rows: list[dict[str, Any]]) -> bool:
         keys = [r[self.key] for r in rows]
         last = frame[self.key].iloc[-1] if len(frame) else 0
-        return keys[0] > last and all(a < b for a, b in zip(keys, keys[1:]))
+        return keys[0] > last and all(a < b for a, b in pairwise(keys))
 
 
 def _metrics_row(record: dict[str, Any]) -> dict[str, Any] | None:

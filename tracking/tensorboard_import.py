@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -254,6 +254,7 @@ def to_epochs(scalars: Mapping[str, tuple[Scalar, ...]], mapping: Mapping[str, s
     if not series:
         return []
     epoch_of = _epoch_lookup(series.pop("epoch", ()))
+    key_of: Callable[[int], int | None]
     if epoch_of is not None:
         keys = sorted({epoch_of(p.step) for s in series.values() for p in s})
         key_of = epoch_of
@@ -274,9 +275,9 @@ def to_epochs(scalars: Mapping[str, tuple[Scalar, ...]], mapping: Mapping[str, s
     out = []
     for i, k in enumerate(filled, start=1):
         cells = rows[k]
-        points = [p for ps in cells.values() for p in ps]
-        rec: dict[str, float | int] = {"epoch": i, "step": max(p.step for p in points),
-                                       "time": max(p.wall_time for p in points)}
+        in_round = [p for ps in cells.values() for p in ps]
+        rec: dict[str, float | int] = {"epoch": i, "step": max(p.step for p in in_round),
+                                       "time": max(p.wall_time for p in in_round)}
         for col, ps in cells.items():
             values = [p.value for p in ps]
             rec[col] = values[-1] if col in _LAST else _mean(values)
@@ -290,14 +291,14 @@ def _mean(values: list[float]) -> float:
     return math.fsum(values) / len(values)
 
 
-def _round_lookup(keys: list[int]):
+def _round_lookup(keys: list[int]) -> Callable[[int], int | None]:
     def key_of(step: int) -> int | None:
         i = bisect.bisect_left(keys, step)
         return keys[i] if i < len(keys) else None
     return key_of
 
 
-def _epoch_lookup(points: tuple[Scalar, ...]):
+def _epoch_lookup(points: tuple[Scalar, ...]) -> Callable[[int], int] | None:
     """step -> epoch from a logged `epoch` series (the latest one logged at or before the
     step), or None when there is none."""
     if not points:

@@ -20,7 +20,8 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Mapping
+from types import TracebackType
+from typing import Any, Mapping, TypeGuard
 
 from . import paths as P
 from .jsonio import atomic_write_json, read_json
@@ -41,7 +42,7 @@ def error_tail(exc: BaseException) -> str:
     return text[-ERROR_TAIL_CHARS:]
 
 
-def _finite(x: Any) -> bool:
+def _finite(x: Any) -> TypeGuard[float]:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
@@ -95,7 +96,7 @@ class Run:
             atomic_write_json(staging / P.RUN_JSON, info)
             atomic_write_json(staging / P.STATUS_JSON, status)
 
-        _, path = P.publish_run_dir(runs_dir if runs_dir is not None
+        _, path = P.publish_run_dir(Path(runs_dir) if runs_dir is not None
                                     else P.default_runs_dir(), name, fill)
         return cls(path, info, status, heartbeat_seconds=heartbeat_seconds)
 
@@ -226,7 +227,8 @@ class Run:
     def __enter__(self) -> "Run":
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if self._closed:
             return
         if exc is None:
