@@ -6,6 +6,7 @@ so that a command line can set any of them as ``--threshold NAME=VALUE``.
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterable, Mapping
@@ -151,7 +152,9 @@ class Thresholds:
             if not sep:
                 raise ValueError(f"threshold must be NAME=VALUE, got {pair!r}")
             if name not in types:
-                raise ValueError(f"unknown threshold {name!r}; known: {', '.join(types)}")
+                near = difflib.get_close_matches(name, types, n=1)
+                raise ValueError(f"unknown threshold {name!r}; known: {', '.join(types)}"
+                                 + (f"; did you mean {near[0]!r}?" if near else ""))
             try:
                 value: Any = float(raw.strip())
             except ValueError:

@@ -145,3 +145,30 @@ def test_list_names_each_group_method_in_one_word(runs_dir, capsys):
     assert method_column(capsys.readouterr().out) == {
         "folds": "3-fold", "resamples": "bootstrap×20", "seeds": "seeds×5", "grid": "sweep",
         "cv-grid": "sweep+4-fold", "repeated-folds": "3-fold+seeds×2"}
+
+
+@pytest.mark.parametrize("args, bad, near, accepted", [
+    (["run", "--schedule", "cosin"], "'cosin'", "cosine",
+     "constant, step, exponential, cosine, plateau"),
+    (["run", "--threshold", "patiense=3"], "'patiense'", "patience", "patience, window, "),
+    (["sweep", "--optimizer", "adamm"], "'adamm'", "adam", "sgd, adam, adamw, rmsprop"),
+    (["run", "--validation", "kfodl:3"], "'kfodl:3'", "kfold", "kfold:K"),
+    (["rnu"], "'rnu'", "run", "run, sweep, list, stop, resume, demo, import"),
+])
+def test_a_misspelt_name_gets_the_nearest_one_and_the_accepted_ones(args, bad, near, accepted,
+                                                                    runs_dir):
+    done = run_trainer(*args, runs_dir=runs_dir)
+    assert done.returncode == 2
+    assert bad in done.stderr and f"did you mean {near!r}?" in done.stderr
+    assert accepted in done.stderr
+    assert "_worker" not in done.stderr and not any(runs_dir.iterdir())
+
+
+def test_a_name_near_no_accepted_one_gets_no_suggestion(runs_dir, capsys):
+    assert main(["run", "--runs-dir", str(runs_dir), "--optimizer", "lbfgs"]) == 2
+    assert "did you mean" not in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["xyz"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'xyz' (choose from run, sweep," in err and "did you mean" not in err

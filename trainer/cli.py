@@ -29,7 +29,7 @@ from tracking import (
 from tracking.paths import STOP, check_name, is_run_id
 
 from .config import DEFAULTS, FIELDS, TrainConfig, load_config_file, validate
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
@@ -85,10 +85,20 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with HelpFormatter for the parser and its subcommands."""
+    """argparse with HelpFormatter for the parser and its subcommands, and a misspelt choice
+    (a command) answered with the nearest one and the accepted ones, internal commands left
+    out."""
 
     def __init__(self, *args: Any, formatter_class: Any = HelpFormatter, **kwargs: Any):
         super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if action.choices is None or value in action.choices:
+            return
+        accepted = [str(c) for c in action.choices if not str(c).startswith("_")]
+        raise argparse.ArgumentError(action, f"invalid choice: {value!r}"
+                                             f"{did_you_mean(value, accepted)} (choose from "
+                                             f"{', '.join(accepted)})")
 
 
 def _default_text(name: str) -> str | None:

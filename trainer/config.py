@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import ConfigError, shown
+from .errors import ConfigError, did_you_mean, shown
 from .validation import parse_validation
 
 DATASETS = ("digits", "digits-images", "breast_cancer", "wine", "spirals", "moons", "blobs")
@@ -127,7 +127,9 @@ def _num(name: str, value: Any, kind: type) -> Any:
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value.strip().lower() not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {shown(value)}")
+        hint = did_you_mean(value.lower(), choices) if isinstance(value, str) else ""
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {shown(value)}"
+                          f"{hint}")
     return value.strip().lower()
 
 
@@ -196,7 +198,7 @@ def _source(name: str, value: Any, builtin: tuple[str, ...]) -> str:
         return v
     extra = ", csv:PATH" if name == "dataset" else ""
     raise ConfigError(f"{name} must be one of {', '.join(builtin)}{extra} or a factory "
-                      f"module:function, got {shown(value)}")
+                      f"module:function, got {shown(value)}{did_you_mean(v.lower(), builtin)}")
 
 
 def validate(raw: Mapping[str, Any]) -> TrainConfig:
@@ -204,8 +206,9 @@ def validate(raw: Mapping[str, Any]) -> TrainConfig:
     raising ConfigError naming the first offending option, its value and what is accepted."""
     unknown = sorted(set(raw) - set(FIELDS))
     if unknown:
+        hint = did_you_mean(unknown[0], FIELDS) if len(unknown) == 1 else ""
         raise ConfigError(f"unknown option(s) {', '.join(unknown)}; known options are "
-                          f"{', '.join(sorted(FIELDS))}")
+                          f"{', '.join(sorted(FIELDS))}{hint}")
     v = {**DEFAULTS.to_dict(), **{k: val for k, val in raw.items() if val is not None}}
     out: dict[str, Any] = {}
     out["dataset"] = _source("dataset", v["dataset"], DATASETS)

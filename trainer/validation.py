@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError, shown
+from .errors import ConfigError, did_you_mean, shown
 
 METHODS = ("holdout", "kfold", "bootstrap")
 MAX_FOLDS = 100
@@ -54,7 +54,8 @@ def parse_validation(value: object) -> ValidationPlan:
         raise ConfigError(f"validation must be one of {ACCEPTED}, got {shown(value)}")
     method, _, arg = value.strip().lower().partition(":")
     if method not in METHODS:
-        raise ConfigError(f"validation must be one of {ACCEPTED}, got {shown(value)}")
+        raise ConfigError(f"validation must be one of {ACCEPTED}, got {shown(value)}"
+                          f"{did_you_mean(method, METHODS)}")
     if method == "holdout":
         if not arg:
             return ValidationPlan("holdout")
