@@ -28,7 +28,7 @@ class FlatGrads:
         self.sizes = [p.numel() for p in params]
         first = params[0]
         self.flat = torch.zeros(sum(self.sizes), dtype=first.dtype, device=first.device)
-        for p, view in zip(params, self.flat.split(self.sizes)):
+        for p, view in zip(params, self.flat.split(self.sizes), strict=True):
             p.grad = view.view_as(p)
         self.squares = torch.zeros_like(self.flat)
         self.totals = torch.zeros(steps_per_epoch, dtype=first.dtype, device=first.device)
@@ -80,7 +80,7 @@ class TensorGrads:
             return torch._foreach_norm(grads, 2.0)
         except TypeError:  # a None among them: rare, so it is not checked for on every step
             return torch._foreach_norm([torch.zeros_like(p) if g is None else g
-                                        for p, g in zip(self.params, grads)], 2.0)
+                                        for p, g in zip(self.params, grads, strict=True)], 2.0)
 
     def end_epoch(self) -> tuple[torch.Tensor, torch.Tensor]:
         norms = torch.stack(self.kept).float().view(self.steps, len(self.params))

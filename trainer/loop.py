@@ -138,7 +138,7 @@ class Trainer:
         if self.test_t is not None:
             record.update(self._pair("test", *self.evaluate(self.test_t)))
         self.schedule.end_epoch(epoch, record["val_loss"])
-        return record, dict(zip(self.names, packed[7:]))
+        return record, dict(zip(self.names, packed[7:], strict=True))
 
     def _scores(self, t: Tensors, loss_sum: float, correct: float) -> tuple[float, float]:
         """(mean loss, accuracy or R^2) of a split from its summed loss and correct count."""

@@ -99,7 +99,8 @@ class _Checkpoints:
         if self.best is not None:
             save_checkpoint(self.run_dir, BEST,
                             {**self.best, "config": self.trainer.cfg.to_dict(),
-                             "model": dict(zip(self.names, self.copies))}, durable=False)
+                             "model": dict(zip(self.names, self.copies, strict=True))},
+                            durable=False)
             self.best = None
         save_checkpoint(self.run_dir, LAST, self.trainer.state(epoch, record, best_val_loss),
                         durable=False)

@@ -104,7 +104,7 @@ def grid_settings(grid: list[tuple[str, tuple[str, ...]]]) -> list[dict[str, str
     combos = list(itertools.product(*(vals for _, vals in grid)))
     if len(combos) > MAX_SETTINGS:
         raise ConfigError(f"the grid has {len(combos)} settings; at most {MAX_SETTINGS}")
-    return [dict(zip(names, c)) for c in combos]
+    return [dict(zip(names, c, strict=True)) for c in combos]
 
 
 def random_settings(n: int, ranges: list[Range], grid: list[tuple[str, tuple[str, ...]]],
