@@ -308,8 +308,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     trainer = prepare(cfg)
     data, model = describe(trainer)
     run = Run.create(_runs_dir(args), name=name, config=cfg.to_dict(), data=data, model=model,
-                     tags=args.tags, epochs=cfg.epochs, group=args.group, pid=0 if args.detach else None,
-                     heartbeat_seconds=0 if args.detach else 5.0)
+                     tags=args.tags, epochs=cfg.epochs, group=args.group,
+                     pid=0 if args.detach else None, heartbeat_seconds=0 if args.detach else 5.0)
     if args.detach:
         run.close()
         pid = spawn_worker(run.path, resume=False)
@@ -528,7 +528,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows.append((r.id, r.name[:30], state, f"{r.epoch}/{r.epochs or '?'}", best))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4])
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[4])
     _list_groups(_runs_dir(args))
     return EXIT_OK
 
@@ -565,7 +565,7 @@ def _list_groups(runs_dir: Path) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     print()
     for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[5])
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[5])
 
 
 def cmd_stop(args: argparse.Namespace) -> int:

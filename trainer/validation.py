@@ -64,7 +64,8 @@ def parse_validation(value: object) -> ValidationPlan:
         except ValueError:
             f = -1.0
         if not 0 < f < 1:
-            raise ConfigError(f"validation holdout:F needs a fraction 0 < F < 1, got {shown(value)}")
+            raise ConfigError("validation holdout:F needs a fraction 0 < F < 1, "
+                              f"got {shown(value)}")
         return ValidationPlan("holdout", fraction=f)
     lo, hi = (2, MAX_FOLDS) if method == "kfold" else (1, MAX_RESAMPLES)
     letter = "K" if method == "kfold" else "B"
