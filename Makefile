@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
 
-.PHONY: setup browser run demo dashboard test test-fast bench clean
+.PHONY: setup browser run demo dashboard lint test test-fast bench clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,12 @@ dashboard: setup
 	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) \
 	  --server.headless true --browser.gatherUsageStats false
 
-test: setup browser
+# Lint (ruff) and types (mypy over tracking/ and diagnosis/); settings in pyproject.toml.
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+test: setup browser lint
 	$(PY) -m pytest
 
 test-fast: setup
@@ -48,4 +53,4 @@ bench: setup
 	$(PY) bench/demo_margins.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
