@@ -232,25 +232,39 @@ def test_live_run_shows_new_epochs_without_a_reload_and_keeps_zoom(server, fx, p
             dfx.trainer("stop", rid, "--runs-dir", str(fx.root), "--wait", "30")
 
 
-def test_make_runs_demo_runs_fill_their_pages_epoch_by_epoch(tmp_path, page):
+def test_make_runs_demo_runs_fill_their_pages_epoch_by_epoch(tmp_path, browser):
     """What `make run` does on a fresh machine: the demo starts in the empty runs directory,
-    then the dashboard serves it; each demo run's page shows its epochs arriving."""
+    then the dashboard serves it; each demo run's page shows its epochs arriving.
+
+    The three pages are open side by side (tabs of one browser), so every page is watched
+    while its run is young, however long the others took to load on a busy machine."""
     from playwright.sync_api import expect
+    expect.set_options(timeout=LOAD_TIMEOUT_MS)
     runs_dir = tmp_path / "runs"
     runs_dir.mkdir()
-    started = dfx.trainer("demo", "--if-empty", "--runs-dir", str(runs_dir), "--seconds", "60")
+    # paced slower than make run's minute: loading three pages under CI load must not
+    # outlast a run (its epochs: 15 for the CNN, 8 s apart; 80 for the others, 1.5 s)
+    started = dfx.trainer("demo", "--if-empty", "--runs-dir", str(runs_dir), "--seconds", "120")
     assert started.returncode == 0, started.stderr
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1900})
     try:
         with streamlit_server(runs_dir, "streamlit-demo") as url:
-            for run in sorted(dfx.tracking.list_runs(runs_dir), key=lambda r: r.name):
-                open_page(page, f"{url}/run?run={run.id}")
-                epoch = page.get_by_test_id("stMetricValue").first
+            runs = sorted(dfx.tracking.list_runs(runs_dir), key=lambda r: r.name)
+            assert len(runs) == 3
+            pages = []
+            for run in runs:
+                pg = ctx.new_page()
+                open_page(pg, f"{url}/run?run={run.id}")
+                pages.append(pg)
+            for run, pg in zip(runs, pages, strict=True):
+                epoch = pg.get_by_test_id("stMetricValue").first
                 expect(epoch).to_contain_text(f"/{run.epochs}")
                 for _ in range(2):  # two live ticks, each with new epochs
                     old = epoch.inner_text()
                     expect(epoch).not_to_have_text(old)
                 assert dfx.tracking.read_run(run.path).state == "running", run.name
-            shot(page, "demo-live")
+            shot(pages[0], "demo-live")
     finally:
+        ctx.close()
         for run in dfx.tracking.list_runs(runs_dir):
             dfx.trainer("stop", run.id, "--runs-dir", str(runs_dir), "--wait", "30")
