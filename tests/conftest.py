@@ -53,3 +53,14 @@ def runs_dir(tmp_path: Path) -> Path:
     d = tmp_path / "runs"
     d.mkdir()
     return d
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest work first, so two workers finish together instead of one waiting on a long
+    test picked up last: the grouped tests (each group is one unit of work for a worker, the
+    dashboard group the longest), then the slow ones, then the rest; order kept within each."""
+    def weight(item: pytest.Item) -> int:
+        if item.get_closest_marker("xdist_group"):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+    items.sort(key=weight)

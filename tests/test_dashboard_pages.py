@@ -491,7 +491,8 @@ def test_run_page_resumes_a_stopped_run_in_the_background(monkeypatch):
     root = dfx.empty_runs_dir()
     monkeypatch.setenv("CURVEWATCH_RUNS", str(root))
     rid = dfx.started_id(dfx.trainer("run", "--runs-dir", str(root), "--dataset", "digits",
-                                     "--hidden", "16", "--epochs", "600", "--threads", "1",
+                                     "--hidden", "16", "--epochs", "40", "--threads", "1",
+                                     "--min-epoch-seconds", "0.1",  # seconds, little CPU
                                      "--detach", "--name", "to-resume"))
     dfx.wait_for(lambda: dfx.tracking.read_run(root / rid).epoch >= 2, timeout=120, every=0.1,
                  what="two epochs")
@@ -504,7 +505,7 @@ def test_run_page_resumes_a_stopped_run_in_the_background(monkeypatch):
     assert not at.exception and f"resuming {rid}" in texts(at.success)
     dfx.wait_for(lambda: dfx.tracking.read_run(root / rid).state == "completed", timeout=180,
                  every=0.2, what="the resumed run to finish")
-    assert dfx.tracking.read_history(root / rid)["epoch"].tolist() == list(range(1, 601))
+    assert dfx.tracking.read_history(root / rid)["epoch"].tolist() == list(range(1, 41))
     done = page("run", run=rid).run()
     assert done.button(key="run-resume").disabled  # a completed run has nothing to resume
 
@@ -513,9 +514,10 @@ def test_run_page_resumes_a_stopped_run_in_the_background(monkeypatch):
 def test_group_page_stops_and_resumes_a_group(monkeypatch):
     root = dfx.empty_runs_dir()
     monkeypatch.setenv("CURVEWATCH_RUNS", str(root))
+    # paced (10 s a member, little CPU): the page's stop lands during the first member
     started = dfx.trainer("run", "--runs-dir", str(root), "--dataset", "digits", "--hidden",
-                          "16", "--epochs", "600", "--threads", "1", "--validation", "kfold:2",
-                          "--parallel", "1", "--detach")
+                          "16", "--epochs", "40", "--min-epoch-seconds", "0.25", "--threads",
+                          "1", "--validation", "kfold:2", "--parallel", "1", "--detach")
     gid = dfx.started_id(started)
 
     def first_member_training():
@@ -537,4 +539,4 @@ def test_group_page_stops_and_resumes_a_group(monkeypatch):
     group = dfx.tracking.read_group(root / gid)
     assert [m.state for m in group.members] == ["completed", "completed"]
     for rid in group.run_ids:
-        assert dfx.tracking.read_history(root / rid)["epoch"].tolist() == list(range(1, 601))
+        assert dfx.tracking.read_history(root / rid)["epoch"].tolist() == list(range(1, 41))

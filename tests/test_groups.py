@@ -149,9 +149,11 @@ def _text(lr: float) -> str:
 
 @pytest.mark.slow
 def test_a_failing_member_leaves_the_others_running_and_the_group_shows_it(runs_dir):
+    # paced epochs: the healthy members train for seconds while using little CPU
     done = _env_runner(runs_dir, "run", "--dataset", "wine", "--model",
-                       "trainer_fixtures:fails_for_seed_1", "--epochs", "300",
-                       "--batch-size", "16", "--repeat", "3", "--parallel", "3")
+                       "trainer_fixtures:fails_for_seed_1", "--epochs", "30",
+                       "--min-epoch-seconds", "0.1", "--batch-size", "16", "--repeat", "3",
+                       "--parallel", "3")
     assert done.returncode == 0, done.stderr + done.stdout  # not every member failed
     group = _only_group(runs_dir)
     assert group.state == "partial"
@@ -159,7 +161,7 @@ def test_a_failing_member_leaves_the_others_running_and_the_group_shows_it(runs_
     assert by_seed[1].state == "failed" and "seed 1 fails on purpose" in by_seed[1].error
     assert by_seed[0].state == by_seed[2].state == "completed"
     runs = {m.seed: read_run(runs_dir / m.run_id) for m in group.members}
-    assert runs[1].epoch == 0 and runs[0].epoch == runs[2].epoch == 300
+    assert runs[1].epoch == 0 and runs[0].epoch == runs[2].epoch == 30
     # the others were still training when it failed, and went on to the end
     failed_at = runs[1].status["ended_at"]
     assert runs[0].status["ended_at"] > failed_at and runs[2].status["ended_at"] > failed_at
@@ -197,10 +199,10 @@ def test_stopping_a_group_stops_its_members_and_starts_no_more(runs_dir):
 
 @pytest.mark.slow
 def test_a_stopped_group_resumes_its_stopped_member_and_starts_the_rest(runs_dir):
-    epochs = 600  # ~5 s a member: the stop lands during the first one
-    done = _env_runner(runs_dir, "run", "--dataset", "digits", "--hidden", "64", "--epochs",
-                       str(epochs), "--validation", "kfold:3", "--parallel", "1", "--threads",
-                       "1", "--detach")
+    epochs = 40  # paced, at least 4 s a member: the stop lands during the first one
+    done = _env_runner(runs_dir, "run", "--dataset", "digits", "--hidden", "16", "--epochs",
+                       str(epochs), "--min-epoch-seconds", "0.1", "--validation", "kfold:3",
+                       "--parallel", "1", "--threads", "1", "--detach")
     assert done.returncode == 0, done.stderr
     gid = done.stdout.split()[1]
 
