@@ -24,25 +24,40 @@ def process_start_ticks(pid: int) -> int | None:
         return None
 
 
-def _is_zombie(pid: int) -> bool:
+def _task_state(path: str) -> bytes:
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
+        with open(path, "rb") as f:
             stat = f.read()
     except OSError:
+        return b"X"  # gone already
+    return stat[stat.rfind(b")") + 2:][:1]
+
+
+def _is_zombie(pid: int) -> bool:
+    """True once every thread of `pid` has exited. A killed multi-threaded process shows its
+    main thread as a zombie while the others are still exiting, and still holds its files
+    (and so its flock on the run folder) until the last one is gone."""
+    if _task_state(f"/proc/{pid}/stat") not in (b"Z", b"X"):
         return False
-    return stat[stat.rfind(b")") + 2:][:1] in (b"Z", b"X")
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    return all(_task_state(f"/proc/{pid}/task/{t}/stat") in (b"Z", b"X") for t in tasks)
 
 
 def process_alive(pid: int, start_ticks: int | None = None) -> bool:
     """True if `pid` runs on this host and, when `start_ticks` is known, is the same process."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 2**31:
+        return False  # pid_t is 32 bits: anything else names no process
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass  # exists, owned by someone else
+    except (OverflowError, ValueError, OSError):
+        return False
     if _is_zombie(pid):
         return False
     if start_ticks is not None:
