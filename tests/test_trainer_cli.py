@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, only_run, run_trainer, wait_for
+from conftest import ROOT, only_run, run_python_m_trainer, run_trainer, wait_for
 from tracking import list_runs, read_history, read_layers, read_run
 from tracking.jsonl import read_from
 from trainer.cli import main
@@ -87,7 +87,7 @@ def test_bad_config_file_is_rejected_with_its_message(text, message, runs_dir, t
 
 
 def test_bad_input_exits_with_code_2_from_the_shell(runs_dir):
-    done = run_trainer("run", "--optimizer", "lbfgs", runs_dir=runs_dir)
+    done = run_python_m_trainer("run", "--optimizer", "lbfgs", runs_dir=runs_dir)
     assert done.returncode == 2
     assert "optimizer must be one of sgd, adam, adamw, rmsprop, got 'lbfgs'" in done.stderr
     assert not any(runs_dir.iterdir())
