@@ -19,6 +19,36 @@ from tracking import Run
 SECRET = "SECRET-OUTSIDE-THE-RUNS-DIR-7f3a"
 
 
+STATES = ("running", "completed", "stopped", "early_stopped", "failed", "crashed", "unreadable")
+
+
+def check_info(info: Any) -> None:
+    """What every RunInfo must look like, whatever its folder held."""
+    assert info.state in STATES
+    assert (info.state == "unreadable") == (info.problem is not None)
+    if info.problem is not None:
+        assert isinstance(info.problem, str) and 0 < len(info.problem) < 400, info.problem
+        assert SECRET not in info.problem
+    assert isinstance(info.name, str) and len(info.name) <= 400
+    assert isinstance(info.tags, tuple) and all(isinstance(t, str) for t in info.tags)
+    assert info.group is None or isinstance(info.group, str)
+    assert info.created_at is None or (isinstance(info.created_at, float)
+                                       and 0 <= info.created_at < 1e10)
+    for x in (info.epoch, info.epochs, info.best_epoch):
+        assert x is None or (isinstance(x, int) and 0 <= x <= 10**12)
+    assert info.best_val_loss is None or isinstance(info.best_val_loss, float)
+    st = info.status
+    assert isinstance(st, dict)
+    assert st.get("latest") is None or isinstance(st["latest"], dict)
+    by = st.get("stopped_by")
+    assert by is None or (isinstance(by, dict) and isinstance(by.get("kind"), str))
+    for k in ("error", "stop_reason", "host"):
+        assert st.get(k) is None or isinstance(st[k], str)
+    for d in (info.config, info.data, info.model):
+        assert isinstance(d, dict)
+    assert SECRET not in repr(info)
+
+
 def good_run(root: Path, name: str = "good", epochs: int = 3, *, log: bool = True) -> Path:
     """A completed writer run with metrics, layers, steps and a trainer.log."""
     with Run.create(root, name=name, epochs=epochs, heartbeat_seconds=0, tags=["t"],

@@ -343,13 +343,14 @@ def test_listing_reads_only_run_and_status_files(tmp_path, monkeypatch):
         run.log_epoch(val_loss=1.0 / (e + 1))
     run.finish()
     opened: list[str] = []
-    real_open = Path.read_bytes
+    from tracking import safeio
+    real_open = safeio.open_regular
 
-    def spy(self):
-        opened.append(self.name)
-        return real_open(self)
+    def spy(path, **kw):  # every reader opens a run's files through tracking.safeio
+        opened.append(Path(path).name)
+        return real_open(path, **kw)
 
-    monkeypatch.setattr(Path, "read_bytes", spy)
+    monkeypatch.setattr(safeio, "open_regular", spy)
     monkeypatch.setattr("builtins.open", lambda *a, **k: pytest.fail(f"opened {a[0]}"))
     import tracking.reader as reader
     reader._json_cache.clear()

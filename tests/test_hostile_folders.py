@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,6 @@ import tracking  # noqa: E402
 from tracking import list_groups, list_runs, read_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-STATES = ("running", "completed", "stopped", "early_stopped", "failed", "crashed", "unreadable")
 CASES = list(H.DAMAGES)
 
 
@@ -34,33 +35,6 @@ def hostile(tmp_path_factory):
     runs, goods, victims = H.build_hostile_dir(tmp)
     yield runs, goods, victims
     H.release_fifos(tmp)
-
-
-def check_info(info) -> None:
-    """What every RunInfo must look like, whatever its folder held."""
-    assert info.state in STATES
-    assert (info.state == "unreadable") == (info.problem is not None)
-    if info.problem is not None:
-        assert isinstance(info.problem, str) and 0 < len(info.problem) < 400, info.problem
-        assert H.SECRET not in info.problem
-    assert isinstance(info.name, str) and len(info.name) <= 400
-    assert isinstance(info.tags, tuple) and all(isinstance(t, str) for t in info.tags)
-    assert info.group is None or isinstance(info.group, str)
-    assert info.created_at is None or (isinstance(info.created_at, float)
-                                       and 0 <= info.created_at < 1e10)
-    for x in (info.epoch, info.epochs, info.best_epoch):
-        assert x is None or (isinstance(x, int) and 0 <= x <= 10**12)
-    assert info.best_val_loss is None or isinstance(info.best_val_loss, float)
-    st = info.status
-    assert isinstance(st, dict)
-    assert st.get("latest") is None or isinstance(st["latest"], dict)
-    by = st.get("stopped_by")
-    assert by is None or (isinstance(by, dict) and isinstance(by.get("kind"), str))
-    for k in ("error", "stop_reason", "host"):
-        assert st.get(k) is None or isinstance(st[k], str)
-    for d in (info.config, info.data, info.model):
-        assert isinstance(d, dict)
-    assert H.SECRET not in repr(info)
 
 
 def _list(runs: Path):
@@ -84,7 +58,7 @@ def test_list_runs_shows_a_hostile_folder_as_one_row_and_the_others_load(case, t
     assert set(by_id) == {good.name, victim.name}
     assert by_id[good.name].state == "completed" and by_id[good.name].best_epoch == 3
     for info in infos:
-        check_info(info)
+        H.check_info(info)
     bad = by_id[victim.name]
     if expect == "unreadable":
         assert bad.state == "unreadable", bad
@@ -114,7 +88,7 @@ def test_every_reader_returns_for_a_hostile_folder_and_reads_nothing_outside(cas
         H.release_fifos(tmp_path)
     assert how == "ok", (how, got)
     info, hist, problems, layers, steps, log = got
-    check_info(info)
+    H.check_info(info)
     for frame in (hist, layers, steps):
         assert H.SECRET not in " ".join(map(str, frame.columns))
         assert H.SECRET not in frame.to_string()
@@ -186,15 +160,14 @@ def test_a_hostile_group_json_is_an_unreadable_group_and_lists_return(kind, tmp_
         assert grp.state == "unreadable" and grp.problem and H.SECRET not in repr(grp)
 
 
-def test_a_run_folder_unreadable_to_its_reader_is_listed_as_unreadable(tmp_path):
+def test_a_run_folder_unreadable_to_its_reader_is_listed_as_unreadable(request):
     """Permissions: as a non-root user (the tests run as root, so a forked child drops to
     nobody), a run.json, a run folder or a metrics.jsonl it may not read is one unreadable row
     or an empty history with a reason, never a traceback."""
     if os.geteuid() != 0 and os.getuid() != 0:
         pytest.skip("needs root to create files another user cannot read")
-    base = tmp_path / "perm"
-    base.mkdir()
-    os.chmod(tmp_path, 0o755)
+    base = Path(tempfile.mkdtemp(prefix="curvewatch-perm-"))  # pytest's tmp is root-only
+    request.addfinalizer(lambda: shutil.rmtree(base, ignore_errors=True))
     os.chmod(base, 0o755)
     runs = base / "runs"
     good = H.good_run(runs, "good")

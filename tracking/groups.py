@@ -23,12 +23,22 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from . import paths as P
+from . import paths as P, safeio
 from .aggregate import aggregate
 from .jsonio import atomic_write_bytes, atomic_write_json, dumps, read_json
 from .jsonl import read_from
 from .procinfo import hostname, process_start_ticks
-from .reader import MAX_JSON_BYTES, HistoryReader, derive_state, read_run, read_tail
+from .reader import (
+    MAX_JSON_BYTES,
+    HistoryReader,
+    _count,
+    _real,
+    _text,
+    _time,
+    derive_state,
+    read_run,
+    read_tail,
+)
 
 GROUP_JSON = P.GROUP_JSON
 CURVES = "curves.jsonl"
@@ -236,15 +246,25 @@ class GroupInfo:
 
 
 def _opt_int(x: Any) -> int | None:
-    return x if isinstance(x, int) and not isinstance(x, bool) else None
+    """An int a float holds exactly (|x| <= 2**53, not a bool), else None."""
+    return x if isinstance(x, int) and not isinstance(x, bool) and abs(x) <= 2**53 else None
+
+
+def _score(raw: dict[str, Any]) -> dict[str, Any]:
+    """One score {mean, std, n, values} with its fields type-checked (others kept)."""
+    values = raw.get("values")
+    return {**raw, "mean": _real(raw.get("mean")), "std": _real(raw.get("std")),
+            "n": _count(raw.get("n")) or 0,
+            "values": [v for v in map(_real, values) if v is not None]
+            if isinstance(values, list) else []}
 
 
 def _member(raw: Any, i: int, runs_root: Path) -> GroupMember:
     if not isinstance(raw, dict):
         return GroupMember(index=i, name=f"member {i}", state="unreadable",
                            error="member entry is not an object")
-    rid = raw.get("run_id") if isinstance(raw.get("run_id"), str) else None
-    state = s if isinstance(s := raw.get("state"), str) else "unreadable"
+    rid = r if isinstance(r := raw.get("run_id"), str) and P.is_run_id(r) else None
+    state = s if (s := _text(raw.get("state"), 40)) else "unreadable"
     if rid and P.is_run_id(rid):
         run_dir = runs_root / rid
         if run_dir.is_dir() and not run_dir.is_symlink():
@@ -254,11 +274,11 @@ def _member(raw: Any, i: int, runs_root: Path) -> GroupMember:
     params = raw.get("params")
     index = _opt_int(raw.get("index"))
     return GroupMember(index=index if index is not None else i,
-                       name=str(raw.get("name") or f"member {i}"), state=state,
+                       name=_text(raw.get("name")) or f"member {i}", state=state,
                        run_id=rid, fold=_opt_int(raw.get("fold")), seed=_opt_int(raw.get("seed")),
                        setting=_opt_int(raw.get("setting")),
                        params=dict(params) if isinstance(params, dict) else {},
-                       error=raw.get("error") if isinstance(raw.get("error"), str) else None,
+                       error=_text(raw.get("error"), 8000),
                        exit_code=_opt_int(raw.get("exit_code")))
 
 
@@ -277,17 +297,24 @@ def _aggregate_from(raw: Any, live: bool = False, curves: list[Any] | None = Non
     for entry in raw.get("ranking") or []:
         if not isinstance(entry, dict):
             continue
-        row = {k: entry.get(k) for k in ("rank", "setting", "params", "members", "failed")}
+        row: dict[str, Any] = {
+            "rank": _count(entry.get("rank")), "setting": _opt_int(entry.get("setting")),
+            "params": p if isinstance(p := entry.get("params"), dict) else {},
+            "members": [m for m in m_ if isinstance(m, str)]
+            if isinstance(m_ := entry.get("members"), list) else [],
+            "failed": [m for m in f_ if isinstance(m, str)]
+            if isinstance(f_ := entry.get("failed"), list) else []}
         for metric, s in entry.items():
             if isinstance(s, dict) and "mean" in s:
+                sc = _score(s)
                 row[f"{metric}_mean"], row[f"{metric}_std"], row[f"{metric}_n"] = \
-                    s.get("mean"), s.get("std"), s.get("n")
+                    sc["mean"], sc["std"], sc["n"]
         rows.append(row)
     ranking = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(
         columns=["rank", "setting", "params", "members", "failed"])
     scores = s if isinstance(s := raw.get("scores"), dict) else {}
     members = tuple(m for m in raw.get("members") or () if isinstance(m, str))
-    return GroupAggregate(curves=curves_df, scores={k: v for k, v in scores.items()
+    return GroupAggregate(curves=curves_df, scores={k: _score(v) for k, v in scores.items()
                                                     if isinstance(v, dict)},
                           per_member=per_df, ranking=ranking, members=members, live=live)
 
@@ -301,16 +328,14 @@ def read_group(group_dir: str | Path, *, curves: bool = True) -> GroupInfo:
         return GroupInfo(gid, path, "unreadable",
                          problem="the group folder is a symlink, which is never followed")
     try:
-        f = path / GROUP_JSON
-        if f.stat().st_size > MAX_JSON_BYTES:
-            raise ValueError(f"{GROUP_JSON} is more than {MAX_JSON_BYTES} bytes")
-        rec = read_json(f)
+        rec = safeio.read_json_file(path / GROUP_JSON, MAX_JSON_BYTES)
         if not isinstance(rec, dict):
             raise ValueError(f"{GROUP_JSON} does not hold a JSON object")
     except FileNotFoundError:
         return GroupInfo(gid, path, "unreadable", problem=f"{GROUP_JSON} is missing")
     except (OSError, ValueError) as e:
-        return GroupInfo(gid, path, "unreadable", problem=f"{GROUP_JSON} is unreadable: {e}")
+        return GroupInfo(gid, path, "unreadable",
+                         problem=f"{GROUP_JSON} is unreadable: {safeio.describe(e)}")
     raw_members = m if isinstance(m := rec.get("members"), list) else []
     members = tuple(_member(m, i, path.parent) for i, m in enumerate(raw_members))
     problem = None if isinstance(rec.get("members"), list) else "group.json has no member list"
@@ -325,18 +350,15 @@ def read_group(group_dir: str | Path, *, curves: bool = True) -> GroupInfo:
         agg = _aggregate_from(raw_agg, curves=curve_rows)
     except Exception as e:  # a malformed aggregate must not hide the rest of the group
         agg, problem = None, f"the aggregate in {GROUP_JSON} is unreadable: {e}"
-    num = (int, float)
     return GroupInfo(
-        id=gid, path=path, state=derive_state(rec), name=str(rec.get("name") or gid),
-        method=str(rec.get("method") or ""), validation=str(rec.get("validation") or ""),
-        repeat=_opt_int(rec.get("repeat")) or 1, parallel=_opt_int(rec.get("parallel")) or 1,
-        created_at=rec.get("created_at") if isinstance(rec.get("created_at"), num) else None,
-        ended_at=rec.get("ended_at") if isinstance(rec.get("ended_at"), num) else None,
+        id=gid, path=path, state=derive_state(rec), name=_text(rec.get("name")) or gid,
+        method=_text(rec.get("method"), 40) or "", validation=_text(rec.get("validation"), 40)
+        or "", repeat=_count(rec.get("repeat")) or 1, parallel=_count(rec.get("parallel")) or 1,
+        created_at=_time(rec.get("created_at")), ended_at=_time(rec.get("ended_at")),
         members=members, aggregate=agg,
         sweep=rec.get("sweep") if isinstance(rec.get("sweep"), dict) else None,
         base_config=c if isinstance(c := rec.get("base_config"), dict) else {},
-        stop_reason=rec.get("stop_reason") if isinstance(rec.get("stop_reason"), str) else None,
-        problem=problem)
+        stop_reason=_text(rec.get("stop_reason"), 2000), problem=problem)
 
 
 def list_groups(runs_dir: str | Path | None = None, *, curves: bool = False
@@ -371,4 +393,4 @@ def aggregate_group(group: GroupInfo, *, live: bool = True) -> GroupAggregate:
 
 def read_member_log(group: GroupInfo, index: int, max_bytes: int = 20_000) -> str:
     """The last `max_bytes` of member `index`'s trainer output ('' when there is none)."""
-    return read_tail(P.member_log_path(group.path, index), max_bytes) or ""
+    return read_tail(P.member_log_path(group.path, index), max_bytes, root=group.path) or ""

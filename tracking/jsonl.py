@@ -6,16 +6,19 @@ the next read, which resumes from the byte offset after the last complete line.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .jsonio import dumps, from_strict
+from . import safeio
+from .jsonio import dumps
 
 #: Lines longer than this are skipped as corrupt rather than parsed (a metrics record is < 10 KB).
 MAX_LINE_BYTES = 1 << 20
+#: One read takes at most this many bytes; the rest of a larger file comes with the next read
+#: (a follower's next tick). A line longer than this has no end within one read and is skipped.
+MAX_READ_BYTES = 256 << 20
 
 
 class JsonlAppender:
@@ -59,24 +62,38 @@ class Chunk:
     problems: list[str] = field(default_factory=list)
 
 
-def read_from(path: Path, offset: int = 0) -> Chunk:
-    """Parse the complete lines of `path` from byte `offset` on.
+def read_from(path: Path, offset: int = 0, *, max_bytes: int = MAX_READ_BYTES) -> Chunk:
+    """Parse the complete lines of `path` from byte `offset` on (at most `max_bytes` of them).
 
-    A missing file reads as empty. A corrupt line (bad UTF-8, bad JSON, not an object, too long)
-    is skipped and described in `problems`; reading carries on with the next line. If the file
-    shrank below `offset` (replaced or truncated) reading restarts from 0.
+    A missing file reads as empty. A path that is not a regular file (a FIFO, device, folder
+    or symlink: tracking.safeio) or cannot be opened reads as empty with the reason in
+    `problems`. A corrupt line (bad UTF-8, bad JSON, nested too deep, a number a float cannot
+    hold, not an object, too long) is skipped and described in `problems`; reading carries on
+    with the next line. If the file shrank below `offset` (replaced or truncated) reading
+    restarts from 0.
     """
+    name = Path(path).name
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < offset:
-                offset = 0
-            f.seek(offset)
-            data = f.read(size - offset)
+        fd = safeio.open_regular(path)
     except FileNotFoundError:
         return Chunk([], 0)
+    except OSError as e:
+        return Chunk([], offset, [f"{name}: {safeio.describe(e)}; not read"])
+    try:
+        size = os.fstat(fd).st_size
+        if size < offset:
+            offset = 0
+        data = safeio.read_fd(fd, min(size - offset, max_bytes), offset=offset)
+    except OSError as e:
+        return Chunk([], offset, [f"{name}: {safeio.describe(e)}; not read"])
+    finally:
+        os.close(fd)
     end = data.rfind(b"\n")
     if end < 0:
+        if len(data) >= max_bytes:  # no line end within one read: a line too long to keep
+            return Chunk([], offset + len(data),
+                          [f"{name}: line at byte {offset} is longer than {max_bytes} bytes; "
+                           "skipped"])
         return Chunk([], offset)
     records, problems = [], []
     pos = offset
@@ -86,18 +103,17 @@ def read_from(path: Path, offset: int = 0) -> Chunk:
         if not raw.strip():
             continue
         if len(raw) > MAX_LINE_BYTES:
-            problems.append(f"{Path(path).name}: line at byte {line_at} is {len(raw)} bytes "
+            problems.append(f"{name}: line at byte {line_at} is {len(raw)} bytes "
                             f"(limit {MAX_LINE_BYTES}); skipped")
             continue
         try:
-            obj = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as e:
-            problems.append(f"{Path(path).name}: line at byte {line_at} is not valid JSON "
-                            f"({type(e).__name__}); skipped")
+            obj = safeio.loads_bounded(raw)
+        except ValueError as e:
+            problems.append(f"{name}: line at byte {line_at} is not valid JSON ({e}); skipped")
             continue
         if not isinstance(obj, dict):
-            problems.append(f"{Path(path).name}: line at byte {line_at} is a "
+            problems.append(f"{name}: line at byte {line_at} is a "
                             f"{type(obj).__name__}, not an object; skipped")
             continue
-        records.append(from_strict(obj))
+        records.append(obj)
     return Chunk(records, offset + end + 1, problems)

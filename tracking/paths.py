@@ -17,7 +17,11 @@ import unicodedata
 from pathlib import Path
 from typing import Callable
 
-from .jsonio import fsync_dir, read_json
+from .jsonio import fsync_dir
+from .safeio import read_json_file
+
+#: run.json / group.json larger than this are not read to find a member's log
+_MAX_RECORD_BYTES = 4 << 20
 
 FORMAT_VERSION = 1
 RUN_JSON = "run.json"
@@ -191,11 +195,13 @@ def member_log_of(run_dir: str | Path) -> Path | None:
     whose group folder or record is gone or does not list it)."""
     run_dir = Path(run_dir)
     try:
-        gid = read_json(run_dir / RUN_JSON).get("group")
+        gid = read_json_file(run_dir / RUN_JSON, _MAX_RECORD_BYTES).get("group")
         if not isinstance(gid, str):
             return None
         gdir = group_path(run_dir.parent, gid)
-        members = read_json(gdir / GROUP_JSON).get("members") or []
+        members = read_json_file(gdir / GROUP_JSON, _MAX_RECORD_BYTES).get("members") or []
+        if not isinstance(members, list):
+            return None
     except (OSError, ValueError, AttributeError, GroupNotFound):
         return None
     for i, m in enumerate(members):

@@ -1,8 +1,11 @@
 """The run reader: lists runs from run.json and status.json alone, loads histories as pandas
 DataFrames, and follows a live run by reading only the bytes appended since the last look.
 
-A reader never raises because of what is inside a run folder: an unreadable run comes back as
-a RunInfo whose `problem` says why, and every other run still loads.
+A reader never raises, blocks or reads outside the run folder because of what is inside a
+run folder: files are opened through tracking.safeio (regular files only, no symlink followed,
+bounded reads, bounded JSON), every field is type-checked where it is read (a field of the
+wrong type reads as absent), an unreadable run comes back as a RunInfo whose `problem` says
+why, and every other run still loads.
 """
 from __future__ import annotations
 
@@ -16,8 +19,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from . import paths as P
-from .jsonio import read_json
+from . import paths as P, safeio
 from .jsonl import read_from
 from .procinfo import hostname, process_alive
 
@@ -25,6 +27,15 @@ from .procinfo import hostname, process_alive
 STALE_HEARTBEATS = 6
 #: status.json / run.json larger than this are refused as not-a-run-file.
 MAX_JSON_BYTES = 4 << 20
+#: Counts (epochs, steps, resumes) above this are not counts: read as absent.
+MAX_COUNT = 10**12
+#: pid_t is 32 bits: a larger "pid" is not one.
+MAX_PID = 2**31 - 1
+#: Unix seconds a time column can show (pandas' Timestamp ends in the year 2262).
+MAX_TIME = 9.2e9
+#: A display name or tag longer than this is cut (with an ellipsis) where it is read.
+MAX_TEXT = 200
+MAX_TAGS = 100
 
 
 @dataclass(frozen=True)
@@ -46,44 +57,80 @@ class RunInfo:
 
     @property
     def epoch(self) -> int:
-        return _int(self.status.get("epoch"))
+        return _count(self.status.get("epoch")) or 0
 
     @property
     def epochs(self) -> int | None:
-        e = self.status.get("epochs")
-        return e if isinstance(e, int) else None
+        return _count(self.status.get("epochs")) or None
 
     @property
     def best_val_loss(self) -> float | None:
-        v = self.status.get("best_val_loss")
-        return float(v) if isinstance(v, (int, float)) else None
+        return _real(self.status.get("best_val_loss"))
 
     @property
     def best_epoch(self) -> int | None:
-        e = self.status.get("best_epoch")
-        return e if isinstance(e, int) else None
+        return _count(self.status.get("best_epoch"))
 
 
-def _int(x: Any) -> int:
-    return x if isinstance(x, int) and not isinstance(x, bool) else 0
+def _count(x: Any) -> int | None:
+    """x if it is an int in 0..MAX_COUNT (not a bool), else None."""
+    return x if isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_COUNT else None
 
 
-_json_cache: dict[Path, tuple[tuple[int, int], Any]] = {}
+def _real(x: Any) -> float | None:
+    """x as a float if it is a number (not a bool) a float holds, else None."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    try:
+        return float(x)
+    except OverflowError:
+        return None
+
+
+def _text(x: Any, limit: int = MAX_TEXT) -> str | None:
+    """x if it is a string (cut to `limit` characters), else None."""
+    if not isinstance(x, str):
+        return None
+    return x if len(x) <= limit else x[: limit - 1] + "…"
+
+
+def _time(x: Any) -> float | None:
+    """Unix seconds a table can show (finite, 1970 to 2261), else None."""
+    v = _real(x)
+    return v if v is not None and 0 <= v <= MAX_TIME else None
+
+
+_json_cache: dict[Path, tuple[tuple[int, int, int], Any]] = {}
 
 
 def _read_json_cached(path: Path) -> Any:
-    """read_json memoised on (mtime_ns, size): listing 1,000 runs re-parses only what changed."""
-    st = path.stat()
-    key = (st.st_mtime_ns, st.st_size)
-    hit = _json_cache.get(path)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    if st.st_size > MAX_JSON_BYTES:
-        raise ValueError(f"{path.name} is {st.st_size} bytes, more than a run file can be "
-                         f"({MAX_JSON_BYTES})")
-    value = read_json(path)
+    """A run file's JSON (regular file only, no symlink followed, at most MAX_JSON_BYTES,
+    bounded nesting: tracking.safeio), memoised on (mtime_ns, size, inode): listing 1,000
+    runs re-parses only what changed."""
+    fd = safeio.open_regular(path)
+    try:
+        st = os.fstat(fd)
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        hit = _json_cache.get(path)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        if st.st_size > MAX_JSON_BYTES:
+            raise ValueError(f"{st.st_size} bytes, more than a run file can be "
+                             f"({MAX_JSON_BYTES})")
+        data = safeio.read_fd(fd, MAX_JSON_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_JSON_BYTES:
+        raise ValueError(f"grew past {MAX_JSON_BYTES} bytes while being read")
+    value = safeio.loads_bounded(data)
     _json_cache[path] = (key, value)
     return value
+
+
+def read_json_file(path: Path) -> Any:
+    """run.json, status.json or group.json, read as a reader must (see _read_json_cached);
+    raises OSError or ValueError with a reason that never quotes the content."""
+    return _read_json_cached(Path(path))
 
 
 def derive_state(status: dict[str, Any], *, now: float | None = None,
@@ -94,15 +141,19 @@ def derive_state(status: dict[str, Any], *, now: float | None = None,
     if state != "running":
         return state if isinstance(state, str) else "unreadable"
     now = time.time() if now is None else now
-    beat = status.get("heartbeat_seconds")
-    beat = beat if isinstance(beat, (int, float)) and beat > 0 else 5.0
-    updated = status.get("updated_at")
-    if not isinstance(updated, (int, float)) or now - updated > STALE_HEARTBEATS * beat:
+    beat = _real(status.get("heartbeat_seconds"))
+    beat = beat if beat is not None and 0 < beat < math.inf else 5.0
+    updated = _real(status.get("updated_at"))
+    if updated is None or not math.isfinite(updated) or now - updated > STALE_HEARTBEATS * beat:
         return "crashed"
     pid = status.get("pid")
-    if isinstance(pid, int) and status.get("host") == (host or hostname()):
+    if isinstance(pid, int) and not isinstance(pid, bool) and status.get("host") == (
+            host or hostname()):
+        if not 0 < pid <= MAX_PID:
+            return "crashed"  # no process can have that pid
         start = status.get("pid_start")
-        if not process_alive(pid, start if isinstance(start, int) else None):
+        if not process_alive(pid, start if isinstance(start, int) and not isinstance(
+                start, bool) else None):
             return "crashed"
     return "running"
 
@@ -121,15 +172,17 @@ def read_run(run_dir: str | Path) -> RunInfo:
     except FileNotFoundError:
         return RunInfo(run_id, path, "unreadable", problem=_NO_RUN_JSON)
     except (OSError, ValueError) as e:
-        return RunInfo(run_id, path, "unreadable", problem=f"run.json is unreadable: {e}")
+        return RunInfo(run_id, path, "unreadable",
+                       problem=f"run.json is unreadable: {safeio.describe(e)}")
+    tags = info.get("tags")
     base: dict[str, Any] = dict(
-        id=run_id, path=path, name=str(info.get("name") or run_id),
-        group=info.get("group") if isinstance(info.get("group"), str) else None,
-        created_at=info.get("created_at") if isinstance(info.get("created_at"), (int, float))
-        else None,
+        id=run_id, path=path, name=_text(info.get("name")) or run_id,
+        group=_text(info.get("group")) or None,
+        created_at=_time(info.get("created_at")),
         config=_dict(info.get("config")), data=_dict(info.get("data")),
         model=_dict(info.get("model")),
-        tags=tuple(t for t in info.get("tags") or () if isinstance(t, str)),
+        tags=tuple(t for t in map(_text, tags[:MAX_TAGS]) if t) if isinstance(tags, list)
+        else (),
     )
     try:
         status = _read_json_cached(path / P.STATUS_JSON)
@@ -138,7 +191,9 @@ def read_run(run_dir: str | Path) -> RunInfo:
     except FileNotFoundError:
         return RunInfo(**base, state="unreadable", problem="status.json is missing")
     except (OSError, ValueError) as e:
-        return RunInfo(**base, state="unreadable", problem=f"status.json is unreadable: {e}")
+        return RunInfo(**base, state="unreadable",
+                       problem=f"status.json is unreadable: {safeio.describe(e)}")
+    status = clean_status(status)
     if status.get("state") not in P.STATES:
         return RunInfo(**base, state="unreadable", status=status,
                        problem=f"status.json has state {str(status.get('state'))[:40]!r}; "
@@ -151,6 +206,72 @@ _NO_RUN_JSON = "run.json is missing"
 
 def _dict(x: Any) -> dict[str, Any]:
     return x if isinstance(x, dict) else {}
+
+
+_COUNTS = ("epoch", "epochs", "step", "best_epoch", "resumes")
+_REALS = ("started_at", "updated_at", "ended_at", "resumed_at", "heartbeat_seconds",
+          "best_val_loss", "best_val_acc")
+_TEXTS = {"host": 300, "stop_reason": 2000, "error": 8000}
+
+
+def clean_status(status: dict[str, Any]) -> dict[str, Any]:
+    """status.json with each field docs/run-format.md defines type-checked: a field of the
+    wrong type (an epoch that is a list or 10**300, a `latest` that is not an object, a
+    `stopped_by` without a string `kind`) is left out, as if absent; unknown fields are kept."""
+    out = dict(status)
+    for k in _COUNTS:
+        if k in out and _count(out[k]) is None:
+            del out[k]
+    for k in _REALS:
+        if k in out:
+            v = _real(out[k])
+            if v is None:
+                del out[k]
+            else:
+                out[k] = v
+    for k, limit in _TEXTS.items():
+        text = _text(out.get(k), limit)
+        if text is None:
+            out.pop(k, None)
+        else:
+            out[k] = text
+    pid = out.get("pid")
+    if "pid" in out and not (isinstance(pid, int) and not isinstance(pid, bool)
+                             and 0 < pid <= MAX_PID):
+        del out["pid"]
+    start = out.get("pid_start")
+    if "pid_start" in out and not (isinstance(start, int) and not isinstance(start, bool)
+                                   and 0 <= start < 2**63):
+        del out["pid_start"]
+    if "latest" in out and not isinstance(out["latest"], dict):
+        del out["latest"]
+    if "flags" in out:
+        flags = out["flags"]
+        if isinstance(flags, list):
+            out["flags"] = [f for f in flags if isinstance(f, dict)
+                            and isinstance(f.get("kind"), str)]
+        else:
+            del out["flags"]
+    if "stopped_by" in out:
+        out["stopped_by"] = clean_finding(out["stopped_by"])
+    return out
+
+
+def clean_finding(raw: Any) -> dict[str, Any] | None:
+    """A diagnosis finding as stored in status.json (`stopped_by`), its fields type-checked:
+    None unless it is an object with a string `kind`."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("kind"), str):
+        return None
+    out = dict(raw)
+    out["kind"] = _text(raw["kind"]) or "unknown"
+    sev = raw.get("severity")
+    out["severity"] = sev if sev in ("critical", "warning", "info") else "info"
+    for k in ("message", "advice"):
+        out[k] = _text(raw.get(k), 4000) or ""
+    for k in ("start_epoch", "end_epoch"):
+        out[k] = _count(raw.get(k))
+    out["evidence"] = raw.get("evidence") if isinstance(raw.get("evidence"), dict) else {}
+    return out
 
 
 def list_runs(runs_dir: str | Path | None = None) -> list[RunInfo]:
@@ -295,20 +416,18 @@ def _num(v: Any) -> float:
 def read_log_tail(run_dir: str | Path, max_bytes: int = 20_000) -> str:
     """The last `max_bytes` of the run's output, decoded leniently: its trainer.log, or for a
     member of a run group (whose output goes to the group's log of that member) that log;
-    '' when there is none."""
+    '' when there is none. Only a regular file is read, never through a symlink (a log that
+    is a FIFO, a device or a link reads as none)."""
     run_dir = Path(run_dir)
     text = read_tail(run_dir / P.LOG, max_bytes)
-    if text is None:
+    if text is None and not os.path.lexists(run_dir / P.LOG):
         log = P.member_log_of(run_dir)
-        text = read_tail(log, max_bytes) if log is not None else None
+        text = read_tail(log, max_bytes, root=log.parent.parent) if log is not None else None
     return text or ""
 
 
-def read_tail(path: Path, max_bytes: int) -> str | None:
-    """The last `max_bytes` of a text file, decoded leniently; None when it cannot be read."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - max_bytes))
-            return f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return None
+def read_tail(path: Path, max_bytes: int, *, root: Path | None = None) -> str | None:
+    """The last `max_bytes` of a text file, decoded leniently; None when it cannot be read
+    as a regular file (tracking.safeio.read_tail: no FIFO, device or symlink; with `root`, no
+    symlinked folder between root and the file either)."""
+    return safeio.read_tail(path, max_bytes, root=root)

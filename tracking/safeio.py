@@ -46,6 +46,10 @@ class NotARegularFile(OSError):
     """A path that is not a regular file reached without a symbolic link."""
 
 
+class BadJson(ValueError):
+    """Bytes that are not JSON a reader accepts; the message is the bare reason."""
+
+
 def file_kind(mode: int) -> str:
     """'a FIFO (named pipe)', 'a directory', ... for an st_mode that is not a regular file."""
     for test, word in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -58,8 +62,8 @@ def file_kind(mode: int) -> str:
 
 def _refuse(mode: int) -> NotARegularFile:
     if stat.S_ISLNK(mode):
-        return NotARegularFile(errno.ELOOP, "it is a symbolic link, which is never followed")
-    return NotARegularFile(errno.EINVAL, f"it is {file_kind(mode)}, not a regular file")
+        return NotARegularFile(errno.ELOOP, "a symbolic link, which is never followed")
+    return NotARegularFile(errno.EINVAL, f"{file_kind(mode)}, not a regular file")
 
 
 def _open_final(name: str | Path, dir_fd: int | None) -> int:
@@ -70,7 +74,7 @@ def _open_final(name: str | Path, dir_fd: int | None) -> int:
         fd = os.open(name, _OPEN_FLAGS, dir_fd=dir_fd)
     except OSError as e:
         if e.errno in _SYMLINK_ERRNOS:  # swapped for a link since the lstat
-            raise NotARegularFile(e.errno, "it is a symbolic link, which is never followed") \
+            raise NotARegularFile(e.errno, "a symbolic link, which is never followed") \
                 from None
         raise
     try:
@@ -96,7 +100,7 @@ def open_regular(path: str | Path, *, root: str | Path | None = None) -> int:
     except ValueError:
         parts = ()
     if not parts or ".." in parts:
-        raise NotARegularFile(errno.EINVAL, "it is not a file inside its folder")
+        raise NotARegularFile(errno.EINVAL, "not a file inside its folder")
     fd = os.open(root, _DIR_FLAGS)
     try:
         for part in parts[:-1]:
@@ -105,7 +109,7 @@ def open_regular(path: str | Path, *, root: str | Path | None = None) -> int:
             except OSError as e:
                 if e.errno in _SYMLINK_ERRNOS or e.errno == errno.ENOTDIR:
                     raise NotARegularFile(e.errno, f"its folder {part!r} is a symbolic link "
-                                          "or not a folder, which is never followed") from None
+                                          "or not a folder (never followed)") from None
                 raise
             os.close(fd)
             fd = nfd
@@ -134,12 +138,12 @@ def read_regular(path: str | Path, limit: int, *, root: str | Path | None = None
     try:
         size = os.fstat(fd).st_size
         if size > limit:
-            raise ValueError(f"it is {size} bytes, more than such a file can be ({limit})")
+            raise ValueError(f"{size} bytes, more than such a file can be ({limit})")
         data = read_fd(fd, limit + 1)
     finally:
         os.close(fd)
     if len(data) > limit:
-        raise ValueError(f"it grew past {limit} bytes while being read")
+        raise ValueError(f"grew past {limit} bytes while being read")
     return data
 
 
@@ -164,13 +168,19 @@ def read_tail(path: str | Path, max_bytes: int, *, root: str | Path | None = Non
 def describe(e: BaseException) -> str:
     """A short reason for a failed read, without the file's content."""
     if isinstance(e, NotARegularFile):
-        return e.strerror or "it is not a regular file"
+        return e.strerror or "not a regular file"
     if isinstance(e, OSError):
         return e.strerror or type(e).__name__
+    if isinstance(e, BadJson):
+        return f"not valid JSON ({e})"
+    return str(e)[:200]
+
+
+def _reason(e: ValueError) -> str:
     if isinstance(e, json.JSONDecodeError):
-        return f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
+        return f"{e.msg} at line {e.lineno} column {e.colno}"
     if isinstance(e, UnicodeDecodeError):
-        return f"not valid UTF-8 (byte {e.start})"
+        return f"bad UTF-8 at byte {e.start}"
     return str(e)[:200]
 
 
@@ -182,9 +192,9 @@ def _strict(obj: Any, depth: int) -> Any:
     if isinstance(obj, int):
         if -MAX_FLOAT_INT <= obj <= MAX_FLOAT_INT:
             return obj
-        raise ValueError("it holds a number outside the float range")
+        raise BadJson("a number outside the float range")
     if depth >= MAX_JSON_DEPTH:
-        raise ValueError(f"it is nested more than {MAX_JSON_DEPTH} levels deep")
+        raise BadJson(f"nested more than {MAX_JSON_DEPTH} levels deep")
     if isinstance(obj, dict):
         return {k: _strict(v, depth + 1) for k, v in obj.items()}
     return [_strict(v, depth + 1) for v in obj]
@@ -192,14 +202,15 @@ def _strict(obj: Any, depth: int) -> Any:
 
 def loads_bounded(data: str | bytes) -> Any:
     """Strict JSON as written by jsonio.dumps ("NaN", "Infinity" back to floats) from bytes
-    anyone may have written: raises ValueError (never RecursionError or OverflowError) for
-    bad UTF-8, bad JSON, nesting deeper than MAX_JSON_DEPTH and integers a float cannot hold."""
+    anyone may have written: raises BadJson, a ValueError (never RecursionError or
+    OverflowError), for bad UTF-8, bad JSON, nesting deeper than MAX_JSON_DEPTH and integers a
+    float cannot hold."""
     try:
         obj = json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
     except RecursionError:
-        raise ValueError(f"it is nested more than {MAX_JSON_DEPTH} levels deep") from None
+        raise BadJson(f"nested more than {MAX_JSON_DEPTH} levels deep") from None
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, int digits limit
-        raise ValueError(describe(e)) from None
+        raise BadJson(_reason(e)) from None
     return _strict(obj, 0)
 
 
