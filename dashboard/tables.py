@@ -103,7 +103,7 @@ def runs_frame(runs: Sequence[Any], flags: Mapping[str, Sequence[tuple[str, str]
             "flags": flag_badges(flags.get(r.id, ())),
             "tags": ", ".join(r.tags),
             "group": r.group or "",
-            "created": pd.to_datetime(r.created_at, unit="s") if r.created_at else pd.NaT,
+            "created": _datetime(r.created_at),
             "problem": r.problem or "",
         }
         for k in KEY_PARAMS:
@@ -113,6 +113,17 @@ def runs_frame(runs: Sequence[Any], flags: Mapping[str, Sequence[tuple[str, str]
             "best epoch", "best val acc", "dataset", "model", *KEY_PARAMS, "tags", "group",
             "created", "problem"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _datetime(seconds: Any) -> Any:
+    """Unix seconds as a Timestamp; NaT for what is not a time a table can show (None, NaN,
+    1e300, a string: pandas' Timestamp ends in 2262)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds:
+        return pd.NaT
+    try:
+        return pd.to_datetime(seconds, unit="s")
+    except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
+        return pd.NaT
 
 
 def _num(v: Any) -> float | None:

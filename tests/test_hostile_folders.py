@@ -274,6 +274,31 @@ def test_run_page_renders_for_a_hostile_run(case, hostile_env):
         assert any("cannot be read" in str(e.value) for e in at.error), case
 
 
+def test_an_unreadable_run_can_be_deleted_from_its_run_page(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    H.good_run(runs, "good")
+    victim = H.good_run(runs, "victim")
+    H._fifo(victim / "status.json")
+    (victim / "run.json").write_text("[" * 100_000)
+    monkeypatch.setenv("CURVEWATCH_RUNS", str(runs))
+    monkeypatch.chdir(ROOT)
+    at = _page("run", run=victim.name).run()
+    assert not at.exception and "cannot be read" in at.error[0].value
+    at.checkbox(key="run-delete-confirm").check().run()
+    at.button(key="run-delete").click().run()
+    assert not at.exception, at.exception
+    assert not victim.exists()
+
+
+def test_runs_table_shows_no_time_for_a_created_at_pandas_cannot_hold():
+    from dashboard import tables
+    from tracking import RunInfo
+    runs = [RunInfo(id=f"r{i}", path=Path("r"), state="completed", name="r", created_at=v)
+            for i, v in enumerate([1e300, float("inf"), float("nan"), 1.7e9])]
+    created = tables.runs_frame(runs)["created"]
+    assert created.isna().tolist() == [True, True, True, False]
+
+
 def test_compare_page_renders_with_hostile_runs_selected(hostile_env):
     runs, goods, victims = hostile_env
     readable = [p.name for c, p in victims.items() if H.DAMAGES[c][1] == "readable"]

@@ -29,8 +29,28 @@ st.title(info.name)
 st.markdown(f"{tables.state_badge(info.state)} `{info.id}`"
            + (f" · group {info.group}" if info.group else "")
            + (f" · tags: {', '.join(info.tags)}" if info.tags else ""))
+
+
+def delete_controls(info, running: bool) -> None:
+    """Confirm box and Delete button (actions.delete_run refuses a folder whose run is live)."""
+    confirm = st.checkbox(f"I want to delete run {info.id} and all its files",
+                          key=state.RUN_DELETE_CONFIRM, disabled=running)
+    if st.button("Delete run", key=state.RUN_DELETE, type="primary",
+                 disabled=running or not confirm):
+        try:
+            gone = actions.delete_run(root, info.id)
+        except Exception as e:
+            st.error(f"Not deleted: {e}")
+        else:
+            st.success(f"Deleted {gone}")
+            st.query_params.clear()
+            state.go("runs")
+
+
 if info.state == "unreadable":
     st.error(f"This run folder cannot be read: {info.problem}")
+    if path is not None:  # a bad folder can still be removed from here
+        delete_controls(info, running=False)
     st.stop()
 if info.group and data.is_group(root, info.group):
     try:
@@ -191,7 +211,7 @@ with tab_data:
     with c2:
         st.markdown("**Model**")
         st.json({k: v for k, v in info.model.items() if k != "text"}, expanded=True)
-        if info.model.get("text"):
+        if isinstance(info.model.get("text"), str) and info.model["text"]:
             st.code(info.model["text"], language="text")
 with tab_log:
     tail = data.tracking.read_log_tail(path)
@@ -222,15 +242,4 @@ with tab_act:
                            file_name=f"{info.id}-metrics.csv", mime="text/csv",
                            key=state.RUN_DOWNLOAD)
     st.divider()
-    confirm = st.checkbox(f"I want to delete run {info.id} and all its files",
-                          key=state.RUN_DELETE_CONFIRM, disabled=running)
-    if st.button("Delete run", key=state.RUN_DELETE, type="primary",
-                 disabled=running or not confirm):
-        try:
-            gone = actions.delete_run(root, info.id)
-        except Exception as e:
-            st.error(f"Not deleted: {e}")
-        else:
-            st.success(f"Deleted {gone}")
-            st.query_params.clear()
-            state.go("runs")
+    delete_controls(info, running)
