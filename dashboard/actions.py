@@ -78,7 +78,16 @@ def launch_run(runs_dir: Path, name: str, config: Mapping[str, Any],
                tags: Sequence[str] = (), group_options: Mapping[str, Any] | None = None
                ) -> CliResult:
     """`python -m trainer run --detach --runs-dir DIR --name NAME [options]`; group options
-    (repeat, parallel) become `--repeat N --parallel K`. A group launch prints the group id."""
+    (repeat, parallel) become `--repeat N --parallel K`. A group launch prints the group id.
+    What the dashboard may not ask of the machine (dashboard/launch_policy.py: a csv: path
+    outside the data folders, a factory not allowed, more members than cores) is refused here,
+    before any process starts."""
+    from dashboard import launch_policy
+
+    try:
+        config = launch_policy.apply(config, group_options)
+    except launch_policy.Refused as e:
+        return CliResult(False, None, "", f"refused by the dashboard: {e}", 2)
     args = ["run", "--detach", "--runs-dir", str(Path(runs_dir).resolve())]
     for k, v in (group_options or {}).items():
         args += [f"--{k}", str(v)]

@@ -7,6 +7,8 @@ leaks into training.
 """
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,16 +84,38 @@ def _builtin(name: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
     raise AssertionError(name)  # validate() only lets known names through
 
 
+_COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip", ".zst": "zstd"}
+
+
+def _open_csv(path_str: str) -> Any:
+    """A binary file object for a csv: dataset, which must be a regular file: a FIFO would
+    block and a device (/dev/zero) would be read without end, so both are refused before a
+    byte is read (the open is non-blocking and the type is checked on the open descriptor)."""
+    path = Path(path_str)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ConfigError(f"dataset csv:{path_str}: no such file") from None
+    except OSError as e:
+        raise ConfigError(f"dataset csv:{path_str} cannot be opened: {e.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket"
+                if stat.S_ISSOCK(mode) else "not a regular file")
+        raise ConfigError(f"dataset csv:{path_str} is {kind}, not a regular file")
+    return os.fdopen(fd, "rb")
+
+
 def _from_csv(path_str: str, target: str) -> tuple[np.ndarray, np.ndarray]:
     import pandas as pd
 
-    path = Path(path_str)
-    try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError:
-        raise ConfigError(f"dataset csv:{path_str}: no such file") from None
-    except Exception as e:
-        raise ConfigError(f"dataset csv:{path_str} cannot be read as CSV: {e}") from None
+    with _open_csv(path_str) as f:
+        try:
+            frame = pd.read_csv(f, compression=_COMPRESSION.get(Path(path_str).suffix.lower()))
+        except Exception as e:
+            raise ConfigError(f"dataset csv:{path_str} cannot be read as CSV: {e}") from None
     if target not in frame.columns:
         cols = ", ".join(map(str, frame.columns[:30]))
         raise ConfigError(f"target column {target!r} is not in csv:{path_str}; its columns "

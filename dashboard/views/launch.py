@@ -6,12 +6,15 @@ import shlex
 import streamlit as st
 
 import tracking
-from dashboard import actions, data, launch_form, state
+from dashboard import actions, data, launch_form, launch_policy, state
 
 state.ensure_state()
 root = data.runs_dir()
 st.title("Launch a run")
-st.caption(f"Starts `python -m trainer run --detach` in `{root}`.")
+st.caption(f"Starts `python -m trainer run --detach` in `{root}`. A `csv:` dataset must be a "
+           f".csv file in {', '.join(f'`{r}`' for r in launch_policy.data_roots())} "
+           f"(`{launch_policy.DATA_ROOT_ENV}`); factories must be listed in "
+           f"`{launch_policy.ALLOW_FACTORY_ENV}`.")
 if launch_form.CONFIG_ERROR:
     st.error(f"The trainer's options cannot be loaded: {launch_form.CONFIG_ERROR}")
     st.stop()
@@ -77,12 +80,17 @@ if submitted:
             tracking.paths.check_name(run_name)
         except ValueError as e:
             name_problem = str(e)
-    if problem or name_problem:
-        st.error(f"python -m trainer run: error: {problem or name_problem}")
+    group_opts = {k: v.strip() for k, v in (("repeat", repeat), ("parallel", parallel))
+                  if v.strip() not in ("", "1")}
+    refusal = None
+    if not (problem or name_problem):
+        try:  # what the form may ask of this machine: data folders, factories, cores
+            opts = launch_policy.apply(launch_form.cli_options(values), group_opts)
+        except launch_policy.Refused as e:
+            refusal = str(e)
+    if problem or name_problem or refusal:
+        st.error(f"python -m trainer run: error: {problem or name_problem or refusal}")
     else:
-        opts = launch_form.cli_options(values)
-        group_opts = {k: v.strip() for k, v in (("repeat", repeat), ("parallel", parallel))
-                      if v.strip() not in ("", "1")}
         tag_list = [t.strip() for t in tags.split(",") if t.strip()]
         with st.spinner("Starting the run…"):
             res = actions.launch_run(root, run_name.strip(), opts, tag_list,
