@@ -26,11 +26,17 @@ from .stats import (
 )
 from .thresholds import Thresholds
 
-__all__ = ["diagnose", "should_stop", "stopping_finding", "STOP_KINDS", "COLUMNS"]
+__all__ = ["diagnose", "should_stop", "stopping_finding", "STOP_KINDS", "COLUMNS", "ABSENT"]
 
 #: History columns the engine reads; any other column is ignored.
 COLUMNS: tuple[str, ...] = ("train_loss", "val_loss", "train_acc", "val_acc", "grad_norm",
                             "grad_norm_max", "lr")
+#: Optional history column naming, per row, the metrics that row has no data for
+#: (comma-separated, e.g. "val_loss,val_acc"; empty or NaN: none). A metric logged every 2nd
+#: epoch is *absent* in the other rows, which is not a non-finite value: a NaN cell named here
+#: is no data, a NaN cell not named here is a logged NaN (a divergence). tracking's reader
+#: writes it (tracking.reader.ABSENT); without it every NaN is a logged NaN.
+ABSENT = "absent"
 #: Kinds that `should_stop` accepts.
 STOP_KINDS: tuple[str, ...] = ("overfitting", "plateau", "divergence")
 
@@ -53,7 +59,26 @@ class _H:
     epochs: np.ndarray
     cols: dict[str, np.ndarray]
     n: int
+    #: per column, the rows that have data (all rows unless the ABSENT column says otherwise)
+    present: dict[str, np.ndarray] = field(default_factory=dict)
     _smooth: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+    _only: dict[str, "_H"] = field(default_factory=dict)
+
+    def only(self, name: str | None) -> "_H":
+        """The history restricted to the rows where column `name` has data (itself when it
+        has data everywhere or is missing): a detector of `name` works on these rows, so a
+        metric logged every k-th epoch is a series of its checks with their epochs."""
+        mask = self.present.get(name) if name is not None else None
+        if mask is None or bool(mask.all()) or not mask.any():
+            return self  # (a column never logged is all NaN: its detectors find nothing)
+        assert name is not None
+        if name not in self._only:
+            rows = np.nonzero(mask)[0]
+            self._only[name] = _H(epochs=self.epochs[rows],
+                                  cols={c: x[rows] for c, x in self.cols.items()},
+                                  n=int(rows.size),
+                                  present={c: m[rows] for c, m in self.present.items()})
+        return self._only[name]
 
     def smooth(self, name: str, window: int) -> np.ndarray:
         """Causal rolling median of a column (non-finite values skipped), computed once."""
@@ -96,25 +121,31 @@ def _prepare(history: Any) -> _H | None:
         if c in frame.columns:
             col = pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float)
             cols[c] = col[order]
-    return _H(epochs=ep.astype(np.int64), cols=cols, n=int(ep.size))
+    present = {}
+    if ABSENT in frame.columns and cols:
+        names = frame[ABSENT].to_numpy(dtype=object)[order]
+        absent = [set(a.split(",")) if isinstance(a, str) and a else set() for a in names]
+        for c, x in cols.items():
+            # a cell with a value is present whatever the column says; a NaN named absent is not
+            present[c] = ~np.isnan(x) | np.array([c not in a for a in absent], dtype=bool)
+    return _H(epochs=ep.astype(np.int64), cols=cols, n=int(ep.size), present=present)
 
 
 # ---------------------------------------------------------------- divergence
 
-def _divergence(h: _H, th: Thresholds) -> Finding | None:
+def _divergence(h0: _H, th: Thresholds) -> Finding | None:
     first_bad: int | None = None
     metric = ""
+    h = h0
     for c in ("train_loss", "val_loss"):
-        x = h.cols.get(c)
-        if x is None:
-            continue
-        bad = ~np.isfinite(x) & ~np.isnan(x) | np.isnan(x)
-        # a NaN that only means "not measured" is indistinguishable from a NaN loss here;
-        # the run format writes a diverged loss as "NaN", so both count.
+        if c not in h0.cols or (c in h0.present and not h0.present[c].any()):
+            continue  # never logged
+        hc = h0.only(c)  # a NaN where the metric was not logged is no data, not a NaN loss
+        bad = ~np.isfinite(hc.cols[c])
         if bad.any():
             i = int(np.argmax(bad))
-            if first_bad is None or i < first_bad:
-                first_bad, metric = i, c
+            if first_bad is None or hc.epochs[i] < h.epochs[first_bad]:
+                first_bad, metric, h = i, c, hc
     if first_bad is not None:
         x = h.cols[metric]
         bad = ~np.isfinite(x)
@@ -135,6 +166,7 @@ def _divergence(h: _H, th: Thresholds) -> Finding | None:
     if not (h.has("train_loss") or h.has("val_loss")):
         return None
     metric = "train_loss" if h.has("train_loss") else "val_loss"
+    h = h.only(metric)
     exploded, runmin = _exploded(h.cols[metric], th)
     k = th.diverge_epochs
     if h.n >= k + 1 and exploded[-k:].all():
@@ -171,6 +203,7 @@ def _unstable(h: _H, th: Thresholds) -> Finding | None:
     metric = "train_loss" if h.has("train_loss", 3) else ("val_loss" if h.has("val_loss", 3) else None)
     if metric is None:
         return None
+    h = h.only(metric)
     x = h.cols[metric]
     fin = np.isfinite(x)
     xf = np.where(fin, x, np.nan)
@@ -284,6 +317,7 @@ def _trend_width(th: Thresholds) -> int:
 def _plateau(h: _H, th: Thresholds, metric: str | None, unstable: bool = False) -> Finding | None:
     if metric is None or h.epochs[-1] < th.start_from_epoch:
         return None
+    h = h.only(metric)
     x = h.cols[metric]
     st = _plateau_state(h, metric, th)
     if st is None:
@@ -339,7 +373,7 @@ def _plateau(h: _H, th: Thresholds, metric: str | None, unstable: bool = False) 
     flat_txt = (f", with a flat trend ({-flat_change:+.1%} projected over the next {th.patience} epochs)"
                 if wait < th.patience else "")
     msg = (f"{name} has not improved significantly since epoch {int(ep[j0])} and has set no new low for "
-           f"{wait} epochs{flat_txt} (best smoothed level {_g(st['best'])}): training has plateaued.")
+           f"{int(ep[-1] - ep[anchor])} epochs{flat_txt} (best smoothed level {_g(st['best'])}): training has plateaued.")
     advice = ("Stop and keep the best checkpoint, or lower the learning rate (e.g. by 10x) to "
               "squeeze out the rest")
     tr = h.cols.get("train_loss")
@@ -357,6 +391,7 @@ def _plateau(h: _H, th: Thresholds, metric: str | None, unstable: bool = False) 
 def _still_improving(h: _H, th: Thresholds, metric: str | None) -> Finding | None:
     if metric is None:
         return None
+    h = h.only(metric)
     x = h.cols[metric]
     if not np.isfinite(x[-1]):
         return None
@@ -440,6 +475,7 @@ def _overfitting(h: _H, th: Thresholds) -> tuple[Finding | None, dict[str, Any] 
     """Returns (overfitting finding, the confirmed rise state used also for overconfidence)."""
     if not h.has("val_loss", 3) or h.epochs[-1] < th.start_from_epoch:
         return None, None
+    h = h.only("val_loss")
     v = h.cols["val_loss"]
     S = h.smooth("val_loss", th.window)
     tr = h.cols.get("train_loss") if h.has("train_loss", 3) else None
@@ -478,6 +514,7 @@ def _overfitting(h: _H, th: Thresholds) -> tuple[Finding | None, dict[str, Any] 
 def _overconfidence(h: _H, th: Thresholds, r: dict[str, Any] | None) -> Finding | None:
     if r is None or not h.has("val_acc", 3):
         return None
+    h = h.only("val_loss")  # r's rows are the validation checks
     a = h.cols["val_acc"]
     m = r["m"]
     hw = th.window // 2
@@ -505,6 +542,7 @@ def _overconfidence(h: _H, th: Thresholds, r: dict[str, Any] | None) -> Finding 
 def _underfitting(h: _H, th: Thresholds) -> Finding | None:
     if not h.has("train_loss", 3) or h.epochs[-1] < th.start_from_epoch:
         return None
+    h = h.only("train_loss")
     tr = h.cols["train_loss"]
     st = _plateau_state(h, "train_loss", th)
     if st is None:
@@ -584,7 +622,14 @@ def _grad_series(h: _H) -> tuple[str, np.ndarray] | None:
     return None
 
 
+def _grad_rows(h: _H) -> _H:
+    """The rows where the gradient norm the detectors read has data."""
+    series = _grad_series(h)
+    return h.only(series[0]) if series is not None else h
+
+
 def _exploding(h: _H, th: Thresholds, lf: _Layers | None) -> Finding | None:
+    h = _grad_rows(h)
     series = _grad_series(h)
     if series is None:
         return None
@@ -646,6 +691,7 @@ def _exploding(h: _H, th: Thresholds, lf: _Layers | None) -> Finding | None:
 
 
 def _vanishing(h: _H, th: Thresholds, lf: _Layers | None) -> Finding | None:
+    h = _grad_rows(h)
     ep = h.epochs
     # per layer: layers whose recent norm is a tiny fraction of the largest layer's
     if lf is not None:

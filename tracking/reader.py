@@ -309,6 +309,7 @@ class JsonlFrame:
         self.problems: list[str] = []
         self._rows: list[dict[str, Any]] = []
         self._frame: pd.DataFrame | None = None
+        self.mark_absent = False
 
     def read(self) -> pd.DataFrame:
         chunk = read_from(self.path, self.offset)
@@ -320,9 +321,13 @@ class JsonlFrame:
         self._rows.extend(rows)
         frame = self._frame
         if frame is None or (rows and not self._appends_in_order(frame, rows)):
-            frame = _table(self._rows, self.key)
+            frame = _table(self._rows, self.key, self.mark_absent)
         elif rows:
-            frame = pd.concat([frame, _table(rows, self.key)], ignore_index=True)
+            new = _table(rows, self.key, self.mark_absent)
+            # the ABSENT column is relative to the table's columns: rebuild when they differ
+            frame = (pd.concat([frame, new], ignore_index=True)
+                     if list(new.columns) == list(frame.columns)
+                     else _table(self._rows, self.key, self.mark_absent))
         self._frame = frame
         return frame
 
@@ -357,6 +362,7 @@ class HistoryReader(JsonlFrame):
 
     def __init__(self, run_dir: str | Path, filename: str = P.METRICS):
         super().__init__(Path(run_dir) / filename, "epoch", _metrics_row)
+        self.mark_absent = True  # the ABSENT column
 
 
 class LayersReader(JsonlFrame):
@@ -377,10 +383,20 @@ def _valid_epoch(e: Any) -> bool:
     return isinstance(e, int) and not isinstance(e, bool) and e >= 1
 
 
-def _table(rows: list[dict[str, Any]], key: str) -> pd.DataFrame:
+#: Column naming, per row, the columns that row's record did not have (comma-separated; only
+#: present when some record lacks one): a metric logged every 2nd epoch is *absent* (no data)
+#: in the others, while a logged NaN ("NaN" in the file) is a value. Both read as NaN in their
+#: column; diagnosis reads this column to keep them apart (diagnosis.engine.ABSENT).
+ABSENT = "absent"
+
+
+def _table(rows: list[dict[str, Any]], key: str, mark_absent: bool = False) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame({key: pd.Series(dtype="int64")})
     frame = pd.DataFrame.from_records(rows)
+    names = [c for c in frame.columns if c != ABSENT]
+    if mark_absent and any(len(r) < len(names) for r in rows):
+        frame[ABSENT] = [",".join(c for c in names if c not in r) for r in rows]
     for col in frame.columns:
         if col != key and frame[col].dtype == object and _mostly_numeric(frame[col]):
             frame[col] = pd.to_numeric(frame[col], errors="coerce")

@@ -93,7 +93,7 @@ labels = {r.id: (r.name if names.count(r.name) == 1 else f"{r.name} ({r.id[-4:]}
           for r in sel}
 histories = {r.id: data.load_history(r.path) for r in sel}
 columns = sorted({c for h in histories.values() for c in h.columns}
-                 - {"epoch", "step", "time"},
+                 - {"epoch", "step", "time", "absent"},
                  key=lambda c: (not c.startswith("val_"), not c.endswith("loss"), c))
 if not columns:
     st.info("None of these runs has finished an epoch yet.")

@@ -1,0 +1,113 @@
+"""The failure classes of issue 13, each on formula curves (closed-form curves plus seeded noise)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diagnosis import diagnose
+from tests.diagnosis_cases import decay, epochs, noisy, u_shape
+from tracking import HistoryReader, Run, read_history
+
+# ------------------------------------------------------------------ class 6: sparse metrics
+
+
+def _log_sparse(tmp_path, val, *, every=2, nan_at=None, live=False):
+    """A tracking.Run loop that logs train_loss every epoch and val_loss every `every`-th
+    epoch (a logged NaN at `nan_at`); returns the history read back (and, with live=True,
+    the frames a live follower saw after each epoch)."""
+    n = val.size
+    train = decay(n, start=2.3, floor=0.05, tau=10.0)
+    frames = []
+    with Run.create(tmp_path / "runs", name="sparse", epochs=n) as run:
+        follower = HistoryReader(run.path)
+        for e in range(1, n + 1):
+            metrics = {"train_loss": float(train[e - 1])}
+            if e % every == 0:
+                metrics["val_loss"] = float("nan") if e == nan_at else float(val[e - 1])
+            run.log_epoch(e, **metrics)
+            if live:
+                frames.append(follower.read())
+        path = run.path
+    return read_history(path), frames
+
+
+def test_validation_every_second_epoch_is_no_divergence(tmp_path):
+    val = noisy(decay(40, start=2.4, floor=0.3, tau=8.0), 0.01, seed=1)
+    history, frames = _log_sparse(tmp_path, val, live=True)
+    assert history["val_loss"].isna().sum() == 20  # the odd epochs have no validation
+    for t in range(1, len(history) + 1):
+        assert "divergence" not in [f.kind for f in diagnose(history.iloc[:t])], t
+    # a live follower (appending reads) sees the same
+    for t, frame in enumerate(frames, start=1):
+        assert "divergence" not in [f.kind for f in diagnose(frame)], t
+
+
+def test_a_logged_nan_in_a_sparse_metric_is_a_divergence(tmp_path):
+    val = noisy(decay(30, start=2.4, floor=0.3, tau=8.0), 0.01, seed=2)
+    history, frames = _log_sparse(tmp_path, val, nan_at=20, live=True)
+    found = {f.kind: f for f in diagnose(history)}
+    assert found["divergence"].start_epoch == 20
+    assert found["divergence"].end_epoch == 20  # finite validation values came back at 22
+    assert found["divergence"].metric == "val_loss"
+    live = {f.kind: f for f in diagnose(frames[19])}  # right after epoch 20
+    assert live["divergence"].start_epoch == 20 and live["divergence"].ongoing
+    assert "divergence" not in [f.kind for f in diagnose(frames[18])]
+
+
+def test_detectors_work_on_the_epochs_where_their_metric_exists(tmp_path):
+    # a U-shaped validation loss measured every 3rd epoch: overfitting from its minimum
+    val = u_shape(90, turn=30, slope=0.02)
+    history, _ = _log_sparse(tmp_path, noisy(val, 0.005, seed=3), every=3)
+    found = {f.kind: f for f in diagnose(history)}
+    assert "divergence" not in found
+    assert found["overfitting"].start_epoch % 3 == 0
+    assert 24 <= found["overfitting"].start_epoch <= 36
+    # and the epoch at which it is first reported is a validation epoch, a few checks later
+    first = next(t for t in range(10, 91)
+                 if "overfitting" in [f.kind for f in diagnose(history.iloc[:t])])
+    assert first % 3 == 0 and first < 70
+
+
+def test_a_flat_sparse_validation_loss_plateaus_in_validation_checks():
+    n = 60
+    e = epochs(n)
+    val = noisy(0.5 + 1.8 * np.exp(-(e - 1) / 4.0), 0.003, seed=4)
+    h = pd.DataFrame({"epoch": e, "train_loss": decay(n, floor=0.45, tau=4.0),
+                      "val_loss": np.where(e % 2 == 0, val, np.nan),
+                      "absent": np.where(e % 2 == 0, "", "val_loss")})
+    found = {f.kind: f for f in diagnose(h)}
+    assert "divergence" not in found
+    assert found["plateau"].start_epoch % 2 == 0
+
+
+def test_an_absent_column_in_a_hand_made_frame_marks_no_data():
+    n = 30
+    e = epochs(n)
+    val = decay(n, start=2.4, floor=0.3)
+    base = {"epoch": e, "train_loss": decay(n), "val_loss": np.where(e % 2 == 0, val, np.nan)}
+    # without the column, a NaN is a logged NaN (the trainer's records, the eval corpus)
+    assert "divergence" in [f.kind for f in diagnose(pd.DataFrame(base))]
+    marked = pd.DataFrame({**base, "absent": np.where(e % 2 == 0, None, "val_loss")})
+    assert "divergence" not in [f.kind for f in diagnose(marked)]
+
+
+@pytest.mark.parametrize("every", [2, 5])
+def test_sparse_noisy_healthy_run_gets_no_problem(tmp_path, every):
+    val = noisy(decay(60, start=2.4, floor=0.3, tau=15.0), 0.01, seed=5 + every)
+    history, _ = _log_sparse(tmp_path, val, every=every)
+    problems = {f.kind for f in diagnose(history)} & {"divergence", "overfitting", "unstable"}
+    assert not problems
+
+
+def test_the_reader_and_the_engine_name_the_absent_column_alike():
+    from diagnosis import ABSENT
+    from tracking.reader import ABSENT as READER_ABSENT
+    assert ABSENT == READER_ABSENT
+
+
+def test_a_fully_logged_history_has_no_absent_column(tmp_path):
+    val = decay(10, start=2.4, floor=0.3)
+    history, _ = _log_sparse(tmp_path, val, every=1)
+    assert "absent" not in history.columns
