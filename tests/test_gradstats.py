@@ -73,6 +73,8 @@ def test_clipping_uses_the_norm_before_clipping_and_counts_the_clipped_steps():
     record, _, steps, reported = _epoch_with_reference(trainer, 1)
     # what the optimizer saw was clipped to the limit; what was logged was not
     assert all(math.sqrt(sum(v * v for v in s)) <= 0.05 * (1 + 1e-4) for s in steps)
+    # some step's norm exceeds the limit: over seeds 0-4 and 1-2 threads the largest is
+    # 0.56-0.91, 11-18x the limit (bench/test_margins.py, check `clip`)
     assert record["grad_norm_max"] == pytest.approx(max(reported)) and max(reported) > 0.05
     assert 0 < record["clipped_fraction"] <= 1
 

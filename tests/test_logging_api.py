@@ -44,6 +44,9 @@ def test_readme_example_loop_writes_a_complete_run(tmp_path):
     assert info.state == "completed" and info.epoch == 20 and info.config["hidden"] == 32
     history = read_history(run)
     assert history["epoch"].tolist() == list(range(1, 21))
+    # the example seeds nothing, so each run starts from a fresh initialisation: over torch
+    # seeds 0-4 and 1-2 threads its val loss falls by 83-85% (bench/test_margins.py, check
+    # `own_loop`), never near the 0% this asserts
     assert history["val_loss"].iloc[-1] < history["val_loss"].iloc[0]
     assert all(math.isfinite(g) and g > 0 for g in history["grad_norm"])
     assert set(read_layers(run).columns) == {"epoch", "0.weight", "0.bias", "2.weight",
