@@ -23,12 +23,13 @@ def trainer_cmd(*args: str) -> list[str]:
 
 
 def run_trainer(*args: str, runs_dir: Path | None = None, timeout: float = 240,
-                cwd: Path | None = None) -> subprocess.CompletedProcess:
+                cwd: Path | None = None,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run the trainer's command line (`python -m trainer ARGS`) to completion in a process of
     its own and return the finished process. The process is forked from a server that has
     made the trainer's imports (tests/forked_trainer.py): the same main, exit status and
     output, without 3 s of imports for each of the suite's hundreds of runs."""
-    env = {"PYTHONPATH": str(ROOT)}
+    env = {"PYTHONPATH": str(ROOT), **(env or {})}
     if runs_dir is not None:
         env["CURVEWATCH_RUNS"] = str(runs_dir)
     return trainer_forks().run(*args, env=env, cwd=cwd or ROOT, timeout=timeout)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -28,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import tracking  # noqa: E402
-from conftest import wait_for  # noqa: E402,F401  (tests use dfx.wait_for)
+import tracking  # noqa: E402,F401  (tests use dfx.tracking)
+from conftest import run_trainer, trainer_forks, wait_for  # noqa: E402,F401  (dfx.wait_for)
 from tracking import Run  # noqa: E402
 
 LAYERS = ("net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias")
@@ -41,10 +40,8 @@ OVERFIT_ARGS = ("--dataset", "digits", "--train-size", "300", "--label-noise", "
 
 
 def trainer(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "trainer", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT, env=env,
-                          stdin=subprocess.DEVNULL)
+    """`python -m trainer ARGS` to its end, in a process forked from the pre-imported server."""
+    return run_trainer(*args, timeout=timeout)
 
 
 def started_id(proc: subprocess.CompletedProcess) -> str:
@@ -172,32 +169,26 @@ SWEEP_ARGS = ("sweep", "--name", "real-sweep", "--grid", "lr=1e-3,1e-2", "--epoc
 
 
 def make_real_runs(root: Path, fx: Fixtures, timeout: float = 240) -> None:
-    """Real trainings started at once (detached): an overfitting run with early stopping, a
+    """Real trainings started at once: an overfitting run with early stopping, a
     short healthy one, a 3-fold cross-validation group and a 2-setting sweep; returns when
     all have finished. One torch thread each (a 2-core machine must not thrash)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     jobs = {"real_overfit": ("run", "--name", "real-overfit", *THREADS, *OVERFIT_ARGS),
             "real_healthy": ("run", "--name", "real-healthy", "--epochs", "6", "--seed", "1",
                              "--log-every-steps", "5", *THREADS),
             "real_group": KFOLD_ARGS,
             "real_sweep": SWEEP_ARGS}
-    procs = {role: subprocess.Popen([sys.executable, "-m", "trainer", args[0], "--detach",
-                                     "--runs-dir", str(root), *args[1:]], cwd=ROOT, env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    stdin=subprocess.DEVNULL)
-             for role, args in jobs.items()}
-    for role, p in procs.items():
-        out, err = p.communicate(timeout=timeout)
-        fx.ids[role] = started_id(subprocess.CompletedProcess(p.args, p.returncode, out, err))
-    for role in ("real_overfit", "real_healthy"):
-        path = root / fx.ids[role]
-        wait_for(lambda path=path: tracking.read_run(path).state not in ("running",),
-                 timeout=timeout, every=0.2, what=f"the {role} training to finish")
-    for role in ("real_group", "real_sweep"):
-        gpath = root / fx.ids[role]
-        wait_for(lambda gpath=gpath: tracking.read_group(gpath, curves=False).state
-                 not in ("running",),
-                 timeout=timeout, every=0.2, what=f"the {role} group to finish")
+    # all four at once, each in the foreground of a process forked from the pre-imported
+    # server (a detached start would import torch twice more for each)
+    forks = trainer_forks()
+    pids = {role: forks.fork(args[0], "--runs-dir", str(root), *args[1:])
+            for role, args in jobs.items()}
+    for pid in pids.values():
+        forks.go(pid)
+    for role, pid in pids.items():
+        code = forks.wait(pid, timeout=timeout)
+        out, err = forks.output(pid)
+        assert code == 0, f"{role}: exit {code}\n{err[-2000:]}"
+        fx.ids[role] = out.split()[1].rstrip(":")  # "run ID in ..." or "group ID: ..."
 
 
 _CACHE: dict[str, Fixtures] = {}

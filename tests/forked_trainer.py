@@ -73,6 +73,9 @@ for line in sys.stdin:
     elif req["cmd"] == "wait":
         _, status = os.waitpid(req["pid"], 0)
         reply(code=os.waitstatus_to_exitcode(status))
+    elif req["cmd"] == "poll":
+        pid, status = os.waitpid(req["pid"], os.WNOHANG)
+        reply(code=os.waitstatus_to_exitcode(status) if pid else None)
 """
 
 
@@ -136,6 +139,11 @@ class TrainerForks:
         if expired.is_set():
             raise subprocess.TimeoutExpired(["trainer", str(pid)], timeout or 0)
         return code
+
+    def poll(self, pid: int) -> int | None:
+        """The child's exit status once it has ended (reaped then: ask once), else None."""
+        code = self._ask(cmd="poll", pid=pid)["code"]
+        return None if code is None else int(code)
 
     def output(self, pid: int) -> tuple[str, str]:
         """What the child `pid` wrote to stdout and stderr."""

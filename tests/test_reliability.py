@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, only_run, trainer_cmd, wait_for
+from conftest import ROOT, only_run, run_trainer, trainer_cmd, trainer_forks, wait_for
 from forked_trainer import TrainerForks
 from tracking import HistoryReader, list_runs, load_checkpoint, read_run
 from tracking.jsonio import read_json
@@ -196,10 +196,8 @@ def test_full_disk_fails_the_run_cleanly_and_keeps_every_line(tmp_path):
         pytest.skip("mounting a tmpfs needs root (CI runs as root)")
     try:
         runs = disk / "runs"
-        done = subprocess.run(trainer_cmd("run", "--epochs", "100000", *TINY),
-                              env=_env(CURVEWATCH_RUNS=str(runs),
-                                       CURVEWATCH_CHECKPOINT_SECONDS="0"),
-                              capture_output=True, text=True, cwd=ROOT, timeout=300)
+        done = run_trainer("run", "--epochs", "100000", *TINY, runs_dir=runs, timeout=300,
+                           env={"CURVEWATCH_CHECKPOINT_SECONDS": "0"})
         assert done.returncode == 1, done.stderr[-2000:]
         run = only_run(runs)
         info = read_run(run)
@@ -213,14 +211,18 @@ def test_full_disk_fails_the_run_cleanly_and_keeps_every_line(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_eight_writers_and_a_reader_every_100ms_never_see_a_torn_or_missing_epoch(runs_dir):
-    env = _env(CURVEWATCH_RUNS=str(runs_dir))
-    procs = [subprocess.Popen(trainer_cmd("run", "--epochs", "60", "--name", f"w{i}",
-                                          "--seed", str(i), *TINY),
-                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE) for i in range(8)]
+    """Eight trainer processes (forked from the pre-imported server, so they start together)
+    write their runs while this process reads them all every 100 ms."""
+    forks = trainer_forks()
+    pids = [forks.fork("run", "--epochs", "60", "--name", f"w{i}", "--seed", str(i), *TINY,
+                       env={"CURVEWATCH_RUNS": str(runs_dir)}) for i in range(8)]
+    for pid in pids:
+        forks.go(pid)
+    codes: dict[int, int | None] = dict.fromkeys(pids)
     readers: dict[str, HistoryReader] = {}
     reads, problems = 0, []
-    while any(p.poll() is None for p in procs) or reads == 0:
+    while any(c is None for c in codes.values()) or reads == 0:
+        codes.update({p: forks.poll(p) for p, c in codes.items() if c is None})
         for info in list_runs(runs_dir):
             if info.problem:
                 problems.append(f"{info.id}: {info.problem}")
@@ -232,7 +234,7 @@ def test_eight_writers_and_a_reader_every_100ms_never_see_a_torn_or_missing_epoc
             problems.extend(reader.problems)
             reads += 1
         time.sleep(0.1)  # the reader's refresh interval under test, not a synchronisation
-    assert [p.wait() for p in procs] == [0] * 8, [p.stderr.read()[-500:] for p in procs]
+    assert list(codes.values()) == [0] * 8, [forks.output(p)[1][-500:] for p in pids]
     assert problems == []
     assert reads > 8
     final = {i.name: i for i in list_runs(runs_dir)}
