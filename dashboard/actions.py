@@ -120,9 +120,15 @@ def start_demo(runs_dir: Path) -> CliResult:
 def delete_run(runs_dir: Path, run_id: str) -> Path:
     """Remove one run folder. Only a folder returned by tracking.run_path, which rejects
     traversal and symlinks, is ever removed; a running run is refused."""
+    from tracking.procinfo import lock_held
+
     path = tracking.run_path(runs_dir, run_id)
     info = tracking.read_run(path)
     if info.state == "running":
         raise RuntimeError(f"run {run_id} is still running; stop it before deleting it")
+    if lock_held(path):  # the lock, not the displayed state, says whether it is live
+        raise RuntimeError(f"run {run_id} shows {info.state.replace('_', ' ')} but a live "
+                           "process still holds it (its lock is taken); stop it or wait for "
+                           "it to end before deleting it")
     shutil.rmtree(path)
     return path

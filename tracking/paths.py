@@ -36,6 +36,11 @@ GROUP_JSON = "group.json"  # marks a group folder (tracking/groups.py)
 GROUP_LOG = "group.log"  # a detached group runner's output, in the group folder
 MEMBER_LOGS = "logs"  # the group folder's logs/<index>.log: each member's trainer output
 RESERVE = ".reserve"
+LOCK = ".lock"  # flock held by the process training the run (trainer/launch.py)
+#: written by `resume --detach` before it starts the worker, removed by the worker: a STOP
+#: that lands in between is for the resumed run, not a leftover to clear
+RESUMING = ".resuming"
+RESUMING_FRESH_SECONDS = 120.0
 RESERVE_BYTES = 64 * 1024
 
 #: States a writer records. `crashed` is never written: readers derive it.

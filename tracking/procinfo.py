@@ -1,8 +1,10 @@
 """Is the process that wrote a status file still alive? (Linux /proc, with a portable fallback.)"""
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
+from pathlib import Path
 
 
 def hostname() -> str:
@@ -65,3 +67,26 @@ def process_alive(pid: int, start_ticks: int | None = None) -> bool:
         if now_ticks is not None and now_ticks != start_ticks:
             return False
     return True
+
+
+def lock_held(run_dir: str | Path, name: str = ".lock") -> bool:
+    """True while a live process holds the run folder's lock (the trainer's `.lock`, an
+    exclusive flock the kernel drops when the process dies): the truth about whether a run is
+    being trained, whatever its status.json says (a process paused for over 30 s shows as
+    crashed, yet holds its lock). Probes with a shared, non-blocking flock that is released at
+    once; a missing or non-regular lock file counts as not held."""
+    from .safeio import open_regular
+
+    try:
+        fd = open_regular(Path(run_dir) / name)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # also releases the probe's shared lock
+    return False

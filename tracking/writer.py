@@ -102,10 +102,12 @@ class Run:
 
     @classmethod
     def reopen(cls, run_dir: str | Path, *, epochs: int | None = None, resumed: bool = True,
-               heartbeat_seconds: float = HEARTBEAT_SECONDS) -> "Run":
+               heartbeat_seconds: float = HEARTBEAT_SECONDS, clear_stop: bool = True) -> "Run":
         """Continue writing an existing run in this process: state goes back to `running` and
         later epochs append after the ones already written. `resumed=False` is a detached
-        worker taking over the folder its launcher just created."""
+        worker taking over the folder its launcher just created. `clear_stop=False` keeps a
+        STOP file (a detached resume's launcher cleared the old one; a STOP written since is a
+        request to stop the resumed run)."""
         path = Path(run_dir)
         info = read_json(path / P.RUN_JSON)
         try:
@@ -123,6 +125,7 @@ class Run:
         status["resumes"] = resumes + int(resumed)
         if resumed:
             status["resumed_at"] = time.time()
+        if resumed and clear_stop:
             # a STOP left from before (a group's stop can land after its member has ended)
             # must not stop the run its owner now asks to go on
             try:

@@ -26,7 +26,8 @@ from tracking import (
     read_run,
     run_path,
 )
-from tracking.paths import STOP, check_name, is_run_id
+from tracking.paths import RESUMING, RESUMING_FRESH_SECONDS, STOP, check_name, is_run_id
+from tracking.procinfo import lock_held
 
 from .config import DEFAULTS, FIELDS, TrainConfig, load_config_file, validate
 from .errors import ConfigError, did_you_mean
@@ -384,10 +385,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from .runner import prepare, run_epochs
 
     run_dir = Path(args.run_dir)
-    lock = lock_run(run_dir)
+    lock = lock_run(run_dir, wait=1.0)
     try:
         if args.resume:
-            return _resume_here(run_dir, None)
+            # a STOP written after `resume --detach` cleared the old one is for this run
+            pending = _resume_pending(run_dir)
+            try:
+                return _resume_here(run_dir, None, keep_stop=pending)
+            finally:
+                (run_dir / RESUMING).unlink(missing_ok=True)
         info = read_run(run_dir)
         cfg = validate(info.config)
         run = Run.reopen(run_dir, epochs=cfg.epochs, resumed=False)
@@ -423,21 +429,54 @@ def _resume_plan(run_dir: Path, epochs: Any) -> TrainConfig:
     return cfg
 
 
-def _resume_here(run_dir: Path, epochs: Any) -> int:
-    from tracking import LAST, load_checkpoint, read_history
+def _resume_pending(run_dir: Path) -> bool:
+    """A `resume --detach` started a worker for this run moments ago (its marker is fresh)."""
+    try:
+        age = time.time() - (run_dir / RESUMING).stat().st_mtime
+    except OSError:
+        return False
+    return 0 <= age < RESUMING_FRESH_SECONDS
+
+
+def _load_last(run_dir: Path, trainer: Any = None) -> dict[str, Any] | None:
+    """last.pt (None when there is none), loaded into `trainer` when given; a checkpoint
+    that cannot be loaded safely or does not fit the run is a one-line UsageError."""
+    from tracking import LAST, load_checkpoint
+    from tracking.checkpoints import CheckpointError
+
+    if not os.path.lexists(run_dir / "checkpoints" / LAST):
+        return None
+    try:
+        state = load_checkpoint(run_dir, LAST,
+                                map_location=trainer.device if trainer is not None else "cpu")
+        epoch = state["epoch"]
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
+            raise ValueError("its epoch is not a positive integer")
+        if trainer is not None:
+            trainer.load_state(state)
+    except CheckpointError as e:
+        raise UsageError(f"run {run_dir.name} cannot be resumed: {e}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        raise UsageError(f"run {run_dir.name} cannot be resumed: checkpoints/{LAST} does not "
+                         f"fit this run ({type(e).__name__})") from None
+    return state
+
+
+def _resume_here(run_dir: Path, epochs: Any, *, keep_stop: bool = False) -> int:
+    from tracking import read_history
 
     from .runner import prepare, run_epochs
 
     cfg = _resume_plan(run_dir, epochs)
     trainer = prepare(cfg)
-    start, best, state = 1, None, None
+    start, best = 1, None
     written = read_history(run_dir)
     last_written = int(written["epoch"].max()) if len(written) else 0
-    if (run_dir / "checkpoints" / LAST).exists():
-        state = load_checkpoint(run_dir, LAST, map_location=trainer.device)
-        trainer.load_state(state)
+    state = _load_last(run_dir, trainer)
+    if state is not None:
         start, best = int(state["epoch"]) + 1, state.get("best_val_loss")
-    run = Run.reopen(run_dir, epochs=cfg.epochs)
+    run = Run.reopen(run_dir, epochs=cfg.epochs, clear_stop=not keep_stop)
+    (run_dir / RESUMING).unlink(missing_ok=True)  # running now: status.json says so
     if state is not None and last_written < state["epoch"]:
         # killed between writing last.pt and its metrics line: the checkpoint holds the record
         run.log_epoch(**state["record"])
@@ -498,19 +537,26 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run_dir = resolve_run(_runs_dir(args), args.run)
     if is_group_dir(run_dir):
         return _resume_group(run_dir, args)
-    if args.detach:
+    try:  # the lock, not the displayed state, says whether a process still trains it
+        lock = lock_run(run_dir)
+    except RunLocked:
+        raise UsageError(f"run {run_dir.name} is still held by a live process (its lock is "
+                         f"taken) although it shows {read_run(run_dir).state}; stop it or "
+                         "wait for it to end") from None
+    try:
+        if not args.detach:
+            return _resume_here(run_dir, args.epochs)
         cfg = _resume_plan(run_dir, args.epochs)
+        _load_last(run_dir)  # a last.pt that cannot be resumed is refused here, in one line
         if args.epochs is not None:
             _update_config_epochs(run_dir, cfg.epochs)
+        # from here a `stop` is for the resumed run: clear the old STOP, mark the start
+        (run_dir / STOP).unlink(missing_ok=True)
+        (run_dir / RESUMING).touch()
+        lock.close()  # the worker takes it over
         pid = spawn_worker(run_dir, resume=True)
         print(f"resuming {run_dir.name} (pid {pid}) in {run_dir}")
         return EXIT_OK
-    try:
-        lock = lock_run(run_dir)
-    except RunLocked as e:
-        raise UsageError(str(e)) from None
-    try:
-        return _resume_here(run_dir, args.epochs)
     finally:
         lock.close()
 
@@ -573,13 +619,22 @@ def cmd_stop(args: argparse.Namespace) -> int:
     if is_group_dir(run_dir):
         return _stop_group(args, run_dir)
     info = read_run(run_dir)
-    if info.state != "running":
+    # live: it says running, or a process holds its lock (paused for over 30 s it shows
+    # crashed), or a `resume --detach` is starting it (the worker keeps this STOP)
+    pending = _resume_pending(run_dir)
+    if info.state != "running" and not lock_held(run_dir) and not pending:
         print(f"run {info.id} is not running (state {info.state}); nothing to stop",
               file=sys.stderr)
         return EXIT_NOT_RUNNING
     (run_dir / STOP).touch()
-    print(f"asked {info.id} to stop after its current epoch")
-    return _wait_until_stopped(lambda: read_run(run_dir).state, f"run {info.id}", args.wait)
+    print(f"asked {info.id} to stop after its current epoch"
+          + (" (its resume is starting)" if pending and info.state != "running" else ""))
+
+    def state() -> str:
+        return "running" if _resume_pending(run_dir) or lock_held(run_dir) \
+            else read_run(run_dir).state
+
+    return _wait_until_stopped(state, f"run {info.id}", args.wait)
 
 
 def _wait_until_stopped(state: Callable[[], str], what: str, wait: float) -> int:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,17 +52,23 @@ class RunLocked(RuntimeError):
     """Another live process holds the run folder."""
 
 
-def lock_run(run_dir: Path) -> IO[bytes]:
+def lock_run(run_dir: Path, *, wait: float = 0.0) -> IO[bytes]:
     """Hold an exclusive lock on the run folder for as long as the returned file stays open
-    (the kernel drops it when the process dies, however it dies)."""
+    (the kernel drops it when the process dies, however it dies). `wait`: seconds to keep
+    trying (a reader's probe, tracking.procinfo.lock_held, holds a shared lock for an
+    instant)."""
     f = open(Path(run_dir) / LOCK, "ab")
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        raise RunLocked(f"run {Path(run_dir).name} is being trained by another process") \
-            from None
-    return f
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return f
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                f.close()
+                raise RunLocked(f"run {Path(run_dir).name} is being trained by another "
+                                "process") from None
+            time.sleep(0.01)
 
 
 class SigtermStop:
