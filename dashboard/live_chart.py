@@ -16,6 +16,7 @@ import functools
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -39,11 +40,14 @@ def _component():
         index = (HERE / "index.html").read_bytes()
         tag = hashlib.sha1(index + plotly.__version__.encode()).hexdigest()[:10]
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        for parent in (base / "curvewatch", Path(tempfile.gettempdir()) / "curvewatch"):
+        for parent in (base / "curvewatch",
+                       Path(tempfile.gettempdir()) / f"curvewatch-{os.getuid()}"):
             try:
-                target = parent / f"chart-{tag}"
+                target = _private_dir(parent) / f"chart-{tag}"
+                if os.path.islink(target):
+                    raise OSError(f"{target} is a symlink")
                 if not (target / "plotly.min.js").exists():
-                    tmp = Path(tempfile.mkdtemp(dir=_mkdir(parent)))
+                    tmp = Path(tempfile.mkdtemp(dir=parent))
                     shutil.copyfile(HERE / "index.html", tmp / "index.html")
                     shutil.copyfile(_plotly_js(), tmp / "plotly.min.js")
                     try:
@@ -58,8 +62,20 @@ def _component():
     return None
 
 
-def _mkdir(p: Path) -> Path:
-    p.mkdir(parents=True, exist_ok=True)
+def _private_dir(p: Path) -> Path:
+    """`p`, created private (0700) if missing, and only if it is a real folder (not a symlink)
+    that this user owns and nobody else may write to: the page's JavaScript is served from
+    it, so a folder someone else made (a shared /tmp) must never be used. Raises OSError."""
+    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        p.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st_ = os.lstat(p)
+    if not stat.S_ISDIR(st_.st_mode):
+        raise OSError(f"{p} is not a folder (or is a symlink)")
+    if st_.st_uid != os.getuid() or st_.st_mode & 0o022:
+        raise OSError(f"{p} belongs to another user or others may write to it")
     return p
 
 

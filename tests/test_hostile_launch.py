@@ -187,3 +187,39 @@ def test_the_cli_still_reads_a_csv_anywhere_including_through_a_symlink(tmp_path
     from trainer.data import _from_csv
     x, y = _from_csv(str(tmp_path / "link.csv"), "y")
     assert x.shape == (20, 1) and len(y) == 20
+
+
+def test_the_chart_cache_folder_is_private_and_never_someone_elses(tmp_path, monkeypatch):
+    """The live chart's JavaScript is served from a cache folder; when the user cache cannot
+    be made, the fallback under the temp folder must be this user's, private, never a folder
+    someone else planted there (it used to be /tmp/curvewatch, used whoever made it)."""
+    import tempfile
+
+    from dashboard import live_chart
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # the user cache cannot be made
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    planted = tmp_path / f"curvewatch-{os.getuid()}"
+    planted.mkdir()
+    os.chmod(planted, 0o777)  # anyone may write into it
+    try:
+        live_chart._component.cache_clear()
+        assert live_chart._component() is None
+        os.chmod(planted, 0o755)
+        if os.geteuid() == 0:  # a folder another user made
+            os.chown(planted, 65534, 65534)
+            live_chart._component.cache_clear()
+            assert live_chart._component() is None
+        os.rmdir(planted)
+        planted.symlink_to(tmp_path)  # a symlink planted in its place
+        live_chart._component.cache_clear()
+        assert live_chart._component() is None
+        planted.unlink()
+        live_chart._component.cache_clear()
+        comp = live_chart._component()  # made by us, private
+        assert comp is not None and Path(comp.path).parent == planted
+        st_ = os.lstat(planted)
+        assert st_.st_uid == os.getuid() and st_.st_mode & 0o777 == 0o700
+    finally:
+        live_chart._component.cache_clear()
