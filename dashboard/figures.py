@@ -31,12 +31,13 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 SEVERITY_COLORS = {"info": "#1f77b4", "warning": "#ff9f1c", "critical": "#d62728"}
 #: Finding kinds drawn as a shaded span (from start to end, or to the last epoch if ongoing).
 SPAN_KINDS = {"overfitting": "rgba(214,39,40,0.12)", "plateau": "rgba(127,127,127,0.15)",
+              "converged": "rgba(44,160,44,0.10)",
               "unstable": "rgba(255,159,28,0.12)", "underfitting": "rgba(148,103,189,0.10)",
               "exploding_gradients": "rgba(214,39,40,0.10)",
               "vanishing_gradients": "rgba(23,190,207,0.12)"}
 #: Findings drawn on the learning curves; the gradient chart draws GRADIENT_KINDS.
 CURVE_KINDS = ("divergence", "unstable", "overfitting", "overconfidence", "underfitting",
-               "plateau")
+               "plateau", "converged")
 GRADIENT_KINDS = ("divergence", "exploding_gradients", "vanishing_gradients")
 X_AXES = {"epoch": "epoch", "step": "step", "time": "wall time (s)"}
 

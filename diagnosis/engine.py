@@ -39,6 +39,9 @@ COLUMNS: tuple[str, ...] = ("train_loss", "val_loss", "train_acc", "val_acc", "g
 ABSENT = "absent"
 #: Kinds that `should_stop` accepts.
 STOP_KINDS: tuple[str, ...] = ("overfitting", "plateau", "divergence")
+#: Kinds a stop kind also covers: a run stopped on plateaus stops when it has converged (a
+#: plateau at a low loss, reported as info).
+STOP_ALSO: dict[str, tuple[str, ...]] = {"plateau": ("converged",)}
 
 _NAMES = {"train_loss": "Training loss", "val_loss": "Validation loss", "grad_norm": "Gradient norm",
           "grad_norm_max": "Largest gradient norm", "train_acc": "Training accuracy",
@@ -372,8 +375,18 @@ def _plateau(h: _H, th: Thresholds, metric: str | None, unstable: bool = False) 
     j0 = min(st["j_sig"], anchor)
     flat_txt = (f", with a flat trend ({-flat_change:+.1%} projected over the next {th.patience} epochs)"
                 if wait < th.patience else "")
+    ev = {"wait": int(wait), "patience": th.patience, "best_level": st["best"],
+          "min_delta_used": st["delta"], "sigma": st["sigma"], "trend_z": z,
+          "trend_window": w, "expected_gain": gain, "flat_patience": th.flat_patience,
+          "flat_change": flat_change, "last_lr_change_epoch": int(ep[c]) if c >= 0 else -1}
+    first = float(finite(x)[0])
+    level = median_of_last(x, th.window)
+    if first > 0 and level <= th.converged_level * first:
+        return _converged(h, th, metric, j0, first, level, st["S"], ev)
     msg = (f"{name} has not improved significantly since epoch {int(ep[j0])} and has set no new low for "
-           f"{int(ep[-1] - ep[anchor])} epochs{flat_txt} (best smoothed level {_g(st['best'])}): training has plateaued.")
+           f"{int(ep[-1] - ep[anchor])} epochs{flat_txt} (best smoothed level {_g(st['best'])}"
+           + (f", {level / first:.0%} of its first value {_g(first)}" if first > 0 else "")
+           + "): training has plateaued.")
     advice = ("Stop and keep the best checkpoint, or lower the learning rate (e.g. by 10x) to "
               "squeeze out the rest")
     tr = h.cols.get("train_loss")
@@ -382,10 +395,28 @@ def _plateau(h: _H, th: Thresholds, metric: str | None, unstable: bool = False) 
                    "more data or regularisation would help more")
     advice += "."
     return Finding("plateau", "warning", int(ep[j0]), None, metric, msg, advice,
-                   {"wait": int(wait), "patience": th.patience, "best_level": st["best"],
-                    "min_delta_used": st["delta"], "sigma": st["sigma"], "trend_z": z,
-                    "trend_window": w, "expected_gain": gain, "flat_patience": th.flat_patience,
-                    "flat_change": flat_change, "last_lr_change_epoch": int(ep[c]) if c >= 0 else -1})
+                   {**ev, "first_value": first, "level_now": level})
+
+
+def _converged(h: _H, th: Thresholds, metric: str, j0: int, first: float, level: float,
+               S: np.ndarray, ev: dict[str, Any]) -> Finding:
+    """A plateau at a low loss (<= converged_level of its first value): the run converged.
+    Where (the plateau start), how little the epochs since gained, what stopping there saves."""
+    ep = h.epochs
+    at_start = float(S[j0]) if np.isfinite(S[j0]) else level
+    gained = (at_start - level) / abs(at_start) if at_start else 0.0
+    saved = int(ep[-1] - ep[j0])
+    msg = (f"{_NAMES[metric]} converged at {_g(level)} by epoch {int(ep[j0])} ({level / first:.0%} "
+           f"of its first value {_g(first)}): the {saved} epochs since changed its level by "
+           f"{-gained:+.1%} ({_g(at_start)} to {_g(level)}); stopping at epoch {int(ep[j0])} would "
+           f"have saved {saved} epochs.")
+    advice = ("Nothing to fix: training longer will not lower it. Keep the best checkpoint; to go "
+              "lower, change the model or the data (capacity, more data, augmentation), or lower "
+              "the learning rate (e.g. by 10x) for a last small gain.")
+    return Finding("converged", "info", int(ep[j0]), None, metric, msg, advice,
+                   {**ev, "first_value": first, "level_now": level, "level_at_start": at_start,
+                    "gain_since_start": gained, "epochs_since_start": saved,
+                    "converged_level": th.converged_level})
 
 
 def _still_improving(h: _H, th: Thresholds, metric: str | None) -> Finding | None:
@@ -813,8 +844,10 @@ def _diagnose(history: pd.DataFrame, th: Thresholds, layers: pd.DataFrame | None
         metric = _monitored(h)
         unstable_now = out["unstable"] is not None and out["unstable"].ongoing
         if of is None:
-            out["plateau"] = _plateau(h, th, metric, unstable_now)
-            if out["plateau"] is None and not unstable_now:
+            pl = _plateau(h, th, metric, unstable_now)  # a plateau, or a run that converged
+            if pl is not None:
+                out[pl.kind] = pl
+            elif not unstable_now:
                 out["still_improving"] = _still_improving(h, th, metric)
     return [f for k in KINDS if (f := out.get(k)) is not None]
 
@@ -831,7 +864,8 @@ def should_stop(history: pd.DataFrame, kinds: Iterable[str] = ("overfitting", "p
     `KINDS` order wins (divergence before overfitting before plateau).
 
     Args:
-        kinds: any of "overfitting", "plateau", "divergence".
+        kinds: any of "overfitting", "plateau", "divergence"; "plateau" also stops on a
+            "converged" finding (a plateau at a low loss, see STOP_ALSO).
     """
     return stopping_finding(diagnose(history, thresholds), kinds)
 
@@ -844,4 +878,5 @@ def stopping_finding(findings: Iterable[Finding],
     bad = [k for k in kinds if k not in STOP_KINDS]
     if bad:
         raise ValueError(f"kinds must be among {', '.join(STOP_KINDS)}, got {', '.join(map(repr, bad))}")
-    return next((f for f in findings if f.kind in kinds and f.ongoing), None)
+    covered = set(kinds).union(*(STOP_ALSO.get(k, ()) for k in kinds))
+    return next((f for f in findings if f.kind in covered and f.ongoing), None)

@@ -18,6 +18,7 @@ KINDS: tuple[str, ...] = (
     "overconfidence",
     "underfitting",
     "plateau",
+    "converged",
     "still_improving",
 )
 

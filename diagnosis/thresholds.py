@@ -61,6 +61,10 @@ class Thresholds:
     flat_gain: float = _f(0.005, "Relative change (0.005 = 0.5%) that the last patience epochs' trend may "
                           "project over the next patience epochs for the loss to count as flat "
                           "(flat_patience).", lo=0.0)
+    converged_level: float = _f(0.2, "A plateau at or below this fraction of the monitored loss's "
+                                "first value is a run that converged (info, 'converged'); above it, "
+                                "a plateau is a problem (warning, 'plateau'). Both stop a run that "
+                                "early-stops on plateau.", lo=0.0)
     plateau_start_z: float = _f(2.5, "The reported plateau start is the last epoch whose smoothed level "
                                 "improved by more than plateau_start_z times its noise.", lo=0.0)
     trend_window: int = _f(20, "Trailing epochs of the trend tests that keep a plateau from being "

@@ -127,7 +127,10 @@ CLASSIC = {
 #: Kinds scored at the last epoch only (statements about the end of the run).
 AT_END = ("still_improving",)
 #: Info kinds: not a false alarm on a healthy run.
-INFO = ("still_improving", "overconfidence")
+INFO = ("still_improving", "overconfidence", "converged")
+#: Kinds scored as another: a run that converged is a plateau at a low loss (the same detector,
+#: the same stop: should_stop's "plateau" stops on it); the labels do not tell them apart.
+SCORED_AS = {"converged": "plateau"}
 NOISY_RECIPES = ("noisy", "noisy_healthy")
 
 
@@ -148,10 +151,19 @@ def online(h: pd.DataFrame, th: Thresholds) -> dict[str, int]:
     return first
 
 
+def scored(det: dict[str, int]) -> dict[str, int]:
+    """First epochs per scored kind: a kind in SCORED_AS counts as the one it names."""
+    out = {k: e for k, e in det.items() if k not in SCORED_AS}
+    for k, as_kind in SCORED_AS.items():
+        if k in det:
+            out[as_kind] = min(det[k], out.get(as_kind, det[k]))
+    return out
+
+
 def engine_stop(h: pd.DataFrame, th: Thresholds, kinds=("overfitting", "plateau")) -> int:
     for t in range(2, len(h) + 1):
         for f in diagnose(h.iloc[:t], th):
-            if f.kind in kinds and f.ongoing:
+            if SCORED_AS.get(f.kind, f.kind) in kinds and f.ongoing:
                 return t
     return len(h)
 
@@ -167,7 +179,7 @@ def regret(v, test, stop):
 
 def evaluate(runs: list[dict], th: Thresholds | None = None) -> dict:
     th = th or Thresholds()
-    per_kind = {k: {"tp": 0, "fp": 0, "fn": 0, "delays": []} for k in KINDS}
+    per_kind = {k: {"tp": 0, "fp": 0, "fn": 0, "delays": []} for k in KINDS if k not in SCORED_AS}
     stops: dict[str, list[tuple[float, float]]] = {name: [] for name in CLASSIC}
     stops["Curvewatch defaults (overfitting, plateau)"] = []
     healthy: dict[str, list[str]] = {k: [] for k in NOISY_RECIPES}
@@ -177,9 +189,10 @@ def evaluate(runs: list[dict], th: Thresholds | None = None) -> dict:
     for r in runs:
         h = r["history"]
         lab = label(h)
-        det = online(h, th)
-        rows.append({"id": r["id"], "recipe": r["recipe"], "labels": lab, "detected": det})
-        for k in KINDS:
+        raw = online(h, th)
+        det = scored(raw)
+        rows.append({"id": r["id"], "recipe": r["recipe"], "labels": lab, "detected": raw})
+        for k in per_kind:
             if k in det and k in lab:
                 per_kind[k]["tp"] += 1
                 if k not in AT_END:
@@ -190,8 +203,8 @@ def evaluate(runs: list[dict], th: Thresholds | None = None) -> dict:
                 per_kind[k]["fn"] += 1
         if r["recipe"] in NOISY_RECIPES and not (set(lab) & problems):
             healthy[r["recipe"]].append(r["id"])
-            if set(det) & problems:
-                healthy_flagged[r["recipe"]].append(f"{r['id']}:{','.join(sorted(set(det) & problems))}")
+            if set(raw) & problems:
+                healthy_flagged[r["recipe"]].append(f"{r['id']}:{','.join(sorted(set(raw) & problems))}")
         v = h["val_loss"].to_numpy(float)
         tr = h["train_loss"].to_numpy(float)
         test = h["test_loss"].to_numpy(float) if "test_loss" in h else None
@@ -221,14 +234,18 @@ def evaluate(runs: list[dict], th: Thresholds | None = None) -> dict:
     nh = {k: {"runs": len(healthy[k]), "flagged": len(healthy_flagged[k]), "which": healthy_flagged[k]}
           for k in NOISY_RECIPES}
     nh["all"] = {"runs": sum(d["runs"] for d in nh.values()), "flagged": sum(d["flagged"] for d in nh.values())}
+    conv = sum("converged" in row["detected"] for row in rows)
     return {"runs": len(runs), "kinds": kinds_out, "tradeoff": trade, "noisy_healthy": nh,
+            "converged_runs": conv,
             "recipes": {rc: sum(r["recipe"] == rc for r in runs) for rc in sorted({r["recipe"] for r in runs})},
             "synthetic": [check(c, th) for c in CASES], "per_run": rows}
 
 
 def report(res: dict) -> str:
     rec = ", ".join(f"{k} {v}" for k, v in res["recipes"].items())
-    lines = [f"Corpus: {res['runs']} real runs ({rec}).", "",
+    lines = [f"Corpus: {res['runs']} real runs ({rec}).",
+             f"plateau counts a 'converged' finding (a plateau at a low loss, info) as a plateau; "
+             f"{res.get('converged_runs', 0)} runs were reported converged at some epoch.", "",
              "| kind | labelled | flagged | precision | recall | median delay (epochs) |",
              "|---|---|---|---|---|---|"]
     for k, d in res["kinds"].items():
@@ -255,13 +272,24 @@ def report(res: dict) -> str:
     return "\n".join(lines)
 
 
+def in_half(run_id: str, half: str) -> bool:
+    """Whether a run (id like 'c0123') is in the even or the odd half of the corpus."""
+    digits = "".join(ch for ch in str(run_id) if ch.isdigit())
+    return bool(digits) and (int(digits) % 2 == 0) == (half == "even")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", default=str(CORPUS))
     ap.add_argument("--json", default=None)
     ap.add_argument("--threshold", action="append", default=[], metavar="NAME=VALUE")
+    ap.add_argument("--half", choices=("even", "odd"), default=None,
+                    help="only the runs with even (or odd) ids: tune on one half, report the other")
     a = ap.parse_args(argv)
-    res = evaluate(load(Path(a.corpus)), Thresholds.from_pairs(a.threshold))
+    runs = load(Path(a.corpus))
+    if a.half:
+        runs = [r for r in runs if in_half(r["id"], a.half)]
+    res = evaluate(runs, Thresholds.from_pairs(a.threshold))
     print(report(res))
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1, default=str))

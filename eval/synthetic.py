@@ -140,9 +140,12 @@ def check(case: Case, th: Thresholds | None = None) -> dict:
         for f in diagnose(h.iloc[:t], th):
             if f.ongoing or f.end_epoch == ep[t - 1]:
                 first.setdefault(f.kind, int(ep[t - 1]))
+    if "converged" in first:  # a plateau at a low loss: it meets (or breaks) a plateau rule
+        first["plateau"] = min(first["converged"], first.get("plateau", first["converged"]))
     ok = all(k in first and lo <= first[k] <= hi for k, (lo, hi) in case.expect.items())
     shown = {k: e for k, e in first.items()
-             if k not in ("still_improving", "overconfidence") or k in case.expect or k in case.forbid}
+             if k not in ("still_improving", "overconfidence", "converged") or k in case.expect
+             or k in case.forbid}
     ok = ok and not any(k in first for k in case.forbid)
     return {"name": case.name, "epochs": len(h), "ok": bool(ok), "found": shown,
             "expect": {k: (f"{lo}" if lo == hi else f"{lo}-{hi}") for k, (lo, hi) in case.expect.items()},

@@ -14,7 +14,8 @@ from tests.diagnosis_cases import decay, epochs, frame, kinds, noisy, u_shape
 
 def test_kinds_are_exactly_the_contract_strings():
     assert set(KINDS) == {"overfitting", "plateau", "divergence", "unstable", "underfitting",
-                          "exploding_gradients", "vanishing_gradients", "overconfidence", "still_improving"}
+                          "exploding_gradients", "vanishing_gradients", "overconfidence", "still_improving",
+                          "converged"}
 
 
 @pytest.mark.parametrize("history", [

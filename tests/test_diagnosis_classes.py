@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diagnosis import diagnose
+from diagnosis import diagnose, should_stop, stopping_finding
 from tests.diagnosis_cases import decay, epochs, noisy, u_shape
 from tracking import HistoryReader, Run, read_history
 
@@ -111,3 +111,55 @@ def test_a_fully_logged_history_has_no_absent_column(tmp_path):
     val = decay(10, start=2.4, floor=0.3)
     history, _ = _log_sparse(tmp_path, val, every=1)
     assert "absent" not in history.columns
+
+
+# ------------------------------------------------------------------ class 7: converged runs
+
+def _converging(n=60, floor=0.05, seed=7):
+    """A classifier-like run: validation loss from 2.3 to `floor`, training loss below it."""
+    val = noisy(decay(n, start=2.3, floor=floor, tau=4.0), 0.01, seed)
+    train = noisy(decay(n, start=2.2, floor=floor / 5, tau=4.0), 0.005, seed + 1)
+    return pd.DataFrame({"epoch": epochs(n), "train_loss": train, "val_loss": val})
+
+
+def test_a_run_that_converged_at_a_low_loss_is_converged_not_a_plateau_warning():
+    h = _converging()
+    found = {f.kind: f for f in diagnose(h)}
+    assert "plateau" not in found
+    f = found["converged"]
+    assert f.severity == "info" and f.metric == "val_loss" and f.ongoing
+    assert 15 <= f.start_epoch <= 40
+    saved = 60 - f.start_epoch
+    assert f.evidence["epochs_since_start"] == saved
+    assert abs(f.evidence["gain_since_start"]) < 0.05  # the last epochs gained almost nothing
+    assert "converged at" in f.message and f"would have saved {saved} epochs" in f.message
+    assert f"by epoch {f.start_epoch}" in f.message
+
+
+@pytest.mark.parametrize("floor", [0.6, 1.2])
+def test_a_plateau_at_a_high_loss_stays_a_plateau_warning(floor):
+    h = _converging(floor=floor)  # 26-52% of the first value: little learned
+    found = {f.kind: f for f in diagnose(h)}
+    assert "converged" not in found
+    assert found["plateau"].severity == "warning"
+    assert "of its first value" in found["plateau"].message
+
+
+def test_early_stopping_on_plateau_still_stops_a_converged_run():
+    h = _converging()
+    stops = [t for t in range(2, len(h) + 1) if should_stop(h.iloc[:t], ["plateau"])]
+    assert stops and should_stop(h.iloc[:stops[0]], ["plateau"]).kind == "converged"
+    assert stops[0] <= 52
+    assert should_stop(h, ["overfitting"]) is None
+    # the trainer's --early-stop plateau goes through stopping_finding with its kinds
+    assert stopping_finding(diagnose(h), ("plateau",)).kind == "converged"
+    assert stopping_finding(diagnose(h), ("overfitting", "divergence")) is None
+
+
+def test_the_run_chart_draws_a_converged_run_as_its_own_span():
+    from dashboard import figures
+    h = _converging()
+    found = [f for f in diagnose(h) if f.kind == "converged"]
+    fig = figures.learning_curve_figure(h, found)
+    shapes = {s.name: s for s in fig.layout.shapes}
+    assert shapes["flag-converged"].x0 == found[0].start_epoch and shapes["flag-converged"].x1 == 60
