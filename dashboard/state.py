@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping
 
 import streamlit as st
 
-from dashboard.tables import state_label
+from dashboard.tables import md, state_label
 
 ROOT = Path(__file__).resolve().parent.parent
 VIEWS = ROOT / "dashboard" / "views"
@@ -125,7 +125,7 @@ def sidebar_pick(label: str, by_id: Mapping[str, Any], qp: str, key: str, *,
     the choice is written back to the URL so it can be shared."""
     wanted = st.query_params.get(qp)
     if wanted and not exists(wanted):
-        st.warning(f"There is no {noun} `{wanted}` in `{where}`; showing the newest "
+        st.warning(f"There is no {noun} {md(wanted)} in {md(where)}; showing the newest "
                    f"{noun.split()[-1]} instead.")
         wanted = None
     ids = list(by_id)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -21,6 +22,23 @@ KEY_PARAMS = ("hidden", "optimizer", "lr", "batch_size", "weight_decay", "dropou
 MISSING = "—"
 #: Config keys that never count as a difference between runs.
 IGNORED_DIFF = ("thresholds",)
+
+
+#: what can start markup mid-line in Streamlit's markdown (CommonMark + GFM + its directives:
+#: `:red[...]`, `:material/x:`, `$math$`; a colon only before a letter or '/', as in those and
+#: in `http://`, so `kfold:3` stays as it is); '-' and '.' only matter at a line's start, and
+#: run ids (letters, digits, '.', '_', '-') stay readable
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~$&@]|:(?=[A-Za-z/]))")
+_WWW = re.compile(r"(?i)\b(www)\.")  # GFM links "www.x.y" by itself
+
+
+def md(text: Any) -> str:
+    """`text` (a run or group name, a tag, a reason, a value from a URL) escaped for
+    Streamlit's markdown, so it shows as plain text: no image fetched, no link, no code span,
+    colour or icon directive, no emphasis (each such character gets its backslash; line
+    breaks become spaces, so nothing can start a list or a heading)."""
+    flat = " ".join(str(text).split("\n")).replace("\r", " ")
+    return _WWW.sub(r"\1\\.", _MD_SPECIAL.sub(r"\\\1", flat))
 
 
 def state_label(state: str) -> str:

@@ -13,14 +13,15 @@ MAX_RUNS = 20
 def render_group(group) -> None:
     """A run group's record: method, members by state, the aggregate scores (mean ± sd over
     the members' best epochs), the aggregate curve, and the sweep's ranking."""
-    st.subheader(f"Group {group.name or group.id}")
+    st.subheader(f"Group {tables.md(group.name or group.id)}")
     counts = " · ".join(f"{n} {s.replace('_', ' ')}" for s, n in group.counts.items())
-    st.markdown(f"{tables.state_badge(group.state)} `{group.id}` · {group.method}"
-                + (f" · {group.validation}" if group.validation else "")
+    st.markdown(f"{tables.state_badge(group.state)} {tables.md(group.id)} · "
+                f"{tables.md(group.method)}"
+                + (f" · {tables.md(group.validation)}" if group.validation else "")
                 + (f" · members: {counts}" if counts else ""))
     _group_link(group.id, "Open the group page (members, score, ranking)")
     if group.problem:
-        st.error(f"This group's record cannot be read: {group.problem}")
+        st.error(f"This group's record cannot be read: {tables.md(group.problem)}")
         return
     agg = group.aggregate
     if agg is None:
@@ -47,7 +48,7 @@ def _group_link(gid: str, label: str) -> None:
         st.page_link(state.page("group"), label=label, icon=":material/stacks:",
                      query_params={state.QP_GROUP: gid})
     except st.errors.StreamlitAPIException:  # page run on its own (no navigation)
-        st.markdown(f"[{label}](/group?group={gid})")
+        st.markdown(f"[{tables.md(label)}](/group?group={gid})")
 
 
 state.ensure_state()
@@ -56,7 +57,7 @@ st.title("Compare")
 group_id = st.query_params.get(state.QP_GROUP)
 group = data.load_group(root, group_id) if group_id else None
 if group_id and group is None:
-    st.warning(f"There is no run group `{group_id}` in `{root}`.")
+    st.warning(f"There is no run group {tables.md(group_id)} in {tables.md(root)}.")
 if group is not None:
     render_group(group)
 
@@ -72,7 +73,7 @@ by_id = {r.id: r for r in readable}
 wanted = [rid for rid in state.qp_list(state.QP_RUNS) if rid in by_id]
 unknown = [rid for rid in state.qp_list(state.QP_RUNS) if rid not in by_id]
 if unknown:
-    st.warning(f"Not runs in `{root}` (ignored): {', '.join(unknown)}")
+    st.warning(f"Not runs in {tables.md(root)} (ignored): {tables.md(', '.join(unknown))}")
 if not wanted and group is not None:
     wanted = [rid for rid in group.run_ids if rid in by_id]
 if state.CMP_RUNS not in st.session_state:

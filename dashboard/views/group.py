@@ -42,13 +42,14 @@ def _score_text(sc: dict | None) -> str:
 
 def _header(group) -> None:
     counts = " · ".join(f"{n} {tables.state_label(s)}" for s, n in group.counts.items())
-    st.markdown(f"{tables.state_badge(group.state)} `{group.id}` · **{group.method}**"
-                + (f" · validation {group.validation}" if group.validation else "")
+    st.markdown(f"{tables.state_badge(group.state)} {tables.md(group.id)} · "
+                f"**{tables.md(group.method)}**"
+                + (f" · validation {tables.md(group.validation)}" if group.validation else "")
                 + (f" · {group.repeat} seeds" if group.repeat > 1 else "")
                 + (f" · {group.parallel} at a time" if group.parallel > 1 else "")
                 + (f" · members: {counts}" if counts else ""))
     if group.stop_reason:
-        st.info(f"Stopped: {group.stop_reason}")
+        st.info(f"Stopped: {tables.md(group.stop_reason)}")
 
 
 def _members_table(rows: list[dict]) -> None:
@@ -79,7 +80,7 @@ def _body(group, live: bool) -> None:
     rows = data.member_rows(root, group)
     _header(group)
     if group.problem:
-        st.error(f"This group's record cannot be read: {group.problem}")
+        st.error(f"This group's record cannot be read: {tables.md(group.problem)}")
     done = sum(1 for r in rows if r["state"] not in ("pending", "running"))
     epochs_done = sum(r["progress"] or 0.0 for r in rows)
     st.progress(min(1.0, epochs_done / max(1, len(rows))),
@@ -124,7 +125,8 @@ def _body(group, live: bool) -> None:
     _members_table(rows)
     failed = [r for r in rows if r["state"] in ("failed", "crashed") and r["error"]]
     for r in failed:
-        st.error(f"Member {r['member']} ({r['name']}) {r['state']}: {r['error']}")
+        st.error(f"Member {r['member']} ({tables.md(r['name'])}) {tables.md(r['state'])}: "
+                 f"{tables.md(r['error'])}")
 
     if group.method == "sweep" and agg is not None and not agg.ranking.empty:
         st.subheader("Ranking of the settings")
@@ -146,9 +148,9 @@ def _body(group, live: bool) -> None:
 
 group = data.load_group(root, gid)
 if group is None:
-    st.error(f"Group `{gid}` cannot be read.")
+    st.error(f"Group {tables.md(gid)} cannot be read.")
     st.stop()
-st.header(group.name or group.id)
+st.header(tables.md(group.name or group.id))
 running = group.state == "running"
 live = False
 if running:

@@ -6,7 +6,7 @@ import shlex
 import streamlit as st
 
 import tracking
-from dashboard import actions, data, launch_form, launch_policy, state
+from dashboard import actions, data, launch_form, launch_policy, state, tables
 
 state.ensure_state()
 root = data.runs_dir()
@@ -21,8 +21,8 @@ if launch_form.CONFIG_ERROR:
 
 prefill = st.session_state.get(state.LAUNCH_PREFILL) or {}
 if prefill:
-    st.info(f"Filled in from {prefill.get('source') or 'a run'}: edit and launch as "
-            f"**{prefill.get('name', '')}**.")
+    st.info(f"Filled in from {tables.md(prefill.get('source') or 'a run')}: edit and launch "
+            f"as **{tables.md(prefill.get('name', ''))}**.")
     # a clone replaces what the form held
     for name, v in launch_form.defaults(prefill.get("config")).items():
         st.session_state[state.launch_key(name)] = v

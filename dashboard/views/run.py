@@ -25,10 +25,10 @@ run_id = state.sidebar_pick("Run", by_id, state.QP_RUN, state.RUN_SELECT, noun="
 path = data.resolve_run(root, run_id)
 info = by_id[run_id] if path is None else data.tracking.read_run(path)
 
-st.title(info.name)
-st.markdown(f"{tables.state_badge(info.state)} `{info.id}`"
-           + (f" · group {info.group}" if info.group else "")
-           + (f" · tags: {', '.join(info.tags)}" if info.tags else ""))
+st.title(tables.md(info.name))  # names, tags, reasons: plain text, never markdown
+st.markdown(f"{tables.state_badge(info.state)} {tables.md(info.id)}"
+           + (f" · group {tables.md(info.group)}" if info.group else "")
+           + (f" · tags: {tables.md(', '.join(info.tags))}" if info.tags else ""))
 
 
 def delete_controls(info, running: bool) -> None:
@@ -48,22 +48,23 @@ def delete_controls(info, running: bool) -> None:
 
 
 if info.state == "unreadable":
-    st.error(f"This run folder cannot be read: {info.problem}")
+    st.error(f"This run folder cannot be read: {tables.md(info.problem)}")
     if path is not None:  # a bad folder can still be removed from here
         delete_controls(info, running=False)
     st.stop()
 if info.group and data.is_group(root, info.group):
     try:
-        st.page_link(state.page("group"), label=f"Open its group {info.group}",
+        st.page_link(state.page("group"), label=f"Open its group {tables.md(info.group)}",
                      icon=":material/stacks:", query_params={state.QP_GROUP: info.group})
     except st.errors.StreamlitAPIException:  # page run on its own (no navigation)
-        st.caption(f"Part of group `{info.group}` (Group page: `/group?group={info.group}`).")
+        st.caption(f"Part of group {tables.md(info.group)} (Group page: "
+                   f"/group?group={tables.md(info.group)}).")
 if info.status.get("stop_reason"):
     by = info.status.get("stopped_by") if isinstance(info.status.get("stopped_by"), dict) else {}
     kind = str(by.get("kind", "")).replace("_", " ")
     st.info(f"Stopped early at epoch {info.epoch}"
-            + (f" by the {kind} detector (see Diagnosis)." if kind
-               else f": {info.status['stop_reason']}"))
+            + (f" by the {tables.md(kind)} detector (see Diagnosis)." if kind
+               else f": {tables.md(info.status['stop_reason'])}"))
 if info.state in ("failed", "crashed"):
     err = info.status.get("error")
     st.error(f"The run {info.state}." + ("" if err else
@@ -181,13 +182,20 @@ def render_findings(findings, status) -> None:
         st.success("No problems found in the curves so far.")
         return
     for f in shown:
-        get = (lambda k, f=f: f.get(k)) if isinstance(f, dict) else (lambda k, f=f: getattr(f, k))
+        if isinstance(f, dict):  # stopped_by from status.json: text from a file, shown plain
+            def get(k, f=f):
+                v = f.get(k)
+                return tables.md(v) if isinstance(v, str) and k in ("message", "advice") else v
+        else:
+            def get(k, f=f):
+                return getattr(f, k)
         kind, sev = get("kind"), get("severity")
         span = f"epoch {get('start_epoch')}" + (
             f"–{get('end_epoch')}" if get("end_epoch") is not None else " → now")
         box = SEVERITY_BOX.get(sev, st.info)
         with st.container(border=True, key=f"finding-{kind}"):
-            box(f"**{kind.replace('_', ' ').capitalize()}** · {sev} · {span}\n\n{get('message')}")
+            box(f"**{tables.md(kind.replace('_', ' ').capitalize())}** · {tables.md(sev)} · "
+                f"{span}\n\n{get('message')}")
             st.markdown(f"**What to try:** {get('advice')}")
             ev = get("evidence")
             if ev:

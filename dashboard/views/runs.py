@@ -122,7 +122,7 @@ if picked != st.session_state.get("_runs_table_picked", []):
 
 for r in visible:
     if r.state == "unreadable":
-        st.warning(f"Run folder `{r.id}` is unreadable: {r.problem}")
+        st.warning(f"Run folder {tables.md(r.id)} is unreadable: {tables.md(r.problem)}")
 
 options = [r.id for r in shown] + [rid for rid in st.session_state[state.RUNS_SELECT]
                                    if rid not in {r.id for r in shown}]
@@ -152,17 +152,17 @@ if groups:
                "sweep's ranking. Read from group.json and the members' status.json only.")
     for g in groups[:GROUP_ROWS]:
         row = tables.group_row(g, by_id)
-        label = (f"**{row['name']}** · {row['method']}"
-                 + (f" ({row['validation']})" if row["validation"] else "")
+        label = (f"**{tables.md(row['name'])}** · {tables.md(row['method'])}"
+                 + (f" ({tables.md(row['validation'])})" if row["validation"] else "")
                  + f" · {row['state']} · {row['members']} · {row['progress']:.0%} done"
                  + (f" · val loss {row['score']}" if row["score"] else ""))
         with st.expander(label, expanded=False, icon=":material/stacks:"):
-            st.markdown(f"[Open the group page ↗](/group?group={g.id}) · `{g.id}`"
+            st.markdown(f"[Open the group page ↗](/group?group={g.id}) · {tables.md(g.id)}"
                         + (f" · score over {row['n']} member(s)"
                            + (" so far" if g.state == "running" else "")
                            if row["score"] else ""))
             if g.problem:
-                st.warning(f"Group `{g.id}`: {g.problem}")
+                st.warning(f"Group {tables.md(g.id)}: {tables.md(g.problem)}")
             st.dataframe(tables.group_members_frame(g, by_id), hide_index=True,
                          key=f"runs-group-{g.id}", column_config={
                              "open": st.column_config.LinkColumn(
