@@ -37,12 +37,22 @@ def hostile(tmp_path_factory):
     H.release_fifos(tmp)
 
 
-def _list(runs: Path):
-    return list_runs(runs)
+def _read_all(runs: Path, run: Path):
+    h = tracking.HistoryReader(run)
+    hist = h.read()
+    layers = tracking.read_layers(run)
+    steps = tracking.read_steps(run)
+    log = tracking.read_log_tail(run)
+    return (list_runs(runs), read_run(run), hist, list(h.problems), layers, steps, log)
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_list_runs_shows_a_hostile_folder_as_one_row_and_the_others_load(case, tmp_path):
+def test_a_hostile_folder_is_one_row_and_every_reader_returns_reading_nothing_outside(
+        case, tmp_path):
+    """list_runs shows the damaged folder as one row (unreadable with its reason, or readable
+    with the bad fields left out) and the good run as before; read_run, the history, layers
+    and steps readers and the log tail return, in a forked child under a deadline and a
+    memory cap, with nothing from outside the run folder."""
     runs = tmp_path / "runs"
     out = H.outside_dir(tmp_path)
     good = H.good_run(runs, "good")
@@ -50,45 +60,21 @@ def test_list_runs_shows_a_hostile_folder_as_one_row_and_the_others_load(case, t
     damage, expect = H.DAMAGES[case]
     damage(victim, out)
     try:
-        how, infos = H.in_child(lambda: _list(runs), timeout=15)
+        how, got = H.in_child(lambda: _read_all(runs, victim), timeout=15)
     finally:
         H.release_fifos(tmp_path)
-    assert how == "ok", (how, infos)
+    assert how == "ok", (how, got)
+    infos, info, hist, problems, layers, steps, log = got
     by_id = {i.id: i for i in infos}
     assert set(by_id) == {good.name, victim.name}
     assert by_id[good.name].state == "completed" and by_id[good.name].best_epoch == 3
-    for info in infos:
-        H.check_info(info)
+    for i in (*infos, info):
+        H.check_info(i)
     bad = by_id[victim.name]
     if expect == "unreadable":
         assert bad.state == "unreadable", bad
     else:
         assert bad.state != "unreadable", bad.problem
-
-
-def _read_all(run: Path):
-    h = tracking.HistoryReader(run)
-    hist = h.read()
-    layers = tracking.read_layers(run)
-    steps = tracking.read_steps(run)
-    log = tracking.read_log_tail(run)
-    return (read_run(run), hist, list(h.problems), layers, steps, log)
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_every_reader_returns_for_a_hostile_folder_and_reads_nothing_outside(case, tmp_path):
-    runs = tmp_path / "runs"
-    out = H.outside_dir(tmp_path)
-    victim = H.good_run(runs, "victim")
-    damage, _ = H.DAMAGES[case]
-    damage(victim, out)
-    try:
-        how, got = H.in_child(lambda: _read_all(victim), timeout=15)
-    finally:
-        H.release_fifos(tmp_path)
-    assert how == "ok", (how, got)
-    info, hist, problems, layers, steps, log = got
-    H.check_info(info)
     for frame in (hist, layers, steps):
         assert H.SECRET not in " ".join(map(str, frame.columns))
         assert H.SECRET not in frame.to_string()
