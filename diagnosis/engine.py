@@ -359,17 +359,16 @@ def _plateau(h: _H, th: Thresholds, metric: str | None, unstable: bool = False) 
         # projects less than flat_gain of change over the next `patience` epochs
         qslope = theil_sen_slope(finite(x[max(0, h.n - th.patience):]))
         flat_change = -qslope * th.patience / abs(st["best"]) if st["best"] != 0 else 0.0
-        if flat_change > th.flat_gain:
-            return None  # still falling
-        if flat_change < -th.flat_gain and metric == "val_loss":
-            tr = h.cols.get("train_loss")
-            if tr is not None and _train_falling(tr, anchor, h.n, th)[0]:
-                return None  # rising while training loss falls: overfitting in the making
-    # standard error of a fitted slope over w equally spaced points, AR(1)-inflated
+        if abs(flat_change) > th.flat_gain:
+            return None  # still falling, or rising: flat means flat both ways (issue 13, class 1)
+    # Evidence of flatness (issue 13, class 2): the upper confidence bound of the gain the
+    # segment's trend projects over the next `patience` epochs must be below plateau_gain.
+    # Its standard error (of a slope fitted to w equally spaced points, AR(1)-inflated) shrinks
+    # as the flat segment grows, so a noisy curve waits longer: a noise-adaptive patience.
     se = st["sigma"] * np.sqrt(12.0 * inflation(th.autocorr) / max(fseg.size, 2) ** 3) * 1.1
-    gain_lo = (-slope - se) * scale
-    if gain_lo > th.plateau_gain:
-        return None  # still falling fast enough to matter, though noise hides it from the MK test
+    gain_hi = (-slope + th.plateau_ci_z * se) * scale
+    if gain_hi > th.plateau_gain:
+        return None  # a gain that matters is still possible: no evidence of a plateau yet
     ep = h.epochs
     name = _NAMES[metric]
     j0 = min(st["j_sig"], anchor)
@@ -377,7 +376,8 @@ def _plateau(h: _H, th: Thresholds, metric: str | None, unstable: bool = False) 
                 if wait < th.patience else "")
     ev = {"wait": int(wait), "patience": th.patience, "best_level": st["best"],
           "min_delta_used": st["delta"], "sigma": st["sigma"], "trend_z": z,
-          "trend_window": w, "expected_gain": gain, "flat_patience": th.flat_patience,
+          "trend_window": w, "expected_gain": gain, "expected_gain_high": gain_hi,
+          "flat_patience": th.flat_patience,
           "flat_change": flat_change, "last_lr_change_epoch": int(ep[c]) if c >= 0 else -1}
     first = float(finite(x)[0])
     level = median_of_last(x, th.window)

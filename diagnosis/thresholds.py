@@ -54,6 +54,9 @@ class Thresholds:
     plateau_gain: float = _f(0.01, "No plateau while the robust (Theil-Sen) trend of the last "
                              "2*patience epochs projects a relative improvement above this over the "
                              "next patience epochs (0.01 = 1%).", lo=0.0)
+    plateau_ci_z: float = _f(0.25, "Standard errors in the upper confidence bound of the projected "
+                             "gain: a plateau needs gain + plateau_ci_z * se below plateau_gain "
+                             "(evidence of flatness; 0: the trend's estimate alone).", lo=0.0)
     flat_patience: int = _f(4, "A shorter wait (epochs without a new low) after which a plateau is reported "
                             "when the monitored loss is flat: its Theil-Sen trend over the last patience "
                             "epochs projects a change within flat_gain over the next patience epochs, and "

@@ -149,7 +149,7 @@ def test_early_stopping_on_plateau_still_stops_a_converged_run():
     h = _converging()
     stops = [t for t in range(2, len(h) + 1) if should_stop(h.iloc[:t], ["plateau"])]
     assert stops and should_stop(h.iloc[:stops[0]], ["plateau"]).kind == "converged"
-    assert stops[0] <= 52
+    assert stops[0] <= 56
     assert should_stop(h, ["overfitting"]) is None
     # the trainer's --early-stop plateau goes through stopping_finding with its kinds
     assert stopping_finding(diagnose(h), ("plateau",)).kind == "converged"
@@ -163,3 +163,65 @@ def test_the_run_chart_draws_a_converged_run_as_its_own_span():
     fig = figures.learning_curve_figure(h, found)
     shapes = {s.name: s for s in fig.layout.shapes}
     assert shapes["flag-converged"].x0 == found[0].start_epoch and shapes["flag-converged"].x1 == 60
+
+
+# ------------------------------------------------------------------ class 1: flat both ways
+
+def _bump(seed, noise=0.01, height=0.08, at=40, width=6, n=70):
+    """A validation loss that keeps falling 0.3% per epoch, with a bump that rises `height`
+    over `width` epochs from epoch `at` and falls back; training loss as noisy as it."""
+    e = epochs(n)
+    base = (0.6 + 1.7 * np.exp(-(e - 1) / 4.0)) * (1 - 0.003 * e)
+    b = np.clip(1 - np.abs(e - at - width) / width, 0, None) * height
+    return pd.DataFrame({"epoch": e, "train_loss": noisy(base - 0.1, noise, seed + 1),
+                         "val_loss": noisy(base * (1 + b), noise, seed)})
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_rising_stretch_is_not_flat_for_the_short_wait(seed):
+    # before: the short (flat) wait took the rise as flat, since the noisy training loss did
+    # not fall significantly, and stopped the run as a plateau at epochs 44-46
+    h = _bump(seed)
+    for t in range(30, 49):
+        assert not {"plateau", "converged"} & {f.kind for f in diagnose(h.iloc[:t])}, t
+
+
+def test_a_flat_curve_still_stops_after_the_short_wait():
+    n = 50
+    val = noisy(np.r_[decay(10, tau=2, floor=1.0), np.full(n - 10, 1.0)], 0.003, 4)
+    val[29] = 0.99  # a new low at epoch 30
+    h = pd.DataFrame({"epoch": epochs(n), "train_loss": val - 0.1, "val_loss": val})
+    first = next(t for t in range(31, n + 1) if "plateau" in [f.kind for f in diagnose(h.iloc[:t])])
+    assert first == 34  # 4 epochs after the new low, not 10
+
+
+# ------------------------------------------------------------------ class 2: evidence of flatness
+
+def _creeping(seed, noise=0.04, rate=0.003, n=80):
+    """A noisy validation loss that still gains about 3% per 10 epochs to the end."""
+    e = epochs(n)
+    base = (1.0 + 1.3 * np.exp(-(e - 1) / 3.0)) * (1 - rate * np.maximum(e - 10, 0))
+    return pd.DataFrame({"epoch": e, "train_loss": noisy(base - 0.1, noise / 4, seed + 1),
+                         "val_loss": noisy(base, noise, seed)})
+
+
+@pytest.mark.parametrize("seed", range(1, 6))
+def test_a_noisy_curve_that_still_gains_is_not_a_plateau(seed):
+    # before: "is the fall significant? no -> plateau" stopped these at epochs 34-50
+    h = _creeping(seed)
+    for t in range(2, len(h) + 1):
+        assert not {"plateau", "converged"} & {f.kind for f in diagnose(h.iloc[:t])}, t
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_flat_plateau_is_still_reported_quiet_or_noisy(seed):
+    # evidence of flatness must not switch the plateau off on noisy curves: the bound's
+    # standard error shrinks as the flat segment grows
+    n = 100
+    e = epochs(n)
+    base = 1.0 + 1.3 * np.exp(-(e - 1) / 3.0)
+    for noise in (0.002, 0.04, 0.08):
+        h = pd.DataFrame({"epoch": e, "train_loss": noisy(base - 0.1, noise / 4, seed + 1),
+                          "val_loss": noisy(base, noise, seed)})
+        first = next((t for t in range(2, n + 1) if should_stop(h.iloc[:t], ["plateau"])), None)
+        assert first is not None and first <= 60, (noise, first)

