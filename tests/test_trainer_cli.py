@@ -410,24 +410,31 @@ def test_list_into_a_closed_pipe_ends_quietly_like_other_unix_tools(runs_dir):
 
 
 def test_early_stopping_stops_on_the_finding_and_keeps_best_pt(runs_dir):
-    from diagnosis import Finding, diagnose
+    from diagnosis import Finding, diagnose, stopping_finding
     from tracking import load_checkpoint
 
+    # one torch thread: on a loaded 2-core machine this test took 127 s with a thread a core, 21 s
+    # with one (the margin below was measured with both)
     done = run_trainer("run", "--dataset", "digits", "--train-size", "300", "--label-noise",
                        "0.1", "--hidden", "256,256", "--batch-size", "16", "--epochs", "120",
-                       "--early-stop", "overfitting,plateau", runs_dir=runs_dir)
+                       "--early-stop", "overfitting,plateau", "--threads", "1",
+                       runs_dir=runs_dir)
     assert done.returncode == 0, done.stderr
     info = read_run(only_run(runs_dir))
-    # over seeds 0-4 and 1-2 threads this run stops at epoch 16-23 (bench/test_margins.py,
-    # check `early_stop`): 97 epochs or more before the end
+    # over seeds 0-4 and 1-2 threads this run stops at epoch 16-27 (bench/test_margins.py,
+    # check `early_stop`): 93 epochs or more before the end
     assert info.state == "early_stopped" and info.epoch < 120
     finding = Finding.from_dict(info.status["stopped_by"])
-    assert finding.kind in ("overfitting", "plateau") and finding.end_epoch is None
+    assert finding.end_epoch is None  # ongoing when it stopped the run
     assert info.status["stop_reason"] == finding.message
     assert finding.message in done.stdout  # the log says why in one sentence
-    # The dashboard's judgement of the same rows is the trainer's judgement.
-    again = {f.kind: f for f in diagnose(read_history(info.path))}
-    assert again[finding.kind].start_epoch == finding.start_epoch
+    # The dashboard's judgement of the same rows is the trainer's judgement: the finding that
+    # --early-stop overfitting,plateau stops on. Not a fixed kind: a plateau at or below 20%
+    # of the first loss is reported as converged (which stops it too), and this run's plateau
+    # sits at 20-26% of its first loss, so plateau or converged is the CPU's rounding.
+    again = stopping_finding(diagnose(read_history(info.path)), ("overfitting", "plateau"))
+    assert again is not None
+    assert (again.kind, again.start_epoch) == (finding.kind, finding.start_epoch)
     assert load_checkpoint(info.path, "best.pt")["epoch"] == info.best_epoch
     # status.json carries the flags and best accuracy, so listings need no metrics file
     assert finding.kind in {f["kind"] for f in info.status["flags"]}
