@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -172,15 +173,29 @@ def run_thresholds(config: dict[str, Any] | None) -> Any:
 
 
 def findings_for(history: pd.DataFrame, layers: pd.DataFrame | None = None,
-                 thresholds: Any = None) -> list[Any]:
-    """diagnose() on a history; [] when diagnosis is unavailable or fails (never breaks a page)."""
+                 thresholds: Any = None, run_dir: Any = None) -> list[Any]:
+    """diagnose() on a history; [] when diagnosis is unavailable or fails (never breaks a page).
+    With `run_dir`, the advice names the run's best checkpoint when it has one (best.pt), and
+    only then (own loops and imports have none)."""
     if diagnose is None or history is None or history.empty:
         return []
     try:
         return list(diagnose(history, thresholds=thresholds,
-                             layers=layers if layers is not None and not layers.empty else None))
+                             layers=layers if layers is not None and not layers.empty else None,
+                             best_checkpoint=best_checkpoint(run_dir)))
     except Exception:
         return []
+
+
+def best_checkpoint(run_dir: Any) -> str | None:
+    """The name of the run's best-weights checkpoint if the file exists (best.pt), else None."""
+    if run_dir is None:
+        return None
+    try:  # lstat: a symlink in a run folder is not followed (nor a checkpoint)
+        mode = tracking.checkpoints.checkpoint_path(run_dir, tracking.BEST).lstat().st_mode
+    except (OSError, ValueError):
+        return None
+    return tracking.BEST if stat.S_ISREG(mode) else None
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)

@@ -64,6 +64,8 @@ class _H:
     n: int
     #: per column, the rows that have data (all rows unless the ABSENT column says otherwise)
     present: dict[str, np.ndarray] = field(default_factory=dict)
+    #: the file that holds the run's best weights (e.g. "best.pt"), or None: none is known
+    best_checkpoint: str | None = None
     _smooth: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
     _only: dict[str, "_H"] = field(default_factory=dict)
 
@@ -80,7 +82,8 @@ class _H:
             self._only[name] = _H(epochs=self.epochs[rows],
                                   cols={c: x[rows] for c, x in self.cols.items()},
                                   n=int(rows.size),
-                                  present={c: m[rows] for c, m in self.present.items()})
+                                  present={c: m[rows] for c, m in self.present.items()},
+                                  best_checkpoint=self.best_checkpoint)
         return self._only[name]
 
     def smooth(self, name: str, window: int) -> np.ndarray:
@@ -161,8 +164,7 @@ def _divergence(h0: _H, th: Thresholds) -> Finding | None:
         msg = (f"{_NAMES[metric]} became {what} at epoch {int(h.epochs[first_bad])}{best_txt}: "
                + ("the run has diverged." if ongoing else "the run diverged and has produced finite values since."))
         return Finding("divergence", "critical", int(h.epochs[first_bad]), end, metric, msg,
-                       "Lower the learning rate (e.g. by 10x), add gradient clipping (max norm 1.0) "
-                       "or a warm-up; the best checkpoint from before the divergence is intact.",
+                       _diverge_advice(h),
                        {"first_non_finite_epoch": int(h.epochs[first_bad]),
                         "best_before": float(prev.min()) if prev.size else float("nan")})
     # finite explosion of the training loss (validation loss if there is no training loss)
@@ -181,11 +183,36 @@ def _divergence(h0: _H, th: Thresholds) -> Finding | None:
                        f"{_NAMES[metric]} has stayed above {_g(th.explode_factor)}x its minimum "
                        f"{_g(runmin[i])} for {h.n - i} epochs since epoch {int(h.epochs[i])} "
                        f"(now {_g(x[-1])}): the run has diverged.",
-                       "Lower the learning rate (e.g. by 10x), add gradient clipping (max norm 1.0) "
-                       "or a warm-up; the best checkpoint from before the divergence is intact.",
+                       _diverge_advice(h),
                        {"minimum": float(runmin[i]), "now": float(x[-1]), "factor": th.explode_factor,
                         "exploded_epochs": int(h.n - i)})
     return None
+
+
+def _best_epoch(h: _H, metric: str) -> int | None:
+    """The epoch of the lowest finite value of `metric` (the weights a best checkpoint holds)."""
+    x = h.cols.get(metric)
+    if x is None or not np.isfinite(x).any():
+        return None
+    return int(h.epochs[int(np.nanargmin(np.where(np.isfinite(x), x, np.nan)))])
+
+
+def _keep_best(h: _H, epoch: int | None) -> str:
+    """'keep ...': the advice's words for the best weights, naming only what exists."""
+    at = f"epoch-{epoch} " if epoch is not None else "best "
+    if h.best_checkpoint:
+        return f"keep the {at}checkpoint ({h.best_checkpoint})"
+    where = f"those of epoch {epoch}" if epoch is not None else "those of the best epoch"
+    return (f"keep the best weights, {where}, if your loop saved them (no checkpoint is "
+            f"recorded for this run)")
+
+
+def _diverge_advice(h: _H) -> str:
+    tail = (f"; the best checkpoint from before the divergence ({h.best_checkpoint}) is intact."
+            if h.best_checkpoint else
+            "; restart from weights saved before the divergence if your loop kept any.")
+    return ("Lower the learning rate (e.g. by 10x), add gradient clipping (max norm 1.0) "
+            "or a warm-up" + tail)
 
 
 def _exploded(x: np.ndarray, th: Thresholds) -> tuple[np.ndarray, np.ndarray]:
@@ -383,12 +410,20 @@ def _plateau(h: _H, th: Thresholds, metric: str | None, unstable: bool = False) 
     level = median_of_last(x, th.window)
     if first > 0 and level <= th.converged_level * first:
         return _converged(h, th, metric, j0, first, level, st["S"], ev)
-    msg = (f"{name} has not improved significantly since epoch {int(ep[j0])} and has set no new low for "
-           f"{int(ep[-1] - ep[anchor])} epochs{flat_txt} (best smoothed level {_g(st['best'])}"
+    # every number names what the chart shows (issue 13, class 8): the span starts at
+    # start_epoch, the best-epoch marker sits at the lowest raw value
+    b_ep = _best_epoch(h, metric)
+    low_txt = ""
+    if b_ep is not None:
+        low = float(np.nanmin(np.where(np.isfinite(x), x, np.nan)))
+        low_txt = (f"; its lowest value {_g(low)} was at epoch {b_ep}, "
+                   f"{int(ep[-1]) - b_ep} epochs ago")
+    msg = (f"{name} has not improved significantly since epoch {int(ep[j0])}{flat_txt} (smoothed "
+           f"level {_g(level)}"
            + (f", {level / first:.0%} of its first value {_g(first)}" if first > 0 else "")
-           + "): training has plateaued.")
-    advice = ("Stop and keep the best checkpoint, or lower the learning rate (e.g. by 10x) to "
-              "squeeze out the rest")
+           + f"){low_txt}: training has plateaued.")
+    advice = (f"Stop and {_keep_best(h, _best_epoch(h, metric))}, or lower the learning rate "
+              "(e.g. by 10x) to squeeze out the rest")
     tr = h.cols.get("train_loss")
     if metric == "val_loss" and tr is not None and np.isfinite(tr[j0]) and np.isfinite(tr[-1]) and tr[-1] < tr[j0] * 0.9:
         advice += ("; training loss is still falling, so more epochs mostly fit the training set - "
@@ -410,9 +445,10 @@ def _converged(h: _H, th: Thresholds, metric: str, j0: int, first: float, level:
            f"of its first value {_g(first)}): the {saved} epochs since changed its level by "
            f"{-gained:+.1%} ({_g(at_start)} to {_g(level)}); stopping at epoch {int(ep[j0])} would "
            f"have saved {saved} epochs.")
-    advice = ("Nothing to fix: training longer will not lower it. Keep the best checkpoint; to go "
-              "lower, change the model or the data (capacity, more data, augmentation), or lower "
-              "the learning rate (e.g. by 10x) for a last small gain.")
+    keep = _keep_best(h, _best_epoch(h, metric))
+    advice = (f"Nothing to fix: training longer will not lower it. {keep[0].upper()}{keep[1:]}; "
+              "to go lower, change the model or the data (capacity, more data, augmentation), or "
+              "lower the learning rate (e.g. by 10x) for a last small gain.")
     return Finding("converged", "info", int(ep[j0]), None, metric, msg, advice,
                    {**ev, "first_value": first, "level_now": level, "level_at_start": at_start,
                     "gain_since_start": gained, "epochs_since_start": saved,
@@ -449,8 +485,9 @@ def _still_improving(h: _H, th: Thresholds, metric: str | None) -> Finding | Non
     return Finding("still_improving", "info", start, None, metric,
                    f"{name} is still falling at the last epoch ({_g(before)} to {_g(now)} over the last "
                    f"{win.size} epochs, trend z={z:.1f}): training longer should help.",
-                   "Train for more epochs (resume from the last checkpoint), or raise the learning "
-                   "rate if progress is slow.",
+                   "Train for more epochs" + (" (resume from the last checkpoint)" if h.best_checkpoint
+                                              else "") + ", or raise the learning rate if progress "
+                   "is slow.",
                    {"level_before": before, "level_now": now, "trend_z": z, "window": int(win.size),
                     "sigma": sigma})
 
@@ -532,7 +569,7 @@ def _overfitting(h: _H, th: Thresholds) -> tuple[Finding | None, dict[str, Any] 
     msg = (f"Validation loss has risen for {since_epochs} epochs since its minimum {_g(r['raw_min'])} at "
            f"epoch {m_ep} (now {_g(r['now'])}, +{rel:.0%}) while training loss {trend_txt}: "
            f"the model is overfitting.")
-    advice = (f"Stop and keep the epoch-{m_ep} checkpoint (best.pt); to generalise better add weight "
+    advice = (f"Stop and {_keep_best(h, m_ep)}; to generalise better add weight "
               f"decay (e.g. 1e-4 to 1e-3) or dropout (0.2-0.5), use a smaller model, or get more "
               f"training data.")
     ev = {"min_epoch": m_ep, "min_val_loss": r["raw_min"], "best_level": r["best"], "level_now": r["now"],
@@ -799,7 +836,8 @@ def _names(names: list[str], k: int = 4) -> str:
 # ---------------------------------------------------------------- public API
 
 def diagnose(history: pd.DataFrame, thresholds: Thresholds | None = None,
-             layers: pd.DataFrame | None = None) -> list[Finding]:
+             layers: pd.DataFrame | None = None, *,
+             best_checkpoint: str | None = None) -> list[Finding]:
     """Diagnose a training history.
 
     Args:
@@ -810,6 +848,9 @@ def diagnose(history: pd.DataFrame, thresholds: Thresholds | None = None,
         thresholds (Thresholds): tunables; None means the defaults.
         layers (pandas.DataFrame): optional per-layer gradient norms, column ``epoch`` and one
             column per parameter tensor. Rows after the history's last epoch are ignored.
+        best_checkpoint (str): the file that holds the run's best weights (the trainer's
+            "best.pt"), named in the advice; None (own loops, imports): the advice names the
+            best epoch and assumes no checkpoint.
 
     Returns:
         At most one Finding per kind, in the order of `KINDS`. An empty history gives [], a
@@ -820,13 +861,15 @@ def diagnose(history: pd.DataFrame, thresholds: Thresholds | None = None,
     if not isinstance(th, Thresholds):
         raise TypeError(f"thresholds must be a Thresholds or None, got {type(th).__name__}")
     with np.errstate(all="ignore"):  # NaN/inf/overflow are data here, not errors
-        return _diagnose(history, th, layers)
+        return _diagnose(history, th, layers, best_checkpoint)
 
 
-def _diagnose(history: pd.DataFrame, th: Thresholds, layers: pd.DataFrame | None) -> list[Finding]:
+def _diagnose(history: pd.DataFrame, th: Thresholds, layers: pd.DataFrame | None,
+              best_checkpoint: str | None = None) -> list[Finding]:
     h = _prepare(history)
     if h is None:
         return []
+    h.best_checkpoint = best_checkpoint or None
     if h.n == 1:  # one epoch shows no trend, but a first epoch that is already NaN diverged
         return [f] if (f := _divergence(h, th)) is not None else []
     out: dict[str, Finding | None] = {}
@@ -853,7 +896,8 @@ def _diagnose(history: pd.DataFrame, th: Thresholds, layers: pd.DataFrame | None
 
 
 def should_stop(history: pd.DataFrame, kinds: Iterable[str] = ("overfitting", "plateau"),
-                thresholds: Thresholds | None = None) -> Finding | None:
+                thresholds: Thresholds | None = None, *,
+                best_checkpoint: str | None = None) -> Finding | None:
     """The finding that should stop training now, or None.
 
     Called by the trainer after each epoch with the history so far. A finding is
@@ -867,7 +911,7 @@ def should_stop(history: pd.DataFrame, kinds: Iterable[str] = ("overfitting", "p
         kinds: any of "overfitting", "plateau", "divergence"; "plateau" also stops on a
             "converged" finding (a plateau at a low loss, see STOP_ALSO).
     """
-    return stopping_finding(diagnose(history, thresholds), kinds)
+    return stopping_finding(diagnose(history, thresholds, best_checkpoint=best_checkpoint), kinds)
 
 
 def stopping_finding(findings: Iterable[Finding],

@@ -63,11 +63,11 @@ def test_overfitting_reported_within_10_epochs_of_the_minimum(turn, slope, noise
 def test_overfitting_message_reads_as_one_sentence_with_the_numbers():
     n = 40
     val = u_shape(n, 20, 0.02)
-    f = diagnose(frame(train_loss=decay(n, floor=0.02), val_loss=val))[0]
+    f = diagnose(frame(train_loss=decay(n, floor=0.02), val_loss=val), best_checkpoint="best.pt")[0]
     assert f.kind == "overfitting"
     assert f.message.startswith("Validation loss has risen for 20 epochs since its minimum")
     assert f.message.endswith("while training loss kept falling: the model is overfitting.")
-    assert "weight decay" in f.advice and "epoch-20 checkpoint" in f.advice
+    assert "weight decay" in f.advice and "epoch-20 checkpoint (best.pt)" in f.advice
 
 
 def test_overfitting_not_flagged_when_training_loss_rises_too():

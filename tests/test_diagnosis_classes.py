@@ -225,3 +225,85 @@ def test_a_flat_plateau_is_still_reported_quiet_or_noisy(seed):
                           "val_loss": noisy(base, noise, seed)})
         first = next((t for t in range(2, n + 1) if should_stop(h.iloc[:t], ["plateau"])), None)
         assert first is not None and first <= 60, (noise, first)
+
+
+# ------------------------------------------------------------------ class 9: advice that fits the run
+
+def _overfit():
+    n = 40
+    return pd.DataFrame({"epoch": epochs(n), "train_loss": decay(n, floor=0.02),
+                         "val_loss": u_shape(n, 20, 0.03)})
+
+
+def test_advice_names_no_checkpoint_for_a_run_without_one():
+    found = {f.kind: f for f in diagnose(_overfit())}  # an own loop, an import: no checkpoint
+    advice = found["overfitting"].advice
+    assert "best.pt" not in advice and "checkpoint (" not in advice
+    assert "epoch 20" in advice and "if your loop saved them" in advice
+
+
+def test_advice_names_the_checkpoint_a_run_has():
+    found = {f.kind: f for f in diagnose(_overfit(), best_checkpoint="best.pt")}
+    assert "keep the epoch-20 checkpoint (best.pt)" in found["overfitting"].advice
+    stop = should_stop(_overfit(), ["overfitting"], best_checkpoint="best.pt")
+    assert stop is not None and "best.pt" in stop.advice
+
+
+@pytest.mark.parametrize("checkpoint", [None, "best.pt"])
+def test_every_advice_names_only_what_exists(checkpoint):
+    n = 40
+    nan_val = decay(n, floor=0.3)
+    nan_val[30:] = np.nan
+    histories = [_overfit(), _converging(), _converging(floor=0.6),
+                 pd.DataFrame({"epoch": epochs(n), "train_loss": decay(n), "val_loss": nan_val}),
+                 pd.DataFrame({"epoch": epochs(n), "train_loss": decay(n, tau=30.0),
+                               "val_loss": decay(n, tau=30.0) + 0.1})]
+    kinds = set()
+    for h in histories:
+        for f in diagnose(h, best_checkpoint=checkpoint):
+            kinds.add(f.kind)
+            if checkpoint is None:
+                assert "best.pt" not in f.advice and "checkpoint (" not in f.advice, f.kind
+                assert "resume from the last checkpoint" not in f.advice, f.kind
+            elif f.kind in ("overfitting", "plateau", "converged", "divergence"):
+                assert "(best.pt)" in f.advice, f.kind
+    assert {"overfitting", "plateau", "converged", "divergence", "still_improving"} <= kinds
+
+
+def test_the_run_page_names_best_pt_only_when_the_run_folder_has_it(tmp_path):
+    from dashboard import data
+    from tracking import BEST
+    from tracking.checkpoints import checkpoint_path
+    run = tmp_path / "run"
+    assert data.best_checkpoint(run) is None and data.best_checkpoint(None) is None
+    path = checkpoint_path(run, BEST)
+    path.parent.mkdir(parents=True)
+    (tmp_path / "elsewhere.pt").write_bytes(b"x")
+    path.symlink_to(tmp_path / "elsewhere.pt")
+    assert data.best_checkpoint(run) is None  # a symlink is not the run's checkpoint
+    path.unlink()
+    path.write_bytes(b"x")
+    assert data.best_checkpoint(run) == "best.pt"
+    found = data.findings_for(_overfit(), None, None, run)
+    assert "(best.pt)" in {f.kind: f for f in found}["overfitting"].advice
+    found = data.findings_for(_overfit(), None, None, tmp_path / "no-checkpoints")
+    assert "best.pt" not in {f.kind: f for f in found}["overfitting"].advice
+
+
+# ------------------------------------------------------------------ class 8: cards agree with markers
+
+def test_the_plateau_card_names_the_epochs_the_chart_marks():
+    # a dip to 0.95 at epoch 20 (the chart's "best @ 20"), then the smoothed level still
+    # creeps down 0.3% an epoch until epoch 30 without a new raw low, then stays flat
+    n = 60
+    e = epochs(n)
+    val = np.where(e <= 20, 1.0 + 1.3 * np.exp(-(e - 1) / 3.0), 1.03 * (1 - 0.003 * np.minimum(e - 20, 10)))
+    val = noisy(val, 0.001, 8)
+    val[19] = 0.95
+    h = pd.DataFrame({"epoch": e, "train_loss": val - 0.1, "val_loss": val})
+    best = int(np.argmin(val)) + 1
+    assert best == 20
+    f = {x.kind: x for x in diagnose(h)}["plateau"]
+    assert f"since epoch {f.start_epoch}" in f.message  # the shaded span's start
+    assert f"lowest value 0.95 was at epoch {best}, {n - best} epochs ago" in f.message
+    assert f"keep the best weights, those of epoch {best}," in f.advice

@@ -125,7 +125,7 @@ class _Diagnosis:
 
             from diagnosis import diagnose
             self._of = (len(history), diagnose(pd.DataFrame.from_records(history),
-                                               self.thresholds))
+                                               self.thresholds, best_checkpoint=BEST))
         return self._of[1]
 
     def stop_finding(self, history: list[dict[str, Any]]) -> Any:

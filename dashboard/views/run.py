@@ -99,7 +99,7 @@ def live_view() -> None:
         history = data.load_history(path)
         now_info = info
     layers = data.live_layers(path) if live else data.load_layers(path)
-    findings = data.findings_for(history, layers, thresholds)
+    findings = data.findings_for(history, layers, thresholds, path)
     status = now_info.status
 
     m = st.columns(5)
