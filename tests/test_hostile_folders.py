@@ -323,3 +323,20 @@ def test_strict_reading_refuses_what_a_float_cannot_hold_and_deep_nesting():
         with pytest.raises(ValueError):
             loads_bounded(bad)
     assert loads_bounded(b"[" * 64 + b"]" * 64) is not None
+
+
+def test_a_follower_of_an_unreadable_jsonl_reports_its_reason_once(tmp_path):
+    run = H.good_run(tmp_path / "runs", "v")
+    H._fifo(run / "metrics.jsonl")
+    h = tracking.HistoryReader(run)
+    for _ in range(5):  # live ticks
+        assert h.read().empty
+    assert len(h.problems) == 1 and "FIFO" in h.problems[0]
+
+
+def test_a_live_looking_run_with_a_pid_no_process_can_have_reads_as_crashed(tmp_path):
+    runs = tmp_path / "runs"
+    run = H.good_run(runs, "v")
+    H.DAMAGES["pid 10**30 of a live-looking run"][0](run, tmp_path)
+    info = read_run(run)
+    assert info.state == "crashed" and "pid" not in info.status

@@ -193,12 +193,13 @@ def read_run(run_dir: str | Path) -> RunInfo:
     except (OSError, ValueError) as e:
         return RunInfo(**base, state="unreadable",
                        problem=f"status.json is unreadable: {safeio.describe(e)}")
-    status = clean_status(status)
-    if status.get("state") not in P.STATES:
-        return RunInfo(**base, state="unreadable", status=status,
-                       problem=f"status.json has state {str(status.get('state'))[:40]!r}; "
+    shown = clean_status(status)
+    if shown.get("state") not in P.STATES:
+        return RunInfo(**base, state="unreadable", status=shown,
+                       problem=f"status.json has state {str(shown.get('state'))[:40]!r}; "
                                f"known states are {', '.join(P.STATES)}")
-    return RunInfo(**base, state=derive_state(status), status=status)
+    # the state is derived from what was written (a pid no process can have means crashed)
+    return RunInfo(**base, state=derive_state(status), status=shown)
 
 
 _NO_RUN_JSON = "run.json is missing"
@@ -316,7 +317,8 @@ class JsonlFrame:
         if chunk.offset < self.offset:  # file was replaced: start over
             self._rows, self.problems, self._frame = [], [], None
         self.offset = chunk.offset
-        self.problems.extend(chunk.problems)
+        # a file that stays unreadable (a FIFO) gives the same reason on every tick: once
+        self.problems.extend(p for p in chunk.problems if p not in self.problems[-8:])
         rows = [r for r in map(self._row, chunk.records) if r is not None]
         self._rows.extend(rows)
         frame = self._frame
