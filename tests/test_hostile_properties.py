@@ -34,14 +34,17 @@ FILES = ("run.json", "status.json", "metrics.jsonl", "layers.jsonl", "steps.json
 #: examples per property (the suite's figure: READER_EXAMPLES + GROUP_EXAMPLES folders)
 READER_EXAMPLES = 2000
 GROUP_EXAMPLES = 150
-PAGE_EXAMPLES, FOLDERS_PER_PAGE_EXAMPLE = 5, 10
+#: page examples: each lists FOLDERS_PER_PAGE_EXAMPLE hostile folders on the Runs page and
+#: opens RUN_PAGES_PER_EXAMPLE of them (unreadable ones first) on the Run page
+PAGE_EXAMPLES, FOLDERS_PER_PAGE_EXAMPLE, RUN_PAGES_PER_EXAMPLE = 10, 10, 5
 DEADLINE = 5.0
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture,
                                        HealthCheck.large_base_example])
 
-COUNTS = {"folders": 0, "group_folders": 0, "pages": 0, "hangs": 0, "escapes": 0}
+COUNTS = {"folders": 0, "group_folders": 0, "page_folders": 0, "pages": 0, "hangs": 0,
+          "escapes": 0}
 
 
 # ------------------------------------------------------------------ strategies
@@ -454,7 +457,9 @@ def _page(name: str, **query: str) -> Any:
 def test_pages_render_a_sample_of_hostile_folders_with_bad_runs_listed_unreadable(
         scratch, monkeypatch):
     """PAGE_EXAMPLES examples of FOLDERS_PER_PAGE_EXAMPLE hostile folders each: the Runs page
-    once per example, the Run page for every folder, Compare for the readable ones."""
+    once per example (every folder a row, the unreadable ones marked so with their reason),
+    the Run page for RUN_PAGES_PER_EXAMPLE of them (unreadable ones first), Compare for the
+    readable ones."""
     monkeypatch.chdir(ROOT)
     before = COUNTS["pages"]
 
@@ -474,6 +479,8 @@ def test_pages_render_a_sample_of_hostile_folders_with_bad_runs_listed_unreadabl
                 write_folder(runs, rid, spec, scratch / "outside")
                 ids.append(rid)
             infos = {i.id: i for i in read_everything(runs)}
+            COUNTS["page_folders"] += len(ids)
+            opened = sorted(ids, key=lambda r: infos[r].state != "unreadable")
             with deadline(60):
                 at = _page("runs").run()
                 COUNTS["pages"] += 1
@@ -484,7 +491,7 @@ def test_pages_render_a_sample_of_hostile_folders_with_bad_runs_listed_unreadabl
                     if infos[rid].state == "unreadable":
                         assert "unreadable" in table.loc[rid, "state"]
                         assert table.loc[rid, "problem"]
-                for rid in ids:
+                for rid in opened[:RUN_PAGES_PER_EXAMPLE]:
                     at = _page("run", run=rid).run()
                     COUNTS["pages"] += 1
                     assert not at.exception, (rid, at.exception)
@@ -504,5 +511,6 @@ def test_pages_render_a_sample_of_hostile_folders_with_bad_runs_listed_unreadabl
 
     prop()
     rendered = COUNTS["pages"] - before
-    assert rendered >= PAGE_EXAMPLES * (FOLDERS_PER_PAGE_EXAMPLE + 2)
+    assert rendered >= PAGE_EXAMPLES * (RUN_PAGES_PER_EXAMPLE + 2)
+    assert COUNTS["page_folders"] >= PAGE_EXAMPLES * FOLDERS_PER_PAGE_EXAMPLE
     print(f"\nhostile-folder figures: {COUNTS}")
