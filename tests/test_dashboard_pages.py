@@ -409,15 +409,18 @@ def test_launch_rejects_bad_input_with_the_clis_message(runs_env):
 
 
 @pytest.mark.slow
-def test_launch_shows_the_clis_own_rejection(runs_env, tmp_path):
-    # passes the form's pre-validation, rejected by the CLI when it loads the data
+def test_launch_shows_the_clis_own_rejection(runs_env, tmp_path, monkeypatch):
+    # a CSV the form may use (under the data root) that passes its pre-validation, rejected by
+    # the CLI when it loads the data: the target column is not in it
+    monkeypatch.setenv("CURVEWATCH_DATA_ROOT", str(tmp_path))
+    (tmp_path / "no-target.csv").write_text("a,b\n1,2\n3,4\n")
     at = page("launch")
-    at.session_state["launch-dataset"] = f"csv:{tmp_path / 'missing.csv'}"  # a typed option
+    at.session_state["launch-dataset"] = f"csv:{tmp_path / 'no-target.csv'}"  # a typed option
     at.run()
     at.text_input(key="launch-target").set_value("y")
     at.button(key="launch-submit").click().run()
     assert "python -m trainer run: error:" in texts(at.error)
-    assert "missing.csv" in texts(at.error)
+    assert "'y'" in texts(at.error), texts(at.error)
 
 
 @pytest.mark.slow
