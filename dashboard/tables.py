@@ -29,16 +29,20 @@ IGNORED_DIFF = ("thresholds",)
 #: in `http://`, so `kfold:3` stays as it is); '-' and '.' only matter at a line's start, and
 #: run ids (letters, digits, '.', '_', '-') stay readable
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~$&@]|:(?=[A-Za-z/]))")
-_WWW = re.compile(r"(?i)\b(www)\.")  # GFM links "www.x.y" by itself
+# GFM turns bare "http://x", "www.x" and "a@b.c" into links after markdown is parsed (a
+# find-and-replace on the text, so a backslash escape does not stop it): an invisible word
+# joiner (U+2060) between the scheme or "www" and what follows, and before "@", does.
+_AUTOLINK = re.compile(r"(?i)\b(https?|ftp|mailto|www)(?=[:.])|(?=@)")
 
 
 def md(text: Any) -> str:
     """`text` (a run or group name, a tag, a reason, a value from a URL) escaped for
     Streamlit's markdown, so it shows as plain text: no image fetched, no link, no code span,
     colour or icon directive, no emphasis (each such character gets its backslash; line
-    breaks become spaces, so nothing can start a list or a heading)."""
+    breaks become spaces, so nothing can start a list or a heading), no bare URL or address
+    turned into a link (an invisible word joiner breaks it)."""
     flat = " ".join(str(text).split("\n")).replace("\r", " ")
-    return _WWW.sub(r"\1\\.", _MD_SPECIAL.sub(r"\\\1", flat))
+    return _MD_SPECIAL.sub(r"\\\1", _AUTOLINK.sub("\\1\u2060", flat))
 
 
 def state_label(state: str) -> str:

@@ -268,3 +268,47 @@ def test_make_runs_demo_runs_fill_their_pages_epoch_by_epoch(tmp_path, browser):
         ctx.close()
         for run in dfx.tracking.list_runs(runs_dir):
             dfx.trainer("stop", run.id, "--runs-dir", str(runs_dir), "--wait", "30")
+
+
+EVIL = "![t](http://evil.example/beacon.png) [Run deleted - log in again](http://evil.example/x)"
+
+
+def test_hostile_names_show_as_text_and_no_page_contacts_another_host(tmp_path, browser):
+    """A run whose name, tags and stop reason are markdown aimed at another host: every page
+    shows the words as text, draws no image or link to that host, and the browser asks no
+    address but the dashboard's own. Requests leave the browser only through a guard that
+    records and aborts any that is not for the loopback address, so nothing goes out even if
+    this fails."""
+    from urllib.parse import urlparse
+
+    from playwright.sync_api import expect
+    expect.set_options(timeout=LOAD_TIMEOUT_MS)
+    runs = tmp_path / "runs"
+    run = dfx.Run.create(runs, name=EVIL, tags=[EVIL], config=dfx.base_config(epochs=3),
+                         epochs=3, heartbeat_seconds=0)
+    for e in range(1, 4):
+        run.log_epoch(epoch=e, **dfx.healthy(0)(e))
+    run.finish("stopped", stop_reason=EVIL)
+    elsewhere: list[str] = []
+
+    def guard(route) -> None:
+        if urlparse(route.request.url).hostname in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1900})
+    ctx.route("**/*", guard)
+    try:
+        with streamlit_server(runs, "streamlit-hostile") as url:
+            for path in ("/", f"/run?run={run.id}", f"/compare?runs={run.id}"):
+                pg = ctx.new_page()
+                open_page(pg, url + path)
+                if path.startswith("/run"):
+                    expect(pg.get_by_text("Run deleted - log in again").first).to_be_visible()
+                assert pg.locator("img[src*='evil']").count() == 0, path
+                assert pg.locator("a[href^='http'][href*='evil']").count() == 0, path
+            shot(pg, "hostile-compare")
+    finally:
+        ctx.close()
+    assert elsewhere == []

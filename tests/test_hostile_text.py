@@ -2,7 +2,7 @@
 parameters are shown as text on every page, never as markdown (no image fetched from a remote
 host, no spoofed link, no code span broken out of). Checked on the markdown each element is
 given (AppTest): once its escapes are removed, no image, link or autolink to the hostile
-host is left. (A browser check with a request log is docs/reliability.md's open item.)"""
+host is left. The browser check with a request guard is in test_browser_dashboard.py."""
 from __future__ import annotations
 
 import json
