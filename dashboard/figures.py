@@ -104,8 +104,19 @@ def _finding_get(f: Any, key: str, default: Any = None) -> Any:
     return getattr(f, key, default)
 
 
+def plain(text: Any) -> str:
+    """`text` (a run name, a metric) as plotly shows it literally: plotly reads <a href>, <b>
+    and the like in names and titles as markup, and decodes &lt; back to '<' when it draws."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _layout(fig: go.Figure, *, title: str, xtitle: str, ytitle: str, uirevision: str,
             log_y: bool = False, height: int = 360) -> go.Figure:
+    # every figure leaves through here: its names and titles become plain text once
+    for trace in fig.data:
+        if trace.name is not None:
+            trace.name = plain(trace.name)
+    title, xtitle, ytitle = plain(title), plain(xtitle), plain(ytitle)
     fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.01), height=height,
                       margin=dict(l=50, r=20, t=50, b=40), uirevision=uirevision,
                       hovermode="x unified",
@@ -344,7 +355,7 @@ def compare_figure(histories: Mapping[str, pd.DataFrame], column: str, *,
                                          legendgroup=rid))
             y = smooth_ema(y, smoothing)
         fig.add_trace(line_trace(xs, y, name=name, color=colors[rid], legendgroup=rid,
-                                 hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>"))
+                                 hovertemplate=f"{plain(name)}: %{{y:.4g}}<extra></extra>"))
     if not fig.data:
         any_cols = sorted({c for h in histories.values() for c in h.columns})
         raise ValueError(f"Value of {column!r} is not the name of a column in any run. "
@@ -366,7 +377,7 @@ def small_multiples_figure(histories: Mapping[str, pd.DataFrame], metric: str = 
     cols = max(1, min(cols, n))
     rows = math.ceil(n / cols)
     fig = make_subplots(rows=rows, cols=cols, shared_xaxes="all", shared_yaxes="all",
-                        subplot_titles=[labels.get(i, i) for i in ids],
+                        subplot_titles=[plain(labels.get(i, i)) for i in ids],
                         horizontal_spacing=0.04, vertical_spacing=0.12 if rows > 1 else 0.1)
     for k, rid in enumerate(ids):
         h = histories[rid]
@@ -506,7 +517,7 @@ def group_metric_figure(curves: pd.DataFrame, column: str,
             y=pd.to_numeric(h[column], errors="coerce").to_numpy(dtype=float),
             mode="lines", name=name, legendgroup="members", showlegend=False, opacity=0.45,
             line=dict(color="#7f7f7f", width=1),
-            hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>"))
+            hovertemplate=f"{plain(name)}: %{{y:.4g}}<extra></extra>"))
     if curves is not None and not curves.empty and f"{column}_mean" in curves.columns:
         ep = pd.to_numeric(curves["epoch"], errors="coerce").to_numpy(dtype=float)
         mean = pd.to_numeric(curves[f"{column}_mean"], errors="coerce").to_numpy(dtype=float)

@@ -400,3 +400,18 @@ def test_runs_summary_uses_status_flags_and_falls_back_to_metrics(tmp_path):
     s = data.run_summary(dataclasses.replace(info, status=status))
     assert s == {"flags": (("overfitting", "warning"),), "best_val_acc": 0.75,
                  "source": "status"}
+
+
+def test_run_names_in_charts_are_plain_text_not_plotly_markup():
+    """plotly reads <a href> and <b> in trace names and titles as markup: a run named with
+    them shows the characters, and no chart carries a raw tag."""
+    evil = '<a href="http://evil.example/x">log in</a><b>'
+    h = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.0, 0.8, 0.7],
+                      "val_loss": [1.1, 0.9, 0.8]})
+    figs = [figures.compare_figure({"r": h}, "val_loss", labels={"r": evil}),
+            figures.small_multiples_figure({"r": h}, labels={"r": evil}),
+            figures.compare_figure({"r": h.rename(columns={"val_loss": evil})}, evil)]
+    for fig in figs:
+        text = fig.to_json()
+        assert "<a href" not in text and "<b>" not in text
+        assert "&lt;a href" in text
