@@ -36,7 +36,7 @@ READER_EXAMPLES = 2000
 GROUP_EXAMPLES = 150
 #: page examples: each lists FOLDERS_PER_PAGE_EXAMPLE hostile folders on the Runs page and
 #: opens RUN_PAGES_PER_EXAMPLE of them (unreadable ones first) on the Run page
-PAGE_EXAMPLES, FOLDERS_PER_PAGE_EXAMPLE, RUN_PAGES_PER_EXAMPLE = 10, 10, 5
+PAGE_EXAMPLES, FOLDERS_PER_PAGE_EXAMPLE, RUN_PAGES_PER_EXAMPLE = 10, 10, 10
 DEADLINE = 5.0
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
