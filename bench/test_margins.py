@@ -28,6 +28,8 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from demo_margins import seeds_arg  # noqa: E402  (bench/ is this script's own folder)
+
 from diagnosis import diagnose  # noqa: E402
 from tracking import read_history, read_run  # noqa: E402
 
@@ -183,11 +185,6 @@ def measure(check: str, seed: int, threads: int) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         value, margin = CHECKS[check][0](seed, threads, tmp)
     return Result(check, seed, threads, value, margin)
-
-
-def seeds_arg(text: str) -> list[int]:
-    lo, _, hi = text.partition("-")
-    return list(range(int(lo), int(hi or lo) + 1))
 
 
 def main() -> None:
