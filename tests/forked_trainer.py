@@ -7,7 +7,8 @@ same `trainer.cli.main` that `python -m trainer` runs, exit status included) in 
 working directory and environment, with its output in files; it can be traced by strace or
 killed with SIGKILL like any other. It waits at a gate until released, so that a tracer can
 attach before its first system call of the run. Nothing has run in the server before a
-fork, so every child starts from the state a fresh `python -m trainer` has after its imports.
+fork, so every child starts from the state a fresh `python -m trainer` has after its imports,
+but for one torch thread where the command does not set `--threads` (see `child`).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVER = r"""
 import json, os, sys, traceback
 import diagnosis, pandas, sklearn.datasets, sklearn.model_selection, sklearn.preprocessing
-import torch._dynamo  # what building an optimizer imports
+import torch, torch._dynamo  # what building an optimizer imports
 import trainer.runner
 from trainer.cli import main
 
@@ -37,6 +38,10 @@ def child(req, gate):
     os.chdir(req["cwd"])
     os.environ.clear()
     os.environ.update(req["env"])
+    # One torch thread unless the command asks (--threads): the suite runs two test workers
+    # on two cores, where a training's default thread a core stalls on the other's (an
+    # epoch of 0.03 s took 2 s at load 11). The only way a child differs from a fresh start.
+    torch.set_num_threads(1)
     try:  # as `python -m trainer` ends: sys.exit(main())
         code = main(req["argv"])
     except SystemExit as e:
