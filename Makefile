@@ -51,6 +51,7 @@ bench: setup
 	$(PY) bench/sweep_parallel.py
 	$(PY) bench/tensorboard_import.py
 	$(PY) bench/demo_margins.py
+	$(PY) bench/test_margins.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
