@@ -369,8 +369,13 @@ def small_multiples_figure(histories: Mapping[str, pd.DataFrame], metric: str = 
                            colors: Mapping[str, str] | None = None, smoothing: float = 0.0,
                            x: str = "epoch", log_y: bool = False, cols: int = 3,
                            uirevision: str | None = None) -> go.Figure:
-    """One panel per run with train (dotted) and val (solid) of a metric, shared axes."""
+    """One panel per run, shared axes. `metric` is a train_/val_ pair's name ("loss" draws
+    train_loss dotted and val_loss solid) or, when no run has such a pair, a column drawn as
+    it is (e.g. "custom_temperature" or "lr")."""
     ids = list(histories)
+    paired = any(f"{split}_{metric}" in h.columns for h in histories.values()
+                 for split in ("train", "val"))
+    series = ((("train", "dot"), ("val", None)) if paired else ((None, None),))
     colors = colors or run_colors(ids)
     labels = labels or {i: i for i in ids}
     n = max(1, len(ids))
@@ -383,17 +388,19 @@ def small_multiples_figure(histories: Mapping[str, pd.DataFrame], metric: str = 
         h = histories[rid]
         r, c = k // cols + 1, k % cols + 1
         xs = x_values(h, x)
-        for split, dash in (("train", "dot"), ("val", None)):
-            col = f"{split}_{metric}"
+        for split, dash in series:
+            col = f"{split}_{metric}" if split else metric
             if col not in h.columns:
                 continue
             y = pd.to_numeric(h[col], errors="coerce").to_numpy(dtype=float)
             if smoothing and smoothing > 0:
                 y = smooth_ema(y, smoothing)
-            fig.add_trace(line_trace(xs, y, name=f"{labels.get(rid, rid)} {split}",
+            fig.add_trace(line_trace(xs, y, name=f"{labels.get(rid, rid)} {split or metric}",
                                      color=colors[rid], dash=dash, showlegend=False,
                                      legendgroup=rid), row=r, col=c)
-    fig = _layout(fig, title=f"{_metric_title(metric)}: train (dotted) and val (solid)",
+    title = (f"{_metric_title(metric)}: train (dotted) and val (solid)" if paired
+             else metric)
+    fig = _layout(fig, title=title,
                   xtitle="", ytitle="", log_y=log_y, height=260 * rows + 60,
                   uirevision=uirevision or f"multiples-{metric}")
     fig.update_layout(hovermode="closest")

@@ -170,6 +170,19 @@ def test_compare_colours_consistent_and_multiples_one_panel_per_run():
         figures.compare_figure(hs, "nope")
 
 
+def test_small_multiples_draw_the_chosen_metric_not_loss():
+    """A metric without train_/val_ pairs (an imported custom/temperature) is drawn itself,
+    one line per panel, titled with its name; a paired metric keeps train and val."""
+    hs = {r: _hist().assign(custom_temperature=[0.5 * i for i in range(len(_hist()))])
+          for r in ("r1", "r2")}
+    fig = figures.small_multiples_figure(hs, "custom_temperature")
+    assert "Loss" not in fig.layout.title.text and "custom_temperature" in fig.layout.title.text
+    assert len(fig.data) == 2
+    assert list(fig.data[0].y) == list(hs["r1"]["custom_temperature"])
+    acc = figures.small_multiples_figure(hs, "acc")
+    assert acc.layout.title.text.startswith("Accuracy") and len(acc.data) == 4
+
+
 def test_group_band_mean_and_spread():
     a, b = _hist(), _hist()
     b["val_loss"] = b["val_loss"] + 0.2

@@ -121,7 +121,7 @@ with tab_overlay:
                     key="compare-chart-overlay", theme=None)
 with tab_multi:
     pair = column.split("_", 1)[1] if column.startswith(("train_", "val_", "test_")) else None
-    metric = pair or "loss"
+    metric = pair or column  # a metric without a train/val pair is drawn as it is
     st.plotly_chart(figures.small_multiples_figure(histories, metric, labels=labels,
                                                    colors=colors, smoothing=smoothing, x=x,
                                                    log_y=log_y),
