@@ -15,6 +15,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from tracking.aggregate import curve_stats
+
 from .series import downsample_minmax, smooth_ema
 
 TEMPLATE = "plotly_white"
@@ -411,16 +413,19 @@ def group_band_figure(groups: Mapping[str, Sequence[pd.DataFrame]], column: str,
                       colors: Mapping[str, str] | None = None, smoothing: float = 0.0,
                       log_y: bool = False, uirevision: str | None = None) -> go.Figure:
     """Mean ± one standard deviation across the runs of each group, by epoch (folds, seeds,
-    sweeps), with the min–max envelope faint behind it."""
+    sweeps). The statistics are tracking.aggregate's `curve_stats` (population sd, ddof=0),
+    the numbers the group record and the Group page show, so one band has one definition."""
     names = list(groups)
     colors = colors or run_colors(names)
     fig = go.Figure()
     for g in names:
-        agg = aggregate_runs(groups[g], column)
-        if agg.empty:
+        hs = {str(i): h for i, h in enumerate(groups[g]) if column in h.columns}
+        agg = curve_stats(hs)
+        if agg.empty or f"{column}_mean" not in agg.columns:
             continue
-        mean = agg["mean"].to_numpy(dtype=float)
-        std = agg["std"].fillna(0).to_numpy(dtype=float)
+        mean = pd.to_numeric(agg[f"{column}_mean"], errors="coerce").to_numpy(dtype=float)
+        std = pd.to_numeric(agg[f"{column}_std"], errors="coerce").fillna(0).to_numpy(
+            dtype=float)
         if smoothing and smoothing > 0:
             mean = smooth_ema(mean, smoothing)
         ep = agg["epoch"].to_numpy(dtype=float)
@@ -434,19 +439,6 @@ def group_band_figure(groups: Mapping[str, Sequence[pd.DataFrame]], column: str,
                                  legendgroup=g))
     return _layout(fig, title=f"{column}: group mean ± 1 sd", xtitle="epoch", ytitle=column,
                    log_y=log_y, uirevision=uirevision or f"groups-{column}", height=420)
-
-
-def aggregate_runs(histories: Sequence[pd.DataFrame], column: str) -> pd.DataFrame:
-    """Per-epoch mean, std, min, max and count of a column across runs."""
-    parts = [h[["epoch", column]] for h in histories if column in h.columns]
-    if not parts:
-        return pd.DataFrame(columns=["epoch", "mean", "std", "min", "max", "n"])
-    allv = pd.concat(parts, ignore_index=True)
-    allv[column] = pd.to_numeric(allv[column], errors="coerce")
-    allv[column] = allv[column].where(np.isfinite(allv[column]))
-    g = allv.groupby("epoch")[column]
-    return pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "min": g.min(),
-                         "max": g.max(), "n": g.count()}).reset_index()
 
 
 def _rgba(hex_color: str, alpha: float) -> str:

@@ -186,11 +186,26 @@ def test_small_multiples_draw_the_chosen_metric_not_loss():
 def test_group_band_mean_and_spread():
     a, b = _hist(), _hist()
     b["val_loss"] = b["val_loss"] + 0.2
-    agg = figures.aggregate_runs([a, b], "val_loss")
-    assert agg["n"].eq(2).all()
-    assert agg["mean"].iloc[0] == pytest.approx(a["val_loss"].iloc[0] + 0.1)
     fig = figures.group_band_figure({"g": [a, b]}, "val_loss")
     assert fig.data[0].fill == "toself" and fig.data[1].name == "g (n=2)"
+    assert fig.data[1].y[0] == pytest.approx(a["val_loss"].iloc[0] + 0.1)
+
+
+def test_group_band_is_tracking_aggregates_population_sd():
+    """One band, one definition: Compare's group band is tracking.aggregate's curve_stats
+    (ddof=0, as the group record and the Group page), not a second sample-sd copy."""
+    from tracking.aggregate import curve_stats
+    a, b, c = _hist(), _hist(), _hist()
+    b["val_loss"] = b["val_loss"] + 0.2
+    c["val_loss"] = c["val_loss"] + 0.7
+    fig = figures.group_band_figure({"g": [a, b, c]}, "val_loss")
+    stats = curve_stats({"a": a, "b": b, "c": c})
+    n = len(a)
+    upper = np.asarray(fig.data[0].y, dtype=float)[:n]
+    np.testing.assert_allclose(upper, stats["val_loss_mean"] + stats["val_loss_std"])
+    sd = np.std([a["val_loss"], b["val_loss"], c["val_loss"]], axis=0)  # ddof=0
+    np.testing.assert_allclose(upper - np.asarray(fig.data[1].y, dtype=float), sd)
+    assert not hasattr(figures, "aggregate_runs")
 
 
 def test_metric_names():
