@@ -7,10 +7,14 @@ PORT   ?= 8501
 
 .PHONY: setup browser run demo dashboard lint test test-fast bench clean
 
-$(VENV)/.installed: requirements.txt
+# The pinned requirements, then the project itself in editable mode (pyproject.toml; --no-deps:
+# requirements.txt already pinned them), so .venv imports tracking, diagnosis, trainer and
+# dashboard from any folder and has the `curvewatch-trainer` command.
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 setup: $(VENV)/.installed
