@@ -268,6 +268,8 @@ def member_rows(root: Path, group: Any) -> list[dict[str, Any]]:
             "progress": (min(1.0, info.epoch / epochs) if info is not None and epochs
                          else None),
             "epoch": f"{info.epoch}/{epochs}" if info is not None and epochs else "",
+            "epochs done": info.epoch if info is not None else None,
+            "epochs planned": epochs,
             "best epoch": info.best_epoch if info is not None else None,
             "best val loss": info.best_val_loss if info is not None else None,
             "best val acc": summ["best_val_acc"],

@@ -8,9 +8,12 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from tracking.groups import group_progress
+
 STATE_ICONS = {"running": "● running", "completed": "✓ completed",
                "early_stopped": "■ early stopped", "stopped": "■ stopped",
-               "failed": "✗ failed", "crashed": "✗ crashed", "unreadable": "? unreadable"}
+               "failed": "✗ failed", "crashed": "✗ crashed", "unreadable": "? unreadable",
+               "pending": "○ pending", "not_started": "○ not started"}
 #: Markdown badge colours per state and per finding severity (Streamlit's :color-badge[]).
 STATE_COLORS = {"running": "blue", "completed": "green", "early_stopped": "orange",
                 "stopped": "gray", "failed": "red", "crashed": "red", "unreadable": "gray"}
@@ -46,7 +49,7 @@ def md(text: Any) -> str:
 
 
 def state_label(state: str) -> str:
-    return STATE_ICONS.get(state, state)
+    return STATE_ICONS.get(state, str(state).replace("_", " "))
 
 
 def flag_badges(flags: Iterable[tuple[str, str]]) -> str:
@@ -249,16 +252,7 @@ def group_row(group: Any, runs_by_id: Mapping[str, Any]) -> dict[str, Any]:
     epochs planned, from the members' status.json), and the score: the group's recorded
     aggregate when it has one, else mean ± population sd of the members' best val loss so
     far (status.json `best_val_loss`, the number the aggregate uses)."""
-    done = total = 0.0
-    for m in group.members:
-        r = runs_by_id.get(m.run_id) if m.run_id else None
-        if r is not None and r.epochs:
-            total += r.epochs
-            done += r.epochs if r.state in ("completed", "early_stopped") else min(r.epoch,
-                                                                                  r.epochs)
-        else:
-            total += 1
-            done += 1 if m.state not in ("pending", "running") else 0
+    progress = group_progress([_member_progress(m, runs_by_id) for m in group.members])
     agg = group.aggregate
     sc = (agg.scores.get("val_loss") if agg is not None and agg.scores else None) or {}
     mean, sd, n = sc.get("mean"), sc.get("std"), sc.get("n") or 0
@@ -271,9 +265,17 @@ def group_row(group: Any, runs_by_id: Mapping[str, Any]) -> dict[str, Any]:
     counts = " · ".join(f"{k} {state_label(s)}" for s, k in group.counts.items())
     return {"id": group.id, "name": group.name or group.id, "method": group.method,
             "validation": group.validation, "state": state_label(group.state),
-            "members": counts or "no members", "progress": done / total if total else 0.0,
+            "members": counts or "no members", "progress": progress.fraction,
+            "finished": progress.text,
             "score": "" if mean is None else f"{mean:.4f} ± {0.0 if sd is None else sd:.4f}",
             "n": n}
+
+
+def _member_progress(m: Any, runs_by_id: Mapping[str, Any]
+                     ) -> tuple[str, int | None, int | None]:
+    """(state, epochs done, epochs planned) of a member from its run's status.json."""
+    r = runs_by_id.get(m.run_id) if m.run_id else None
+    return (m.state, None, None) if r is None else (r.state, r.epoch, r.epochs)
 
 
 def group_members_frame(group: Any, runs_by_id: Mapping[str, Any]) -> pd.DataFrame:

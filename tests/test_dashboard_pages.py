@@ -330,13 +330,45 @@ def test_group_page_kfold_mean_band_members_and_cross_validated_score(runs_env):
     for metric in ("train_loss", "val_acc", "train_acc"):
         chart(at, f"group-chart-{metric}")
     table = frame_with(at, "member", "best epoch")
-    assert list(table["fold"]) == [1, 2, 3] and set(table["state"]) == {"completed"}
+    assert list(table["fold"]) == [1, 2, 3] and set(table["state"]) == {"✓ completed"}
     assert sorted(table["best val loss"]) == pytest.approx(sorted(losses))
     assert "flags" in table.columns and list(table["best epoch"]) == \
         [dfx.tracking.read_run(runs_env.root / rid).best_epoch for rid in table["run_id"]]
     at.button(key="group-compare").click().run()
     assert at.query_params["group"] == gid
     assert sorted(at.query_params["runs"].split(",")) == sorted(group.run_ids)
+
+
+def test_group_page_counts_stopped_and_never_started_members_as_such(monkeypatch):
+    """A stopped group: one member completed, one stopped at 10/30, one never started. The
+    page says 1 of 3 finished (not 3 of 3), its bar agrees, and no raw `not_started` shows;
+    the Runs page's group row uses the same progress."""
+    root = dfx.empty_runs_dir()
+    monkeypatch.setenv("CURVEWATCH_RUNS", str(root))
+    g = dfx.tracking.GroupWriter.create(
+        root, name="part", method="kfold", validation="kfold:3",
+        members=[{"index": i, "name": f"part fold {i + 1}/3", "fold": i + 1} for i in range(3)])
+    done = dfx._write(root, "part fold 1/3", 30, dfx.healthy(0), group=g.id)
+    run = dfx.Run.create(root, name="part fold 2/3", config=dfx.base_config(epochs=30),
+                         epochs=30, group=g.id, heartbeat_seconds=0)
+    for e in range(1, 11):
+        run.log_epoch(epoch=e, **dfx.healthy(1)(e))
+    run.finish("stopped", stop_reason="stop requested")
+    stopped = run.id
+    g.update_member(0, state="completed", run_id=done)
+    g.update_member(1, state="stopped", run_id=stopped)
+    g.update_member(2, state="not_started")
+    g.finish("stopped", aggregate=None, stop_reason="stop requested")
+    at = page("group", group=g.id).run()
+    assert not at.exception
+    bar = at.get("progress")[0]
+    assert bar.proto.text == "1 of 3 members finished · 1 stopped · 1 not started"
+    assert bar.proto.value == int(100 * 40 / 61)  # 40 of 61 epochs (1 for the unstarted)
+    shown = texts(at.markdown) + "".join(frame_with(at, "member", "state")["state"])
+    assert "not_started" not in shown and "not started" in shown
+    runs = page("runs").run()
+    label = next(e.label for e in runs.expander if "part" in e.label)
+    assert f"{40 / 61:.0%} done" in label and "not_started" not in label
 
 
 def test_group_page_sweep_ranking_parallel_coordinates_and_launch_best(runs_env):

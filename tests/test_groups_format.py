@@ -190,6 +190,19 @@ def test_curves_are_per_epoch_mean_and_population_std_with_the_members_counted()
     assert c["val_loss_std"].tolist() == [1.0, 0.5, 0.0]
 
 
+def test_group_progress_counts_only_completed_and_early_stopped_as_finished():
+    from tracking.groups import group_progress
+    p = group_progress([("completed", 30, 30), ("stopped", 10, 30), ("not_started", None, None)])
+    assert (p.members, p.finished) == (3, 1)
+    assert p.text == "1 of 3 members finished · 1 stopped · 1 not started"
+    assert p.fraction == pytest.approx((30 + 10 + 0) / (30 + 30 + 1))
+    early = group_progress([("early_stopped", 12, 40), ("failed", None, None),
+                            ("running", 5, 40)])
+    assert early.text == "1 of 3 members finished · 1 running · 1 failed"
+    assert early.fraction == pytest.approx((40 + 0 + 5) / (40 + 1 + 40))
+    assert group_progress([]).fraction == 0.0
+
+
 def test_a_members_score_is_its_lowest_val_loss_and_the_accuracy_of_that_epoch():
     h = _history({"val_loss": [1.0, float("nan"), 0.3, 0.5], "val_acc": [0.5, 0.1, 0.8, 0.9]})
     assert member_score(h) == {"best_epoch": 3, "epochs": 4, "val_loss": 0.3, "val_acc": 0.8}

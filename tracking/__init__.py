@@ -9,8 +9,10 @@ from .groups import (
     GroupAggregate,
     GroupInfo,
     GroupMember,
+    GroupProgress,
     GroupWriter,
     aggregate_group,
+    group_progress,
     list_groups,
     read_group,
     read_member_log,
@@ -49,6 +51,7 @@ __all__ = [
     "read_log_tail", "read_run", "read_steps", "run_path", "save_checkpoint",
     # run groups (folds, resamples, seeds, sweeps)
     "GROUP_STATES", "GroupAggregate", "GroupInfo", "GroupMember", "GroupNotFound",
-    "GroupWriter", "aggregate_group", "group_path", "is_group_dir", "list_groups",
+    "GroupProgress", "GroupWriter", "aggregate_group", "group_path", "group_progress",
+    "is_group_dir", "list_groups",
     "read_group", "read_member_log", "request_stop",
 ]

@@ -245,6 +245,59 @@ class GroupInfo:
         return [dict(x) for x in s if isinstance(x, dict)] if isinstance(s, list) else []
 
 
+#: Member states that count as finished: the member ran to its end (all its epochs, or early
+#: stopping ended it). Stopped, failed, crashed and never-started members did not.
+FINISHED_MEMBER_STATES = ("completed", "early_stopped")
+#: The order in which `GroupProgress.text` lists the members that have not finished.
+_UNFINISHED_ORDER = ("running", MEMBER_PENDING, "stopped", "failed", "crashed",
+                     MEMBER_NOT_STARTED, "unreadable")
+
+
+def state_words(state: str) -> str:
+    """A member or group state as words: "not_started" -> "not started"."""
+    return str(state).replace("_", " ")
+
+
+@dataclass(frozen=True)
+class GroupProgress:
+    """How far a group is: `finished` of `members` ran to their end; `counts` has every
+    member state; `fraction` is epochs done over epochs planned (a member without known
+    epochs weighs one epoch; a finished member counts all its planned epochs)."""
+
+    members: int
+    finished: int
+    counts: dict[str, int]
+    fraction: float
+
+    @property
+    def text(self) -> str:
+        """ "1 of 3 members finished · 1 stopped · 1 not started" """
+        rest = sorted((s for s in self.counts if s not in FINISHED_MEMBER_STATES),
+                      key=lambda s: (_UNFINISHED_ORDER.index(s) if s in _UNFINISHED_ORDER
+                                     else len(_UNFINISHED_ORDER), s))
+        return " · ".join([f"{self.finished} of {self.members} members finished",
+                           *(f"{self.counts[s]} {state_words(s)}" for s in rest)])
+
+
+def group_progress(members: Sequence[tuple[str, int | None, int | None]]) -> GroupProgress:
+    """The one definition of a group's progress, from each member's (state, epochs done,
+    epochs planned); None where unknown (a member never started has no run). Pure."""
+    counts: dict[str, int] = {}
+    done = total = 0.0
+    for state, epoch, epochs in members:
+        counts[state] = counts.get(state, 0) + 1
+        finished = state in FINISHED_MEMBER_STATES
+        if epochs:
+            total += epochs
+            done += epochs if finished else min(max(epoch or 0, 0), epochs)
+        else:
+            total += 1
+            done += 1 if finished else 0
+    fin = sum(n for s, n in counts.items() if s in FINISHED_MEMBER_STATES)
+    return GroupProgress(members=len(members), finished=fin, counts=counts,
+                         fraction=min(1.0, done / total) if total else 0.0)
+
+
 def _opt_int(x: Any) -> int | None:
     """An int a float holds exactly (|x| <= 2**53, not a bool), else None."""
     return x if isinstance(x, int) and not isinstance(x, bool) and abs(x) <= 2**53 else None

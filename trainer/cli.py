@@ -596,6 +596,8 @@ def method_word(method: str, validation: str, repeat: int) -> str:
 
 
 def _list_groups(runs_dir: Path) -> None:
+    from tracking.groups import group_progress
+
     from .groups import score_text
 
     groups = list_groups(runs_dir)
@@ -603,7 +605,7 @@ def _list_groups(runs_dir: Path) -> None:
         return
     rows = [("GROUP", "NAME", "METHOD", "STATE", "MEMBERS", "SCORE")]
     for g in groups:
-        members = ", ".join(f"{n} {s}" for s, n in g.counts.items())
+        members = group_progress([(m.state, None, None) for m in g.members]).text
         score = score_text(g.aggregate.scores) if g.aggregate else "-"
         state = g.state if not g.problem else f"unreadable: {g.problem}"
         rows.append((g.id, g.name[:30], method_word(g.method, g.validation, g.repeat), state,

@@ -9,6 +9,7 @@ uses for its record, so the page and the CLI agree; live while members train."""
 import streamlit as st
 
 from dashboard import actions, data, figures, live_chart, state, tables
+from tracking.groups import group_progress, state_words
 from tracking.paths import RESUMABLE_STATES
 
 INTERVALS = {"2 s": 2.0, "5 s": 5.0, "10 s": 10.0, "30 s": 30.0}
@@ -53,7 +54,8 @@ def _header(group) -> None:
 
 
 def _members_table(rows: list[dict]) -> None:
-    frame = [{**r, "flags": tables.flag_badges(r["flags"]),
+    frame = [{**r, "state": tables.state_label(r["state"]),
+              "flags": tables.flag_badges(r["flags"]),
               "open": f"/run?run={r['run_id']}" if r["run_id"] else None} for r in rows]
     used = [c for c in ("fold", "seed", "setting", "params")
             if any(r.get(c) not in (None, "") for r in rows)]
@@ -81,10 +83,9 @@ def _body(group, live: bool) -> None:
     _header(group)
     if group.problem:
         st.error(f"This group's record cannot be read: {tables.md(group.problem)}")
-    done = sum(1 for r in rows if r["state"] not in ("pending", "running"))
-    epochs_done = sum(r["progress"] or 0.0 for r in rows)
-    st.progress(min(1.0, epochs_done / max(1, len(rows))),
-                text=f"{done} of {len(rows)} members finished")
+    progress = group_progress([(r["state"], r["epochs done"], r["epochs planned"])
+                               for r in rows])
+    st.progress(progress.fraction, text=progress.text)
 
     scores = agg.scores if agg is not None else {}
     st.subheader("Cross-validated score" if group.method in ("kfold", "bootstrap")
@@ -125,7 +126,8 @@ def _body(group, live: bool) -> None:
     _members_table(rows)
     failed = [r for r in rows if r["state"] in ("failed", "crashed") and r["error"]]
     for r in failed:
-        st.error(f"Member {r['member']} ({tables.md(r['name'])}) {tables.md(r['state'])}: "
+        st.error(f"Member {r['member']} ({tables.md(r['name'])}) "
+                 f"{tables.md(state_words(r['state']))}: "
                  f"{tables.md(r['error'])}")
 
     if group.method == "sweep" and agg is not None and not agg.ranking.empty:
