@@ -267,6 +267,19 @@ def test_compare_controls_metric_log_axis_and_groups(runs_env):
     assert any(t.get("name") == "seeds (n=2)" for t in groups["data"])
 
 
+def test_compare_small_multiples_follow_a_metric_without_train_val_pairs(runs_env):
+    """metric=grad_norm (no train_/val_ pair, like an imported custom/temperature): the small
+    multiples draw grad_norm per run, not "Loss: train and val"."""
+    ids = [runs_env.ids["healthy"], runs_env.ids["overfit"]]
+    at = page("compare", runs=",".join(ids), metric="grad_norm").run()
+    assert not at.exception
+    multiples = chart(at, "compare-chart-multiples")
+    assert multiples["layout"]["title"]["text"] == "grad_norm"
+    assert len(multiples["data"]) == 2
+    h = dfx.tracking.read_history(runs_env.root / ids[1])
+    assert arr(multiples["data"][1]["y"]) == pytest.approx(h["grad_norm"].to_numpy())
+
+
 def test_compare_needs_two_runs(runs_env):
     at = page("compare", runs=runs_env.ids["healthy"]).run()
     assert "at least two runs" in texts(at.error)
