@@ -6,20 +6,28 @@ import os
 import socket
 from pathlib import Path
 
+from .paths import LOCK
+from .safeio import open_regular
+
 
 def hostname() -> str:
     return socket.gethostname()
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """Start time of `pid` in clock ticks since boot (Linux), to tell a reused pid from ours."""
+def _stat_after_comm(path: str) -> bytes | None:
+    """A /proc .../stat line from field 3 (the state) on, or None if it cannot be read. The
+    command name (field 2) may contain spaces and parentheses: split after the last ')'."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
+        with open(path, "rb") as f:
             stat = f.read()
     except OSError:
         return None
-    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    fields = stat[stat.rfind(b")") + 2:].split()
+    return stat[stat.rfind(b")") + 2:]
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """Start time of `pid` in clock ticks since boot (Linux), to tell a reused pid from ours."""
+    fields = (_stat_after_comm(f"/proc/{pid}/stat") or b"").split()
     try:
         return int(fields[19])
     except (IndexError, ValueError):
@@ -27,12 +35,8 @@ def process_start_ticks(pid: int) -> int | None:
 
 
 def _task_state(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            stat = f.read()
-    except OSError:
-        return b"X"  # gone already
-    return stat[stat.rfind(b")") + 2:][:1]
+    rest = _stat_after_comm(path)
+    return b"X" if rest is None else rest[:1]  # unreadable: gone already
 
 
 def _is_zombie(pid: int) -> bool:
@@ -69,14 +73,12 @@ def process_alive(pid: int, start_ticks: int | None = None) -> bool:
     return True
 
 
-def lock_held(run_dir: str | Path, name: str = ".lock") -> bool:
+def lock_held(run_dir: str | Path, name: str = LOCK) -> bool:
     """True while a live process holds the run folder's lock (the trainer's `.lock`, an
     exclusive flock the kernel drops when the process dies): the truth about whether a run is
     being trained, whatever its status.json says (a process paused for over 30 s shows as
     crashed, yet holds its lock). Probes with a shared, non-blocking flock that is released at
     once; a missing or non-regular lock file counts as not held."""
-    from .safeio import open_regular
-
     try:
         fd = open_regular(Path(run_dir) / name)
     except OSError:

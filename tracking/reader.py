@@ -149,9 +149,7 @@ def derive_state(status: dict[str, Any], *, now: float | None = None,
     pid = status.get("pid")
     if isinstance(pid, int) and not isinstance(pid, bool) and status.get("host") == (
             host or hostname()):
-        if not 0 < pid <= MAX_PID:
-            return "crashed"  # no process can have that pid
-        start = status.get("pid_start")
+        start = status.get("pid_start")  # process_alive: a pid no process can have is dead
         if not process_alive(pid, start if isinstance(start, int) and not isinstance(
                 start, bool) else None):
             return "crashed"

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from tracking.safeio import file_kind
+
 from .config import TrainConfig
 from .errors import ConfigError
 from .factories import import_factory
@@ -101,10 +103,7 @@ def _open_csv(path_str: str) -> Any:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket"
-                if stat.S_ISSOCK(mode) else "not a regular file")
-        raise ConfigError(f"dataset csv:{path_str} is {kind}, not a regular file")
+        raise ConfigError(f"dataset csv:{path_str} is {file_kind(mode)}, not a regular file")
     return os.fdopen(fd, "rb")
 
 

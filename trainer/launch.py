@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-LOCK = ".lock"
+from tracking.paths import LOCK
 
 
 def spawn_worker(run_dir: Path, *, resume: bool) -> int:
