@@ -13,7 +13,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from tracking import (
     Run,
@@ -139,11 +139,17 @@ def _add_launch_options(p: argparse.ArgumentParser, *, config: str, name: str, t
     p.add_argument("--detach", action="store_true", help=detach)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m trainer",
+#: A command another front end adds to this parser (`curvewatch ui`): a function that adds its
+#: subparser to the subparsers action, and the function that runs it.
+ExtraCommand = tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]
+
+
+def build_parser(prog: str = "python -m trainer",
+                 extra: Sequence[Callable[[Any], None]] = ()) -> argparse.ArgumentParser:
+    parser = Parser(prog=prog,
                     description="Train PyTorch models into Curvewatch run folders, and list, "
-                                "stop and resume runs. `python -m trainer COMMAND --help` "
-                                "shows a command's options.",
+                                f"stop and resume runs. `{prog} COMMAND --help` shows a "
+                                "command's options.",
                     epilog=exit_codes_text())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 title="commands")
@@ -232,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--resume", action="store_true")
     gworker = sub.add_parser("_group")
     gworker.add_argument("group_dir")
+    for add in extra:
+        add(sub)
     return parser
 
 
@@ -717,11 +725,16 @@ COMMANDS = {"demo": cmd_demo, "import": cmd_import, "run": cmd_run, "sweep": cmd
             "_group": cmd_group_worker}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m trainer",
+         extra: Mapping[str, ExtraCommand] | None = None) -> int:
+    """Parse and run one command; `prog` and `extra` let another front end (the `curvewatch`
+    command) reuse this parser and add commands of its own."""
+    extra = extra or {}
+    parser = build_parser(prog, [add for add, _ in extra.values()])
     args = parser.parse_args(argv)
+    commands = {**COMMANDS, **{name: run for name, (_, run) in extra.items()}}
     try:
-        code = COMMANDS[args.command](args)
+        code = commands[args.command](args)
         sys.stdout.flush()  # a broken pipe surfaces here, not in the interpreter's exit
         return code
     except (ConfigError, UsageError) as e:
