@@ -184,6 +184,14 @@ class Run:
             self._status.update(fields)
             self._write_status(durable=False)
 
+    def update_config(self, values: Mapping[str, Any]) -> None:
+        """Merge `values` into run.json's config (one atomic replace): hyperparameters a
+        script sets after its run started (`curvewatch.config`)."""
+        with self._lock:
+            self._check_open()
+            self.info["config"] = {**self.info.get("config", {}), **values}
+            atomic_write_json(self.path / P.RUN_JSON, self.info, durable=False)
+
     def stop_requested(self) -> bool:
         """True once someone asked this run to stop (the STOP file exists)."""
         return (self.path / P.STOP).exists()
