@@ -9,6 +9,5 @@ from dashboard import state
 
 st.set_page_config(page_title="Curvewatch", page_icon="📈", layout="wide")
 state.ensure_state()
-nav = st.navigation([state.page(name) for name in state.PAGES
-                     if (state.VIEWS / f"{name}.py").exists()])
+nav = st.navigation([state.page(name) for name in state.PAGES])
 nav.run()

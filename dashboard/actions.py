@@ -52,42 +52,26 @@ def _cli(args: Sequence[str], timeout: float = CLI_TIMEOUT) -> CliResult:
                      proc.stderr, proc.returncode)
 
 
-def config_to_args(config: Mapping[str, Any]) -> list[str]:
-    """CLI flags for a config dict (keys as in trainer.config.FIELDS). None and empty values
-    are left out so the CLI's defaults apply."""
-    out: list[str] = []
-    for name, value in config.items():
-        if value is None or value == "" or value == () or value == []:
-            continue
-        if name == "thresholds":
-            items = value.items() if isinstance(value, Mapping) else \
-                [tuple(str(p).split("=", 1)) for p in (value if isinstance(value, (list, tuple))
-                                                      else str(value).split(","))]
-            for k, v in items:
-                out += ["--threshold", f"{str(k).strip()}={str(v).strip()}"]
-            continue
-        if isinstance(value, (list, tuple)):
-            value = ",".join(str(v) for v in value)
-        elif isinstance(value, bool):
-            value = str(value).lower()
-        out += ["--" + name.replace("_", "-"), str(value)]
-    return out
-
-
 def launch_run(runs_dir: Path, name: str, config: Mapping[str, Any],
                tags: Sequence[str] = (), group_options: Mapping[str, Any] | None = None
                ) -> CliResult:
-    """`python -m trainer run --detach --runs-dir DIR --name NAME [options]`; group options
-    (repeat, parallel) become `--repeat N --parallel K`. A group launch prints the group id.
-    What the dashboard may not ask of the machine (dashboard/launch_policy.py: a csv: path
-    outside the data folders, a factory not allowed, more members than cores) is refused here,
-    before any process starts."""
+    """`python -m trainer run --detach --runs-dir DIR --name NAME [options]`: `config` is the
+    form's raw options (what `trainer.config.validate` takes), passed on as
+    `trainer.config.to_args` spells them; group options (repeat, parallel) become `--repeat N
+    --parallel K`. A group launch prints the group id. What the dashboard may not ask of the
+    machine (dashboard/launch_policy.py: a csv: path outside the data folders, a factory not
+    allowed, more members than cores) or what the CLI would reject is refused here, before
+    any process starts."""
     from dashboard import launch_policy
+    from trainer.config import to_args, validate
+    from trainer.errors import ConfigError
 
     try:
-        config = launch_policy.apply(config, group_options)
+        cfg = validate(launch_policy.apply(config, group_options))
     except launch_policy.Refused as e:
         return CliResult(False, None, "", f"refused by the dashboard: {e}", 2)
+    except ConfigError as e:
+        return CliResult(False, None, "", f"python -m trainer run: error: {e}", 2)
     args = ["run", "--detach", "--runs-dir", str(Path(runs_dir).resolve())]
     for k, v in (group_options or {}).items():
         args += [f"--{k}", str(v)]
@@ -95,7 +79,7 @@ def launch_run(runs_dir: Path, name: str, config: Mapping[str, Any],
         args += ["--name", name]
     for t in tags:
         args += ["--tag", t]
-    return _cli(args + config_to_args(config))
+    return _cli(args + to_args(cfg))
 
 
 def stop_run(runs_dir: Path, run_id: str) -> CliResult:

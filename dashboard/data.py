@@ -15,15 +15,10 @@ import pandas as pd
 import streamlit as st
 
 import tracking
-from tracking import HistoryReader, LayersReader, RunInfo, RunNotFound, StepsReader
-
-try:  # diagnosis is built concurrently: the pages must work without it
-    from diagnosis import Finding, diagnose
-    DIAGNOSIS_ERROR: str | None = None
-except Exception as e:  # pragma: no cover - only while diagnosis/ is broken or absent
-    Finding = None  # type: ignore[assignment]
-    diagnose = None  # type: ignore[assignment]
-    DIAGNOSIS_ERROR = f"{type(e).__name__}: {e}"
+from diagnosis import diagnose
+from tracking import HistoryReader, LayersReader, RunInfo, RunNotFound, StepsReader, safeio
+from trainer.config import run_thresholds
+from trainer.errors import ConfigError
 
 #: the run folder's files whose (mtime, size) key the caches (names from docs/run-format.md)
 METRICS_FILE = "metrics.jsonl"
@@ -153,38 +148,39 @@ def live_layers(run_dir: Path | str) -> pd.DataFrame:
     return followers[key].read()
 
 
-def run_thresholds(config: dict[str, Any] | None) -> Any:
-    """The diagnosis Thresholds a run was judged with, built as the trainer builds them
-    (Thresholds.for_run), so the flags drawn here are the early-stopping judgement. A user
-    loop's patience that is not a positive int counts as the default; None when its overrides
-    are invalid, or diagnosis is unavailable."""
-    if diagnose is None:
-        return None
-    from diagnosis import Thresholds
-    config = config or {}
-    th = config.get("thresholds")
-    patience = config.get("patience")
-    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-        patience = None
+class DiagnosisFailed(Exception):
+    """The diagnosis of a run could not be made; the message names the run and the cause
+    (a page shows it as an error, never as a healthy run)."""
+
+
+def thresholds_for(config: dict[str, Any] | None, run: Any = None) -> Any:
+    """trainer.config.run_thresholds (the trainer's own judgement of a run), or
+    DiagnosisFailed naming `run` when its config's overrides are invalid."""
     try:
-        return Thresholds.for_run(patience, th if isinstance(th, dict) else {})
-    except Exception:
-        return None
+        return run_thresholds(config or {})
+    except ConfigError as e:
+        raise DiagnosisFailed(f"run {_run_name(run)} cannot be diagnosed: {e}") from e
+
+
+def _run_name(run: Any) -> str:
+    return Path(run).name if run is not None else "(unnamed)"
 
 
 def findings_for(history: pd.DataFrame, layers: pd.DataFrame | None = None,
                  thresholds: Any = None, run_dir: Any = None) -> list[Any]:
-    """diagnose() on a history; [] when diagnosis is unavailable or fails (never breaks a page).
-    With `run_dir`, the advice names the run's best checkpoint when it has one (best.pt), and
-    only then (own loops and imports have none)."""
-    if diagnose is None or history is None or history.empty:
+    """diagnose() on a history ([] for an empty one); DiagnosisFailed naming the run when it
+    raises, so a page shows the error instead of "no problems". With `run_dir`, the advice
+    names the run's best checkpoint when it has one (best.pt), and only then (own loops and
+    imports have none)."""
+    if history is None or history.empty:
         return []
     try:
         return list(diagnose(history, thresholds=thresholds,
                              layers=layers if layers is not None and not layers.empty else None,
                              best_checkpoint=best_checkpoint(run_dir)))
-    except Exception:
-        return []
+    except Exception as e:  # any bug or bad value: reported with the run's name, not hidden
+        raise DiagnosisFailed(f"the diagnosis of run {_run_name(run_dir)} failed: "
+                              f"{type(e).__name__}: {e}") from e
 
 
 def best_checkpoint(run_dir: Any) -> str | None:
@@ -198,12 +194,26 @@ def best_checkpoint(run_dir: Any) -> str | None:
     return tracking.BEST if stat.S_ISREG(mode) else None
 
 
+#: The largest best.pt the Run page hands to the browser.
+MAX_CHECKPOINT_BYTES = 2 << 30
+
+
+def read_best_checkpoint(run_dir: Any) -> bytes:
+    """The bytes of the run's best.pt, read as a regular file only (no symlink, FIFO or
+    device), for the Run page's download; OSError when there is none."""
+    path = tracking.checkpoints.checkpoint_path(run_dir, tracking.BEST)
+    return safeio.read_regular(path, MAX_CHECKPOINT_BYTES)
+
+
 @st.cache_data(max_entries=2048, show_spinner=False)
 def _summary_cached(run_dir: str, mtime_ns: int, size: int, patience: Any = None,
                     overrides: tuple = ()) -> dict[str, Any]:
     history = tracking.read_history(run_dir)
-    th = run_thresholds({"patience": patience, "thresholds": dict(overrides)})
-    flags = tuple((f.kind, f.severity) for f in findings_for(history, None, th))
+    try:
+        th = thresholds_for({"patience": patience, "thresholds": dict(overrides)}, run_dir)
+        flags = tuple((f.kind, f.severity) for f in findings_for(history, None, th, run_dir))
+    except DiagnosisFailed:  # a flag, never a clean row; the Run page shows the message
+        flags = (("diagnosis_failed", "critical"),)
     best_acc = None
     for col in ("val_acc", "val_r2"):
         if col in history.columns:

@@ -5,12 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-try:
-    from trainer import config as tc, errors as te
-    CONFIG_ERROR: str | None = None
-except Exception as e:  # pragma: no cover - trainer/ missing or broken
-    tc = te = None  # type: ignore[assignment]
-    CONFIG_ERROR = f"{type(e).__name__}: {e}"
+from trainer import config as tc, errors as te
 
 SECTIONS: dict[str, tuple[str, ...]] = {
     "Data": ("dataset", "target", "train_size", "val_fraction", "test_fraction",
@@ -26,27 +21,22 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 
 def choices(name: str) -> tuple[str, ...] | None:
     """Fixed choices of an option (selectbox), or None for free text."""
-    if tc is None:
-        return None
     return {"activation": tc.ACTIVATIONS, "optimizer": tc.OPTIMIZERS,
             "schedule": tc.SCHEDULES, "device": tc.DEVICES}.get(name)
 
 
 def suggestions(name: str) -> tuple[str, ...] | None:
     """Suggested values of an option that also accepts free text (csv:PATH, module:function)."""
-    if tc is None:
-        return None
     return {"dataset": tc.DATASETS, "model": tc.MODELS}.get(name)
 
 
 def sections() -> dict[str, tuple[str, ...]]:
     """The form's sections with only the options the trainer has; any option it grows later
     still gets a field, under "More"."""
-    known = set(tc.FIELDS) if tc is not None else None
-    out = {name: tuple(n for n in names if known is None or n in known)
+    out = {name: tuple(n for n in names if n in tc.FIELDS)
            for name, names in SECTIONS.items()}
     listed = {n for names in SECTIONS.values() for n in names}
-    more = tuple(n for n in (tc.FIELDS if tc is not None else ()) if n not in listed)
+    more = tuple(n for n in tc.FIELDS if n not in listed)
     if more:
         out["More"] = more
     return {k: v for k, v in out.items() if v}
@@ -57,7 +47,7 @@ def option_names() -> list[str]:
 
 
 def help_text(name: str) -> str:
-    if tc is None or name not in tc.FIELDS:
+    if name not in tc.FIELDS:
         return ""
     return tc.FIELDS[name].metadata.get("help", "")
 
@@ -79,7 +69,7 @@ def to_text(name: str, value: Any) -> str:
 def defaults(prefill: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Form values: the CLI's defaults, overridden by a run's config when cloning.
     Multiselect options get lists, every other field text."""
-    base = tc.DEFAULTS.to_dict() if tc is not None else {}
+    base = tc.DEFAULTS.to_dict()
     if prefill:
         base.update({k: v for k, v in prefill.items() if k in base})
     out: dict[str, Any] = {}
@@ -113,26 +103,7 @@ def to_raw(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def validate(values: Mapping[str, Any]) -> tuple[Any, str | None]:
     """(TrainConfig, None) or (None, the CLI's message) for form values."""
-    if tc is None:
-        return None, f"the trainer's configuration cannot be loaded: {CONFIG_ERROR}"
     try:
         return tc.validate(to_raw(values)), None
     except te.ConfigError as e:
         return None, str(e)
-
-
-def cli_options(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Only the options that differ from the CLI's defaults, as CLI-ready values (so the
-    command line shown and run is short and the CLI's defaults stay the CLI's)."""
-    raw = to_raw(values)
-    if tc is None:
-        return raw
-    d = defaults()
-    out: dict[str, Any] = {}
-    for k, v in raw.items():
-        if k in ("thresholds", "early_stop"):
-            if v:
-                out[k] = v
-        elif not (isinstance(v, str) and v == d.get(k)):
-            out[k] = v
-    return out

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dashboard import actions, figures, launch_form, tables  # noqa: E402
+from dashboard import figures, launch_form, tables  # noqa: E402
 from dashboard.series import downsample_minmax, smooth_ema  # noqa: E402
 
 
@@ -268,25 +268,14 @@ def test_history_csv_keeps_nan():
 
 
 # ------------------------------------------------------------------ launch form model / CLI args
-def test_config_to_args_builds_cli_flags():
-    args = actions.config_to_args({"hidden": [256, 128], "lr": 0.01, "early_stop": ["overfitting"],
-                                   "thresholds": {"patience": 5}, "train_size": None})
-    assert args == ["--hidden", "256,128", "--lr", "0.01", "--early-stop", "overfitting",
-                    "--threshold", "patience=5"]
-
-
 @pytest.mark.skipif(launch_form.tc is None, reason="trainer.config not importable")
 def test_launch_form_validates_with_the_cli_rules():
     values = launch_form.defaults()
     cfg, err = launch_form.validate(values)
     assert err is None and cfg == launch_form.tc.DEFAULTS
-    assert launch_form.cli_options(values) == {}
     bad = {**values, "lr": "-1"}
     _, err = launch_form.validate(bad)
     assert err == "lr must be > 0 and <= 10, got -1.0"
-    ok = {**values, "hidden": "32", "early_stop": ["plateau"], "thresholds": "patience=4"}
-    assert launch_form.cli_options(ok) == {"hidden": "32", "early_stop": "plateau",
-                                           "thresholds": ["patience=4"]}
 
 
 def test_launch_form_prefill_from_a_run_config():
@@ -334,24 +323,6 @@ def test_aggregate_curve_figure_from_tracking_columns():
     assert list(band.y[:3]) == pytest.approx([1.1, 0.85, 0.7])
     with pytest.raises(ValueError, match="val_acc_mean"):
         figures.aggregate_curve_figure(curves, "val_acc")
-
-
-def test_run_thresholds_built_like_the_trainer():
-    from dashboard.data import run_thresholds
-    diagnosis = pytest.importorskip("diagnosis")
-    th = run_thresholds({"patience": 4, "thresholds": {"window": "3"}})
-    assert th.patience == 4 and th.window == 3
-    assert run_thresholds({}) == diagnosis.Thresholds()
-    assert run_thresholds({"thresholds": {"no_such_threshold": 1}}) is None
-    # a user loop's config is anything: a patience that is no positive int means the default
-    assert run_thresholds({"patience": True}) == run_thresholds({"patience": 0}) \
-        == diagnosis.Thresholds()
-    try:
-        from trainer.config import build_thresholds, validate
-    except Exception:
-        return
-    cfg = validate({"patience": "4", "thresholds": ["window=3"]})
-    assert run_thresholds(cfg.to_dict()) == build_thresholds(cfg)
 
 
 def test_steps_follower_and_a_100k_step_figure(tmp_path):

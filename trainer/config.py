@@ -176,10 +176,23 @@ def _thresholds(value: Any) -> tuple[tuple[str, str], ...]:
 
 def build_thresholds(cfg: TrainConfig) -> Any:
     """The diagnosis Thresholds of this run (patience and overrides), or ConfigError."""
+    return run_thresholds(cfg.to_dict())
+
+
+def run_thresholds(config: Mapping[str, Any]) -> Any:
+    """The one definition of the diagnosis Thresholds a run is judged with, from its config
+    (run.json's, or a TrainConfig's `to_dict`): the trainer judges with it and the dashboard
+    redraws that judgement. A patience that is not a positive int (a user loop's config is
+    anything) means the default; bad `thresholds` overrides raise ConfigError naming them."""
     from diagnosis import Thresholds
 
+    patience = config.get("patience")
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+        patience = None
+    overrides = config.get("thresholds")
     try:
-        return Thresholds.for_run(cfg.patience, cfg.thresholds)
+        return Thresholds.for_run(patience, overrides if isinstance(overrides, Mapping)
+                                  else _thresholds(overrides or ()))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"invalid diagnosis threshold: {e}") from None
 

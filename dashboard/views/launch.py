@@ -7,6 +7,7 @@ import streamlit as st
 
 import tracking
 from dashboard import actions, data, launch_form, launch_policy, state, tables
+from trainer.config import to_args
 
 state.ensure_state()
 root = data.runs_dir()
@@ -15,10 +16,6 @@ st.caption(f"Starts `python -m trainer run --detach` in `{root}`. A `csv:` datas
            f".csv file in {', '.join(f'`{r}`' for r in launch_policy.data_roots())} "
            f"(`{launch_policy.DATA_ROOT_ENV}`); factories must be listed in "
            f"`{launch_policy.ALLOW_FACTORY_ENV}`.")
-if launch_form.CONFIG_ERROR:
-    st.error(f"The trainer's options cannot be loaded: {launch_form.CONFIG_ERROR}")
-    st.stop()
-
 prefill = st.session_state.get(state.LAUNCH_PREFILL) or {}
 if prefill:
     st.info(f"Filled in from {tables.md(prefill.get('source') or 'a run')}: edit and launch "
@@ -85,7 +82,7 @@ if submitted:
     refusal = None
     if not (problem or name_problem):
         try:  # what the form may ask of this machine: data folders, factories, cores
-            opts = launch_policy.apply(launch_form.cli_options(values), group_opts)
+            opts = launch_policy.apply(launch_form.to_raw(values), group_opts)
         except launch_policy.Refused as e:
             refusal = str(e)
     if problem or name_problem or refusal:
@@ -105,7 +102,6 @@ if submitted:
             st.error(res.message or f"the trainer exited with status {res.returncode}")
 
 with st.expander("The same run from a shell"):
-    opts = launch_form.cli_options(values)
     argv = ["python", "-m", "trainer", "run", "--detach", "--runs-dir", str(root)]
     if run_name.strip():
         argv += ["--name", run_name.strip()]
@@ -114,4 +110,6 @@ with st.expander("The same run from a shell"):
         v = str(st.session_state.get(f"launch-{k}", "1")).strip()
         if v not in ("", "1"):
             extra += [f"--{k}", v]
-    st.code(shlex.join(argv + extra + actions.config_to_args(opts)), language="bash")
+    shown, _ = launch_form.validate(values)  # the flags launch_run passes: to_args
+    st.code(shlex.join(argv + extra + (to_args(shown) if shown is not None else [])),
+            language="bash")

@@ -84,7 +84,10 @@ if running:
         label = st.selectbox("Every", list(INTERVALS), index=1, key=state.RUN_INTERVAL,
                              disabled=not live)
         interval = INTERVALS[label]
-thresholds = data.run_thresholds(info.config)  # the trainer's own judgement of this run
+try:  # the trainer's own judgement of this run
+    thresholds, diagnosis_error = data.thresholds_for(info.config, path), None
+except data.DiagnosisFailed as e:
+    thresholds, diagnosis_error = None, str(e)
 
 
 @st.fragment(run_every=interval if live else None)
@@ -99,7 +102,10 @@ def live_view() -> None:
         history = data.load_history(path)
         now_info = info
     layers = data.live_layers(path) if live else data.load_layers(path)
-    findings = data.findings_for(history, layers, thresholds, path)
+    try:
+        findings, failed = data.findings_for(history, layers, thresholds, path), diagnosis_error
+    except data.DiagnosisFailed as e:
+        findings, failed = [], str(e)
     status = now_info.status
 
     m = st.columns(5)
@@ -146,7 +152,7 @@ def live_view() -> None:
             except ValueError as e:
                 st.warning(f"No {metric} curve: {e}")
     with c2:  # the verdict next to the curves it is drawn on
-        render_findings(findings, status)
+        render_findings(findings, status, failed)
     g1, g2 = st.columns(2)
     with g1:
         if "grad_norm" in history.columns:
@@ -169,10 +175,10 @@ def live_view() -> None:
                          key="run-chart-layers", live=live)
 
 
-def render_findings(findings, status) -> None:
+def render_findings(findings, status, failed: str | None = None) -> None:
     st.subheader("Diagnosis")
-    if data.DIAGNOSIS_ERROR:
-        st.warning(f"Diagnosis is unavailable: {data.DIAGNOSIS_ERROR}")
+    if failed:  # an error, never "no problems found"
+        st.error(tables.md(failed))
         return
     stopped_by = status.get("stopped_by") if isinstance(status.get("stopped_by"), dict) else None
     shown = list(findings)
