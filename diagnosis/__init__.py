@@ -3,11 +3,13 @@
     from diagnosis import diagnose, Finding, Thresholds, KINDS
     findings = diagnose(history, thresholds=None, layers=None)
 
-No file access, no torch, no streamlit: numpy, pandas and the standard library only.
+No file access, no torch, no streamlit: numpy, pandas and the standard library only (and
+scipy's optimizer in `forecast`, imported on its first call).
 """
 
 from .engine import ABSENT, COLUMNS, STOP_KINDS, diagnose, should_stop, stopping_finding
 from .findings import KINDS, SEVERITIES, Finding
+from .forecast import Forecast, forecast  # scipy, imported lazily on the first forecast
 from .thresholds import Thresholds
 
-__all__ = ["diagnose", "should_stop", "stopping_finding", "Finding", "Thresholds", "KINDS", "SEVERITIES", "STOP_KINDS", "COLUMNS", "ABSENT"]
+__all__ = ["diagnose", "should_stop", "stopping_finding", "Finding", "Thresholds", "KINDS", "SEVERITIES", "STOP_KINDS", "COLUMNS", "ABSENT", "forecast", "Forecast"]
