@@ -27,7 +27,7 @@ from . import paths as P, safeio
 from .aggregate import aggregate
 from .jsonio import atomic_write_bytes, atomic_write_json, dumps, read_json
 from .jsonl import read_from
-from .procinfo import hostname, process_start_ticks
+from .procinfo import hostname, lock_held, process_start_ticks
 from .reader import (
     MAX_JSON_BYTES,
     HistoryReader,
@@ -36,6 +36,7 @@ from .reader import (
     _text,
     _time,
     derive_state,
+    list_runs,
     read_run,
     read_tail,
 )
@@ -442,6 +443,25 @@ def aggregate_group(group: GroupInfo, *, live: bool = True) -> GroupAggregate:
     out = _aggregate_from(raw, live=live)
     assert out is not None
     return out
+
+
+def running_members(group: GroupInfo) -> tuple[str, ...]:
+    """The ids of the group's member runs that are training now, judged from the runs
+    themselves (a live lock, or state running as derive_state gives it from pid and
+    heartbeat), never from group.json's member states, which lag: a member started moments
+    ago may have no run id in the record yet, so every run whose run.json names the group
+    counts too."""
+    root = group.path.parent
+    ids = {m.run_id for m in group.members if m.run_id}
+    ids |= {r.id for r in list_runs(root) if r.group == group.id}
+    live = []
+    for rid in sorted(ids):
+        path = root / rid
+        if not path.is_dir() or path.is_symlink():
+            continue
+        if lock_held(path) or read_run(path).state == "running":
+            live.append(rid)
+    return tuple(live)
 
 
 def read_member_log(group: GroupInfo, index: int, max_bytes: int = 20_000) -> str:

@@ -424,11 +424,10 @@ def stop_group(runs_root: Path, group_dir: Path) -> list[str]:
     """Ask a group and its running members to stop (STOP files); works even when the group
     runner is gone. Returns the ids of the members asked."""
     from tracking import read_group
+    from tracking.groups import running_members
 
     request_stop(group_dir)
-    asked = []
-    for m in read_group(group_dir).members:
-        if m.run_id and m.state == "running":
-            request_stop(runs_root / m.run_id)
-            asked.append(m.run_id)
+    asked = list(running_members(read_group(group_dir)))
+    for rid in asked:
+        request_stop(runs_root / rid)
     return asked
