@@ -310,6 +310,40 @@ def lr_figure(history: pd.DataFrame, *, x: str = "epoch",
     return fig
 
 
+#: History columns that are axes or bookkeeping, never a scalar to plot.
+NOT_SCALARS = ("epoch", "step", "time", "absent")
+#: Scalars the Run page draws in charts of their own (gradient norm and learning rate).
+OWN_CHART = ("grad_norm", "grad_norm_max", "lr")
+
+
+def scalar_sections(history: pd.DataFrame) -> dict[str, list[str]]:
+    """The numeric columns no learning-curve, gradient or lr chart draws, by section as
+    TensorBoard groups tags: the part before the first '/' (or, for names like
+    `custom_temperature` that an import joined with '_', before the first '_' when another
+    such column shares it); a name that shares no prefix goes to 'other'."""
+    paired = {f"{s}_{m}" for m in metric_names(history) for s in ("train", "val", "test")}
+    cols = [c for c in history.columns
+            if c not in (*NOT_SCALARS, *OWN_CHART) and c not in paired
+            and pd.api.types.is_numeric_dtype(history[c])]
+    heads = [c.split("/", 1)[0] if "/" in c else c.split("_", 1)[0] for c in cols]
+    sections: dict[str, list[str]] = {}
+    for col, head in zip(cols, heads, strict=True):
+        shared = "/" in col or ("_" in col and heads.count(head) > 1)
+        sections.setdefault(head if shared else "other", []).append(col)
+    return dict(sorted(sections.items(), key=lambda kv: (kv[0] == "other", kv[0])))
+
+
+def scalar_figure(history: pd.DataFrame, column: str, *, smoothing: float = 0.0,
+                  x: str = "epoch", log_y: bool = False, color: str = PALETTE[4],
+                  uirevision: str | None = None) -> go.Figure:
+    """One logged scalar of one run (a small chart of a Run-page section)."""
+    fig = compare_figure({column: history}, column, labels={column: column},
+                         colors={column: color}, smoothing=smoothing, x=x, log_y=log_y,
+                         uirevision=uirevision or f"scalar-{column}")
+    fig.update_layout(height=280, showlegend=False)
+    return fig
+
+
 def layer_heatmap_figure(layers: pd.DataFrame, *, uirevision: str | None = None
                          ) -> go.Figure:
     """Per-layer gradient norm: epoch × parameter tensor, colour on a log10 scale."""

@@ -79,12 +79,19 @@ def _private_dir(p: Path) -> Path:
     return p
 
 
+#: st.plotly_chart's theme: Streamlit's, which follows the page's light or dark theme (the
+#: browser's preference unless the user picks one) and replaces the figure's backgrounds and
+#: text colours; the live component does the same from the theme Streamlit hands it.
+THEME = "streamlit"
+
+
 def chart(fig: go.Figure, *, key: str, live: bool, config: dict[str, Any] | None = None
           ) -> None:
-    """Draw `fig`: in place (zoom kept) while `live`, else with st.plotly_chart."""
+    """Draw `fig`: in place (zoom kept) while `live`, else with st.plotly_chart; either way
+    in the page's light or dark theme."""
     comp = _component() if live else None
     if comp is None:
-        st.plotly_chart(fig, key=key, theme=None, config=config or {"displaylogo": False})
+        st.plotly_chart(fig, key=key, theme=THEME, config=config or {"displaylogo": False})
         return
     with st.container(key=key):
         comp(spec=fig.to_json(), height=int(fig.layout.height or 400), config=config or {},

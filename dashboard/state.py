@@ -20,7 +20,11 @@ QP_RUN = "run"        # Run page: one run id
 QP_RUNS = "runs"      # Compare page / Runs selection: comma-separated run ids
 QP_GROUP = "group"    # Group page (and Compare): a run group (k-fold, bootstrap, seeds, sweep)
 QP_METRIC = "metric"  # Compare: the column compared
-QP_SMOOTH = "smoothing"
+# view settings bound to their widgets (bind="query-params": the widget key is the param),
+# so a shared link shows the same view on every page that draws curves
+QP_SMOOTH = "smoothing"  # EMA weight
+QP_X = "x"               # x axis: epoch, step or time
+QP_LOG = "logy"          # log y axis
 
 # widget keys
 RUNS_STATE = "runs-state"
@@ -37,8 +41,13 @@ RUNS_LIVE = "runs-live"
 RUN_SELECT = "run-select"
 RUN_LIVE = "run-live"
 RUN_INTERVAL = "run-interval"
-RUN_SMOOTH = "run-smoothing"
-RUN_X = "run-x"
+RUN_SMOOTH = QP_SMOOTH
+RUN_X = QP_X
+RUN_LOG = QP_LOG
+RUN_NOTES = "run-notes"
+RUN_TAGS = "run-tags"
+RUN_SAVE_NOTES = "run-save-notes"
+RUN_DOWNLOAD_BEST = "run-download-best"
 RUN_STOP = "run-stop"
 RUN_RESUME = "run-resume"
 RUN_CLONE = "run-clone"

@@ -6,12 +6,13 @@ producing a file that other tools refuse to parse.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -103,6 +104,22 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None
 def atomic_write_json(path: Path, obj: Any, *, durable: bool = True) -> None:
     """Atomically replace `path` with obj as indented strict JSON."""
     atomic_write_bytes(path, (dumps(obj, indent=2) + "\n").encode("utf-8"), durable=durable)
+
+
+def update_json(path: Path, change: Callable[[Any], Any], *, durable: bool = True) -> Any:
+    """Read, change and atomically rewrite `path` as one step against every other
+    `update_json` of a file in the same folder (an exclusive flock on the folder itself, which
+    an atomic replace leaves in place): two read-modify-writes of run.json (a note from the
+    dashboard, a resume's new epoch count) never lose each other's change. Returns the
+    written object."""
+    fd = os.open(Path(path).parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        obj = change(read_json(path))
+        atomic_write_json(path, obj, durable=durable)
+        return obj
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def read_json(path: Path) -> Any:

@@ -35,6 +35,8 @@ MAX_PID = 2**31 - 1
 MAX_TIME = 9.2e9
 #: A display name or tag longer than this is cut (with an ellipsis) where it is read.
 MAX_TEXT = 200
+#: Notes longer than this are cut (tracking.annotate refuses to write them).
+MAX_NOTES = 10_000
 MAX_TAGS = 100
 
 
@@ -52,6 +54,7 @@ class RunInfo:
     data: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
+    notes: str = ""
     status: dict[str, Any] = field(default_factory=dict)
     problem: str | None = None
 
@@ -181,6 +184,7 @@ def read_run(run_dir: str | Path) -> RunInfo:
         model=_dict(info.get("model")),
         tags=tuple(t for t in map(_text, tags[:MAX_TAGS]) if t) if isinstance(tags, list)
         else (),
+        notes=_text(info.get("notes"), MAX_NOTES) or "",
     )
     try:
         status = _read_json_cached(path / P.STATUS_JSON)

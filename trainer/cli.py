@@ -26,6 +26,7 @@ from tracking import (
     read_run,
     run_path,
 )
+from tracking.annotate import check_notes
 from tracking.paths import RESUMING, RESUMING_FRESH_SECONDS, STOP, check_name, is_run_id
 from tracking.procinfo import lock_held
 
@@ -160,6 +161,8 @@ def build_parser(prog: str = "python -m trainer",
                         tag="label for filtering runs (repeatable)",
                         detach="run in the background; print the run id and folder at once")
     run.add_argument("--group", help=argparse.SUPPRESS)  # set by a group for its members
+    run.add_argument("--notes", default="", metavar="TEXT",
+                     help="free text kept in run.json (shown and editable on the Run page)")
     _add_group_options(run)
     _add_train_options(run)
 
@@ -302,6 +305,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.group is not None:
             raise UsageError("--group is set by a group for its members; a member trains "
                              "one fold (--fold) and one seed")
+        if args.notes:
+            raise UsageError("--notes applies to a single run; a group's member runs take "
+                             "notes on their Run pages")
         kind = cfg.validation.replace(":", "") if folds else f"seeds{args.repeat}"
         return _start_group(args, cfg, default_name=f"{cfg.dataset}-{cfg.model}-{kind}")
     if args.parallel > 1:
@@ -312,12 +318,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     name = args.name if args.name is not None else f"{cfg.dataset}-{cfg.model}"
     try:
         check_name(name)
+        check_notes(args.notes)
     except ValueError as e:
         raise UsageError(str(e)) from None
     trainer = prepare(cfg)
     data, model = describe(trainer)
     run = Run.create(_runs_dir(args), name=name, config=cfg.to_dict(), data=data, model=model,
-                     tags=args.tags, epochs=cfg.epochs, group=args.group,
+                     tags=args.tags, notes=args.notes, epochs=cfg.epochs, group=args.group,
                      pid=0 if args.detach else None, heartbeat_seconds=0 if args.detach else 5.0)
     if args.detach:
         run.close()
@@ -500,10 +507,13 @@ def _resume_here(run_dir: Path, epochs: Any, *, keep_stop: bool = False) -> int:
 
 
 def _update_config_epochs(run_dir: Path, epochs: int) -> None:
-    from tracking.jsonio import atomic_write_json, read_json
-    info = read_json(run_dir / "run.json")
-    info["config"]["epochs"] = epochs
-    atomic_write_json(run_dir / "run.json", info)
+    from tracking.jsonio import update_json
+
+    def change(info: dict[str, Any]) -> dict[str, Any]:
+        info["config"]["epochs"] = epochs
+        return info
+    # the same locked read-modify-write as a note edited in the dashboard meanwhile
+    update_json(run_dir / "run.json", change)
 
 
 def _resume_group(group_dir: Path, args: argparse.Namespace) -> int:

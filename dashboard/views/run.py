@@ -1,13 +1,20 @@
 """Run page: live curves with the flags drawn on them, the findings explained, the config,
 the log tail, and actions (stop, clone-and-edit, download CSV, delete)."""
 
+import re
+
 import streamlit as st
 
 from dashboard import actions, data, figures, live_chart, state, tables
 from dashboard.series import DEFAULT_SMOOTHING, MAX_SMOOTHING
+from tracking.annotate import annotate_run
 from tracking.paths import RESUMABLE_STATES
 
 SEVERITY_BOX = {"critical": st.error, "warning": st.warning, "info": st.info}
+#: Metrics drawn on a linear axis even with Log y (bounded scores).
+LINEAR_METRICS = ("acc", "r2")
+#: What a widget key may hold (Streamlit's `.st-key-<key>` CSS class)
+KEYSAFE = re.compile(r"[^A-Za-z0-9_-]")
 INTERVALS = {"1 s": 1.0, "2 s": 2.0, "5 s": 5.0, "10 s": 10.0, "30 s": 30.0}
 
 state.ensure_state()
@@ -29,6 +36,9 @@ st.title(tables.md(info.name))  # names, tags, reasons: plain text, never markdo
 st.markdown(f"{tables.state_badge(info.state)} {tables.md(info.id)}"
            + (f" · group {tables.md(info.group)}" if info.group else "")
            + (f" · tags: {tables.md(', '.join(info.tags))}" if info.tags else ""))
+if info.notes:
+    st.caption(tables.md(info.notes))
+running = info.state == "running"
 
 
 def delete_controls(info, running: bool) -> None:
@@ -47,11 +57,57 @@ def delete_controls(info, running: bool) -> None:
             state.go("runs")
 
 
+def action_bar(info, running: bool) -> None:
+    """Stop, resume, clone, the downloads and delete in one row under the header; what an
+    action answers shows full width below the row."""
+    a = st.columns([1, 1, 1.2, 1.2, 1.4, 1], vertical_alignment="center")
+    res = None
+    with a[0]:
+        if st.button("Stop", key=state.RUN_STOP, disabled=not running, icon=":material/stop:",
+                     help="ask the run to stop gracefully after its current epoch"):
+            res = actions.stop_run(root, info.id)
+            default = "stop requested"
+    with a[1]:
+        if st.button("Resume", key=state.RUN_RESUME, icon=":material/play_arrow:",
+                     disabled=info.state not in RESUMABLE_STATES,
+                     help="continue a stopped or crashed run from its last checkpoint, in the "
+                          "background"):
+            res = actions.resume(root, info.id)
+            default = "resuming"
+    with a[2]:
+        if st.button("Clone and edit", key=state.RUN_CLONE, icon=":material/content_copy:",
+                     help="open the Launch form filled in with this run's configuration"):
+            st.session_state[state.LAUNCH_PREFILL] = {"config": dict(info.config),
+                                                      "name": f"{info.name}-clone"}
+            state.go("launch")
+    with a[3]:
+        best = data.best_checkpoint(path)
+        st.download_button("best.pt", (lambda: data.read_best_checkpoint(path)) if best else b"",
+                           file_name=f"{info.id}-best.pt", mime="application/octet-stream",
+                           key=state.RUN_DOWNLOAD_BEST, icon=":material/download:",
+                           disabled=best is None, on_click="ignore",
+                           help="the weights of the best epoch" if best else
+                           "this run has no best.pt (own loops and imports save none)")
+    with a[4]:
+        st.download_button("Metrics (CSV)", lambda: tables.history_csv(data.load_history(path)),
+                           file_name=f"{info.id}-metrics.csv", mime="text/csv",
+                           key=state.RUN_DOWNLOAD, icon=":material/download:",
+                           on_click="ignore")
+    with a[5]:
+        with st.popover("Delete", icon=":material/delete:", disabled=running,
+                        help="a running run cannot be deleted; stop it first" if running
+                        else "delete this run's folder"):
+            delete_controls(info, running)
+    if res is not None:
+        (st.success if res.ok else st.error)(res.message or default)
+
+
 if info.state == "unreadable":
     st.error(f"This run folder cannot be read: {tables.md(info.problem)}")
     if path is not None:  # a bad folder can still be removed from here
         delete_controls(info, running=False)
     st.stop()
+action_bar(info, running)
 if info.group and data.is_group(root, info.group):
     try:
         st.page_link(state.page("group"), label=f"Open its group {tables.md(info.group)}",
@@ -72,18 +128,30 @@ if info.state in ("failed", "crashed"):
     if err:
         st.code(err, language="text")
 
-running = info.state == "running"
 live = False
 interval = 2.0
+view = st.columns([0.7, 0.8, 1.7, 2.2, 0.8], vertical_alignment="bottom")
 if running:
-    lc1, lc2, _ = st.columns([1, 1, 4])
-    with lc1:
+    with view[0]:
         live = st.toggle("Live", value=True, key=state.RUN_LIVE,
                          help="refresh the curves while the run trains")
-    with lc2:
+    with view[1]:
         label = st.selectbox("Every", list(INTERVALS), index=1, key=state.RUN_INTERVAL,
                              disabled=not live)
         interval = INTERVALS[label]
+# the view settings live in the URL (bind): a shared link opens the same view
+with view[2]:
+    x = st.radio("x axis", list(figures.X_AXES), horizontal=True, key=state.RUN_X,
+                 bind="query-params", help="flags sit where their epochs lie on the chosen axis")
+with view[3]:
+    smoothing = st.slider("Smoothing", 0.0, MAX_SMOOTHING, 0.0, 0.01, key=state.RUN_SMOOTH,
+                          bind="query-params",
+                          help="TensorBoard's debiased EMA, display only; flags use raw "
+                          f"values. {DEFAULT_SMOOTHING} is a common choice.")
+with view[4]:
+    log_y = st.toggle("Log y", key=state.RUN_LOG, bind="query-params",
+                      help="log scale for losses and the other scalars (accuracy and R² stay "
+                      "linear; gradient norms are always on a log scale)")
 try:  # the trainer's own judgement of this run
     thresholds, diagnosis_error = data.thresholds_for(info.config, path), None
 except data.DiagnosisFailed as e:
@@ -133,21 +201,16 @@ def live_view() -> None:
         st.info("No epoch has finished yet; the curves appear after the first one.")
         return
     c1, c2 = st.columns([2.3, 1])
-    with c2:
-        smoothing = st.slider("Smoothing", 0.0, MAX_SMOOTHING, 0.0, 0.01, key=state.RUN_SMOOTH,
-                              help="TensorBoard's debiased EMA, display only; flags use "
-                              f"raw values. {DEFAULT_SMOOTHING} is a common choice.")
-        x = st.radio("x axis", ["epoch", "step", "time"], horizontal=True, key=state.RUN_X,
-                     help="flags sit where their epochs lie on the chosen axis")
     stop_epoch = now_info.epoch if now_info.state == "early_stopped" else None
     metrics = figures.metric_names(history)
     with c1:
-        for metric in metrics[:2] or ["loss"]:
+        for metric in metrics or ["loss"]:
             try:
                 fig = figures.learning_curve_figure(
                     history, findings, metric=metric, smoothing=smoothing, x=x,
                     best_epoch=now_info.best_epoch if metric == "loss" else None,
-                    stop_epoch=stop_epoch, uirevision=f"{info.id}-{metric}")
+                    stop_epoch=stop_epoch, log_y=log_y and metric not in LINEAR_METRICS,
+                    uirevision=f"{info.id}-{metric}")
                 live_chart.chart(fig, key=f"run-chart-{metric}", live=live)
             except ValueError as e:
                 st.warning(f"No {metric} curve: {e}")
@@ -170,9 +233,24 @@ def live_view() -> None:
         live_chart.chart(figures.steps_figure(steps, smoothing=smoothing,
                                               uirevision=f"{info.id}-steps"),
                          key="run-chart-steps", live=live)
+    draw_scalar_sections(history)
     if not layers.empty and len(layers.columns) > 1:
         live_chart.chart(figures.layer_heatmap_figure(layers, uirevision=f"{info.id}-layers"),
                          key="run-chart-layers", live=live)
+
+
+def draw_scalar_sections(history) -> None:
+    """Every other logged scalar, a section per name prefix as TensorBoard groups tags."""
+    for s, (section, columns) in enumerate(figures.scalar_sections(history).items()):
+        with st.container(key=f"run-section-{s}"):
+            st.subheader(section if section != "other" else "Other scalars")
+            grid = st.columns(3)
+            for i, col in enumerate(columns):
+                with grid[i % 3]:
+                    fig = figures.scalar_figure(history, col, smoothing=smoothing, x=x,
+                                                log_y=log_y, uirevision=f"{info.id}-{col}")
+                    live_chart.chart(fig, key=f"run-chart-scalar-{s}-{i}-{KEYSAFE.sub('-', col)}",
+                                     live=live)
 
 
 def render_findings(findings, status, failed: str | None = None) -> None:
@@ -209,9 +287,28 @@ def render_findings(findings, status, failed: str | None = None) -> None:
                     st.json(dict(ev))
 
 
+def notes_editor(info) -> None:
+    """Notes and tags, saved into run.json by tracking.annotate (a locked read-modify-write:
+    the other keys, and a resume's change to them, are kept)."""
+    with st.form(f"run-notes-form-{info.id}", border=False):
+        notes = st.text_area("Notes", value=info.notes, key=f"{state.RUN_NOTES}-{info.id}",
+                             height=120, placeholder="what this run tried, what it showed")
+        tags = st.text_input("Tags (comma-separated)", value=", ".join(info.tags),
+                             key=f"{state.RUN_TAGS}-{info.id}")
+        saved = st.form_submit_button("Save notes and tags", key=state.RUN_SAVE_NOTES)
+    if saved:
+        try:
+            annotate_run(path, notes=notes, tags=tags.split(","))
+        except (ValueError, OSError) as e:
+            st.error(f"Not saved: {tables.md(e)}")
+        else:
+            st.rerun()  # the header shows the new tags and notes
+
+
 live_view()
 
-tab_cfg, tab_data, tab_log, tab_act = st.tabs(["Config", "Data & model", "Log", "Actions"])
+tab_cfg, tab_notes, tab_data, tab_log = st.tabs(["Config", "Notes & tags", "Data & model",
+                                                "Log"])
 with tab_cfg:
     cfg = tables.flatten_config(info.config)
     st.dataframe({"option": list(cfg), "value": [str(v) for v in cfg.values()]},
@@ -231,29 +328,5 @@ with tab_log:
     tail = data.tracking.read_log_tail(path)
     st.code(tail[-8000:] if tail else "(no output logged: no trainer.log, and no group log "
             "of this run)", language="text")
-with tab_act:
-    a1, a1b, a2, a3 = st.columns(4)
-    with a1:
-        if st.button("Stop run", key=state.RUN_STOP, disabled=not running,
-                     help="ask the run to stop gracefully after its current epoch"):
-            res = actions.stop_run(root, info.id)
-            (st.success if res.ok else st.error)(res.message or "stop requested")
-    with a1b:
-        if st.button("Resume run", key=state.RUN_RESUME,
-                     disabled=info.state not in RESUMABLE_STATES,
-                     help="continue a stopped or crashed run from its last checkpoint, in the "
-                          "background"):
-            res = actions.resume(root, info.id)
-            (st.success if res.ok else st.error)(res.message or "resuming")
-    with a2:
-        if st.button("Clone and edit in Launch", key=state.RUN_CLONE):
-            st.session_state[state.LAUNCH_PREFILL] = {"config": dict(info.config),
-                                                      "name": f"{info.name}-clone"}
-            state.go("launch")
-    with a3:
-        hist = data.load_history(path)
-        st.download_button("Download metrics (CSV)", tables.history_csv(hist),
-                           file_name=f"{info.id}-metrics.csv", mime="text/csv",
-                           key=state.RUN_DOWNLOAD)
-    st.divider()
-    delete_controls(info, running)
+with tab_notes:
+    notes_editor(info)
