@@ -5,7 +5,7 @@ import re
 
 import streamlit as st
 
-from dashboard import actions, data, figures, live_chart, state, tables
+from dashboard import actions, data, figures, forecast_band, live_chart, state, tables
 from dashboard.series import DEFAULT_SMOOTHING, MAX_SMOOTHING
 from tracking.annotate import annotate_run
 from tracking.paths import RESUMABLE_STATES
@@ -211,6 +211,8 @@ def live_view() -> None:
                     best_epoch=now_info.best_epoch if metric == "loss" else None,
                     stop_epoch=stop_epoch, log_y=log_y and metric not in LINEAR_METRICS,
                     uirevision=f"{info.id}-{metric}")
+                if metric == "loss" and x == "epoch":  # issue 13: the projection to the end
+                    fig.add_traces(forecast_band.band_traces(history, epochs))
                 live_chart.chart(fig, key=f"run-chart-{metric}", live=live)
             except ValueError as e:
                 st.warning(f"No {metric} curve: {e}")
