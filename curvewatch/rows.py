@@ -10,6 +10,10 @@ Two layers, each a rule of its own:
   epoch's row join its line; a key logged twice before the epoch closes is a per-step key
   (a batch loss) and goes, with every later value, to the step lines. An epoch's line is
   complete at the first committed row that is not of that epoch, or at `finish`.
+- Names: epoch-line columns take the format's names where a key's words say which
+  (`train/loss` -> train_loss, `val/accuracy` -> val_acc, `learning_rate` -> lr); a per-step
+  training loss (`batch_loss`, `loss`) is `loss` in the step lines, as the trainer writes it.
+  Other keys keep their names.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from tracking.tensorboard_import import KNOWN_COLUMNS, SPLITS, column_for, words
+from tracking.import_rows import KNOWN_COLUMNS, SPLITS, column_for, words
 
 #: Keys the epoch lines own: `epoch` is the row's epoch, `layers` is log_epoch's keyword.
 _RENAMED = {"layers": "layers_logged"}
@@ -62,6 +66,7 @@ class Rows:
         self._epoch_keyed = False
         self._per_step: set[str] = set()
         self._columns: dict[str, str] = {}  # logged key -> epoch-line column
+        self._step_columns: dict[str, str] = {}  # logged key -> step-line column
 
     # ------------------------------------------------------------------ rows (wandb's rule)
     def log(self, data: Mapping[str, Any], step: int | None = None,
@@ -122,12 +127,12 @@ class Rows:
             elif key in self._window.values:  # logged twice within one epoch: per step
                 self._per_step.add(key)
                 first_step, first = self._window.values.pop(key)
-                out.append(StepLine(first_step, {key: first}))
+                out.append(StepLine(first_step, {self._step_column(key): first}))
                 steps[key] = value
             else:
                 self._window.values[key] = (step, value)
         if steps:
-            out.append(StepLine(step, steps))
+            out.append(StepLine(step, {self._step_column(k): v for k, v in steps.items()}))
         if epoch is not None:
             self._window.epoch = epoch
         return out
@@ -171,6 +176,24 @@ class Rows:
                 col += "_"
             self._columns[key] = col
         return self._columns[key]
+
+    def _step_column(self, key: str) -> str:
+        """The step-line column of a per-step key: `loss` for the training loss (`loss`,
+        `batch_loss`, `train/loss`: the name the trainer's steps.jsonl and the dashboard's step
+        chart use), `lr` and `grad_norm` by their words, once per column; else the key."""
+        if key not in self._step_columns:
+            used = set(self._step_columns.values())
+            col, _ = column_for(key)
+            if col == "train_loss" or ("loss" in words(key) and not is_validation(key)):
+                col = "loss"
+            elif col not in ("lr", "grad_norm"):
+                col = key
+            if col in used:
+                col = key
+            while col in used:
+                col += "_"
+            self._step_columns[key] = col
+        return self._step_columns[key]
 
     def _shown(self, epoch: int) -> int:
         return epoch - (self._offset or 0)
