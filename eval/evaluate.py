@@ -2,6 +2,7 @@
 
     python -m eval.evaluate                     # prints the tables of docs/diagnosis.md
     python -m eval.evaluate --json out.json     # also writes the figures
+    python -m eval.evaluate --half odd --forecast   # the held-out half, and the forecast's error
 
 Per kind: precision, recall and median detection delay (first epoch the online detector
 reports the kind, minus the labelled onset; for overfitting the onset is the epoch of the
@@ -28,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from diagnosis import KINDS, Thresholds, diagnose
-from eval.labels import label
+from eval import goals
+from eval.labels import chance_level, label
 from eval.synthetic import CASES, check
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,10 +187,10 @@ def evaluate(runs: list[dict], th: Thresholds | None = None) -> dict:
     healthy: dict[str, list[str]] = {k: [] for k in NOISY_RECIPES}
     healthy_flagged: dict[str, list[str]] = {k: [] for k in NOISY_RECIPES}
     problems = set(KINDS) - set(INFO)
-    rows = []
+    rows, goal_rows = [], []
     for r in runs:
         h = r["history"]
-        lab = label(h)
+        lab = label(h, chance_level(r.get("config", {})))
         raw = online(h, th)
         det = scored(raw)
         rows.append({"id": r["id"], "recipe": r["recipe"], "labels": lab, "detected": raw})
@@ -218,6 +220,7 @@ def evaluate(runs: list[dict], th: Thresholds | None = None) -> dict:
         s_ep = min([det[k] for k in ("overfitting", "plateau") if k in det], default=int(h["epoch"].iloc[-1]))
         s = int(np.searchsorted(h["epoch"].to_numpy(int), s_ep)) + 1
         stops["Curvewatch defaults (overfitting, plateau)"].append((s / n, regret(v, test, s)))
+        goal_rows.append(_goal_row(r, h, lab, det, v, tr, test))
     kinds_out = {}
     for k, d in per_kind.items():
         n_lab, n_det = d["tp"] + d["fn"], d["tp"] + d["fp"]
@@ -236,14 +239,33 @@ def evaluate(runs: list[dict], th: Thresholds | None = None) -> dict:
     nh["all"] = {"runs": sum(d["runs"] for d in nh.values()), "flagged": sum(d["flagged"] for d in nh.values())}
     conv = sum("converged" in row["detected"] for row in rows)
     return {"runs": len(runs), "kinds": kinds_out, "tradeoff": trade, "noisy_healthy": nh,
-            "converged_runs": conv,
+            "converged_runs": conv, "goals": goals.summarise(goal_rows),
+            "clean_runs": goals.clean_runs(goal_rows),
             "recipes": {rc: sum(r["recipe"] == rc for r in runs) for rc in sorted({r["recipe"] for r in runs})},
             "synthetic": [check(c, th) for c in CASES], "per_run": rows}
 
 
+#: The rules of the goal table besides the engine (issue 13): the same curves, the same regret.
+GOAL_RULES = {name: CLASSIC[name] for name in ("Keras patience 10", "ReduceLROnPlateau-style (rel 1e-4, patience 10)",
+                                               "Prechelt UP4")} | goals.HINDSIGHT
+
+
+def _goal_row(r: dict, h: pd.DataFrame, lab: dict, det: dict, v, tr, test) -> dict:
+    """One run of the goal table: its labels, planned and trained epochs, and per rule the
+    stop (epochs trained) with the regret of the checkpoint restored there."""
+    ep = h["epoch"].to_numpy(int)
+    s_ep = min([det[k] for k in goals.STOP_LABELS if k in det], default=int(ep[-1]))
+    out = {goals.ENGINE: int(np.searchsorted(ep, s_ep)) + 1}
+    out |= {name: rule(v, tr) for name, rule in GOAL_RULES.items()}
+    planned = max(len(v), int(r.get("config", {}).get("epochs", len(v))))
+    return {"labels": sorted(lab), "planned": planned, "trained": len(v),
+            "stops": {name: (s, regret(v, test, s)) for name, s in out.items()}}
+
+
 def report(res: dict) -> str:
     rec = ", ".join(f"{k} {v}" for k, v in res["recipes"].items())
-    lines = [f"Corpus: {res['runs']} real runs ({rec}).",
+    lines = [f"Corpus: {res['runs']} real runs ({rec}).", "",
+             goals.report(res["goals"], res["kinds"], res["clean_runs"]), "",
              f"plateau counts a 'converged' finding (a plateau at a low loss, info) as a plateau; "
              f"{res.get('converged_runs', 0)} runs were reported converged at some epoch.", "",
              "| kind | labelled | flagged | precision | recall | median delay (epochs) |",
@@ -285,12 +307,19 @@ def main(argv=None) -> int:
     ap.add_argument("--threshold", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--half", choices=("even", "odd"), default=None,
                     help="only the runs with even (or odd) ids: tune on one half, report the other")
+    ap.add_argument("--forecast", action="store_true",
+                    help="also the forecast's error on the final best validation loss (eval/forecast_eval.py)")
     a = ap.parse_args(argv)
     runs = load(Path(a.corpus))
     if a.half:
         runs = [r for r in runs if in_half(r["id"], a.half)]
     res = evaluate(runs, Thresholds.from_pairs(a.threshold))
     print(report(res))
+    if a.forecast:
+        from eval import forecast_eval  # it reads the corpus through this module
+
+        print("\nForecast of the final best validation loss (diagnosis.forecast):\n")
+        print(forecast_eval.report(forecast_eval.score(runs)))
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1, default=str))
     return 0

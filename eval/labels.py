@@ -24,14 +24,35 @@ UNDERFIT_GAP = 0.10
 EXPLODE = 10.0           # exploding gradients: a grad norm > 10x the median of the 10 epochs before it ...
 EXPLODE_PRIOR = 10       # (as many as there are) ...
 EXPLODE_GROWTH = 100.0   # ... or its level (median of 5) grown > 100x (two orders of magnitude) above its lowest level
+AT_CHANCE = 0.9          # no-skill divergence: train and val loss (median of the last 5) >= 0.9x the chance level ...
+CHANCE_EXPLODED = 3.0    # ... after the training loss exploded above 3x chance (inside epoch 1, say) ...
+CHANCE_LEARNED = 0.5     # ... or after the validation loss had been below half of it (a collapse)
+
+#: Classes of the corpus's datasets: the chance-level loss is ln K (cross-entropy of the uniform
+#: prediction); regression targets are standardised on the training rows, so predicting their
+#: mean costs an MSE of about 1.
+CLASSES = {"digits": 10, "digits-images": 10, "breast_cancer": 2, "wine": 3, "moons": 2, "spirals": 2,
+           "blobs": 4, "eval.datasets:moons_large": 2}
+REGRESSION = ("eval.datasets:diabetes", "eval.datasets:friedman", "eval.datasets:friedman_small")
+
+
+def chance_level(config: dict) -> float | None:
+    """The loss of a model without skill on this run's data (None: unknown dataset)."""
+    ds = str(config.get("dataset", ""))
+    if ds in REGRESSION:
+        return 1.0
+    k = CLASSES.get(ds)
+    return float(np.log(k)) if k else None
 
 
 def _centred(x: np.ndarray, w: int = 5) -> np.ndarray:
     return pd.Series(x).rolling(w, center=True, min_periods=1).median().to_numpy()
 
 
-def label(h: pd.DataFrame) -> dict:
-    """{kind: onset epoch} for every kind the full curve shows (onset = where it starts)."""
+def label(h: pd.DataFrame, chance: float | None = None) -> dict:
+    """{kind: onset epoch} for every kind the full curve shows (onset = where it starts).
+    With the chance-level loss, a run that ends without skill after an explosion or a collapse
+    is a divergence too (from the start of its final stretch at chance)."""
     out: dict[str, int] = {}
     ep = h["epoch"].to_numpy(int)
     tr = h["train_loss"].to_numpy(float) if "train_loss" in h else np.full(len(h), np.nan)
@@ -49,6 +70,10 @@ def label(h: pd.DataFrame) -> dict:
             while i > 0 and ex[i - 1]:
                 i -= 1
             out["divergence"] = int(ep[i])
+        elif chance:
+            onset = _no_skill_onset(tr, v, chance)
+            if onset is not None:
+                out["divergence"] = int(ep[onset])
     fin = np.isfinite(v)
     if fin.sum() >= 10 and "divergence" not in out:
         vs = _centred(v)
@@ -96,6 +121,20 @@ def label(h: pd.DataFrame) -> dict:
         if onset is not None:
             out["exploding_gradients"] = int(ep[onset])
     return out
+
+
+def _no_skill_onset(tr: np.ndarray, v: np.ndarray, chance: float) -> int | None:
+    """First row of the final stretch at chance level, if the run ends there (train and val) after
+    its training loss exploded or its validation loss had learned something."""
+    if tr.size < 5 or np.median(tr[-5:]) < AT_CHANCE * chance or np.median(v[-5:]) < AT_CHANCE * chance:
+        return None
+    if not (tr.max() >= CHANCE_EXPLODED * chance or v.min() <= CHANCE_LEARNED * chance):
+        return None
+    at = _centred(v) >= AT_CHANCE * chance
+    i = v.size - 1
+    while i > 0 and at[i - 1]:
+        i -= 1
+    return i
 
 
 def _exploding_onset(g: np.ndarray) -> int | None:

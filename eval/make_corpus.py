@@ -42,7 +42,7 @@ def recipes(rng: random.Random) -> list[dict]:
         kw.setdefault("seed", rng.randrange(10_000))
         kw.setdefault("model", "mlp")
         kw["_recipe"] = recipe
-        out.append(kw)
+        out.append({k: v for k, v in kw.items() if v is not None})  # None: the trainer's default
 
     ds_all = ["digits", "breast_cancer", "wine", "moons", "spirals"]
     for _ in range(40):  # overfitting: little data, label noise, wide nets, no regularisation
@@ -99,7 +99,72 @@ def recipes(rng: random.Random) -> list[dict]:
                "batch-size": rng.choice([8, 16, 32]), "hidden": rng.choice(["64", "128,64", "32,32"]),
                "dropout": rng.choice([0.1, 0.2, 0.3]), "weight-decay": rng.choice([1e-4, 1e-3, 3e-3]),
                "schedule": rng.choice(["constant", "cosine"])})
+    _wave2(add, rng)
     return out
+
+
+def _wave2(add, rng: random.Random) -> None:
+    """Issue 13 (indices 205..404, drawn after the runs above, which stay unchanged): what the
+    held-out set varies: runs up to 300 epochs; step, cosine, exponential, warm-up and
+    ReduceLROnPlateau schedules; validation sets from a dozen to thousands of examples;
+    divergence inside the first epoch and spikes that recover; saddles; regression targets."""
+    ds_all = ["digits", "breast_cancer", "wine", "moons", "spirals"]
+    regress = ["eval.datasets:diabetes", "eval.datasets:friedman", "eval.datasets:friedman_small"]
+    scheds = ["step", "cosine", "exponential", "plateau"]
+    for _ in range(35):  # long runs under every schedule, with or without warm-up
+        ds = rng.choice(ds_all)
+        add("long", dataset=ds, epochs=rng.choice([150, 200, 300]),
+            **{"schedule": rng.choice(scheds), "warmup-epochs": rng.choice([0, 0, 5, 10]),
+               "lr": rng.choice([1e-3, 3e-3]), "hidden": rng.choice(["64", "128,64"]),
+               "train-size": rng.choice([80, 150, 300]) if ds != "wine" else rng.choice([40, 80]),
+               "batch-size": rng.choice([32, 64]), "dropout": rng.choice([0.0, 0.2]),
+               "label-noise": rng.choice([0.0, 0.1])})
+    for _ in range(30):  # validation sets of a dozen (wine, breast_cancer) to thousands (moons_large)
+        small = rng.random() < 0.5
+        ds = rng.choice(["wine", "breast_cancer"]) if small else rng.choice(["eval.datasets:moons_large",
+                                                                          "digits"])
+        vf = (0.07 if ds == "wine" else 0.03) if small else rng.choice([0.3, 0.5])
+        add("valsize", dataset=ds, epochs=rng.choice([60, 100]),
+            **{"val-fraction": vf, "lr": rng.choice([1e-3, 3e-3, 1e-2]), "hidden": rng.choice(["32", "128,64"]),
+               "batch-size": rng.choice([16, 64]) if small else 128,
+               "schedule": rng.choice(["constant", "cosine", "plateau"]),
+               "train-size": rng.choice([60, 120]) if ds == "digits" else None})
+    for _ in range(20):  # divergence inside epoch 1: huge steps, then chance level (or NaN)
+        ds = rng.choice(ds_all + ["eval.datasets:diabetes"])
+        opt = rng.choice(["sgd", "adam", "rmsprop"])
+        add("diverge_early", dataset=ds, epochs=rng.choice([30, 60]), optimizer=opt,
+            **{"lr": rng.choice([1.0, 2.0, 6.0]) if opt == "sgd" else rng.choice([0.1, 0.3, 1.0]),
+               "momentum": 0.9, "hidden": rng.choice(["128,64", "256,256"]), "batch-size": 16})
+    for _ in range(25):  # spikes that recover: large steps tamed by clipping, warm-up or decay
+        ds = rng.choice(ds_all)
+        opt = rng.choice(["sgd", "adam"])
+        add("spike", dataset=ds, epochs=rng.choice([60, 100]), optimizer=opt,
+            **{"lr": rng.choice([0.2, 0.5]) if opt == "sgd" else rng.choice([0.01, 0.03, 0.05]),
+               "momentum": 0.9, "clip-grad-norm": rng.choice([1.0, 5.0, 0.0]),
+               "schedule": rng.choice(["constant", "step", "exponential"]),
+               "hidden": rng.choice(["128,64", "256"]), "batch-size": rng.choice([16, 32])})
+    for _ in range(25):  # saddles: deep saturating nets with plain SGD sit flat, then drop
+        ds = rng.choice(["spirals", "moons", "digits", "breast_cancer"])
+        add("saddle", dataset=ds, epochs=rng.choice([100, 150, 200]), optimizer="sgd",
+            **{"activation": rng.choice(["sigmoid", "tanh"]), "hidden": rng.choice(["32,32,32", "16,16,16,16"]),
+               "lr": rng.choice([0.02, 0.05, 0.1, 0.3]), "momentum": rng.choice([0.0, 0.5]),
+               "batch-size": rng.choice([32, 64])})
+    for _ in range(45):  # regression targets (MSE): healthy, overfitting and plateauing ones
+        ds = rng.choice(regress)
+        opt = rng.choice(["adam", "sgd"])
+        add("regression", dataset=ds, epochs=rng.choice([60, 100, 150, 200]), optimizer=opt,
+            **{"hidden": rng.choice(["16", "64", "256,256"]), "momentum": 0.9,
+               "lr": rng.choice([1e-3, 3e-3, 1e-2]) if opt == "adam" else rng.choice([1e-3, 1e-2, 3e-2]),
+               "weight-decay": rng.choice([0.0, 0.0, 1e-3]), "schedule": rng.choice(["constant"] + scheds),
+               "batch-size": rng.choice([16, 32, 64]), "dropout": rng.choice([0.0, 0.1]),
+               "train-size": rng.choice([60, 150, None])})
+    for _ in range(20):  # overfitting under schedules and warm-up, up to 300 epochs
+        ds = rng.choice(ds_all)
+        add("overfit_sched", dataset=ds, epochs=rng.choice([120, 200, 300]),
+            **{"train-size": rng.choice([40, 80, 150]) if ds != "wine" else 40,
+               "label-noise": rng.choice([0.1, 0.2, 0.3]), "hidden": rng.choice(["256,256", "512"]),
+               "lr": rng.choice([1e-3, 3e-3]), "batch-size": 16, "schedule": rng.choice(scheds),
+               "warmup-epochs": rng.choice([0, 5])})
 
 
 def _read(path: Path) -> dict:
