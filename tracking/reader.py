@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from . import paths as P, safeio
+from . import history_cache, paths as P, safeio
 from .jsonl import read_from
 from .procinfo import hostname, process_alive
 
@@ -415,8 +415,9 @@ def _mostly_numeric(col: pd.Series) -> bool:
 
 
 def read_history(run_dir: str | Path) -> pd.DataFrame:
-    """One run's per-epoch metrics as a DataFrame: `epoch` plus one column per metric."""
-    return HistoryReader(run_dir).read()
+    """One run's per-epoch metrics as a DataFrame: `epoch` plus one column per metric. Read
+    through its columnar cache (tracking.history_cache), which gives the same frame."""
+    return history_cache.read(run_dir, HistoryReader(run_dir).read)
 
 
 def read_layers(run_dir: str | Path) -> pd.DataFrame:

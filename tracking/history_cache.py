@@ -1,0 +1,322 @@
+"""A columnar copy of a run's metrics.jsonl: parsed with pyarrow's JSON reader and kept as an
+Arrow IPC file in the run folder, so loading a history costs little more than reading bytes.
+
+metrics.jsonl stays the durable log and the only truth. The cache is derived data: it names
+the byte length of metrics.jsonl it covers and hashes of that prefix's first and last bytes,
+and it is used only when those still match (a rewritten or shrunk file makes it stale), plus
+the bytes appended since. A missing, stale or damaged cache is rebuilt from metrics.jsonl; a
+folder that cannot be written to is read without one. Whatever pyarrow's reader would read
+differently from tracking.jsonl (a bad or blank line, an explicit null, a number past int64,
+a string epoch ...) sends the whole read to the plain reader, whose result is never cached:
+the two readers give the same frame for the same bytes (tests/test_history_cache.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
+import pyarrow.ipc as ipc  # type: ignore[import-untyped]
+import pyarrow.json as pj  # type: ignore[import-untyped]
+
+from . import jsonio, safeio
+from .jsonl import MAX_LINE_BYTES, MAX_READ_BYTES
+
+#: The cache file, next to metrics.jsonl (hidden: run listings skip dot-files).
+CACHE_NAME = ".metrics.arrow"
+#: Files smaller than this parse about as fast as a cache loads: they get no cache file.
+CACHE_MIN_BYTES = 64 << 10
+#: A live run's cache is rewritten once the bytes appended since exceed this share of it.
+REWRITE_SHARE = 4
+#: Bytes hashed at each end of the covered prefix to recognise it.
+PROBE_BYTES = 4096
+#: metrics.jsonl is parsed in pieces of this size (bounded memory for a million epochs).
+CHUNK_BYTES = 16 << 20
+#: Nested values deeper than this may be past tracking.safeio's bound: plain reader.
+MAX_NESTING = safeio.MAX_JSON_DEPTH - 4
+
+_MAGIC = b"CWHIST1\n"
+_KEY = "epoch"
+_ABSENT = "absent"  # tracking.reader.ABSENT (reader imports this module)
+_SCALARS = (pa.int64(), pa.float64(), pa.bool_(), pa.string())
+#: tracking.safeio reads these spellings as floats; pyarrow reads them bare.
+_NONFINITE = ((b'"NaN"', b"NaN"), (b'"-Infinity"', b"-Infinity"), (b'"Infinity"', b"Infinity"))
+#: An integer of 19 digits or more may be past int64, which pyarrow reads as a double.
+_BIG_INT = re.compile(rb"[:,\[\s]-?\d{19}")
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What a cache covers: `covered` bytes of metrics.jsonl, whose first and last
+    PROBE_BYTES hash to `head` and `tail`, and the file's size and mtime when it was made."""
+
+    covered: int
+    head: str
+    tail: str
+    size: int
+    mtime_ns: int
+
+    def header(self, body: bytes) -> bytes:
+        text = jsonio.dumps({**self.__dict__, "crc": zlib.crc32(body), "length": len(body)})
+        data = text.encode("utf-8")
+        return _MAGIC + len(data).to_bytes(8, "little") + data
+
+
+def read(run_dir: str | Path, plain: Callable[[], pd.DataFrame], *,
+         filename: str = "metrics.jsonl") -> pd.DataFrame:
+    """The history of `run_dir` as `plain()` reads it, from the cache where it is current,
+    else parsed with pyarrow (and cached when the folder allows), else `plain()` itself."""
+    run_dir = Path(run_dir)
+    try:
+        fd = safeio.open_regular(run_dir / filename)
+    except OSError:  # missing, a FIFO, a symlink: the plain reader says what it says
+        return plain()
+    try:
+        table = _current_table(fd, run_dir)
+    except (OSError, ValueError, RecursionError, pa.ArrowException):  # read it plainly
+        table = None
+    finally:
+        os.close(fd)
+    return plain() if table is None else _frame(table)
+
+
+def _current_table(fd: int, run_dir: Path) -> pa.Table | None:
+    st = os.fstat(fd)
+    end = min(st.st_size, MAX_READ_BYTES)  # what tracking.jsonl.read_from reads at once
+    cached = _load(run_dir / CACHE_NAME)
+    if cached is not None:
+        stamp, table = cached
+        if (stamp.size, stamp.mtime_ns) == (st.st_size, st.st_mtime_ns):
+            return table
+        if stamp.covered <= end and _stamp_of(fd, stamp.covered) == (stamp.head, stamp.tail):
+            return _extend(fd, run_dir, stamp, table, end, st)
+    built = _parse_range(fd, 0, end)
+    if built is None:
+        return None
+    table, covered = built
+    if covered >= CACHE_MIN_BYTES:
+        _save(run_dir, fd, table, covered, st)
+    return table
+
+
+def _extend(fd: int, run_dir: Path, stamp: Stamp, table: pa.Table, end: int,
+            st: os.stat_result) -> pa.Table | None:
+    """The cached table plus the lines appended after it; rewritten once they are many."""
+    built = _parse_range(fd, stamp.covered, end)
+    if built is None:
+        return None
+    new, covered = built
+    if covered == stamp.covered:
+        return table
+    merged = _concat([table, new])
+    if merged is not None and covered - stamp.covered >= max(
+            CACHE_MIN_BYTES, stamp.covered // REWRITE_SHARE):
+        _save(run_dir, fd, merged, covered, st)
+    return merged
+
+
+def _parse_range(fd: int, start: int, end: int) -> tuple[pa.Table, int] | None:
+    """Complete lines of bytes start..end as one raw table (one row per line, a key a line
+    lacks is null) and the offset after the last of them; None where only the plain reader
+    reads them right."""
+    tables, pos = [], start
+    while pos < end:
+        data = safeio.read_fd(fd, min(CHUNK_BYTES, end - pos), offset=pos)
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            if len(data) >= CHUNK_BYTES:  # a line longer than a chunk: the plain reader
+                return None
+            break  # the last line is still being written
+        table = _parse_chunk(data[:cut])
+        if table is None:
+            return None
+        tables.append(table)
+        pos += cut
+    if not tables:
+        return _empty(), pos
+    merged = _concat(tables)
+    return None if merged is None else (merged, pos)
+
+
+def _parse_chunk(data: bytes) -> pa.Table | None:
+    """Whole lines of JSON objects as a table, or None unless pyarrow reads them exactly as
+    tracking.safeio.loads_bounded does."""
+    if not _plain_lines(data) or b"null" in data or b"-NaN" in data \
+            or data.count(b"Inf") != data.count(b"Infinity") or _BIG_INT.search(data):
+        return None
+    if not data.isascii():  # pyarrow does not refuse bad UTF-8
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    for quoted, bare in _NONFINITE:
+        if quoted in data:
+            if b"\\" + quoted in data:  # an escaped quote: only the plain reader knows
+                return None
+            data = data.replace(quoted, bare)
+    try:
+        table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(
+            use_threads=False, block_size=len(data) + 1))
+    except (pa.ArrowException, ValueError):  # bad JSON, bad UTF-8, duplicate keys
+        return None
+    if table.num_rows != data.count(b"\n"):  # blank or doubled lines
+        return None
+    return _scalar_columns(table)
+
+
+def _plain_lines(data: bytes) -> bool:
+    """Every line is one `{...}` of at most MAX_LINE_BYTES (what json.dumps writes)."""
+    arr = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(arr == 10)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts
+    return bool(len(ends) and lengths.min() >= 2 and lengths.max() <= MAX_LINE_BYTES
+                and (arr[starts] == ord("{")).all() and (arr[ends - 1] == ord("}")).all())
+
+
+def _scalar_columns(table: pa.Table) -> pa.Table | None:
+    """The table without nested values (reader._metrics_row drops them); None when a
+    column is of a kind the plain reader reads differently."""
+    keep = []
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_nested(col.type):
+            if _deeper_than(col.type, MAX_NESTING):
+                return None
+        elif col.type in _SCALARS and name != _ABSENT:
+            keep.append(name)
+        else:
+            return None  # null, timestamp (pyarrow reads ISO dates), "absent" itself
+    return table.select(keep)
+
+
+def _deeper_than(t: pa.DataType, limit: int) -> bool:
+    """Whether a type nests more than `limit` levels (level by level: no recursion)."""
+    level = [t]
+    for _ in range(limit):
+        level = [x.field(i).type for x in level if pa.types.is_nested(x)
+                 for i in range(x.num_fields)]
+    return any(pa.types.is_nested(x) for x in level)
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table | None:
+    """Tables one after another, columns in order of first appearance; a column that is
+    int64 in one and double in another becomes double (as pandas makes of such a column);
+    None for any other mix of kinds, or where the result breaks _valid."""
+    kinds: dict[str, set[pa.DataType]] = {}
+    for t in tables:
+        for f in t.schema:
+            kinds.setdefault(f.name, set()).add(f.type)
+    if any(len(k) > 1 and k != {pa.int64(), pa.float64()} for k in kinds.values()):
+        return None
+    try:
+        merged = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowException, ValueError):
+        return None
+    return merged if _valid(merged) else None
+
+
+def _valid(table: pa.Table) -> bool:
+    """Every row has an int epoch >= 1 (the plain reader drops others) and no bool column
+    has holes (pandas would give them NaN, Arrow None)."""
+    if _KEY not in table.column_names:
+        return False
+    epoch = table.column(_KEY)
+    if epoch.type != pa.int64() or epoch.null_count:
+        return False
+    if table.num_rows and int(np.min(epoch.to_numpy())) < 1:
+        return False
+    return not any(c.type == pa.bool_() and c.null_count for c in table.columns)
+
+
+def _empty() -> pa.Table:
+    return pa.table({_KEY: pa.array([], pa.int64())})
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
+    """The raw table as tracking.reader._table builds it: the `absent` column from the
+    holes, then one row per epoch (the last one kept), sorted."""
+    frame: pd.DataFrame = table.to_pandas()
+    holes = [(n, c.is_null().to_numpy(zero_copy_only=False))
+             for n, c in zip(table.column_names, table.columns, strict=True) if c.null_count]
+    if holes:
+        frame[_ABSENT] = _absent_labels(holes, table.num_rows)
+    epochs = frame[_KEY].to_numpy()
+    if len(epochs) > 1 and not (np.diff(epochs) > 0).all():
+        frame = frame.drop_duplicates(_KEY, keep="last").sort_values(_KEY, kind="stable")
+        frame = frame.reset_index(drop=True)
+    return frame
+
+
+def _absent_labels(holes: list[tuple[str, np.ndarray]], rows: int) -> list[str]:
+    """Per row, the comma-joined names of the columns it lacks, in column order. Rows share
+    few patterns: each distinct one is joined once."""
+    mask = np.stack([m for _, m in holes], axis=1)
+    patterns, which = np.unique(mask, axis=0, return_inverse=True)
+    names = [n for n, _ in holes]
+    labels = [",".join(n for n, hole in zip(names, p, strict=True) if hole) for p in patterns]
+    return [labels[i] for i in which.reshape(-1)]
+
+
+def _stamp_of(fd: int, covered: int) -> tuple[str, str]:
+    """Hashes of the first and last PROBE_BYTES of the file's first `covered` bytes."""
+    head = safeio.read_fd(fd, min(PROBE_BYTES, covered))
+    tail = safeio.read_fd(fd, min(PROBE_BYTES, covered), offset=max(0, covered - PROBE_BYTES))
+    return _digest(head), _digest(tail)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _save(run_dir: Path, fd: int, table: pa.Table, covered: int, st: os.stat_result) -> None:
+    """Write the cache atomically; a folder the reader may not write to keeps none."""
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    body = sink.getvalue().to_pybytes()
+    if len(body) > _limit(covered):
+        return  # the reader would refuse it
+    stamp = Stamp(covered, *_stamp_of(fd, covered), st.st_size, st.st_mtime_ns)
+    try:
+        jsonio.atomic_write_bytes(run_dir / CACHE_NAME, stamp.header(body) + body,
+                                  durable=False)  # derived: a torn one is rebuilt
+    except OSError:
+        pass
+
+
+def _limit(covered: int) -> int:
+    """The largest cache of `covered` bytes of JSON lines that is read (a planted giant
+    file is not)."""
+    return 16 * covered + (1 << 20)
+
+
+def _load(path: Path) -> tuple[Stamp, pa.Table] | None:
+    """The stamp and table of a cache file; None when it is absent or damaged in any way."""
+    try:
+        data = safeio.read_regular(path, _limit(MAX_READ_BYTES) + (1 << 16))
+        if not data.startswith(_MAGIC):
+            return None
+        size = int.from_bytes(data[8:16], "little")
+        meta = safeio.loads_bounded(data[16:16 + size])
+        body = memoryview(data)[16 + size:]
+        crc, length = meta.pop("crc"), meta.pop("length")
+        stamp = Stamp(**meta)
+        if not all(isinstance(v, int) for v in (crc, length, stamp.covered, stamp.size,
+                                                    stamp.mtime_ns)):
+            return None
+        if length != len(body) or crc != zlib.crc32(body) or len(body) > _limit(stamp.covered):
+            return None
+        table = ipc.open_file(pa.py_buffer(body)).read_all()
+        table.validate(full=True)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, pa.ArrowException):
+        return None
+    return (stamp, table) if _valid(table) and all(
+        c.type in _SCALARS for c in table.columns) else None
