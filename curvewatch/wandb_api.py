@@ -51,6 +51,8 @@ class Config(MutableMapping[str, Any]):
         values.update(kwargs)
         self._values.update(values)
         self._run.update_config(values)
+        if _planned(values) is not None:
+            self._run.update_status(epochs=_planned(values))
 
     def setdefaults(self, d: Mapping[str, Any]) -> None:
         self.update({k: v for k, v in d.items() if k not in self._values})
@@ -215,7 +217,7 @@ def init(project: str | None = None, name: str | None = None,
         if _active is not None:
             _active.finish()
         run = Run.create(runs_dir, name=name or project or "run", config=values,
-                         tags=labels, notes=notes or "")
+                         tags=labels, notes=notes or "", epochs=_planned(values))
         _active = WandbRun(run, values)
         _install_hooks()
         return _active
@@ -233,6 +235,13 @@ def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:
         run = _active
     if run is not None:
         run.finish(exit_code, quiet)
+
+
+def _planned(config: Mapping[str, Any]) -> int | None:
+    """The epochs a config plans (its `epochs`), for the listings' progress and ETA."""
+    epochs = config.get("epochs")
+    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) \
+        and epochs > 0 else None
 
 
 def active(call: str) -> WandbRun:
