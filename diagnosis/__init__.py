@@ -9,7 +9,7 @@ scipy's optimizer in `forecast`, imported on its first call).
 
 from .engine import ABSENT, COLUMNS, STOP_KINDS, diagnose, should_stop, stopping_finding
 from .findings import KINDS, SEVERITIES, Finding
-from .forecast import Forecast, forecast  # scipy, imported lazily on the first forecast
+from .forecast import Forecast, forecast, with_forecast  # scipy: imported on the first forecast
 from .thresholds import Thresholds
 
-__all__ = ["diagnose", "should_stop", "stopping_finding", "Finding", "Thresholds", "KINDS", "SEVERITIES", "STOP_KINDS", "COLUMNS", "ABSENT", "forecast", "Forecast"]
+__all__ = ["diagnose", "should_stop", "stopping_finding", "Finding", "Thresholds", "KINDS", "SEVERITIES", "STOP_KINDS", "COLUMNS", "ABSENT", "forecast", "Forecast", "with_forecast"]

@@ -13,15 +13,16 @@ by the standard error of its level: it is wide when the rows cannot tell the law
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
+from .findings import Finding
 from .stats import MAD_TO_SIGMA, inflation, level_sd, noise
 
-__all__ = ["Forecast", "forecast", "FAMILIES"]
+__all__ = ["Forecast", "forecast", "with_forecast", "FAMILIES", "GAIN_KINDS"]
 
 #: The families, each y = c + a * phi(x) with a >= 0, x = epochs since the segment start (>= 1).
 FAMILIES = ("power law", "exponential", "log-power", "inverse log")
@@ -312,3 +313,27 @@ def _result(metric: str, ep: np.ndarray, y: np.ndarray, until: int, start: int, 
         family=family, segment_start=start, path_epochs=tuple(int(e) for e in px),
         path_projected=tuple(float(v) for v in centre), path_low=tuple(float(v) for v in low),
         path_high=tuple(float(v) for v in high))
+
+
+#: The kinds whose message says how much more the curve is expected to gain.
+GAIN_KINDS = ("plateau", "converged", "still_improving")
+
+
+def with_forecast(findings: Sequence[Finding], history: Any, until_epoch: int | None) -> list[Finding]:
+    """The findings, the plateau/converged/still-improving ones with the forecast of their
+    metric appended to the message ("≈ 2.1% more expected by epoch 120.") and put in their
+    evidence, when there is a planned end beyond the history and the forecast says something."""
+    out, cache = [], {}
+    for f in findings:
+        if f.kind in GAIN_KINDS and until_epoch:
+            if f.metric not in cache:
+                cache[f.metric] = forecast(history, int(until_epoch), metric=f.metric)
+            fc = cache[f.metric]
+            if fc is not None:
+                f = replace(f, message=f"{f.message.rstrip()} {fc.message().capitalize()}.",
+                            evidence={**f.evidence, "forecast": {
+                                "until_epoch": fc.until_epoch, "projected": fc.projected,
+                                "low": fc.low, "high": fc.high, "gain": fc.gain,
+                                "family": fc.family}})
+        out.append(f)
+    return out

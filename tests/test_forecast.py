@@ -110,3 +110,21 @@ def test_nan_infinities_and_absent_cells_never_raise():
     assert fc is not None and fc.epoch == 60 and fc.projected < fc.best
     junk = pd.DataFrame({"epoch": ["1", None, "x", 4], "val_loss": ["a", np.inf, None, 1.0]})
     assert forecast(junk, 10) is None
+
+
+def test_plateau_and_still_improving_messages_say_the_expected_gain():
+    from diagnosis import diagnose, with_forecast
+
+    e = np.arange(1, 41)
+    noise = 1 + 0.005 * np.random.default_rng(0).standard_normal(40)
+    h = pd.DataFrame({"epoch": e, "train_loss": 0.1 + 1.5 * e ** -0.7,
+                      "val_loss": (0.3 + 1.5 * e ** -0.7) * noise})
+    plain = diagnose(h)
+    assert "still_improving" in {f.kind for f in plain}
+    told = {f.kind: f for f in with_forecast(plain, h, 120)}["still_improving"]
+    fc = forecast(h, 120)
+    assert fc is not None and fc.gain > 0.05
+    assert told.message.endswith(f"≈ {100 * fc.gain:.1f}% more expected by epoch 120.")
+    assert told.evidence["forecast"]["projected"] == fc.projected
+    # the planned end reached, or none known: the messages stay as they were
+    assert with_forecast(plain, h, 40) == plain and with_forecast(plain, h, None) == plain

@@ -60,3 +60,5 @@ def test_the_run_page_draws_the_band_on_the_loss_chart(tmp_path, monkeypatch):
     assert NAME in names
     band = specs[0]["data"][names.index(NAME)]
     assert band["line"]["dash"] == "dash" and band["x"][-1] == 120
+    cards = "\n".join(str(e.value) for e in [*at.info, *at.warning, *at.markdown])
+    assert "more expected by epoch 120" in cards  # the still-improving card says the gain

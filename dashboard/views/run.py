@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboard import actions, data, figures, forecast_band, live_chart, state, tables
 from dashboard.series import DEFAULT_SMOOTHING, MAX_SMOOTHING
+from diagnosis import with_forecast
 from tracking.annotate import annotate_run
 from tracking.paths import RESUMABLE_STATES
 
@@ -172,6 +173,7 @@ def live_view() -> None:
     layers = data.live_layers(path) if live else data.load_layers(path)
     try:
         findings, failed = data.findings_for(history, layers, thresholds, path), diagnosis_error
+        findings = with_forecast(findings, history, now_info.epochs)  # "≈ 2% more expected by …"
     except data.DiagnosisFailed as e:
         findings, failed = [], str(e)
     status = now_info.status
