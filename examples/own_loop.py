@@ -4,7 +4,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from tracking import Run, gradient_norms  # +cw
+from curvewatch import Run, gradient_norms  # +cw
 
 x, y = load_breast_cancer(return_X_y=True)
 x = (x - x.mean(0)) / x.std(0)
