@@ -69,16 +69,45 @@ def metric_names(history: pd.DataFrame) -> list[str]:
     return sorted(out, key=lambda m: (order.get(m, 2), m))
 
 
+def with_steps(history: pd.DataFrame, steps_per_epoch: Any = None) -> pd.DataFrame:
+    """The history with a `step` column: its own step counts, or, for a run that logged none
+    but whose iterations per epoch are known (run.json data `steps_per_epoch`), epoch times
+    that; unchanged (no step axis) otherwise. Never mutates `history`."""
+    has = "step" in history.columns and bool(
+        np.isfinite(pd.to_numeric(history["step"], errors="coerce").to_numpy(float)).any())
+    spe = steps_per_epoch
+    if has or isinstance(spe, bool) or not isinstance(spe, int) or spe < 1 \
+            or "epoch" not in history.columns:
+        return history
+    return history.assign(step=pd.to_numeric(history["epoch"], errors="coerce") * spe)
+
+
+def has_axis(history: pd.DataFrame, x: str) -> bool:
+    """Whether the history can be drawn against `x`: epoch always; step and time only when
+    the run logged them (a run without step counts has no step axis, see with_steps)."""
+    if x == "epoch":
+        return "epoch" in history.columns
+    if x not in X_AXES or x not in history.columns:
+        return False
+    return bool(np.isfinite(pd.to_numeric(history[x], errors="coerce").to_numpy(float)).any())
+
+
+def axes_of(history: pd.DataFrame) -> list[str]:
+    """The x axes (X_AXES keys) this history can be drawn on."""
+    return [a for a in X_AXES if has_axis(history, a)]
+
+
 def x_values(history: pd.DataFrame, x: str = "epoch") -> np.ndarray:
     """The x column for an axis choice: epoch, step, or wall time in seconds since the first
-    record (falls back to epoch when the column is missing)."""
-    if x == "time" and "time" in history.columns:
+    record. ValueError for an axis the history lacks (has_axis): epochs drawn as steps would
+    be a wrong comparison."""
+    if x != "epoch" and not has_axis(history, x):
+        raise ValueError(f"this run has no {x} axis (it logged no {x} values; its columns: "
+                         f"{list(history.columns)}); draw it by {', '.join(axes_of(history))}")
+    if x == "time":
         t = pd.to_numeric(history["time"], errors="coerce").to_numpy(dtype=float)
-        start = t[np.isfinite(t)].min() if np.isfinite(t).any() else 0.0
-        return t - start
-    if x == "step" and "step" in history.columns:
-        return pd.to_numeric(history["step"], errors="coerce").to_numpy(dtype=float)
-    return pd.to_numeric(history["epoch"], errors="coerce").to_numpy(dtype=float)
+        return t - t[np.isfinite(t)].min()
+    return pd.to_numeric(history[x], errors="coerce").to_numpy(dtype=float)
 
 
 def line_trace(x: Sequence[float], y: Sequence[float], *, name: str, color: str,
@@ -125,7 +154,9 @@ def _layout(fig: go.Figure, *, title: str, xtitle: str, ytitle: str, uirevision:
                       legend=dict(orientation="h", yanchor="bottom", y=1.02, x=1,
                                   xanchor="right"))
     fig.update_xaxes(title_text=xtitle)
-    fig.update_yaxes(title_text=ytitle, type="log" if log_y else "linear")
+    # "power": 1e-4 reads 10⁻⁴, not plotly's SI "100μ" (a learning rate is no micro-unit)
+    fig.update_yaxes(title_text=ytitle, type="log" if log_y else "linear",
+                     exponentformat="power")
     return fig
 
 
@@ -445,15 +476,19 @@ def small_multiples_figure(histories: Mapping[str, pd.DataFrame], metric: str = 
 
 def group_band_figure(groups: Mapping[str, Sequence[pd.DataFrame]], column: str, *,
                       colors: Mapping[str, str] | None = None, smoothing: float = 0.0,
-                      log_y: bool = False, uirevision: str | None = None) -> go.Figure:
-    """Mean ± one standard deviation across the runs of each group, by epoch (folds, seeds,
-    sweeps). The statistics are tracking.aggregate's `curve_stats` (population sd, ddof=0),
-    the numbers the group record and the Group page show, so one band has one definition."""
+                      x: str = "epoch", log_y: bool = False, uirevision: str | None = None
+                      ) -> go.Figure:
+    """Mean ± one standard deviation across the runs of each recorded group (folds, seeds,
+    sweeps), epoch by epoch, drawn where those epochs lie on the axis `x` (the members'
+    mean step or elapsed time there; members must have that axis, see has_axis). The
+    statistics are tracking.aggregate's `curve_stats` (population sd, ddof=0), the numbers
+    the group record and the Group page show, so one band has one definition."""
     names = list(groups)
     colors = colors or run_colors(names)
     fig = go.Figure()
     for g in names:
-        hs = {str(i): h for i, h in enumerate(groups[g]) if column in h.columns}
+        hs = {str(i): h.assign(_x=x_values(h, x)) for i, h in enumerate(groups[g])
+              if column in h.columns}
         agg = curve_stats(hs)
         if agg.empty or f"{column}_mean" not in agg.columns:
             continue
@@ -462,17 +497,25 @@ def group_band_figure(groups: Mapping[str, Sequence[pd.DataFrame]], column: str,
             dtype=float)
         if smoothing and smoothing > 0:
             mean = smooth_ema(mean, smoothing)
-        ep = agg["epoch"].to_numpy(dtype=float)
-        col = colors[g]
-        fig.add_trace(go.Scatter(x=np.concatenate([ep, ep[::-1]]),
-                                 y=np.concatenate([mean + std, (mean - std)[::-1]]),
-                                 fill="toself", mode="lines", fillcolor=_rgba(col, 0.18),
-                                 line=dict(width=0), hoverinfo="skip", showlegend=False,
-                                 legendgroup=g, name=f"{g} ±1 sd"))
-        fig.add_trace(line_trace(ep, mean, name=f"{g} (n={int(agg['n'].max())})", color=col,
+        xs = agg["_x_mean"].to_numpy(dtype=float)
+        fig.add_trace(band_trace(xs, mean, std, color=colors[g], name=f"{g} ±1 sd",
                                  legendgroup=g))
-    return _layout(fig, title=f"{column}: group mean ± 1 sd", xtitle="epoch", ytitle=column,
-                   log_y=log_y, uirevision=uirevision or f"groups-{column}", height=420)
+        fig.add_trace(line_trace(xs, mean, name=f"{g} (n={int(agg['n'].max())})",
+                                 color=colors[g], legendgroup=g))
+    return _layout(fig, title=f"{column}: group mean ± 1 sd", xtitle=X_AXES.get(x, x),
+                   ytitle=column, log_y=log_y, uirevision=uirevision or f"groups-{column}",
+                   height=420)
+
+
+def band_trace(x: np.ndarray, mean: np.ndarray, std: np.ndarray, *, color: str,
+               name: str = "±1 sd", legendgroup: str | None = None, alpha: float = 0.18,
+               showlegend: bool = False) -> go.Scatter:
+    """The ±1 sd band around a mean line, as one filled polygon (no hover)."""
+    return go.Scatter(x=np.concatenate([x, x[::-1]]),
+                      y=np.concatenate([mean + std, (mean - std)[::-1]]),
+                      fill="toself", mode="lines", fillcolor=_rgba(color, alpha),
+                      line=dict(width=0), hoverinfo="skip", showlegend=showlegend,
+                      legendgroup=legendgroup, name=name)
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -494,11 +537,7 @@ def aggregate_curve_figure(curves: pd.DataFrame, column: str, *, label: str = "g
            .to_numpy(dtype=float) if f"{column}_std" in curves.columns else np.zeros_like(mean))
     n = curves["n"].to_numpy() if "n" in curves.columns else np.full(len(ep), np.nan)
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=np.concatenate([ep, ep[::-1]]),
-                             y=np.concatenate([mean + std, (mean - std)[::-1]]),
-                             fill="toself", mode="lines", fillcolor=_rgba(color, 0.18),
-                             line=dict(width=0), hoverinfo="skip", showlegend=True,
-                             name="±1 sd"))
+    fig.add_trace(band_trace(ep, mean, std, color=color, showlegend=True))
     fig.add_trace(go.Scatter(x=ep, y=mean, mode="lines", name=f"{label} mean",
                              line=dict(color=color, width=2), customdata=n,
                              hovertemplate="epoch %{x}: %{y:.4g} (n=%{customdata})"
@@ -560,10 +599,7 @@ def group_metric_figure(curves: pd.DataFrame, column: str,
         n = curves["n"].to_numpy() if "n" in curves.columns else np.full(len(ep), np.nan)
         ok = np.isfinite(mean)
         ep, mean, std, n = ep[ok], mean[ok], std[ok], n[ok]
-        fig.add_trace(go.Scatter(x=np.concatenate([ep, ep[::-1]]),
-                                 y=np.concatenate([mean + std, (mean - std)[::-1]]),
-                                 fill="toself", mode="lines", fillcolor=_rgba(color, 0.22),
-                                 line=dict(width=0), hoverinfo="skip", name="±1 sd"))
+        fig.add_trace(band_trace(ep, mean, std, color=color, alpha=0.22, showlegend=True))
         fig.add_trace(go.Scatter(x=ep, y=mean, mode="lines", name=label,
                                  line=dict(color=color, width=3), customdata=n,
                                  hovertemplate="mean %{y:.4g} (n=%{customdata})"
@@ -571,6 +607,36 @@ def group_metric_figure(curves: pd.DataFrame, column: str,
     return _layout(fig, title=column, xtitle="epoch",
                    ytitle=column, log_y=log_y, uirevision=uirevision or f"group-{column}",
                    height=340)
+
+
+def setting_curves_figure(settings: Mapping[str, Mapping[str, pd.DataFrame]], column: str, *,
+                          log_y: bool = False, uirevision: str | None = None) -> go.Figure:
+    """One metric of a sweep, per setting (a sweep is judged per setting, never averaged
+    across settings): each setting's members as thin lines in its colour, and where a
+    setting has several members (seeds) their mean with a ±1 sd band (curve_stats).
+    `settings`: setting label -> {member name: history}."""
+    colors = run_colors(list(settings))
+    fig = go.Figure()
+    for label, members in settings.items():
+        hs = {k: h for k, h in members.items()
+              if h is not None and column in h.columns and "epoch" in h.columns}
+        for name, h in hs.items():
+            fig.add_trace(line_trace(
+                x_values(h), pd.to_numeric(h[column], errors="coerce").to_numpy(float),
+                name=f"{label} · {name}", color=colors[label], width=1 if len(hs) > 1 else 2,
+                opacity=0.45 if len(hs) > 1 else 1.0, legendgroup=label,
+                showlegend=len(hs) == 1))
+        stats = curve_stats(hs)
+        if len(hs) < 2 or f"{column}_mean" not in stats.columns:
+            continue
+        ep = stats["epoch"].to_numpy(dtype=float)
+        mean = pd.to_numeric(stats[f"{column}_mean"], errors="coerce").to_numpy(float)
+        std = pd.to_numeric(stats[f"{column}_std"], errors="coerce").fillna(0).to_numpy(float)
+        fig.add_trace(band_trace(ep, mean, std, color=colors[label], legendgroup=label))
+        fig.add_trace(line_trace(ep, mean, name=f"{label} (mean of {len(hs)})",
+                                 color=colors[label], width=3, legendgroup=label))
+    return _layout(fig, title=f"{column} by setting", xtitle="epoch", ytitle=column,
+                   log_y=log_y, uirevision=uirevision or f"settings-{column}", height=340)
 
 
 def _as_number(v: Any) -> float | None:
@@ -605,19 +671,21 @@ def parallel_coordinates_figure(ranking: pd.DataFrame, score: str = "val_loss_me
                                  tickvals=np.log10(sorted(set(vals))),
                                  ticktext=[str(v) for v in sorted(set(vals))]))
             else:
-                dims.append(dict(label=k, values=vals))
+                dims.append(dict(label=k, values=vals, tickformat=".3~g"))
         else:
             cats = sorted({str(v) for v in raw})
             dims.append(dict(label=k, values=[cats.index(str(v)) for v in raw],
                              tickvals=list(range(len(cats))), ticktext=cats))
     sc = pd.to_numeric(ranking[score], errors="coerce").to_numpy(dtype=float)
     label = score.replace("_mean", "")
-    dims.append(dict(label=f"{label} (mean)", values=sc))
+    dims.append(dict(label=f"{label} (mean)", values=sc, tickformat=".4~g"))
     fig = go.Figure(go.Parcoords(
         line=dict(color=np.nan_to_num(sc, nan=np.nanmax(sc) if np.isfinite(sc).any() else 0),
                   colorscale="Viridis", reversescale=label.endswith("loss"),
                   showscale=True, colorbar=dict(title=label)),
-        dimensions=dims))
-    fig.update_layout(template=TEMPLATE, height=380, margin=dict(l=60, r=60, t=70, b=30),
+        dimensions=dims, labelside="bottom"))
+    # axis names below the axes: above, the first one ran into the title; tickformat rounds
+    # the ticks and the range labels at the axis ends (0.115324 -> 0.115)
+    fig.update_layout(template=TEMPLATE, height=400, margin=dict(l=60, r=60, t=60, b=60),
                       title=dict(text=f"Hyperparameters against {label}", x=0.01))
     return fig

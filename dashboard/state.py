@@ -69,7 +69,6 @@ CMP_METRIC = "compare-metric"
 CMP_SMOOTH = "compare-smoothing"
 CMP_LOG = "compare-log"
 CMP_X = "compare-x"
-CMP_GROUP = "compare-group"
 
 LAUNCH_FORM = "launch-form"
 LAUNCH_NAME = "launch-name"

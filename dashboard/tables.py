@@ -8,7 +8,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from tracking.groups import group_progress
+from tracking.aggregate import NO_VERDICT
+from tracking.groups import group_headline, group_progress
 
 STATE_ICONS = {"running": "● running", "completed": "✓ completed",
                "early_stopped": "■ early stopped", "stopped": "■ stopped",
@@ -18,7 +19,12 @@ STATE_ICONS = {"running": "● running", "completed": "✓ completed",
 STATE_COLORS = {"running": "blue", "completed": "green", "early_stopped": "orange",
                 "stopped": "gray", "failed": "red", "crashed": "red", "unreadable": "gray"}
 SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
-FLAG_ICONS = {"critical": "‼", "warning": "!", "info": ""}
+#: A flag's icon by severity: characters DejaVu Sans has, so every browser here shows them.
+FLAG_ICONS = {"critical": "✖", "warning": "⚠", "info": "ℹ"}
+FLAGS_HELP = "current findings of the diagnosis: ✖ critical, ⚠ warning, ℹ info"
+#: Text colour of a flags cell, by its worst severity (readable on light and dark themes).
+SEVERITY_TEXT = {"critical": "#e5484d", "warning": "#e08a00", "info": "#3b82f6"}
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 #: Config keys shown in the runs table (the rest is on the Run page).
 KEY_PARAMS = ("hidden", "optimizer", "lr", "batch_size", "weight_decay", "dropout")
 #: What a table cell shows for a missing value (Streamlit's default is the word "None").
@@ -53,10 +59,23 @@ def state_label(state: str) -> str:
 
 
 def flag_badges(flags: Iterable[tuple[str, str]]) -> str:
-    """'overfitting! · still improving' from (kind, severity) pairs: '‼' marks a critical
-    finding and '!' a warning (plain characters, so every font shows them)."""
-    return " · ".join(f"{kind.replace('_', ' ')}{FLAG_ICONS.get(sev, '')}"
+    """'⚠ overfitting · ℹ still improving' from (kind, severity) pairs, the icon saying the
+    severity (FLAG_ICONS)."""
+    return " · ".join(f"{FLAG_ICONS.get(sev, '·')} {kind.replace('_', ' ')}"
                       for kind, sev in flags)
+
+
+def worst_severity(flags: Iterable[tuple[str, str]]) -> str | None:
+    """The most severe of (kind, severity) pairs, None without flags."""
+    sevs = [sev for _, sev in flags]
+    return max(sevs, key=lambda s: SEVERITY_RANK.get(s, -1)) if sevs else None
+
+
+def percent(done: int | None, planned: int | None) -> int | None:
+    """Progress in whole percent (0-100), None when the plan is unknown."""
+    if not planned or done is None:
+        return None
+    return int(min(100, max(0, 100 * done // planned)))
 
 
 def state_badge(state: str) -> str:
@@ -102,7 +121,8 @@ def runs_frame(runs: Sequence[Any], flags: Mapping[str, Sequence[tuple[str, str]
                now: float | None = None,
                best_acc: Mapping[str, float | None] | None = None) -> pd.DataFrame:
     """One row per run for the Runs table. `flags` maps run id to (kind, severity) pairs,
-    `best_acc` run id to the best validation accuracy (or R²) of its history."""
+    `best_acc` run id to the best validation accuracy (or R²) of its history; `progress` is
+    in whole percent, `severity` the worst flag's (for the flags cell's colour)."""
     flags = flags or {}
     best_acc = best_acc or {}
     rows = []
@@ -110,13 +130,13 @@ def runs_frame(runs: Sequence[Any], flags: Mapping[str, Sequence[tuple[str, str]
         st_ = r.status or {}
         latest = st_.get("latest") if isinstance(st_.get("latest"), dict) else {}
         epochs = r.epochs
-        progress = (r.epoch / epochs) if epochs else None
         cfg = r.config or {}
+        run_flags = flags.get(r.id, ())
         row = {
             "id": r.id,
             "name": r.name or r.id,
             "state": state_label(r.state),
-            "progress": None if progress is None else min(1.0, max(0.0, progress)),
+            "progress": percent(r.epoch, epochs),
             "epoch": f"{r.epoch}/{epochs}" if epochs else str(r.epoch or ""),
             "eta": fmt_duration(eta_seconds(st_, now)) if r.state == "running" else "",
             "dataset": (r.data or {}).get("dataset") or cfg.get("dataset"),
@@ -125,7 +145,8 @@ def runs_frame(runs: Sequence[Any], flags: Mapping[str, Sequence[tuple[str, str]
             "best epoch": r.best_epoch,
             "best val acc": best_acc.get(r.id, _num(latest.get("val_acc",
                                                                  latest.get("val_r2")))),
-            "flags": flag_badges(flags.get(r.id, ())),
+            "flags": flag_badges(run_flags),
+            "severity": worst_severity(run_flags),
             "tags": ", ".join(r.tags),
             "group": r.group or "",
             "created": _datetime(r.created_at),
@@ -134,10 +155,25 @@ def runs_frame(runs: Sequence[Any], flags: Mapping[str, Sequence[tuple[str, str]
         for k in KEY_PARAMS:
             row[k] = _fmt_value(cfg.get(k))
         rows.append(row)
-    cols = ["id", "name", "state", "progress", "epoch", "eta", "flags", "best val loss",
-            "best epoch", "best val acc", "dataset", "model", *KEY_PARAMS, "tags", "group",
-            "created", "problem"]
+    cols = ["id", "name", "state", "progress", "epoch", "eta", "flags", "severity",
+            "best val loss", "best epoch", "best val acc", "dataset", "model", *KEY_PARAMS,
+            "tags", "group", "created", "problem"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def styled_runs(frame: pd.DataFrame) -> Any:
+    """The runs frame as a pandas Styler whose flags cells take their worst severity's
+    colour (SEVERITY_TEXT); missing values read as MISSING."""
+    colors = [f"color: {SEVERITY_TEXT[sev]}; font-weight: 600" if sev in SEVERITY_TEXT else ""
+              for sev in frame["severity"]]
+    params = [k for k in KEY_PARAMS if k in frame.columns]
+    return (frame.style.format(na_rep=MISSING)
+            .format(_short, subset=params, na_rep=MISSING)  # 0.01, not Styler's 0.010000
+            .apply(lambda _: colors, subset=["flags"], axis=0))
+
+
+def _short(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _datetime(seconds: Any) -> Any:
@@ -157,25 +193,43 @@ def _num(v: Any) -> float | None:
 
 def filter_runs(runs: Sequence[Any], *, states: Iterable[str] = (), text: str = "",
                 tags: Iterable[str] = ()) -> list[Any]:
-    """Runs matching every filter: state in `states` (if any), `text` in the id, name, group,
-    dataset or model (case-insensitive), and all of `tags`."""
+    """Runs matching every filter: state in `states` (if any), all of `tags`, and every
+    word of `text` (case-insensitive): `key=value` when the run's config has that key with
+    that value (`lr=0.01` also matches 1e-2), any other word inside its id, name, group,
+    tags, notes or a config `key=value`."""
     states, tags = set(states), set(tags)
-    q = (text or "").strip().lower()
+    terms = (text or "").lower().split()
     out = []
     for r in runs:
         if states and r.state not in states:
             continue
         if tags and not tags.issubset(set(r.tags)):
             continue
-        if q:
-            hay = " ".join(str(x) for x in (r.id, r.name, r.group or "",
-                                            (r.config or {}).get("dataset", ""),
-                                            (r.config or {}).get("model", ""),
-                                            " ".join(r.tags))).lower()
-            if q not in hay:
-                continue
+        if terms and not all(_matches(t, r) for t in terms):
+            continue
         out.append(r)
     return out
+
+
+def _matches(term: str, run: Any) -> bool:
+    cfg = {str(k).lower(): str(v).lower() for k, v in flatten_config(run.config).items()}
+    key, eq, want = term.partition("=")
+    if eq and key in cfg:
+        return _same_value(cfg[key], want)
+    hay = " ".join([run.id, run.name, run.group or "", " ".join(run.tags),
+                    getattr(run, "notes", ""), *(f"{k}={v}" for k, v in cfg.items())])
+    return term in hay.lower()
+
+
+def _same_value(have: str, want: str) -> bool:
+    """A config value (as text) equals a searched one: the same text, or the same number."""
+    if have == want:
+        return True
+    try:
+        a, b = float(have), float(want)
+    except ValueError:
+        return False
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
 
 
 SORTS = {
@@ -249,26 +303,21 @@ SCORED_STATES = ("completed", "early_stopped", "stopped", "running")
 
 def group_row(group: Any, runs_by_id: Mapping[str, Any]) -> dict[str, Any]:
     """One group as one Runs-list row: method, members' states, progress (epochs done over
-    epochs planned, from the members' status.json), and the score: the group's recorded
-    aggregate when it has one, else mean ± population sd of the members' best val loss so
-    far (status.json `best_val_loss`, the number the aggregate uses)."""
+    epochs planned, from the members' status.json), and the verdict (tracking's
+    group_headline: a sweep's ranking of settings, else mean ± sd over the members) from the
+    recorded aggregate, or while it runs from the members' best val loss so far (status.json
+    `best_val_loss`, the number the aggregate uses)."""
     progress = group_progress([_member_progress(m, runs_by_id) for m in group.members])
-    agg = group.aggregate
-    sc = (agg.scores.get("val_loss") if agg is not None and agg.scores else None) or {}
-    mean, sd, n = sc.get("mean"), sc.get("std"), sc.get("n") or 0
-    if mean is None:
-        vals = [r.best_val_loss for r in (runs_by_id.get(rid) for rid in group.run_ids)
-                if r is not None and r.state in SCORED_STATES and r.best_val_loss is not None
-                and math.isfinite(r.best_val_loss)]
-        if vals:
-            mean, sd, n = float(np.mean(vals)), float(np.std(vals)), len(vals)
+    so_far = {rid: r.best_val_loss for rid in group.run_ids
+              if (r := runs_by_id.get(rid)) is not None and r.state in SCORED_STATES
+              and r.best_val_loss is not None and math.isfinite(r.best_val_loss)}
+    verdict = group_headline(group, so_far)
     counts = " · ".join(f"{k} {state_label(s)}" for s, k in group.counts.items())
     return {"id": group.id, "name": group.name or group.id, "method": group.method,
             "validation": group.validation, "state": state_label(group.state),
             "members": counts or "no members", "progress": progress.fraction,
             "finished": progress.text,
-            "score": "" if mean is None else f"{mean:.4f} ± {0.0 if sd is None else sd:.4f}",
-            "n": n}
+            "score": "" if verdict == NO_VERDICT else verdict, "n": len(so_far)}
 
 
 def _member_progress(m: Any, runs_by_id: Mapping[str, Any]
@@ -287,8 +336,7 @@ def group_members_frame(group: Any, runs_by_id: Mapping[str, Any]) -> pd.DataFra
             "open": f"/run?run={m.run_id}" if r is not None else None,
             "member": m.name,
             "state": state_label(r.state if r is not None else m.state),
-            "progress": (min(1.0, r.epoch / r.epochs) if r is not None and r.epochs
-                         else None),
+            "progress": percent(r.epoch, r.epochs) if r is not None else None,
             "best val loss": r.best_val_loss if r is not None else None,
             "best epoch": r.best_epoch if r is not None else None,
             "params": ", ".join(f"{k}={v}" for k, v in (m.params or {}).items()),

@@ -294,9 +294,11 @@ def test_runs_lists_each_group_as_one_expandable_row(runs_env):
     assert "kfold (kfold:3)" in folds and "3 ✓ completed" in folds and "100% done" in folds
     group = dfx.tracking.read_group(runs_env.root / gid)
     vl = group.aggregate.scores["val_loss"]
-    assert f"val loss {vl['mean']:.4f} ± {vl['std']:.4f}" in folds
+    assert tables.md(f"val_loss {vl['mean']:.4f} ± {vl['std']:.4f} (3 runs)") in folds
     sweep = next(lb for lb in labels if "real-sweep" in lb)
     assert "sweep" in sweep and "2 ✓ completed" in sweep
+    # a sweep is judged per setting: its ranking, no mean ± sd across different settings
+    assert "best lr=" in sweep and "±" not in sweep
     exp = next(e for e in at.expander if "real-folds" in e.label)
     members = exp.dataframe[0].value
     assert sorted(members["run id"]) == sorted(group.run_ids)

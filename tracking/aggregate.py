@@ -138,3 +138,53 @@ def aggregate(members: Sequence[Mapping[str, Any]], histories: Mapping[str, pd.D
     if settings:
         out["ranking"] = rank_settings(frame, settings)
     return out
+
+
+# ------------------------------------------------------------------------- words
+#: The verdict of a group none of whose members has a score yet.
+NO_VERDICT = "no finished member"
+
+
+def score_words(summary: Mapping[str, Any] | None, spec: str = ".4f", *,
+                count: bool = True) -> str:
+    """One score summary {mean, std, n} as text: "0.1022 ± 0.0131 (3 runs)", or "0.0891
+    (1 run)" with no ± for a single run (an sd of one value says nothing); "-" when empty.
+    `count=False` leaves out the "(n runs)"."""
+    if not summary or summary.get("mean") is None:
+        return "-"
+    n = int(summary.get("n") or 0)
+    text = format(float(summary["mean"]), spec)
+    if n > 1 and summary.get("std") is not None:
+        text += f" ± {format(float(summary['std']), spec)}"
+    return f"{text} ({n} run{'s' if n != 1 else ''})" if count else text
+
+
+def setting_words(params: Mapping[str, Any]) -> str:
+    """A sweep setting as "lr=0.01, batch_size=32"."""
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or "(base setting)"
+
+
+def ranking_text(ranking: Sequence[Mapping[str, Any]], metric: str = "val_loss",
+                 spec: str = ".4f") -> str:
+    """A sweep's headline, its ranking of settings best first (`rank_settings` entries):
+    "best lr=0.01: val_loss 0.0891 (1 run) · lr=0.001: 0.1153 (1 run)"."""
+    scored = [e for e in ranking if (e.get(metric) or {}).get("mean") is not None]
+    if not scored:
+        return NO_VERDICT
+    best, rest = scored[0], scored[1:]
+    return " · ".join([f"best {setting_words(best.get('params') or {})}: {metric} "
+                       f"{score_words(best.get(metric), spec)}",
+                       *(f"{setting_words(e.get('params') or {})}: "
+                         f"{score_words(e.get(metric), spec)}" for e in rest)])
+
+
+def headline(method: str, scores: Mapping[str, Any],
+             ranking: Sequence[Mapping[str, Any]] = (), metric: str = "val_loss") -> str:
+    """The one-line verdict of a group. A sweep's members try different settings, so a
+    sweep is judged per setting: its ranking. Folds, resamples and seeds repeat one setting,
+    so the mean ± sd of the members' best `metric` is theirs."""
+    if method == "sweep":
+        return ranking_text(ranking, metric)
+    if (scores.get(metric) or {}).get("mean") is None:
+        return NO_VERDICT
+    return f"{metric} {score_words(scores.get(metric))}"

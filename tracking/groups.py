@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from . import paths as P, safeio
-from .aggregate import aggregate
+from .aggregate import NO_VERDICT, aggregate, headline, rank_settings, score_summary
 from .jsonio import atomic_write_bytes, atomic_write_json, dumps, read_json
 from .jsonl import read_from
 from .procinfo import hostname, lock_held, process_start_ticks
@@ -462,6 +462,40 @@ def running_members(group: GroupInfo) -> tuple[str, ...]:
         if lock_held(path) or read_run(path).state == "running":
             live.append(rid)
     return tuple(live)
+
+
+def ranking_entries(ranking: pd.DataFrame) -> list[dict[str, Any]]:
+    """GroupAggregate.ranking rows back in `rank_settings`' shape ({params, val_loss: {mean,
+    std, n}, ...}), best first, for the words of tracking.aggregate."""
+    out = []
+    for row in ranking.to_dict("records"):
+        entry: dict[str, Any] = {"params": row.get("params") or {}}
+        for key in row:
+            if isinstance(key, str) and key.endswith("_mean"):
+                m = key[:-5]
+                entry[m] = {"mean": _real(row.get(key)), "std": _real(row.get(f"{m}_std")),
+                            "n": _count(row.get(f"{m}_n")) or 0}
+        out.append(entry)
+    return out
+
+
+def group_headline(group: GroupInfo, best_so_far: Mapping[str, float | None] | None = None
+                   ) -> str:
+    """A group's verdict in one line (tracking.aggregate.headline): a sweep's ranking of
+    settings, else the members' mean ± sd. From the recorded aggregate; while a group has
+    none yet, from `best_so_far` (member run id -> its best val loss so far, e.g. from
+    status.json) when given."""
+    agg = group.aggregate
+    if agg is not None and agg.scores:
+        return headline(group.method, agg.scores, ranking_entries(agg.ranking))
+    rows = [{"setting": m.setting, "included": True, "run_id": m.run_id,
+             "val_loss": (best_so_far or {}).get(m.run_id)}
+            for m in group.members if m.run_id and (best_so_far or {}).get(m.run_id) is not None]
+    if not rows:
+        return NO_VERDICT
+    frame = pd.DataFrame.from_records(rows)
+    return headline(group.method, {"val_loss": score_summary(frame["val_loss"].tolist())},
+                    rank_settings(frame, group.settings) if group.settings else ())
 
 
 def read_member_log(group: GroupInfo, index: int, max_bytes: int = 20_000) -> str:

@@ -614,9 +614,7 @@ def method_word(method: str, validation: str, repeat: int) -> str:
 
 
 def _list_groups(runs_dir: Path) -> None:
-    from tracking.groups import group_progress
-
-    from .groups import score_text
+    from tracking.groups import group_headline, group_progress
 
     groups = list_groups(runs_dir)
     if not groups:
@@ -624,7 +622,7 @@ def _list_groups(runs_dir: Path) -> None:
     rows = [("GROUP", "NAME", "METHOD", "STATE", "MEMBERS", "SCORE")]
     for g in groups:
         members = group_progress([(m.state, None, None) for m in g.members]).text
-        score = score_text(g.aggregate.scores) if g.aggregate else "-"
+        score = group_headline(g) if g.aggregate else "-"
         state = g.state if not g.problem else f"unreadable: {g.problem}"
         rows.append((g.id, g.name[:30], method_word(g.method, g.validation, g.repeat), state,
                      members, score))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Mapping, Sequence
 
 from tracking import GroupWriter, read_history, read_run, request_stop
-from tracking.aggregate import SCORE_METRICS, aggregate
+from tracking.aggregate import aggregate, headline, score_words, setting_words
 from tracking.groups import (
     AGGREGATE_STATES,
     MEMBER_NOT_STARTED,
@@ -337,7 +337,9 @@ def run_group(writer: GroupWriter, *, echo: Callable[[str], None] = print) -> st
                 if code is not None:
                     del live[i]
                     done += 1
-                    echo(f"[{done}/{total}] {_member_line(_finish_member(writer, i, lv, code))}")
+                    # numbered like its "started" line; the count says how many have ended
+                    echo(f"[{i + 1}/{total}] {_member_line(_finish_member(writer, i, lv, code))}"
+                         f" ({done} of {total} ended)")
             writer.beat()
             if pending or live:
                 time.sleep(POLL_SECONDS)
@@ -384,36 +386,29 @@ def _member_line(m: Mapping[str, Any]) -> str:
     return line
 
 
-def score_text(scores: Mapping[str, Any]) -> str:
-    parts = []
-    for metric in SCORE_METRICS:
-        s = scores.get(metric)
-        if isinstance(s, dict) and s.get("mean") is not None:
-            parts.append(f"{metric} {_fmt(s['mean'])} ± {_fmt(s['std'])}")
-    return ", ".join(parts) or "no finished member"
-
-
 def summary_lines(rec: Mapping[str, Any]) -> list[str]:
-    """The group's result in a few lines: state, members by state, the score, the ranking."""
+    """The group's result in a few lines: state, members by state, the verdict (a sweep's
+    ranking of settings, else mean ± sd over the members), and a sweep's full ranking."""
     agg = rec.get("aggregate") or {}
     counts: dict[str, int] = {}
     for m in rec["members"]:
         counts[m["state"]] = counts.get(m["state"], 0) + 1
     n = len((agg.get("members") or []))
+    ranking = agg.get("ranking") or []
     lines = [f"group {rec['id']} {rec['state']}: "
              + ", ".join(f"{c} {s}" for s, c in counts.items())]
-    what = "cross-validated" if rec["method"] in ("kfold", "bootstrap") else "mean over runs"
-    lines.append(f"{what} (best epoch of {n} members): {score_text(agg.get('scores') or {})}")
-    ranking = agg.get("ranking") or []
+    what = {"kfold": "cross-validated", "bootstrap": "cross-validated",
+            "sweep": "by setting"}.get(rec["method"], "over seeds")
+    lines.append(f"{what} (best epoch of {n} members): "
+                 f"{headline(rec['method'], agg.get('scores') or {}, ranking)}")
     if ranking:
-        lines.append("ranking by validation loss (mean ± std over each setting's runs):")
+        lines.append("ranking by validation loss (each setting's runs; ± sd where several):")
         acc = next((m for m in ("val_acc", "val_r2") if m in ranking[0]), None)
         for r in ranking:
-            vl = r.get("val_loss") or {}
-            line = f"  {r['rank']:>3}. {describe(r['params']):<40} val_loss " \
-                   f"{_fmt(vl.get('mean'))} ± {_fmt(vl.get('std'))}"
+            line = f"  {r['rank']:>3}. {setting_words(r['params']):<40} val_loss " \
+                   f"{score_words(r.get('val_loss'))}"
             if acc:
-                line += f"  {acc} {_fmt(r[acc].get('mean'))} ± {_fmt(r[acc].get('std'))}"
+                line += f"  {acc} {score_words(r.get(acc))}"
             if r.get("failed"):
                 line += f"  ({r['failed']} failed)"
             lines.append(line)

@@ -5,6 +5,8 @@ import streamlit as st
 
 from dashboard import data, figures, state, tables
 from dashboard.series import DEFAULT_SMOOTHING, MAX_SMOOTHING
+from tracking.aggregate import score_words, setting_words
+from tracking.groups import group_headline
 
 MAX_RUNS = 20
 
@@ -27,13 +29,16 @@ def render_group(group) -> None:
     if agg is None:
         st.info("No member has finished an epoch yet.")
         return
+    if group.method == "sweep":  # judged per setting: the ranking, no mean across settings
+        st.markdown(f"**Ranking of the settings** (best val loss): "
+                    f"{tables.md(group_headline(group))}")
+        return
     if agg.scores:
         cols = st.columns(min(4, len(agg.scores)))
         for col, (metric, sc) in zip(cols, agg.scores.items(), strict=False):  # the first 4
-            mean, sd, n = sc.get("mean"), sc.get("std"), sc.get("n")
             col.metric(f"{metric} (best epoch), mean ± sd",
-                       "—" if mean is None else f"{mean:.4g} ± {0.0 if sd is None else sd:.2g}",
-                       help=f"over {n} member(s)" + (" so far" if agg.live else ""))
+                       score_words(sc, ".4g", count=False),
+                       help=f"over {sc.get('n')} member(s)" + (" so far" if agg.live else ""))
     if agg.curves is not None and not agg.curves.empty:
         cols = [c[:-5] for c in agg.curves.columns if c.endswith("_mean")]
         pick = "val_loss" if "val_loss" in cols else (cols[0] if cols else None)
@@ -92,7 +97,9 @@ colors = figures.run_colors(selected)
 names = [r.name for r in sel]
 labels = {r.id: (r.name if names.count(r.name) == 1 else f"{r.name} ({r.id[-4:]})")
           for r in sel}
-histories = {r.id: data.load_history(r.path) for r in sel}
+# a run that logged no step counts gets them from its iterations per epoch when known
+histories = {r.id: figures.with_steps(data.load_history(r.path), r.data.get("steps_per_epoch"))
+             for r in sel}
 columns = sorted({c for h in histories.values() for c in h.columns}
                  - {"epoch", "step", "time", "absent"},
                  key=lambda c: (not c.startswith("val_"), not c.endswith("loss"), c))
@@ -114,18 +121,29 @@ with c4:
     x = st.radio("x axis", ["epoch", "step", "time"], horizontal=True, key=state.CMP_X)
 st.query_params[state.QP_METRIC] = column
 
+drawable = {rid: h for rid, h in histories.items() if figures.has_axis(h, x)}
+if len(drawable) < len(histories):
+    left_out = ", ".join(labels[rid] for rid in histories if rid not in drawable)
+    why = ("logged no step counts and run.json gives no steps_per_epoch" if x == "step"
+           else f"logged no {x} values")
+    st.warning(f"Not drawn on the {x} axis, because they {why}: {tables.md(left_out)}. "
+               "Choose x axis = epoch to see every run.", icon=":material/visibility_off:")
 tab_overlay, tab_multi = st.tabs(["Overlay", "Small multiples"])
-with tab_overlay:
-    st.plotly_chart(figures.compare_figure(histories, column, labels=labels, colors=colors,
-                                           smoothing=smoothing, x=x, log_y=log_y),
-                    key="compare-chart-overlay", theme=None)
-with tab_multi:
-    pair = column.split("_", 1)[1] if column.startswith(("train_", "val_", "test_")) else None
-    metric = pair or column  # a metric without a train/val pair is drawn as it is
-    st.plotly_chart(figures.small_multiples_figure(histories, metric, labels=labels,
-                                                   colors=colors, smoothing=smoothing, x=x,
-                                                   log_y=log_y),
-                    key="compare-chart-multiples", theme=None)
+if not any(column in h.columns for h in drawable.values()):
+    st.info(f"None of the runs drawn on the {x} axis has {tables.md(column)}.")
+else:
+    with tab_overlay:
+        st.plotly_chart(figures.compare_figure(drawable, column, labels=labels, colors=colors,
+                                               smoothing=smoothing, x=x, log_y=log_y),
+                        key="compare-chart-overlay", theme=None)
+    with tab_multi:
+        pair = column.split("_", 1)[1] if column.startswith(("train_", "val_", "test_")) \
+            else None
+        metric = pair or column  # a metric without a train/val pair is drawn as it is
+        st.plotly_chart(figures.small_multiples_figure(drawable, metric, labels=labels,
+                                                       colors=colors, smoothing=smoothing,
+                                                       x=x, log_y=log_y),
+                        key="compare-chart-multiples", theme=None)
 
 st.subheader("Hyperparameters that differ")
 diff = tables.hparam_diff(sel, labels)
@@ -151,19 +169,26 @@ st.dataframe(rows, hide_index=True, placeholder=tables.MISSING, key="compare-sum
 st.subheader("Groups")
 for gid in sorted({r.group for r in sel if r.group and data.is_group(root, r.group)}):
     _group_link(gid, f"Open group {gid}")
-group_keys = ["run group"] + [c for c in diff.columns if c != "run"]
-how = st.selectbox("Group runs by", group_keys, key=state.CMP_GROUP,
-                   help="mean and spread across the runs of each group (folds, seeds, "
-                   "sweeps); 'run group' is the group recorded in run.json")
-groups: dict[str, list] = {}
-for r in sel:
-    if how == "run group":
-        g = r.group or "(no group)"
-    else:
-        g = f"{how}={tables.flatten_config(r.config).get(how, '—')}"
-    groups.setdefault(g, []).append(histories[r.id])
-if all(len(v) < 2 for v in groups.values()):
-    st.caption("Every group has a single run; the band shows the spread once a group has two "
-               "or more (for example runs that differ only by seed).")
-st.plotly_chart(figures.group_band_figure(groups, column, smoothing=smoothing, log_y=log_y),
-                key="compare-chart-groups", theme=None)
+# a band averages the members of one recorded group (folds, seeds, a sweep's setting),
+# never unrelated runs: runs without a group, or alone in theirs here, get none
+# and a sweep is judged per setting: one band per setting, never across settings
+setting_of = {m.run_id: setting_words(m.params) for g in data.list_groups(root)
+              if g.method == "sweep" for m in g.members if m.run_id}
+band_of = {r.id: r.group + (f" · {setting_of[r.id]}" if r.id in setting_of else "")
+           for r in sel if r.group and r.id in drawable}
+members: dict[str, list] = {}
+for rid, band in band_of.items():
+    members.setdefault(band, []).append(drawable[rid])
+banded = {g: hs for g, hs in members.items() if len(hs) >= 2}
+alone = [labels[r.id] for r in sel if band_of.get(r.id) not in banded]
+if not banded:
+    st.info("No two of these runs belong to the same run group (k-fold, bootstrap, seeds, "
+            "a sweep), so there is no group band to draw: a band is the spread of one "
+            "group's members, never of unrelated runs.")
+else:
+    if alone:
+        st.caption(f"Not in a band (no group, or the only run of its group here): "
+                   f"{tables.md(', '.join(alone))}")
+    st.plotly_chart(figures.group_band_figure(banded, column, smoothing=smoothing, x=x,
+                                              log_y=log_y),
+                    key="compare-chart-groups", theme=None)

@@ -9,7 +9,9 @@ uses for its record, so the page and the CLI agree; live while members train."""
 import streamlit as st
 
 from dashboard import actions, data, figures, live_chart, state, tables
-from tracking.groups import group_progress, state_words
+from diagnosis.group_findings import group_findings
+from tracking.aggregate import score_words, setting_words
+from tracking.groups import group_headline, group_progress, ranking_entries, state_words
 from tracking.paths import RESUMABLE_STATES
 
 INTERVALS = {"2 s": 2.0, "5 s": 5.0, "10 s": 10.0, "30 s": 30.0}
@@ -32,13 +34,6 @@ if not groups:
 by_id = {g.id: g for g in groups}
 gid = state.sidebar_pick("Group", by_id, state.QP_GROUP, state.GROUP_SELECT, noun="run group",
                          where=root, exists=lambda g: data.load_group(root, g) is not None)
-
-
-def _score_text(sc: dict | None) -> str:
-    if not sc or sc.get("mean") is None:
-        return "—"
-    sd = sc.get("std")
-    return f"{sc['mean']:.4f} ± {0.0 if sd is None else sd:.4f}"
 
 
 def _header(group) -> None:
@@ -73,7 +68,88 @@ def _members_table(rows: list[dict]) -> None:
                      "best val loss": st.column_config.NumberColumn(format="%.4f"),
                      "best val acc": st.column_config.NumberColumn(format="%.4f"),
                      "flags": st.column_config.TextColumn(
-                         "flags", help="current findings; ‼ critical, ! warning")})
+                         "flags", help=tables.FLAGS_HELP)})
+
+
+def _spread_score(group, scores: dict, live: bool) -> None:
+    """Folds, resamples, seeds: one setting repeated, so the mean ± sd over the members."""
+    st.subheader("Cross-validated score" if group.method in ("kfold", "bootstrap")
+                 else "Score over the members")
+    cols = st.columns(3)
+    cols[0].metric("best val loss, mean ± sd", score_words(scores.get("val_loss"), count=False),
+                   help="each counted member's lowest validation loss; population sd")
+    acc_key = "val_acc" if "val_acc" in scores else ("val_r2" if "val_r2" in scores else None)
+    cols[1].metric(f"{acc_key or 'val_acc'} at the best epoch, mean ± sd",
+                   score_words(scores.get(acc_key) if acc_key else None, count=False))
+    n = (scores.get("val_loss") or {}).get("n") or 0
+    cols[2].metric("members counted", f"{n} of {len(group.members)}",
+                   help="completed, early-stopped and stopped members"
+                   + (" and, while the group runs, running ones" if live else "")
+                   + "; failed and crashed members are listed, not counted")
+
+
+def _sweep_verdict(group, live: bool) -> None:
+    """A sweep is judged per setting: its ranking is the headline, never a mean across
+    different settings."""
+    st.subheader("Best setting")
+    entries = ranking_entries(group.aggregate.ranking) if group.aggregate is not None else []
+    scored = [e for e in entries if (e.get("val_loss") or {}).get("mean") is not None]
+    cols = st.columns(3)
+    cols[0].metric("best setting", setting_words(scored[0]["params"]) if scored else "—")
+    cols[1].metric("its best val loss", score_words(scored[0]["val_loss"], count=False)
+                   if scored else "—",
+                   help="the lowest validation loss of each of the setting's members "
+                   "(mean ± population sd when the setting has several)")
+    cols[2].metric("settings scored", f"{len(scored)} of {len(group.settings)}",
+                   help="settings with a member that finished an epoch"
+                   + (" (so far)" if live else ""))
+    st.markdown(tables.md(group_headline(group)), help="each setting's best val loss, best "
+                "first; ± sd only where a setting has several runs")
+
+
+def _group_findings(group, rows: list[dict]) -> None:
+    """What every member says together (diagnosis.group_findings), with its advice."""
+    for f in group_findings([{kind for kind, _ in r["flags"]} for r in rows],
+                            method=group.method, best_epochs=[r["best epoch"] for r in rows],
+                            epochs=[r["epochs done"] for r in rows], group=group.id):
+        with st.container(border=True, key=f"group-finding-{f.kind}"):
+            # the words are diagnosis's own (the group id in them is a checked run id)
+            st.warning(f"**{f.kind.replace('_', ' ').capitalize()}** in every member · "
+                       f"{f.message}")
+            st.markdown(f"**What to try:** {f.advice}")
+
+
+def _charts(group, rows: list[dict], live: bool) -> None:
+    """Each metric: folds / seeds as their mean ± sd over the members; a sweep per setting."""
+    agg = group.aggregate
+    histories = data.member_histories(root, group, live=live)
+    names = {r["run_id"]: (f"fold {r['fold']}" if r["fold"] is not None else r["name"])
+             for r in rows if r["run_id"]}
+    curves = agg.curves if agg is not None else None
+    available = [m for m in CHART_METRICS
+                 if curves is not None and f"{m}_mean" in curves.columns]
+    if not available:
+        st.info("No member has finished an epoch yet.")
+        return
+    by_setting: dict[str, dict] = {}
+    for m in group.members:
+        if group.method == "sweep" and m.run_id in histories:
+            by_setting.setdefault(setting_words(m.params), {})[names.get(m.run_id, m.run_id)] \
+                = histories[m.run_id]
+    log_y = st.session_state.get(state.GROUP_LOG, False)
+    grid = st.columns(2)
+    for i, metric in enumerate(available):
+        log = metric == "lr" or (log_y and not metric.endswith(("acc", "r2")))
+        with grid[i % 2]:
+            if by_setting:
+                fig = figures.setting_curves_figure(by_setting, metric, log_y=log,
+                                                    uirevision=f"{group.id}-{metric}")
+            else:
+                fig = figures.group_metric_figure(
+                    curves, metric, {names.get(rid, rid): h for rid, h in histories.items()},
+                    label=f"mean of {int(curves['n'].max()) if 'n' in curves else ''}",
+                    log_y=log, uirevision=f"{group.id}-{metric}")
+            live_chart.chart(fig, key=f"group-chart-{metric}", live=live)
 
 
 def _body(group, live: bool) -> None:
@@ -87,40 +163,13 @@ def _body(group, live: bool) -> None:
                                for r in rows])
     st.progress(progress.fraction, text=progress.text)
 
-    scores = agg.scores if agg is not None else {}
-    st.subheader("Cross-validated score" if group.method in ("kfold", "bootstrap")
-                 else "Score over the members")
-    cols = st.columns(3)
-    cols[0].metric("best val loss, mean ± sd", _score_text(scores.get("val_loss")),
-                   help="each counted member's lowest validation loss; population sd")
-    acc_key = "val_acc" if "val_acc" in scores else ("val_r2" if "val_r2" in scores else None)
-    cols[1].metric(f"{acc_key or 'val_acc'} at the best epoch, mean ± sd",
-                   _score_text(scores.get(acc_key) if acc_key else None))
-    n = (scores.get("val_loss") or {}).get("n") or 0
-    cols[2].metric("members counted", f"{n} of {len(group.members)}",
-                   help="completed, early-stopped and stopped members"
-                   + (" and, while the group runs, running ones" if live else "")
-                   + "; failed and crashed members are listed, not counted")
-
-    histories = data.member_histories(root, group, live=live)
-    names = {r["run_id"]: (f"fold {r['fold']}" if r["fold"] is not None else r["name"])
-             for r in rows if r["run_id"]}
-    curves = agg.curves if agg is not None else None
-    available = [m for m in CHART_METRICS
-                 if curves is not None and f"{m}_mean" in curves.columns]
-    if not available:
-        st.info("No member has finished an epoch yet.")
+    if group.method == "sweep":
+        _sweep_verdict(group, live)
     else:
-        log_y = st.session_state.get(state.GROUP_LOG, False)
-        grid = st.columns(2)
-        for i, metric in enumerate(available):
-            with grid[i % 2]:
-                fig = figures.group_metric_figure(
-                    curves, metric, {names.get(rid, rid): h for rid, h in histories.items()},
-                    label=f"mean of {int(curves['n'].max()) if 'n' in curves else ''}",
-                    log_y=metric == "lr" or (log_y and not metric.endswith(("acc", "r2"))),
-                    uirevision=f"{group.id}-{metric}")
-                live_chart.chart(fig, key=f"group-chart-{metric}", live=live)
+        _spread_score(group, agg.scores if agg is not None else {}, live)
+    _group_findings(group, rows)
+
+    _charts(group, rows, live)
 
     st.subheader("Members")
     _members_table(rows)
@@ -134,8 +183,7 @@ def _body(group, live: bool) -> None:
         st.subheader("Ranking of the settings")
         st.caption("by mean best validation loss over each setting's members (best first)")
         rank = agg.ranking.copy()
-        rank["params"] = [", ".join(f"{k}={v}" for k, v in (p or {}).items())
-                          for p in rank["params"]]
+        rank["params"] = [setting_words(p or {}) for p in rank["params"]]
         rank["members"] = [len(m) if isinstance(m, (list, tuple)) else m
                            for m in rank["members"]]
         st.dataframe(rank, hide_index=True, placeholder=tables.MISSING,
@@ -210,7 +258,7 @@ if group.method == "sweep" and group.aggregate is not None and not group.aggrega
         best = dict(top["params"] or {})
 with a2:
     if best is not None:
-        text = ", ".join(f"{k}={v}" for k, v in best.items())
+        text = setting_words(best)
         if st.button(f"Launch the best setting ({text})", key=state.GROUP_LAUNCH_BEST,
                      type="primary", help="opens Launch with the sweep's base configuration "
                      "and the best setting filled in"):

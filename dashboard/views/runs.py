@@ -3,12 +3,39 @@ current flags; filter, sort, select to open or compare; run groups as one expand
 each. Reads run.json + status.json only (the trainer writes its flags and best val accuracy
 there); only runs without `flags` in status.json (a user's own loop) have their metrics read,
 cached by file state, for the rows on the visible page."""
+import hashlib
+
 import streamlit as st
 
 from dashboard import actions, data, state, tables
 
 PAGE_SIZE = 50
 GROUP_ROWS = 30
+#: The columns a user scans, in order, fitting a 1,400-px window beside the sidebar (the
+#: browser test measures it); the frame's others (epoch, eta, best val acc, dataset, model,
+#: batch size, weight decay, dropout, tags, group, created, problem, id) are left out.
+RUNS_COLUMNS = ["open", "state", "progress", "flags", "best val loss", "best epoch", "lr",
+                "optimizer", "hidden"]
+#: whole percent, in one neutral colour for every state (a finished run's bar is not red)
+PROGRESS = st.column_config.ProgressColumn("progress", min_value=0, max_value=100, format="%d%%",
+                                           color="blue", width=88)
+RUNS_COLUMN_CONFIG = {
+    # the run's name is its link (/run?run=ID#NAME, the name shown from after the '#')
+    "open": st.column_config.LinkColumn("run", display_text=r"#(.*)$", width=165,
+                                        help="open the run's page"),
+    "state": st.column_config.TextColumn("state", width=110),
+    "progress": PROGRESS,
+    "flags": st.column_config.TextColumn("flags", width=170, help=tables.FLAGS_HELP),
+    "best val loss": st.column_config.NumberColumn("best val loss", format="%.4f", width=88),
+    "best epoch": st.column_config.NumberColumn("best epoch", width=70),
+    "lr": st.column_config.TextColumn("lr", width=60),
+    "optimizer": st.column_config.TextColumn("optimizer", width=72),
+    "hidden": st.column_config.TextColumn("hidden", width=70),
+    "best val acc": st.column_config.NumberColumn(
+        "best val acc", format="%.3f", help="best validation accuracy (R² for regression)"),
+    "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+    "severity": None,  # drives the flags cell's colour only
+}
 
 state.ensure_state()
 root = data.runs_dir()
@@ -64,7 +91,10 @@ with c1:
     states = st.multiselect("State", all_states, key=state.RUNS_STATE,
                             format_func=tables.state_label)
 with c2:
-    text = st.text_input("Search", key=state.RUNS_TEXT, placeholder="name, id, dataset, model, tag")
+    text = st.text_input("Search", key=state.RUNS_TEXT, placeholder="name, tag, note, or lr=0.01",
+                         help="every word must match: key=value matches a config value "
+                         "(lr=0.01 also finds 1e-2), other words the name, id, group, tags, "
+                         "notes or any config key=value")
 with c3:
     tags = st.multiselect("Tags", all_tags, key=state.RUNS_TAGS) if all_tags else []
 with c4:
@@ -80,69 +110,46 @@ visible = shown[(page_no - 1) * PAGE_SIZE: page_no * PAGE_SIZE]
 summaries = {r.id: data.run_summary(r) for r in visible}
 frame = tables.runs_frame(visible, {k: v["flags"] for k, v in summaries.items()},
                           best_acc={k: v["best_val_acc"] for k, v in summaries.items()})
-frame.insert(1, "open", ["/run?run=" + rid for rid in frame["id"]])
+frame.insert(1, "open", [f"/run?run={rid}#{name}" for rid, name in zip(frame["id"],
+                                                                        frame["name"],
+                                                                        strict=True)])
 
 counts = {s: sum(1 for r in runs if r.state == s) for s in all_states}
-st.caption(f"{len(shown)} of {len(runs)} runs shown · " +
-           " · ".join(f"{tables.state_label(s)}: {n}" for s, n in counts.items()))
-# selection: kept in the URL (?runs=a,b) so a selection can be shared; ticking rows in the
-# table adds them to it (and unticking removes them)
+# selection: ticked in the table itself and kept in the URL (?runs=a,b), so a selection can be
+# shared and survives a filter or another page of the table (runs ticked elsewhere are kept)
 wanted = [rid for rid in state.qp_list(state.QP_RUNS) if rid in by_id]
-if state.RUNS_SELECT not in st.session_state:
-    st.session_state[state.RUNS_SELECT] = wanted
+on_screen = list(frame["id"])
+b1, b2, b3 = st.columns([1, 1, 5], vertical_alignment="center")
 event = st.dataframe(
-    frame, hide_index=True, placeholder=tables.MISSING, key="runs-table", on_select="rerun",
-    selection_mode="multi-row",
-    height=min(38 + 35 * len(frame), 720),
-    column_order=["open", "name", "state", "progress", "epoch", "eta", "flags",
-                  "best val loss", "best epoch", "best val acc", "dataset", "model",
-                  *tables.KEY_PARAMS, "tags", "group", "created", "problem", "id"],
-    column_config={
-        "open": st.column_config.LinkColumn("open", display_text="open ↗", width="small"),
-        "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
-                                                    format="percent"),
-        "best val loss": st.column_config.NumberColumn(format="%.4f"),
-        "best val acc": st.column_config.NumberColumn(
-            "best val acc", format="%.3f", help="best validation accuracy (R² for regression)"),
-        "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
-        "problem": st.column_config.TextColumn("problem", width="medium"),
-        "flags": st.column_config.TextColumn(
-            "flags", width="medium",
-            help="current findings of diagnosis; ‼ critical, ! warning"),
-    })
-
-picked = [str(frame["id"].iloc[i]) for i in event.selection.rows if i < len(frame)]
-if picked != st.session_state.get("_runs_table_picked", []):
-    st.session_state["_runs_table_picked"] = picked
-    on_screen = set(frame["id"])
-    current = st.session_state[state.RUNS_SELECT]
-    st.session_state[state.RUNS_SELECT] = (
-        [rid for rid in current if rid not in on_screen or rid in picked]
-        + [rid for rid in picked if rid not in current])
-
-for r in visible:
-    if r.state == "unreadable":
-        st.warning(f"Run folder {tables.md(r.id)} is unreadable: {tables.md(r.problem)}")
-
-options = [r.id for r in shown] + [rid for rid in st.session_state[state.RUNS_SELECT]
-                                   if rid not in {r.id for r in shown}]
-selected = st.multiselect("Select runs to open or compare", options, key=state.RUNS_SELECT,
-                          format_func=lambda rid: f"{by_id[rid].name} · {rid}"
-                          if rid in by_id else rid)
+    tables.styled_runs(frame), hide_index=True, placeholder=tables.MISSING,
+    # a new table when the rows change: its selection starts again from the URL's
+    key=f"runs-table-{hashlib.sha1(' '.join(on_screen).encode()).hexdigest()[:10]}",
+    on_select="rerun", selection_mode="multi-row",
+    selection_default={"selection": {"rows": [i for i, rid in enumerate(on_screen)
+                                              if rid in wanted]}},
+    height=min(38 + 35 * len(frame), 720), column_order=RUNS_COLUMNS,
+    column_config=RUNS_COLUMN_CONFIG)
+picked = [on_screen[i] for i in event.selection.rows if i < len(on_screen)]
+selected = [rid for rid in wanted if rid not in on_screen] + picked
 if selected:
     st.query_params[state.QP_RUNS] = ",".join(selected)
 elif state.QP_RUNS in st.query_params:
     del st.query_params[state.QP_RUNS]
-
-b1, b2, _ = st.columns([1, 1, 4])
 with b1:
     if st.button("Open run", key=state.RUNS_OPEN, disabled=len(selected) != 1,
-                 help="select exactly one run"):
+                 icon=":material/monitoring:", help="tick exactly one run in the table"):
         state.go("run", **{state.QP_RUN: selected[0]})
 with b2:
     if st.button("Compare", key=state.RUNS_COMPARE, disabled=not 2 <= len(selected) <= 20,
-                 help="select 2 to 20 runs"):
+                 icon=":material/stacked_line_chart:", help="tick 2 to 20 runs in the table"):
         state.go("compare", **{state.QP_RUNS: ",".join(selected)})
+with b3:
+    st.caption(f"{len(selected)} selected · {len(shown)} of {len(runs)} runs shown · " +
+               " · ".join(f"{tables.state_label(s)}: {n}" for s, n in counts.items()))
+
+for r in visible:
+    if r.state == "unreadable":
+        st.warning(f"Run folder {tables.md(r.id)} is unreadable: {tables.md(r.problem)}")
 
 groups = data.list_groups(root)
 if groups:
@@ -155,7 +162,7 @@ if groups:
         label = (f"**{tables.md(row['name'])}** · {tables.md(row['method'])}"
                  + (f" ({tables.md(row['validation'])})" if row["validation"] else "")
                  + f" · {row['state']} · {row['members']} · {row['progress']:.0%} done"
-                 + (f" · val loss {row['score']}" if row["score"] else ""))
+                 + (f" · {tables.md(row['score'])}" if row["score"] else ""))
         with st.expander(label, expanded=False, icon=":material/stacks:"):
             st.markdown(f"[Open the group page ↗](/group?group={g.id}) · {tables.md(g.id)}"
                         + (f" · score over {row['n']} member(s)"
@@ -167,8 +174,7 @@ if groups:
                          key=f"runs-group-{g.id}", column_config={
                              "open": st.column_config.LinkColumn(
                                  "open", display_text="open ↗", width="small"),
-                             "progress": st.column_config.ProgressColumn(
-                                 "progress", min_value=0.0, max_value=1.0, format="percent"),
+                             "progress": PROGRESS,
                              "best val loss": st.column_config.NumberColumn(format="%.4f")})
     if len(groups) > GROUP_ROWS:
         st.caption(f"{GROUP_ROWS} newest of {len(groups)} groups shown; the Group page lists "

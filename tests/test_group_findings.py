@@ -1,0 +1,63 @@
+"""Group-level diagnosis (issue 16 point 16): when every fold is still improving at its last
+epoch, or every fold overfits, the group says so with advice; one member alone does not."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from diagnosis.group_findings import group_findings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dashboard_fixtures as dfx  # noqa: E402
+
+
+@pytest.mark.parametrize("kinds, expected", [
+    ([{"still_improving"}, {"still_improving", "unstable"}, {"still_improving"}],
+     ["still_improving"]),
+    ([{"overfitting"}, {"overfitting"}], ["overfitting"]),
+    ([{"overfitting"}, {"plateau"}, {"overfitting"}], []),          # not every fold
+    ([{"still_improving"}, set(), {"still_improving"}], ["still_improving"]),  # one not yet
+    ([{"overfitting"}, set(), set()], []),                          # one diagnosed member
+    ([], []),
+])
+def test_a_group_finding_needs_every_diagnosed_member(kinds, expected):
+    assert [f.kind for f in group_findings(kinds)] == expected
+
+
+def test_the_words_name_the_members_their_epochs_and_what_to_do():
+    (f,) = group_findings([{"still_improving"}] * 3, method="kfold", epochs=[30, 30, 30],
+                          group="g1")
+    assert f.message.startswith("Every fold (3 of 3) was still improving at its last epoch "
+                                "(30)")
+    assert "python -m trainer resume g1 --epochs N" in f.advice
+    (f,) = group_findings([{"overfitting"}, {"overfitting"}], method="repeat",
+                          best_epochs=[14, 8])
+    assert "Every seed (2 of 2) overfits" in f.message and "epochs 8-14" in f.message
+    assert "best.pt" in f.advice and "--weight-decay" in f.advice
+
+
+def test_the_group_page_says_every_fold_overfits(monkeypatch):
+    root = dfx.empty_runs_dir()
+    monkeypatch.setenv("CURVEWATCH_RUNS", str(root))
+    g = dfx.tracking.GroupWriter.create(
+        root, name="over", method="kfold", validation="kfold:2",
+        members=[{"index": i, "name": f"over fold {i + 1}/2", "fold": i + 1} for i in range(2)])
+    for i in range(2):
+        run = dfx.Run.create(root, name=f"over fold {i + 1}/2", config=dfx.base_config(),
+                             epochs=30, group=g.id, heartbeat_seconds=0)
+        for e in range(1, 31):
+            run.log_epoch(epoch=e, train_loss=1.0 / e, val_loss=0.5 + abs(e - 10 - i) / 20)
+        run.update_status(flags=[{"kind": "overfitting", "severity": "warning",
+                                  "start_epoch": 10 + i, "end_epoch": None}])
+        run.finish("completed")
+        g.update_member(i, state="completed", run_id=run.id)
+    at = AppTest.from_file("../dashboard/views/group.py", default_timeout=60)
+    at.query_params["group"] = g.id
+    at.run()
+    assert not at.exception
+    warning = " ".join(str(w.value) for w in at.warning)
+    assert "Every fold (2 of 2) overfits" in warning and "epochs 10-11" in warning
+    assert "best.pt" in " ".join(str(m.value) for m in at.markdown)
