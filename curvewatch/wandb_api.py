@@ -47,8 +47,7 @@ class Config(MutableMapping[str, Any]):
     def update(self, d: Any = (), /, allow_val_change: bool | None = None,
                **kwargs: Any) -> None:
         """Merge a dict (or an argparse Namespace, as wandb takes) and write it once."""
-        values = vars(d) if hasattr(d, "__dict__") and not isinstance(d, Mapping) else dict(d)
-        values.update(kwargs)
+        values = {**as_config(d), **as_config(kwargs)}
         self._values.update(values)
         self._run.update_config(values)
         if _planned(values) is not None:
@@ -209,8 +208,7 @@ def init(project: str | None = None, name: str | None = None,
     if mode is not None and mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)} (both write the run folder "
                          f"locally) or None, got {mode!r}")
-    values = vars(config) if config is not None and not isinstance(config, Mapping) \
-        and hasattr(config, "__dict__") else dict(config or {})
+    values = as_config(config)
     labels = [*(tags or ()), *(t for t in (project, group) if t)]
     global _active
     with _lock:
@@ -235,6 +233,29 @@ def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:
         run = _active
     if run is not None:
         run.finish(exit_code, quiet)
+
+
+def as_config(config: Any) -> dict[str, Any]:
+    """A config as run.json stores it: a dict, an argparse Namespace (its attributes) or None;
+    values JSON cannot hold (a Path, a dtype) as their str(), as wandb stores them."""
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        if not hasattr(config, "__dict__"):
+            raise TypeError(f"config must be a dict or an argparse Namespace, got "
+                            f"{type(config).__name__}")
+        config = vars(config)
+    return {str(k): _plain(v) for k, v in config.items()}
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value)
 
 
 def _planned(config: Mapping[str, Any]) -> int | None:

@@ -1,11 +1,13 @@
 """The wandb-style API (`import curvewatch as wandb`): how log calls become epoch lines and step
 lines (curvewatch.rows, pure), and the run folder a script leaves behind (curvewatch.wandb_api,
 real files; scripts that crash or forget finish() run as real processes)."""
+import argparse
 import json
 import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,6 +203,15 @@ def test_config_by_attribute_item_and_update_is_written_to_run_json(runs_dir):
         getattr(curvewatch.config, "momentum")  # noqa: B009
     assert read_run(run.path).config == {"lr": 0.1, "batch_size": 32, "hidden": 64,
                                          "dropout": 0.2}
+
+
+def test_an_argparse_namespace_is_a_config_and_values_json_cannot_hold_are_strings(runs_dir):
+    args = argparse.Namespace(lr=0.1, data=Path("/data/x.csv"), hidden=(64, 32))
+    run = curvewatch.init(config=args, runs_dir=runs_dir)
+    assert read_run(run.path).config == {"lr": 0.1, "data": "/data/x.csv", "hidden": [64, 32]}
+    with pytest.raises(TypeError, match="config must be a dict or an argparse Namespace, got "
+                                        "int"):
+        curvewatch.init(config=3, runs_dir=runs_dir)
 
 
 def test_summary_and_values_after_the_last_epoch_go_to_status_json(runs_dir):
