@@ -88,6 +88,9 @@ def test_the_curvewatch_command_is_the_trainers_command_line_plus_ui(tmp_path):
     trainer_help = subprocess.run([sys.executable, "-m", "trainer", "--help"], cwd=tmp_path,
                                   env=outside_env(), capture_output=True, text=True, timeout=120)
     assert trainer_help.returncode == 0 and " ui " not in trainer_help.stdout
+    as_module = subprocess.run([sys.executable, "-m", "curvewatch", "--help"], cwd=tmp_path,
+                               env=outside_env(), capture_output=True, text=True, timeout=120)
+    assert as_module.returncode == 0 and as_module.stdout == done.stdout
 
     with Run.create(tmp_path / "runs", name="listed") as run:
         run.log_epoch(1, train_loss=1.0, val_loss=1.0)
