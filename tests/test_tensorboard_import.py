@@ -1,6 +1,8 @@
-"""`python -m trainer import LOGDIR`: TensorBoard logs written by torch's real SummaryWriter
-become run folders with the format's columns, in the layouts PyTorch, Keras and Lightning
-write, and bad input is refused with exit code 2 and nothing written."""
+"""`python -m trainer import LOGDIR`: TensorBoard logs written by the real tools (torch's
+SummaryWriter, tensorboardX, Lightning's TensorBoardLogger; Keras' and transformers' tags
+through the writer they use) become run folders with the format's columns, every point in its
+row or kept in steps.jsonl with a note, and bad input is refused with exit code 2 and nothing
+written."""
 from __future__ import annotations
 
 import math
@@ -8,61 +10,45 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from conftest import only_run, run_trainer
 from diagnosis import diagnose
-from tracking import list_runs, read_history, read_run
-from tracking.tensorboard_import import column_for
+from import_logs import (
+    add_scalars_run,
+    f32,
+    keras_style_run,
+    lightning_run,
+    sgd_loop,
+    transformers_style_run,
+)
+from tracking import list_runs, read_history, read_run, read_steps
+from tracking.import_rows import column_for, map_tags
 from trainer.cli import main
-
-
-def f32(x: float) -> float:
-    return float(str(np.float32(x)))
 
 
 def train_logging_to_tensorboard(logdir: Path, epochs: int = 4, **add_scalar) -> dict:
     """A plain PyTorch loop on breast_cancer that logs like most user code does: the training
     loss every step, validation loss and accuracy and the lr once an epoch."""
-    from sklearn.datasets import load_breast_cancer
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
+    logged: dict = {"step_losses": [[]], "val_loss": [], "val_acc": [], "steps": []}
+    writer = SummaryWriter(str(logdir))
 
-    x, y = load_breast_cancer(return_X_y=True)
-    xt, xv, yt, yv = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
-    scaler = StandardScaler().fit(xt)
-    xt, xv = (torch.tensor(scaler.transform(a), dtype=torch.float32) for a in (xt, xv))
-    yt, yv = torch.tensor(yt), torch.tensor(yv)
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(30, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    logged = {"step_losses": [], "val_loss": [], "val_acc": [], "steps": []}
-    writer, step = SummaryWriter(str(logdir)), 0
-    for _ in range(epochs):
-        model.train()
-        epoch_losses = []
-        for idx in torch.randperm(len(xt)).split(32):
-            opt.zero_grad()
-            loss = loss_fn(model(xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-            step += 1
-            writer.add_scalar("Loss/train", loss.item(), step, **add_scalar)
-            epoch_losses.append(f32(loss.item()))
-        model.eval()
-        with torch.no_grad():
-            out = model(xv)
-            vl, va = loss_fn(out, yv).item(), (out.argmax(1) == yv).float().mean().item()
+    def on_step(step: int, loss: float) -> None:
+        writer.add_scalar("Loss/train", loss, step + 1, **add_scalar)
+        logged["step_losses"][-1].append(f32(loss))
+
+    def on_epoch(epoch: int, step: int, vl: float, va: float, lr: float) -> None:
         writer.add_scalar("Loss/val", vl, step, **add_scalar)
         writer.add_scalar("Accuracy/val", va, step, **add_scalar)
-        writer.add_scalar("lr-SGD", opt.param_groups[0]["lr"], step, **add_scalar)
-        logged["step_losses"].append(epoch_losses)
+        writer.add_scalar("lr-SGD", lr, step, **add_scalar)
         logged["val_loss"].append(f32(vl))
         logged["val_acc"].append(f32(va))
         logged["steps"].append(step)
+        logged["step_losses"].append([])
+
+    sgd_loop(epochs, on_step, on_epoch)
     writer.close()
+    logged["step_losses"].pop()
     return logged
 
 
@@ -96,7 +82,7 @@ def test_importing_twice_skips_what_was_imported_and_dry_run_writes_nothing(tmp_
     assert main(["import", str(tmp_path / "tb"), "--runs-dir", str(runs_dir)]) == 0
     first = only_run(runs_dir).name
     assert main(["import", str(tmp_path / "tb"), "--runs-dir", str(runs_dir)]) == 0
-    assert f"skipped a: imported before as {first}" in capsys.readouterr().out
+    assert f"skipped a: imported before as {first}, up to date" in capsys.readouterr().out
     assert only_run(runs_dir).name == first
 
 
@@ -188,8 +174,8 @@ def test_tags_map_to_columns_by_their_words(tag, column):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["{missing}"], "is not a directory"),
-    (["{empty}"], "no TensorBoard event files (events.out.tfevents.*) under"),
+    (["{missing}"], "is not a directory or a file"),
+    (["{empty}"], "no TensorBoard event files (events.out.tfevents.*) and no Lightning CSV"),
     (["{tb}", "--map", "Loss/val"], "--map must be TAG=COLUMN"),
     (["{tb}", "--map", "Loss/val=step"], "--map column must be a name of letters"),
     (["{tb}", "--map", "Loss/val=val loss"], "--map column must be a name of letters"),
@@ -240,7 +226,6 @@ def test_an_imported_run_opens_on_the_run_page_with_its_curves_and_findings(tmp_
 
 
 def test_a_tag_that_loses_its_column_to_another_keeps_one_of_its_own():
-    from tracking.tensorboard_import import map_tags
     mapping = map_tags(["val/loss", "loss/val", "train_loss_step", "train_loss_epoch"])
     assert mapping["train_loss_epoch"] == "train_loss"
     assert mapping["train_loss_step"] == "train_loss_step"
@@ -248,3 +233,191 @@ def test_a_tag_that_loses_its_column_to_another_keeps_one_of_its_own():
     # an override takes the column; the tag that had it is kept under its own name
     over = map_tags(["val/loss", "objective"], {"objective": "val_loss"})
     assert over == {"objective": "val_loss", "val/loss": "val_loss_tb"}
+
+
+def metrics_lines(run: Path) -> list[dict]:
+    """metrics.jsonl as written (NaN and ±inf are the strings the format writes for them)."""
+    import json
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def imported(capsys, logdir: Path, runs_dir: Path, *args: str) -> tuple[Path, str]:
+    assert main(["import", str(logdir), "--runs-dir", str(runs_dir), *args]) == 0
+    return only_run(runs_dir), capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def lightning_sparse(tmp_path_factory) -> tuple[Path, object]:
+    """Lightning 2.x, 6 epochs: self.log("train_loss") per step (every 50 steps, as by
+    default; 13 steps an epoch), validation every 2nd epoch, LearningRateMonitor with
+    its default interval over a StepLR halving the lr every 2 epochs, then trainer.test()."""
+    save_dir = tmp_path_factory.mktemp("lightning")
+    logged = lightning_run(save_dir, epochs=6, check_val_every_n_epoch=2, lr_interval="default",
+                           test=True)
+    return save_dir, logged
+
+
+@pytest.fixture(scope="module")
+def lightning_twice_an_epoch(tmp_path_factory) -> tuple[Path, object]:
+    """Lightning 2.x, 3 epochs, val_check_interval=0.5 (two validations an epoch),
+    LearningRateMonitor(logging_interval="epoch"), train_loss logged on_epoch too."""
+    save_dir = tmp_path_factory.mktemp("lightning_half")
+    logged = lightning_run(save_dir, epochs=3, val_check_interval=0.5, lr_interval="epoch",
+                           log_every_n_steps=5, epoch_train_loss=True)
+    return save_dir, logged
+
+
+@pytest.mark.parametrize("logger", ["tb", "csv"])
+def test_lightning_gaps_stay_absent_never_nan_and_raise_no_divergence(
+        logger, lightning_sparse, tmp_path, capsys):
+    save_dir, logged = lightning_sparse
+    run, _ = imported(capsys, save_dir / logger, tmp_path / "runs")
+    lines = metrics_lines(run)
+    assert [r["epoch"] for r in lines] == [1, 2, 3, 4, 5, 6]  # Lightning's 0-5, from 1 here
+    validated = [e + 1 for e in logged.epochs("val_loss")]
+    assert validated == [2, 4, 6]
+    assert [r["epoch"] for r in lines if "val_loss" in r] == validated
+    # the CSV keeps float64, TensorBoard float32: both are the value Lightning reported
+    assert [f32(r["val_loss"]) for r in lines if "val_loss" in r] == logged.values("val_loss")
+    assert all(isinstance(v, (int, float)) and math.isfinite(v)
+               for r in lines for v in r.values()), "a gap was written as a number"
+    h = read_history(run)
+    assert all("val_loss" in h.loc[h["epoch"] == e, "absent"].item() for e in (1, 3, 5))
+    assert "divergence" not in {f.kind for f in diagnose(h)}  # what a NaN gap raised
+
+
+@pytest.mark.parametrize("fixture", ["lightning_sparse", "lightning_twice_an_epoch"],
+                         ids=["default_interval", "epoch_interval"])
+def test_lightnings_lr_monitor_lr_lands_in_the_epoch_it_was_logged_at_the_start_of(
+        fixture, request, tmp_path, capsys):
+    save_dir, _ = request.getfixturevalue(fixture)
+    run, _ = imported(capsys, save_dir / "tb", tmp_path / "runs")
+    h = read_history(run)
+    # the StepLR of lightning_run: 0.05 halved every 2 epochs (Lightning's 0-based epochs)
+    assert h["lr"].tolist() == [f32(0.05 * 0.5 ** ((e - 1) // 2)) for e in h["epoch"]]
+
+
+def test_test_metrics_after_fit_are_kept_in_steps_and_the_message_says_so(lightning_sparse,
+                                                                         tmp_path, capsys):
+    save_dir, logged = lightning_sparse
+    run, out = imported(capsys, save_dir / "tb", tmp_path / "runs")
+    assert "test_loss" not in read_history(run).columns
+    steps = read_steps(run)
+    assert steps["test_loss"].dropna().tolist() == [f32(v) for v in logged.values("test_loss")]
+    assert "note: test_loss: 1 of 1 points after epoch 6" in out
+    assert "kept in steps.jsonl" in out
+
+
+def test_two_validations_an_epoch_keep_the_epochs_last_in_the_row_and_both_in_steps(
+        lightning_twice_an_epoch, tmp_path, capsys):
+    save_dir, logged = lightning_twice_an_epoch
+    run, out = imported(capsys, save_dir / "tb", tmp_path / "runs")
+    h = read_history(run)
+    by_epoch: dict[int, list[float]] = {}
+    for e, v in zip(logged.epochs("val_loss"), logged.values("val_loss"), strict=True):
+        by_epoch.setdefault(e + 1, []).append(v)
+    assert all(len(v) == 2 for v in by_epoch.values())
+    assert h["val_loss"].tolist() == [f32(v[-1]) for _, v in sorted(by_epoch.items())]
+    assert read_steps(run)["val_loss"].dropna().tolist() == \
+        [f32(v) for v in logged.values("val_loss")]
+    assert "val_loss: up to 2 points in a row, which keeps the last" in out
+
+
+@pytest.mark.parametrize("writer, main_tag, keys", [
+    ("tensorboardX", "Loss", ("train", "val")),
+    ("torch", "Training vs. Validation Loss", ("Training", "Validation")),
+], ids=["tensorboardX", "torch_tutorial"])
+def test_add_scalars_and_add_hparams_make_one_run_with_its_losses_and_config(
+        writer, main_tag, keys, tmp_path, capsys):
+    logged = add_scalars_run(tmp_path / "tb" / "run", writer, main_tag, keys)
+    run, out = imported(capsys, tmp_path / "tb", tmp_path / "runs")  # one run, not 3 or 4
+    h = read_history(run)
+    assert h["train_loss"].tolist() == logged[keys[0]]
+    assert h["val_loss"].tolist() == logged[keys[1]]
+    config = read_run(run).config
+    assert {k: config[k] for k in ("lr", "optimizer", "hidden")} == \
+        {"lr": 0.05, "optimizer": "sgd", "hidden": 16}
+    assert config["hparam/val_loss"] == logged[keys[1]][-1]
+
+
+def test_map_joins_add_scalars_series_its_words_do_not_name(tmp_path, capsys):
+    logged = add_scalars_run(tmp_path / "tb" / "run", "tensorboardX", "objective",
+                             ("fit", "holdout"), hparams=False)
+    run, out = imported(capsys, tmp_path / "tb", tmp_path / "runs",
+                        "--map", "objective/fit=train_loss", "--map", "objective/holdout=val_loss")
+    h = read_history(run)
+    assert h["train_loss"].tolist() == logged["fit"]
+    assert h["val_loss"].tolist() == logged["holdout"]
+
+
+def test_keras_batch_and_vs_iterations_tags_are_kept_in_steps_and_named(tmp_path, capsys):
+    logged = keras_style_run(tmp_path / "tb" / "keras", epochs=2)
+    run, out = imported(capsys, tmp_path / "tb", tmp_path / "runs")
+    h = read_history(run)
+    assert h["epoch"].tolist() == [1, 2]  # Keras' epochs 0 and 1
+    assert h["train_loss"].tolist() == logged["train"]
+    assert h["val_loss"].tolist() == logged["val"]
+    steps = read_steps(run)
+    assert steps["train_batch_loss"].dropna().tolist() == logged["batch_loss"]
+    assert steps["validation_evaluation_loss_vs_iterations"].dropna().tolist() == logged["val"]
+    n = len(logged["batch_loss"])
+    assert f"train_batch_loss <- train/batch_loss: {n} points counted on another step axis" \
+        in out
+    assert "validation/evaluation_loss_vs_iterations: 2 points counted on another step " \
+        "axis" in out
+
+
+def test_a_train_loss_at_the_global_step_beside_a_val_loss_at_the_epoch_is_not_misplaced(
+        tmp_path, capsys):
+    w = SummaryWriter(str(tmp_path / "tb" / "mixed"))
+    train: list[float] = []
+    sgd_loop(3, on_step=lambda s, loss: (w.add_scalar("train_loss", loss, s),
+                                         train.append(f32(loss))),
+             on_epoch=lambda e, s, vl, va, lr: w.add_scalar("val_loss", vl, e))
+    w.close()
+    run, out = imported(capsys, tmp_path / "tb", tmp_path / "runs")
+    h = read_history(run)
+    assert "train_loss" not in h.columns  # no row can say which of its steps were its epoch's
+    assert read_steps(run)["loss"].tolist() == train
+    assert f"train_loss: {len(train)} points counted on another step axis" in out
+
+
+def test_a_step_logged_twice_keeps_the_epochs_val_loss_and_the_later_point_in_steps(
+        tmp_path, capsys):
+    logged = transformers_style_run(tmp_path / "tb" / "hf", epochs=3)
+    run, out = imported(capsys, tmp_path / "tb", tmp_path / "runs")
+    h = read_history(run)
+    assert h["val_loss"].tolist() == logged["eval"]  # not the final evaluate()'s
+    assert logged["final_evaluate"] != logged["eval"][-1]
+    steps = read_steps(run)  # both points of the step logged twice, as TensorBoard keeps
+    assert steps["val_loss"].dropna().tolist() == logged["eval"]
+    assert steps["val_loss_again"].dropna().tolist() == [logged["final_evaluate"]]
+    assert f"val_loss <- eval/loss: 1 of 4 points logged again at a step logged before " \
+        f"(step {logged['eval_steps'][-1]}); the row keeps the first, steps.jsonl the later " \
+        "as val_loss_again" in out
+    # HF's fractional epoch: the row's is the epoch at the evaluation, not a mean
+    assert h["train_epoch"].tolist() == logged["epoch_at_eval"]
+
+
+def test_update_brings_a_run_up_to_date_with_a_log_that_grew(tmp_path, runs_dir, capsys):
+    logdir = tmp_path / "tb" / "growing"
+    first = train_logging_to_tensorboard(logdir, epochs=2)
+    run, _ = imported(capsys, tmp_path / "tb", runs_dir)
+    more = SummaryWriter(str(logdir))  # the training goes on: a second event file
+    last = first["steps"][-1]
+    for i, v in enumerate((0.5, 0.4, 0.3), start=1):
+        more.add_scalar("Loss/val", v, last + 10 * i)
+    more.close()
+    assert main(["import", str(tmp_path / "tb"), "--runs-dir", str(runs_dir)]) == 0
+    assert f"skipped growing: imported before as {run.name} (2 epochs); the log has 3 more: " \
+        "--update brings it up to date" in capsys.readouterr().out
+    assert len(read_history(run)) == 2
+    assert main(["import", str(tmp_path / "tb"), "--runs-dir", str(runs_dir), "--update"]) == 0
+    assert f"updated growing ({run.name}): 3 more epochs" in capsys.readouterr().out
+    info = read_run(only_run(runs_dir))
+    assert info.id == run.name and info.state == "completed"
+    h = read_history(run)
+    assert h["epoch"].tolist() == [1, 2, 3, 4, 5]
+    assert h["val_loss"].tolist() == [*first["val_loss"], 0.5, 0.4, 0.3]
+    assert main(["import", str(tmp_path / "tb"), "--runs-dir", str(runs_dir), "--update"]) == 0
+    assert "up to date" in capsys.readouterr().out

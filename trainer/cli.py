@@ -218,19 +218,25 @@ def build_parser(prog: str = "python -m trainer",
                       help="pace each demo run to last about this long, so its curves can be "
                            "watched filling (default: 60; 0: train at full speed)")
 
-    imp = sub.add_parser("import", help="import TensorBoard logs as runs (curves, flags and "
-                                        "comparisons for runs logged with SummaryWriter)")
-    imp.add_argument("logdir", help="TensorBoard's --logdir, or one run's folder of "
-                                    "events.out.tfevents.* files")
+    imp = sub.add_parser("import", help="import TensorBoard or CSV logs as runs (curves, "
+                                        "flags and comparisons for runs logged elsewhere)")
+    imp.add_argument("logdir", metavar="PATH",
+                     help="TensorBoard's --logdir or one run's folder of events.out.tfevents.* "
+                          "files; a folder of Lightning CSVLogger metrics.csv files; or one "
+                          "CSV log (Lightning's or Keras' CSVLogger, or any CSV with --map)")
     imp.add_argument("--runs-dir", metavar="DIR", help=RUNS_HELP)
     imp.add_argument("--map", dest="tag_map", action="append", default=[],
                      metavar="TAG=COLUMN", help="fill COLUMN (train_loss, val_loss, train_acc, "
-                     "val_acc, lr, grad_norm, epoch or a name of your own) from TAG, "
-                     "repeatable; TAG= leaves the tag out (default: tags are mapped by their "
-                     "words: loss/train, val_loss, validation/epoch_accuracy ...)")
+                     "val_acc, lr, grad_norm, epoch or a name of your own) from TAG (a CSV "
+                     "log: its column), repeatable; TAG= leaves the tag out (default: tags "
+                     "are mapped by their words: loss/train, val_loss, "
+                     "validation/epoch_accuracy ...)")
     imp.add_argument("--tag", dest="tags", action="append", default=[], metavar="TAG",
                      help="a tag for the imported runs, repeatable (they are tagged "
-                          "tensorboard too)")
+                          "tensorboard or csv too)")
+    imp.add_argument("--update", action="store_true",
+                     help="bring runs imported before up to date with a log that has grown "
+                          "(default: they are skipped)")
     imp.add_argument("--dry-run", action="store_true",
                      help="show what would be imported, and from which tags, writing nothing")
 
@@ -702,30 +708,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from tracking.tensorboard_import import (
-        TensorBoardImportError,
-        parse_map,
-        plan_import,
-        write_run,
-    )
+    from tracking.import_runs import ImportInputError, parse_map
+    from tracking.log_import import plan_import
 
     runs_dir = _runs_dir(args)
     try:
         plans = plan_import(args.logdir, runs_dir, parse_map(args.tag_map))
-    except TensorBoardImportError as e:
+    except ImportInputError as e:
         raise UsageError(str(e)) from None
     for plan in plans:
-        tags = ", ".join(f"{col} <- {tag}" for tag, col in plan.mapping.items())
-        if plan.imported_as:
-            print(f"skipped {plan.name}: imported before as {plan.imported_as}")
-        elif not plan.rows:
-            print(f"skipped {plan.name}: no scalars to import")
-        elif args.dry_run:
-            print(f"would import {plan.name}: {len(plan.rows)} epochs; {tags}")
-        else:
-            run_id = write_run(runs_dir, plan, args.tags)
-            print(f"imported {plan.name} as {run_id}: {len(plan.rows)} epochs; {tags}")
+        print(_import_one(plan, runs_dir, args))
     return EXIT_OK
+
+
+def _import_one(plan: Any, runs_dir: Path, args: argparse.Namespace) -> str:
+    """Import (or update, or skip) one planned run; the line saying what was done, then the
+    notes on points in no row."""
+    from tracking.import_runs import update_run, write_run
+
+    tags = ", ".join(f"{col} <- {tag}" for tag, col in plan.mapping.items())
+    new, was = len(plan.new_rows), plan.imported_as
+    if not plan.rows:
+        return f"skipped {plan.name}: no scalars to import"
+    if was and not new:
+        return f"skipped {plan.name}: imported before as {was}, up to date"
+    if was and not args.update:
+        return (f"skipped {plan.name}: imported before as {was} ({plan.imported_epochs} "
+                f"epochs); the log has {new} more: --update brings it up to date")
+    if args.dry_run:
+        line = (f"would update {was}: {new} more epochs" if was else
+                f"would import {plan.name}: {len(plan.rows)} epochs; {tags}")
+    elif was:
+        line = f"updated {plan.name} ({was}): {update_run(runs_dir, plan)} more epochs"
+    else:
+        run_id = write_run(runs_dir, plan, args.tags)
+        line = f"imported {plan.name} as {run_id}: {len(plan.rows)} epochs; {tags}"
+    return "\n".join([line, *(f"  note: {n}" for n in plan.assembly.notes)])
 
 
 COMMANDS = {"demo": cmd_demo, "import": cmd_import, "run": cmd_run, "sweep": cmd_sweep,
