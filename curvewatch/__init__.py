@@ -4,7 +4,8 @@
   `log_step`), `gradient_norms`, and the readers (`read_run`, `read_history`, `list_runs`).
 - The diagnosis: `diagnose(history)` gives the findings.
 - A wandb-style API, so that `import curvewatch as wandb` runs a wandb script: `init`, `log`,
-  `finish`, `config`, `summary`, `run` (curvewatch/wandb_api.py; README.md lists the subset).
+  `watch`, `finish`, `config`, `summary`, `run` (curvewatch/wandb_api.py; README.md lists
+  the subset).
 
 Integrations (curvewatch.lightning, curvewatch.transformers) are imported only by the users
 who ask for them; this module never imports them.
@@ -22,14 +23,14 @@ from tracking import (
     read_steps,
 )
 
-from .wandb_api import NotInitialized, WandbRun, finish, init, log
+from .wandb_api import NotInitialized, WandbRun, finish, init, log, watch
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Finding", "NotInitialized", "Run", "WandbRun", "__version__", "default_runs_dir",
     "diagnose", "finish", "gradient_norms", "init", "list_runs", "log", "read_history",
-    "read_run", "read_steps",
+    "read_run", "read_steps", "watch",
 ]
 
 

@@ -20,6 +20,7 @@ from tracking import Run
 from tracking.writer import error_tail
 
 from .rows import EpochLine, Line, Rows, StepLine, flatten
+from .watch import GradWatch
 
 #: wandb.init arguments accepted and ignored: they choose wandb's servers, its own folders or
 #: what it uploads, none of which exists here.
@@ -126,6 +127,7 @@ class WandbRun:
         self.config = Config(run, config)
         self.summary = Summary(run)
         self.finished = False
+        self._grads = GradWatch()
 
     @property
     def id(self) -> str:
@@ -148,6 +150,16 @@ class WandbRun:
         with _lock:
             self._check_open("log")
             self._write(self._rows.log(data, step=step, commit=commit))
+            if self._grads.models:  # after the write: these gradients are of the next line
+                self._grads.sample()
+
+    def watch(self, models: Any, criterion: Any = None, log: str | None = "gradients",
+              log_freq: int = 1000, idx: int | None = None, log_graph: bool = False) -> None:
+        """Record the gradient norms of `models` (curvewatch/watch.py); wandb's other
+        arguments are accepted and ignored."""
+        with _lock:
+            self._check_open("watch")
+            self._grads.add(models, log)
 
     def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
         """Write the last epoch and end the run: `completed`, or `failed` for a non-zero
@@ -179,12 +191,15 @@ class WandbRun:
                     self.summary.update({k: v for k, v in left.items()
                                          if k not in self.summary})
             finally:
+                self._grads.close()
                 self._run.finish(state, **kwargs)
 
     def _write(self, lines: list[Line]) -> None:
         for line in lines:
             if isinstance(line, EpochLine):
-                self._run.log_epoch(line.epoch, **line.values)
+                columns, layers = self._grads.take()
+                self._run.log_epoch(line.epoch, layers=layers or None,
+                                    **{**columns, **line.values})
             elif isinstance(line, StepLine):
                 self._run.log_step(line.step, **line.values)
 
@@ -225,6 +240,13 @@ def log(data: Mapping[str, Any], step: int | None = None, commit: bool | None = 
         sync: bool | None = None) -> None:
     """Log metrics to the active run (wandb.log's arguments; `sync` is ignored)."""
     active("log()").log(data, step=step, commit=commit)
+
+
+def watch(models: Any, criterion: Any = None, log: str | None = "gradients",
+          log_freq: int = 1000, idx: int | None = None, log_graph: bool = False) -> None:
+    """wandb.watch: the active run records the gradient norms of `models` at each log()
+    call that follows a backward pass (per epoch: mean and max global norm, per-tensor RMS)."""
+    active("watch()").watch(models, criterion, log, log_freq, idx, log_graph)
 
 
 def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:

@@ -17,6 +17,7 @@ cfg = wandb.config  # +wandb
 model = nn.Sequential(nn.Linear(30, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1))
 opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 loss_fn = nn.BCEWithLogitsLoss()
+wandb.watch(model)  # +wandb: gradient norms per epoch (global and per layer)
 
 for epoch in range(cfg.epochs):
     model.train()

@@ -17,7 +17,7 @@ import curvewatch
 from conftest import ROOT, only_run
 from curvewatch.rows import EpochLine, Rows, StepLine
 from diagnosis import diagnose
-from tracking import read_history, read_run, read_steps
+from tracking import read_history, read_layers, read_run, read_steps
 
 
 def assemble(calls, *, finish=True):
@@ -271,6 +271,55 @@ def test_init_refuses_what_it_cannot_honour(runs_dir, kwargs, error, message):
     assert list(runs_dir.iterdir()) == []
 
 
+def test_watch_records_each_epochs_gradient_norms_as_the_trainer_does(runs_dir):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(32, 4), torch.randn(32, 1)
+    run = curvewatch.init(runs_dir=runs_dir)
+    curvewatch.watch(model)
+    seen = []  # what gradient_norms says after each backward
+    for epoch in range(2):
+        for _ in range(3):
+            opt.zero_grad()
+            loss = ((model(x) - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+            seen.append(curvewatch.gradient_norms(model))
+            curvewatch.log({"batch_loss": loss.item()})
+        curvewatch.log({"epoch": epoch, "val_loss": loss.item()})  # no backward since
+    curvewatch.finish()
+    history, layers = read_history(run.path), read_layers(run.path)
+    for epoch, norms in ((1, seen[:3]), (2, seen[3:])):
+        row = history[history["epoch"] == epoch].iloc[0]
+        assert row["grad_norm"] == pytest.approx(np.mean([n.total for n in norms]))
+        assert row["grad_norm_max"] == pytest.approx(max(n.total for n in norms))
+        by_layer = layers[layers["epoch"] == epoch].iloc[0]
+        for name in norms[0].layers:
+            rms = np.sqrt(np.mean([n.layers[name] ** 2 for n in norms]))
+            assert by_layer[name] == pytest.approx(rms)
+
+
+@pytest.mark.parametrize("args, error, message", [
+    ((torch.nn.Linear(2, 1),), None, None),
+    ((torch.nn.Linear(2, 1),), ValueError, "watch\\(log=...\\) must be one of"),
+    (("model",), TypeError, "watch\\(\\) takes torch modules, got str"),
+])
+def test_watch_with_parameters_records_nothing_and_refuses_what_is_not_a_module(
+        runs_dir, args, error, message):
+    run = curvewatch.init(runs_dir=runs_dir)
+    log = "parameters" if error is None else "histograms"
+    if error is None:
+        curvewatch.watch(*args, log=log)
+        args[0](torch.ones(1, 2)).sum().backward()
+        curvewatch.log({"epoch": 1, "val_loss": 1.0})
+        curvewatch.finish()
+        assert "grad_norm" not in read_history(run.path)
+    else:
+        with pytest.raises(error, match=message):
+            curvewatch.watch(*args, log="gradients" if error is TypeError else log)
+
+
 def run_script(tmp_path, code):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CURVEWATCH_RUNS")}
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path, env=env,
@@ -317,7 +366,8 @@ def test_the_wandb_style_example_runs_unchanged_and_is_diagnosed(tmp_path):
     assert info.state == "completed" and info.config["epochs"] == 20
     history = read_history(run)
     assert history["epoch"].tolist() == list(range(1, 21))
-    assert history[["train_loss", "val_loss", "val_acc"]].notna().all().all(), "no gaps"
+    assert history[["train_loss", "val_loss", "val_acc", "grad_norm"]].notna().all().all()
+    assert len(read_layers(run)) == 20, "wandb.watch: per-layer gradient norms every epoch"
     assert len(read_steps(run)) == 20 * 14, "one step line per batch (426 rows, 32 a batch)"
     findings = diagnose(history)
     assert all(f.kind != "divergence" for f in findings), [f.message for f in findings]
