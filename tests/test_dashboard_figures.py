@@ -251,13 +251,14 @@ def test_filter_sort_and_runs_frame():
     assert [r.id for r in tables.sort_runs(runs)] == ["r3", "r2", "r1"]
     frame = tables.runs_frame(runs, {"r2": [("divergence", "critical")]})
     row = frame.set_index("id").loc["r1"]
-    assert row["progress"] == 0.5 and row["epoch"] == "5/10" and row["eta"] == "10s"
-    assert frame.set_index("id").loc["r2", "flags"] == "divergence‼"
+    assert row["progress"] == 50 and row["epoch"] == "5/10" and row["eta"] == "10s"
+    assert frame.set_index("id").loc["r2", "flags"] == "✖ divergence"
+    assert frame.set_index("id").loc["r2", "severity"] == "critical"
 
 
 def test_summary_row_best_epoch_and_gap():
     s = tables.summary_row(_hist(), [("overfitting", "warning")])
-    assert s["best epoch"] == 10 and s["epochs"] == 30 and s["flags"] == "overfitting!"
+    assert s["best epoch"] == 10 and s["epochs"] == 30 and s["flags"] == "⚠ overfitting"
     assert s["final gap (val-train)"] == pytest.approx(
         _hist()["val_loss"].iloc[-1] - _hist()["train_loss"].iloc[-1])
 

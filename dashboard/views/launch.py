@@ -68,6 +68,9 @@ with st.form(state.LAUNCH_FORM):
         parallel = st.text_input("parallel", value="1", key=state.LAUNCH_PARALLEL,
                                  help="members of a group training at once on this machine")
     submitted = st.form_submit_button("Launch", type="primary", key=state.LAUNCH_SUBMIT)
+    # the spinner and the answer show here, by the button the user just pressed (below the
+    # form they would be out of sight)
+    feedback = st.empty()
 
 if submitted:
     cfg, problem = launch_form.validate(values)
@@ -86,20 +89,21 @@ if submitted:
         except launch_policy.Refused as e:
             refusal = str(e)
     if problem or name_problem or refusal:
-        st.error(f"python -m trainer run: error: {problem or name_problem or refusal}")
+        feedback.error(f"python -m trainer run: error: {problem or name_problem or refusal}")
     else:
         tag_list = [t.strip() for t in tags.split(",") if t.strip()]
-        with st.spinner("Starting the run…"):
+        with feedback, st.spinner("Starting the run… (loading the data and building the model "
+                                  "first, a few seconds)"):
             res = actions.launch_run(root, run_name.strip(), opts, tag_list,
                                      group_options=group_opts)
         if res.ok and res.run_id:
             st.session_state[state.LAUNCH_RESULT] = res.run_id
-            st.success(f"Started {res.run_id}")
+            feedback.success(f"Started {res.run_id}")
             if data.is_group(root, res.run_id):  # --repeat / --validation kfold: a group
                 state.go("group", **{state.QP_GROUP: res.run_id})
             state.go("run", **{state.QP_RUN: res.run_id})
         else:
-            st.error(res.message or f"the trainer exited with status {res.returncode}")
+            feedback.error(res.message or f"the trainer exited with status {res.returncode}")
 
 with st.expander("The same run from a shell"):
     argv = ["python", "-m", "trainer", "run", "--detach", "--runs-dir", str(root)]

@@ -130,7 +130,8 @@ event = st.dataframe(
     height=min(38 + 35 * len(frame), 720), column_order=RUNS_COLUMNS,
     column_config=RUNS_COLUMN_CONFIG)
 picked = [on_screen[i] for i in event.selection.rows if i < len(on_screen)]
-selected = [rid for rid in wanted if rid not in on_screen] + picked
+selected = ([rid for rid in wanted if rid not in on_screen or rid in picked]
+            + [rid for rid in picked if rid not in wanted])  # in the URL's order, new ones last
 if selected:
     st.query_params[state.QP_RUNS] = ",".join(selected)
 elif state.QP_RUNS in st.query_params:

@@ -1,0 +1,162 @@
+"""Run page notes and tags, the Runs page search over config values and its table, the Launch
+answer by its button (issue 16 points 9, 13 and 14), with AppTest over runs written by
+tracking.Run (no training: fast)."""
+import json
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard import tables
+from tracking import Run, read_run
+from tracking.annotate import annotate_run
+from tracking.jsonio import read_json, update_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dashboard_fixtures as dfx  # noqa: E402
+
+VIEWS = dfx.ROOT / "dashboard" / "views"
+
+
+def _run(root: Path, name: str, *, lr: float, state: str = "completed", notes: str = "",
+         epochs: int = 4, **finish) -> str:
+    run = Run.create(root, name=name, config=dfx.base_config(lr=lr, epochs=epochs),
+                     epochs=epochs, tags=["base"], notes=notes, heartbeat_seconds=0)
+    for e in range(1, epochs + 1):
+        run.log_epoch(epoch=e, train_loss=1.0 / e, val_loss=1.1 / e, lr=lr)
+    if state != "running":
+        run.finish(state, **finish)
+    else:
+        run.close()
+    return run.id
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    ids = {"slow": _run(root, "slow", lr=0.001, notes="baseline"),
+           "fast": _run(root, "fast", lr=0.01),
+           "half": _run(root, "half", lr=0.1, state="stopped", epochs=4)}
+    monkeypatch.setenv("CURVEWATCH_RUNS", str(root))
+    monkeypatch.chdir(dfx.ROOT)
+    return root, ids
+
+
+def page(name: str, **query) -> AppTest:
+    at = AppTest.from_file(str(VIEWS / f"{name}.py"), default_timeout=60)
+    for k, v in query.items():
+        at.query_params[k] = v
+    return at
+
+
+def test_run_page_shows_the_runs_notes_and_saves_edited_notes_and_tags(runs):
+    root, ids = runs
+    rid = ids["slow"]
+    at = page("run", run=rid).run()
+    assert not at.exception
+    assert "baseline" in [c.value for c in at.caption]
+    assert at.text_area(key=f"run-notes-{rid}").value == "baseline"
+    at.text_area(key=f"run-notes-{rid}").set_value("lr too small?\nsee the fast run")
+    at.text_input(key=f"run-tags-{rid}").set_value("base, lr-sweep, base")
+    at.button(key="run-save-notes").click().run()
+    assert not at.exception and not at.error
+    saved = read_json(root / rid / "run.json")
+    assert saved["notes"] == "lr too small?\nsee the fast run"
+    assert saved["tags"] == ["base", "lr-sweep"]
+    assert saved["config"]["lr"] == 0.001  # the rest of run.json is kept
+    assert "lr-sweep" in at.markdown[0].value  # the header shows the new tags
+
+
+def test_run_page_refuses_a_tag_it_cannot_keep_naming_it(runs):
+    root, ids = runs
+    rid = ids["fast"]
+    at = page("run", run=rid).run()
+    at.text_input(key=f"run-tags-{rid}").set_value("ok, " + "x" * 70)
+    at.button(key="run-save-notes").click().run()
+    assert "Not saved" in at.error[0].value and "at most 64 characters" in at.error[0].value
+    assert read_json(root / rid / "run.json")["tags"] == ["base"]
+
+
+def test_a_note_saved_while_another_process_rewrites_run_json_waits_and_both_changes_stay(runs):
+    """annotate_run and every other rewrite of run.json (a resume's epochs, Run.update_config)
+    are read-modify-writes under one lock: a note saved in the middle of another rewrite waits
+    for it, then applies to what it wrote, so neither change is lost."""
+    root, ids = runs
+    run_dir = root / ids["half"]
+    saver = threading.Thread(target=annotate_run, args=(run_dir,), kwargs={"notes": "kept"})
+
+    def resume_rewrite(info):  # what trainer.cli does for resume --epochs, lock held
+        info["config"]["epochs"] = 40
+        saver.start()
+        saver.join(timeout=0.5)
+        assert saver.is_alive(), "the note was written while another rewrite held the lock"
+        return info
+
+    update_json(run_dir / "run.json", resume_rewrite)
+    saver.join(timeout=30)
+    final = read_json(run_dir / "run.json")
+    assert final["notes"] == "kept" and final["config"]["epochs"] == 40
+
+
+def test_runs_search_matches_config_values_and_notes(runs):
+    root, ids = runs
+    at = page("runs").run()
+    at.text_input(key="runs-text").set_value("lr=0.01").run()
+    assert list(at.dataframe[0].value["id"]) == [ids["fast"]]
+    at.text_input(key="runs-text").set_value("lr=1e-1").run()  # the same number spelled apart
+    assert list(at.dataframe[0].value["id"]) == [ids["half"]]
+    at.text_input(key="runs-text").set_value("optimizer=adam baseline").run()
+    assert list(at.dataframe[0].value["id"]) == [ids["slow"]]
+    at.text_input(key="runs-text").set_value("lr=0.5").run()
+    assert at.dataframe[0].value.empty
+
+
+def test_runs_table_shows_whole_percent_in_a_neutral_bar_and_flags_by_severity(runs):
+    root, ids = runs
+    at = page("runs").run()
+    table = at.dataframe[0].value.set_index("id")
+    assert table.loc[ids["fast"], "progress"] == 100 and table.loc[ids["half"], "progress"] == 100
+    columns = json.loads(at.dataframe[0].proto.columns)
+    progress = columns["progress"]["type_config"]
+    assert progress["format"] == "%d%%" and progress["max_value"] == 100
+    assert progress.get("color") not in (None, "red", "primary")  # a finished run is not red
+    assert "✖ critical" in columns["flags"]["help"]
+    # the columns a user scans (their fit in 1,400 px is measured in the browser test)
+    shown = list(at.dataframe[0].proto.column_order)
+    assert shown == ["open", "state", "progress", "flags", "best val loss", "best epoch",
+                     "lr", "optimizer", "hidden"]
+    assert columns["open"]["label"] == "run"  # the name, linking to the Run page
+    assert table.loc[ids["fast"], "open"] == f"/run?run={ids['fast']}#fast"
+
+
+def test_a_flags_cell_takes_the_colour_of_its_worst_severity():
+    frame = tables.runs_frame([], {})
+    frame.loc[0, ["id", "flags", "severity"]] = ["r", "⚠ overfitting · ✖ divergence",
+                                                 "critical"]
+    frame.loc[1, ["id", "flags", "severity"]] = ["s", "", None]
+    html = tables.styled_runs(frame).to_html()
+    assert html.count(f"color: {tables.SEVERITY_TEXT['critical']}") == 1
+    assert tables.worst_severity([("plateau", "info"), ("overfitting", "warning")]) == "warning"
+
+
+def test_trainer_run_notes_option_writes_the_notes_and_refuses_a_control_character(tmp_path):
+    done = dfx.trainer("run", "--runs-dir", str(tmp_path), "--dataset", "blobs", "--epochs", "1",
+                       "--hidden", "8", "--notes", "first try", "--name", "noted")
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert read_run(run_dir).notes == "first try"
+    bad = dfx.trainer("run", "--runs-dir", str(tmp_path), "--dataset", "blobs", "--epochs", "1",
+                      "--notes", "a\x07b")
+    assert bad.returncode == 2 and "notes must not contain control characters" in bad.stderr
+
+
+def test_launch_answers_right_under_its_button_not_below_the_form(runs):
+    at = page("launch").run()
+    at.text_input(key="launch-lr").set_value("abc")
+    at.button(key="launch-submit").click().run()
+    form = at.get("form")[0]
+    last_two = [child.type for child in form.children.values()][-2:]
+    assert last_two == ["button", "error"], last_two  # the answer follows the Launch button
+    assert "lr must be a number, got 'abc'" in form.error[0].value
