@@ -75,8 +75,7 @@ class Rows:
         data = flatten(data)
         out: list[Line] = []
         if step is not None:
-            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-                raise ValueError(f"step must be an int >= 0, got {step!r}")
+            step = _whole(step)
             if step < self.step:
                 raise ValueError(f"step must not go back: got step {step} after step "
                                  f"{self.step} (steps only increase, as in wandb)")
@@ -197,6 +196,14 @@ class Rows:
 
     def _shown(self, epoch: int) -> int:
         return epoch - (self._offset or 0)
+
+
+def _whole(step: Any) -> int:
+    """A step as an int: ints, numpy integers, one-element integer tensors; else ValueError."""
+    value = scalar("step", step) if not isinstance(step, (bool, int)) else step
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"step must be an int >= 0, got {step!r}")
+    return value
 
 
 def is_validation(key: str) -> bool:

@@ -124,8 +124,8 @@ def test_two_keys_naming_the_same_column_keep_one_column_each():
 
 def test_numpy_scalars_and_one_element_tensors_are_logged_as_numbers():
     epochs, _ = assemble([({"epoch": np.int64(1), "val_loss": np.float32(0.5),
-                            "train_loss": torch.tensor(0.25)}, {})])
-    assert epochs == [(1, {"val_loss": 0.5, "train_loss": 0.25, "step": 0})]
+                            "train_loss": torch.tensor(0.25)}, {"step": np.int64(4)})])
+    assert epochs == [(1, {"val_loss": 0.5, "train_loss": 0.25, "step": 4})]
 
 
 def test_values_logged_after_the_last_epoch_are_left_for_the_summary():
@@ -143,6 +143,7 @@ def test_values_logged_after_the_last_epoch_are_left_for_the_summary():
      "epoch 2 was logged after epoch 3"),
     ([({"epoch": 0.5, "val_loss": 1}, {})], "epoch must be a whole number >= 0, got 0.5"),
     ([({"a": 1}, {"step": -1})], "step must be an int >= 0, got -1"),
+    ([({"a": 1}, {"step": 2.5})], "step must be an int >= 0, got 2.5"),
 ])
 def test_steps_and_epochs_that_go_back_or_are_not_whole_are_refused(calls, message):
     with pytest.raises(ValueError, match=message):
