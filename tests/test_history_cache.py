@@ -147,6 +147,7 @@ PLAIN_ONLY = {
     "epoch 0": [{"epoch": 0, "x": 1}],
     "string epoch": [{"epoch": "501"}],
     "int past int64": [{"epoch": 501, "big": 2**70}],
+    "negative int past int64": [{"epoch": 501, "big": -(2**64)}],
     "ISO date text": [{"epoch": 501, "when": "2026-01-01"}],
     "a key named absent": [{"epoch": 501, "absent": "x"}],
     "duplicate key": [b'{"epoch": 501, "a": 1, "a": 2}'],
