@@ -1,0 +1,250 @@
+"""curvewatch.lightning with the real Lightning: CurvewatchLogger writes one row per epoch with
+the values Lightning logged (checked against Lightning's own CSVLogger in the same fit),
+DiagnosisEarlyStopping ends an overfitting run, and the quick start in docs/integrations.md
+runs as written."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import runpy
+import warnings
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lightning")
+import lightning.pytorch as L  # noqa: E402
+import torch  # noqa: E402
+from lightning.pytorch.loggers import CSVLogger  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+from torch import nn  # noqa: E402
+
+from curvewatch.lightning import (  # noqa: E402
+    CurvewatchLogger,
+    DiagnosisEarlyStopping,
+    GradNormMonitor,
+)
+from diagnosis import diagnose  # noqa: E402
+from tracking import read_history, read_layers, read_run, read_steps  # noqa: E402
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One torch thread: on a loaded 2-core machine torch's thread a core stalls each step on
+    the others (docs/testing.md, rule 3)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class Digits(L.LightningModule):
+    """An MLP on sklearn's digits; `step_loss` also logs the training loss on every step."""
+
+    def __init__(self, lr: float = 1e-2, hidden: int = 64, step_loss: bool = False,
+                 fail_at_epoch: int | None = None):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                                 nn.ReLU(), nn.Linear(hidden, 10))
+
+    def training_step(self, batch, _):
+        if self.current_epoch == self.hparams.fail_at_epoch:
+            raise RuntimeError("the data loader broke")
+        x, y = batch
+        out = self.net(x)
+        loss = nn.functional.cross_entropy(out, y)
+        self.log("train_loss", loss, on_step=self.hparams.step_loss, on_epoch=True)
+        self.log("train_acc", (out.argmax(1) == y).float().mean(), on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, _):
+        x, y = batch
+        out = self.net(x)
+        self.log("val_loss", nn.functional.cross_entropy(out, y))
+        self.log("val_acc", (out.argmax(1) == y).float().mean())
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+
+def loaders(n_train: int, batch_size: int, label_noise: float = 0.0):
+    """Train and validation loaders on digits (fixed split; `label_noise` of the training
+    labels redrawn at random, which a big enough model memorises: it overfits)."""
+    x, y = load_digits(return_X_y=True)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y)
+    perm = torch.randperm(len(x), generator=g)
+    tr, va = perm[:n_train], perm[n_train:n_train + 500]
+    y_tr = y[tr].clone()
+    noisy = torch.rand(n_train, generator=g) < label_noise
+    y_tr[noisy] = torch.randint(0, 10, (int(noisy.sum()),), generator=g)
+    data = torch.utils.data
+    return (data.DataLoader(data.TensorDataset(x[tr], y_tr), batch_size=batch_size,
+                            shuffle=True, generator=g),
+            data.DataLoader(data.TensorDataset(x[va], y[va]), batch_size=500))
+
+
+def trainer(tmp: Path, **kw) -> L.Trainer:
+    opts = dict(enable_progress_bar=False, enable_checkpointing=False,
+                enable_model_summary=False, default_root_dir=tmp, accelerator="cpu",
+                log_every_n_steps=2)
+    return L.Trainer(**{**opts, **kw})
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """One 4-epoch fit validating every 2nd epoch, logged by Curvewatch and by Lightning's
+    CSVLogger side by side."""
+    tmp = tmp_path_factory.mktemp("lightning")
+    torch.manual_seed(0)
+    cw = CurvewatchLogger(tmp / "runs", name="digits-lightning", tags=["pl"])
+    csv_logger = CSVLogger(tmp / "csv", name="digits")
+    t = trainer(tmp, max_epochs=4, check_val_every_n_epoch=2, logger=[cw, csv_logger],
+                callbacks=[GradNormMonitor()])
+    t.fit(Digits(lr=3e-3, step_loss=True), *loaders(400, 64))
+    with open(Path(csv_logger.log_dir) / "metrics.csv") as f:
+        logged = list(csv.DictReader(f))
+    return cw.run.path, logged
+
+
+def csv_values(logged: list[dict], name: str) -> dict[int, list[float]]:
+    """Lightning epoch -> the values CSVLogger wrote for `name`, in order."""
+    out: dict[int, list[float]] = {}
+    for row in logged:
+        if row.get(name):
+            out.setdefault(int(row["epoch"]), []).append(float(row[name]))
+    return out
+
+
+def test_a_run_folder_gets_one_row_per_epoch_counted_from_1(fitted):
+    run_dir, _ = fitted
+    history = read_history(run_dir)
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+    info = read_run(run_dir)
+    assert info.state == "completed" and info.name == "digits-lightning"
+
+
+def test_rows_hold_the_values_lightning_logged(fitted):
+    run_dir, logged = fitted
+    history = read_history(run_dir).set_index("epoch")
+    for name, column in [("train_loss_epoch", "train_loss"), ("train_acc_epoch", "train_acc"),
+                         ("grad_norm_epoch", "grad_norm")]:
+        by_epoch = csv_values(logged, name)
+        assert sorted(by_epoch) == [0, 1, 2, 3], name
+        for epoch, [value] in by_epoch.items():
+            assert history.loc[epoch + 1, column] == pytest.approx(value, rel=1e-6), name
+    for name in ("val_loss", "val_acc"):
+        by_epoch = csv_values(logged, name)
+        assert sorted(by_epoch) == [1, 3]  # check_val_every_n_epoch=2
+        for epoch, [value] in by_epoch.items():
+            assert history.loc[epoch + 1, name] == pytest.approx(value, rel=1e-6)
+
+
+def test_epochs_without_validation_leave_val_absent_not_nan_and_no_divergence(fitted):
+    run_dir, _ = fitted
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert ["val_loss" in line for line in lines] == [False, True, False, True]
+    history = read_history(run_dir)
+    assert history["absent"].tolist()[0::2] == ["val_acc,val_loss"] * 2
+    kinds = {f.kind for f in diagnose(history)}
+    assert "divergence" not in kinds
+
+
+def test_hyperparameters_fill_the_config_and_tags_are_kept(fitted):
+    run_dir, _ = fitted
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["config"] == {"lr": 3e-3, "hidden": 64, "step_loss": True,
+                              "fail_at_epoch": None}
+    assert info["tags"] == ["pl"]
+
+
+def test_per_step_values_go_to_steps_and_gradient_norms_to_layers(fitted):
+    run_dir, logged = fitted
+    steps = read_steps(run_dir)
+    step_losses = [v for e in sorted(csv_values(logged, "train_loss_step"))
+                   for v in csv_values(logged, "train_loss_step")[e]]
+    assert steps["loss"].tolist() == pytest.approx(step_losses, rel=1e-6)
+    assert steps["grad_norm"].notna().all()
+    layers = read_layers(run_dir)
+    assert layers["epoch"].tolist() == [1, 2, 3, 4]
+    assert {"net.0.weight", "net.4.bias"} <= set(layers.columns)
+    assert (layers.drop(columns="epoch") > 0).all().all()
+
+
+def test_diagnosis_early_stopping_ends_an_overfitting_run(tmp_path):
+    torch.manual_seed(0)
+    cw = CurvewatchLogger(tmp_path / "runs", name="overfit")
+    stopper = DiagnosisEarlyStopping(kinds=("overfitting",))
+    t = trainer(tmp_path, max_epochs=100, logger=cw, callbacks=[stopper])
+    t.fit(Digits(lr=1e-2, hidden=256), *loaders(100, 100, label_noise=0.3))
+    assert t.current_epoch < 100 and stopper.finding is not None
+    info = read_run(cw.run.path)
+    assert info.state == "early_stopped"
+    assert info.status["stopped_by"]["kind"] == "overfitting"
+    assert info.status["stop_reason"] == stopper.finding.message
+    history = read_history(cw.run.path)
+    # the row the decision was made on is the last one: Lightning trained no epoch after it
+    assert history["epoch"].tolist() == list(range(1, t.current_epoch + 1))
+    assert stopper.stopped_epoch + 1 == history["epoch"].iloc[-1]
+    assert "overfitting" in {f.kind for f in diagnose(history) if f.ongoing}
+
+
+def test_diagnosis_early_stopping_rejects_unknown_kinds():
+    with pytest.raises(ValueError, match="'overfit'"):
+        DiagnosisEarlyStopping(kinds=("overfit",))
+
+
+def test_diagnosis_early_stopping_without_a_curvewatch_logger_says_so(tmp_path):
+    t = trainer(tmp_path, max_epochs=1, logger=CSVLogger(tmp_path),
+                callbacks=[DiagnosisEarlyStopping()])
+    with pytest.raises(ValueError, match="needs a CurvewatchLogger.*CSVLogger"):
+        t.fit(Digits(), *loaders(64, 64))
+
+
+def test_an_exception_in_training_marks_the_run_failed_with_its_traceback(tmp_path):
+    cw = CurvewatchLogger(tmp_path / "runs", name="broken")
+    t = trainer(tmp_path, max_epochs=3, logger=cw)
+    with pytest.raises(RuntimeError, match="the data loader broke"):
+        t.fit(Digits(fail_at_epoch=1), *loaders(64, 64))
+    info = read_run(cw.run.path)
+    assert info.state == "failed"
+    assert "the data loader broke" in info.status["error"]
+    assert read_history(cw.run.path)["epoch"].tolist() == [1]
+
+
+def test_metrics_logged_after_fit_are_not_dropped_silently(tmp_path):
+    cw = CurvewatchLogger(tmp_path / "runs", name="then-test")
+    t = trainer(tmp_path, max_epochs=1, logger=cw)
+    model = Digits()
+    train, val = loaders(64, 64)
+    t.fit(model, train, val)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t.validate(model, val, verbose=False)
+    assert any("did not record val_acc, val_loss" in str(w.message)
+               and "after fit" in str(w.message) for w in caught)
+
+
+def quick_start() -> str:
+    text = (ROOT / "docs" / "integrations.md").read_text()
+    return text.split("<!-- lightning quick start -->", 1)[1].split("```python\n", 1)[1] \
+        .split("```", 1)[0]
+
+
+def test_the_quick_start_in_the_docs_is_the_example_and_runs(tmp_path, monkeypatch):
+    example = ROOT / "examples" / "lightning_quickstart.py"
+    assert quick_start() in example.read_text()
+    monkeypatch.setenv("CURVEWATCH_RUNS", str(tmp_path / "runs"))
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(example), run_name="__main__")  # as `python lightning_quickstart.py` runs it
+    [run] = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")]
+    info = read_run(run)
+    assert info.state in ("completed", "early_stopped")
+    history = read_history(run)
+    assert len(history) >= 2 and {"train_loss", "val_loss"} <= set(history.columns)
+    assert all(math.isfinite(v) for v in history["train_loss"])
