@@ -214,18 +214,23 @@ def is_validation(key: str) -> bool:
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested dicts as `outer/inner` keys, each value a number, bool, string or None.
     Raises TypeError naming the key of anything else (images, tables, histograms)."""
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise TypeError(f"log() takes a dict of metrics, got {type(data).__name__}")
     out: dict[str, Any] = {}
     for key, value in data.items():
-        if not isinstance(key, str) or not key:
+        if type(key) is not str or not key:
             raise TypeError(f"metric names must be non-empty strings, got {key!r}")
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
+        name = prefix + key if prefix else key
+        if type(value) in _PLAIN:  # the common case first: a log call per batch is hot
+            out[name] = value
+        elif isinstance(value, Mapping):
             out.update(flatten(value, f"{name}/"))
         else:
             out[name] = scalar(name, value)
     return out
+
+
+_PLAIN = frozenset((float, int, str, bool, type(None)))
 
 
 def scalar(name: str, value: Any) -> Any:
