@@ -25,7 +25,11 @@ import pandas as pd
 import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
 import pyarrow.ipc as ipc  # type: ignore[import-untyped]
 import pyarrow.json as pj  # type: ignore[import-untyped]
-from pandas.api.internals import create_dataframe_from_blocks
+
+try:  # pandas >= 2.3: frames from ready blocks (pyarrow's own to_pandas uses it)
+    from pandas.api.internals import create_dataframe_from_blocks  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - older pandas: table.to_pandas()
+    create_dataframe_from_blocks = None
 
 from . import jsonio, safeio
 from .jsonl import MAX_LINE_BYTES, MAX_READ_BYTES
@@ -273,16 +277,19 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     """table.to_pandas(), built from one 2-D block per dtype where every column is a whole
     int64 or a double (a history's usual shape): half the time, which counts for 100 runs."""
     kinds: dict[int, list[int]] = {_INT: [], _FLOAT: []}
+    frame: pd.DataFrame
     for i, col in enumerate(table.columns):
         kind = col.type.id
-        if kind not in kinds or (kind == _INT and col.null_count):
-            frame: pd.DataFrame = table.to_pandas(use_threads=False)
+        if kind not in kinds or (kind == _INT and col.null_count) \
+                or create_dataframe_from_blocks is None:
+            frame = table.to_pandas(use_threads=False)
             return frame
         kinds[kind].append(i)
     blocks = [(np.vstack([table.column(i).to_numpy() for i in idx]), np.array(idx))
               for idx in kinds.values() if idx]
-    return create_dataframe_from_blocks(blocks, index=pd.RangeIndex(table.num_rows),
-                                        columns=_columns(tuple(table.column_names)))
+    frame = create_dataframe_from_blocks(blocks, index=pd.RangeIndex(table.num_rows),
+                                         columns=_columns(tuple(table.column_names)))
+    return frame
 
 
 _indexes: dict[tuple[str, ...], pd.Index] = {}
