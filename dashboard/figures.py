@@ -17,13 +17,15 @@ from plotly.subplots import make_subplots
 
 from tracking.aggregate import curve_stats
 
-from .series import downsample_minmax, smooth_ema
+from .downsample import SCREEN_POINTS, downsample
+from .series import smooth_ema
 
 TEMPLATE = "plotly_white"
 #: Above this many points a trace is drawn with WebGL (Scattergl).
 WEBGL_POINTS = 5_000
-#: Above this many points a trace is also downsampled, keeping each bucket's extremes.
-MAX_POINTS = 10_000
+#: Above this many points a trace is also downsampled to screen resolution, keeping each
+#: bucket's extremes (dashboard.downsample).
+MAX_POINTS = SCREEN_POINTS
 TRAIN_COLOR = "#1f77b4"
 VAL_COLOR = "#ff7f0e"
 TEST_COLOR = "#2ca02c"
@@ -120,7 +122,7 @@ def line_trace(x: Sequence[float], y: Sequence[float], *, name: str, color: str,
     y = np.asarray(y, dtype=float)
     cls = go.Scattergl if len(y) > WEBGL_POINTS else go.Scatter
     if len(y) > max_points:
-        x, y = downsample_minmax(x, y, max_points)
+        x, y = downsample(x, y, max_points)
     # plotly shows NaN as a gap; +/-inf would be dropped silently, so draw them as gaps too
     y = np.where(np.isfinite(y), y, np.nan)
     return cls(x=x, y=y, mode="lines", name=name, opacity=opacity, showlegend=showlegend,

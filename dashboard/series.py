@@ -1,11 +1,13 @@
-"""Pure series helpers for display: TensorBoard's debiased EMA and extreme-preserving
-downsampling. Display only: flags and diagnosis always use the raw values."""
+"""Pure series helpers for display: TensorBoard's debiased EMA (downsampling lives in
+dashboard.downsample). Display only: flags and diagnosis always use the raw values."""
 from __future__ import annotations
 
 import math
 from typing import Sequence
 
 import numpy as np
+
+from .downsample import downsample as downsample_minmax  # noqa: F401  (its old home)
 
 #: Default smoothing weight (TensorBoard's scalarSmoothing) and the largest one offered.
 DEFAULT_SMOOTHING = 0.6
@@ -36,27 +38,3 @@ def smooth_ema(values: Sequence[float], weight: float = DEFAULT_SMOOTHING) -> np
         debias = 1.0 if w == 1.0 else 1.0 - w ** n
         out[i] = last / debias
     return out
-
-
-def downsample_minmax(x: Sequence[float], y: Sequence[float], max_points: int
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Keep at most ~max_points points while keeping every bucket's minimum and maximum
-    (and the first and last point), so spikes survive. Non-finite points are always kept: a
-    diverging run must still show where it went to NaN. Vectorised (two sorts, no loop)."""
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    n = len(y)
-    if n <= max_points or max_points < 4:
-        return x, y
-    buckets = max(1, (max_points - 2) // 2)
-    bucket = (np.arange(n) * buckets) // n
-    finite = np.isfinite(y)
-    lo = np.where(finite, y, np.inf)
-    hi = np.where(finite, -y, np.inf)
-    first = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-    order_lo = np.lexsort((lo, bucket))  # within each bucket, smallest first
-    order_hi = np.lexsort((hi, bucket))  # within each bucket, largest first
-    keep = np.concatenate([[0, n - 1], order_lo[first], order_hi[first],
-                           np.flatnonzero(~finite)])
-    idx = np.unique(keep)
-    return x[idx], y[idx]
