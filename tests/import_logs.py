@@ -228,43 +228,50 @@ def keras_style_run(logdir: Path, epochs: int = 2) -> dict[str, list[float]]:
     return logged
 
 
-def transformers_style_run(logdir: Path, epochs: int = 3, logging_steps: int = 5
-                           ) -> dict[str, Any]:
-    """What transformers' TensorBoardCallback writes for `Trainer(eval_strategy="epoch",
-    logging_steps=...)` followed by a final `trainer.evaluate(test_set)`:
-    `add_scalar(k, v, state.global_step)` for each key of each log, renamed as its
-    `rewrite_logs` does (`train/loss`, `train/learning_rate`, `train/epoch` with HF's
-    fractional epoch; `eval/loss`, `eval/runtime`); the final evaluate() logs `eval/loss`
-    again at the last step. Through torch's SummaryWriter, which the callback uses."""
-    from torch.utils.tensorboard import SummaryWriter
-    w = SummaryWriter(str(logdir))
-    n_steps = steps_per_epoch()
-    logged: dict[str, Any] = {"eval": [], "eval_steps": [], "epoch_at_eval": []}
-    window: list[float] = []
+def transformers_run(output_dir: Path, epochs: int = 3) -> dict[str, Any]:
+    """transformers' Trainer with `report_to=["tensorboard"]`, evaluating every epoch,
+    `load_best_model_at_end=True`, then `trainer.evaluate(test_set)`, which logs `eval/loss`
+    again at the last step. The model is a plain MLP on breast_cancer (no download). Its
+    TensorBoard run is under `output_dir/runs`. Returns the trainer's `log_history` and the
+    final evaluate()'s metrics."""
+    from transformers import Trainer, TrainingArguments
 
-    def on_step(step: int, loss: float) -> None:
-        window.append(loss)
-        global_step = step + 1
-        if global_step % logging_steps == 0:
-            for k, v in (("train/loss", sum(window) / len(window)),
-                         ("train/learning_rate", 0.05),
-                         ("train/epoch", global_step / n_steps)):
-                w.add_scalar(k, v, global_step)
-            window.clear()
+    xt, yt, xv, yv, xs, ys = breast_cancer_tensors()
 
-    def on_epoch(epoch: int, step: int, vl: float, va: float, lr: float) -> None:
-        for k, v in (("eval/loss", vl), ("eval/runtime", 0.01), ("train/epoch", epoch + 1.0)):
-            w.add_scalar(k, v, step)
-        logged["eval"].append(f32(vl))
-        logged["eval_steps"].append(step)
-        logged["epoch_at_eval"].append(epoch + 1.0)
+    class Rows(torch.utils.data.Dataset):  # type: ignore[type-arg]
+        def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+            self.x, self.y = x, y
 
-    final = sgd_loop(epochs, on_step, on_epoch)
-    for k, v in (("eval/loss", final), ("eval/runtime", 0.01), ("train/epoch", float(epochs))):
-        w.add_scalar(k, v, logged["eval_steps"][-1])  # evaluate() after training: same step
-    logged["final_evaluate"] = f32(final)
-    w.close()
-    return logged
+        def __len__(self) -> int:
+            return len(self.x)
+
+        def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+            return {"x": self.x[i], "labels": self.y[i]}
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Linear(30, 16), torch.nn.ReLU(),
+                                           torch.nn.Linear(16, 2))
+
+        def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+            out = self.net(x)
+            return {"loss": torch.nn.functional.cross_entropy(out, labels), "logits": out}
+
+    torch.manual_seed(0)
+    args = TrainingArguments(
+        output_dir=str(output_dir), report_to=["tensorboard"], num_train_epochs=epochs,
+        per_device_train_batch_size=32, per_device_eval_batch_size=256, learning_rate=0.05,
+        optim="sgd", lr_scheduler_type="constant", eval_strategy="epoch",
+        save_strategy="epoch", save_total_limit=1, load_best_model_at_end=True,
+        logging_steps=5, use_cpu=True, disable_tqdm=True, seed=0)
+    trainer = Trainer(model=Model(), args=args, train_dataset=Rows(xt, yt),
+                      eval_dataset=Rows(xv, yv))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.train()
+        final = trainer.evaluate(Rows(xs, ys))
+    return {"log_history": trainer.state.log_history[:-1], "final": final}
 
 
 def keras_csv_run(path: Path, epochs: int = 4) -> dict[str, list[float]]:

@@ -20,7 +20,7 @@ from import_logs import (
     keras_style_run,
     lightning_run,
     sgd_loop,
-    transformers_style_run,
+    transformers_run,
 )
 from tracking import list_runs, read_history, read_run, read_steps
 from tracking.import_rows import column_for, map_tags
@@ -382,21 +382,24 @@ def test_a_train_loss_at_the_global_step_beside_a_val_loss_at_the_epoch_is_not_m
     assert f"train_loss: {len(train)} points counted on another step axis" in out
 
 
-def test_a_step_logged_twice_keeps_the_epochs_val_loss_and_the_later_point_in_steps(
+@pytest.mark.slow
+def test_transformers_final_evaluate_at_the_last_step_leaves_the_epochs_val_loss_in_its_row(
         tmp_path, capsys):
-    logged = transformers_style_run(tmp_path / "tb" / "hf", epochs=3)
-    run, out = imported(capsys, tmp_path / "tb", tmp_path / "runs")
+    logged = transformers_run(tmp_path / "hf", epochs=3)
+    evals = [r for r in logged["log_history"] if "eval_loss" in r]
+    assert len(evals) == 3 and logged["final"]["eval_loss"] != evals[-1]["eval_loss"]
+    run, out = imported(capsys, tmp_path / "hf" / "runs", tmp_path / "runs")
     h = read_history(run)
-    assert h["val_loss"].tolist() == logged["eval"]  # not the final evaluate()'s
-    assert logged["final_evaluate"] != logged["eval"][-1]
+    assert h["val_loss"].tolist() == [f32(r["eval_loss"]) for r in evals]
     steps = read_steps(run)  # both points of the step logged twice, as TensorBoard keeps
-    assert steps["val_loss"].dropna().tolist() == logged["eval"]
-    assert steps["val_loss_again"].dropna().tolist() == [logged["final_evaluate"]]
+    assert steps["val_loss"].dropna().tolist() == [f32(r["eval_loss"]) for r in evals]
+    assert steps["val_loss_again"].dropna().tolist() == [f32(logged["final"]["eval_loss"])]
     assert f"val_loss <- eval/loss: 1 of 4 points logged again at a step logged before " \
-        f"(step {logged['eval_steps'][-1]}); the row keeps the first, steps.jsonl the later " \
-        "as val_loss_again" in out
-    # HF's fractional epoch: the row's is the epoch at the evaluation, not a mean
-    assert h["train_epoch"].tolist() == logged["epoch_at_eval"]
+        f"(step {evals[-1]['step']}); the row keeps the first, steps.jsonl the later as " \
+        "val_loss_again" in out
+    # HF's fractional epoch: a row's is the epoch at its evaluation, not a mean
+    assert h["train_epoch"].tolist() == [f32(r["epoch"]) for r in evals]
+    assert h["step"].tolist() == [r["step"] for r in evals]
 
 
 def test_update_brings_a_run_up_to_date_with_a_log_that_grew(tmp_path, runs_dir, capsys):
