@@ -128,7 +128,7 @@ def assemble(scalars: Mapping[str, Sequence[Scalar]], mapping: Mapping[str, str]
     row is a validation round, which the points up to its step count towards."""
     series = {col: tuple(scalars[tag]) for tag, col in mapping.items() if scalars.get(tag)}
     tag_of = {col: tag for tag, col in mapping.items()}
-    epoch_points = series.pop("epoch", ())
+    epoch_points = tuple(p for p in series.pop("epoch", ()) if math.isfinite(p.value))
     if not series:
         return Assembly((), (), ())
     key_of, keys, shift, elsewhere = _row_keys(series, epoch_points, epoch_base)
@@ -173,9 +173,11 @@ def epoch_lookup(points: Sequence[Scalar]) -> Callable[[int], int]:
     steps (Lightning's LearningRateMonitor logs at the first step of an epoch, with no epoch)
     go by the steps per epoch that every logged (step, epoch) agrees with, or, when none
     does, to the epoch of the next logged step."""
-    tagged = {p.step: int(p.value) for p in points}
+    tagged = {p.step: int(p.value) for p in points if math.isfinite(p.value)}
+    if not tagged:
+        return lambda step: 0
     steps = sorted(tagged)
-    lo = max(s // (e + 1) + 1 for s, e in tagged.items() if e >= 0)
+    lo = max((s // (e + 1) + 1 for s, e in tagged.items() if e >= 0), default=1)
     his = [s // e for s, e in tagged.items() if e > 0]
     per_epoch = lo if not his or lo <= min(his) else None
 
