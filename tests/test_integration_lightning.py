@@ -5,9 +5,11 @@ runs as written."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import runpy
+import sys
 import warnings
 from pathlib import Path
 
@@ -248,3 +250,62 @@ def test_the_quick_start_in_the_docs_is_the_example_and_runs(tmp_path, monkeypat
     history = read_history(run)
     assert len(history) >= 2 and {"train_loss", "val_loss"} <= set(history.columns)
     assert all(math.isfinite(v) for v in history["train_loss"])
+
+
+@pytest.mark.timeout(300)
+def test_under_ddp_rank_zero_writes_the_run_and_its_stop_ends_every_rank(tmp_path):
+    """Two CPU processes (ddp_spawn, gloo). Only rank zero has the history; had rank one not
+    followed its stop, fit would hang here (until the timeout) instead of returning."""
+    sharing = torch.multiprocessing.get_sharing_strategy()
+    # tensors pass to the spawned ranks through files: a small /dev/shm (containers) refuses
+    torch.multiprocessing.set_sharing_strategy("file_system")
+    try:
+        cw = CurvewatchLogger(tmp_path / "runs", name="ddp")
+        t = trainer(tmp_path, max_epochs=100, logger=cw, strategy="ddp_spawn", devices=2,
+                    callbacks=[DiagnosisEarlyStopping(kinds=("overfitting",))])
+        t.fit(Digits(lr=1e-2, hidden=256), *loaders(100, 50, label_noise=0.3))
+    finally:
+        torch.multiprocessing.set_sharing_strategy(sharing)
+    [run] = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")]
+    info = read_run(run)
+    assert info.state == "early_stopped" and info.epoch < 100
+    assert read_history(run)["epoch"].tolist() == list(range(1, info.epoch + 1))
+
+
+def test_with_only_pytorch_lightning_installed_the_logger_is_one_of_its_loggers(
+        tmp_path, monkeypatch):
+    """The module loaded again with `lightning.pytorch` unimportable, as where only the older
+    package is installed: it takes pytorch_lightning's classes, and that Trainer logs with it."""
+    pl = pytest.importorskip("pytorch_lightning")
+    monkeypatch.setitem(sys.modules, "lightning.pytorch", None)
+    spec = importlib.util.spec_from_file_location("curvewatch._lightning_pl",
+                                                  ROOT / "curvewatch" / "lightning.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert issubclass(module.CurvewatchLogger, pl.loggers.Logger)
+    assert issubclass(module.DiagnosisEarlyStopping, pl.callbacks.EarlyStopping)
+
+    class OldDigits(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(64, 10)
+
+        def training_step(self, batch, _):
+            loss = nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+            self.log("train_loss", loss, on_epoch=True)
+            return loss
+
+        def validation_step(self, batch, _):
+            self.log("val_loss", nn.functional.cross_entropy(self.net(batch[0]), batch[1]))
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+    cw = module.CurvewatchLogger(tmp_path / "runs", name="old-package")
+    t = pl.Trainer(max_epochs=2, logger=cw, enable_progress_bar=False,
+                   enable_checkpointing=False, enable_model_summary=False,
+                   default_root_dir=tmp_path, accelerator="cpu")
+    t.fit(OldDigits(), *loaders(64, 32))
+    history = read_history(cw.run.path)
+    assert history["epoch"].tolist() == [1, 2]
+    assert {"train_loss", "val_loss"} <= set(history.columns)

@@ -19,6 +19,7 @@ from transformers import (  # noqa: E402
     BertConfig,
     BertForSequenceClassification,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
 )
 
@@ -145,6 +146,30 @@ def test_the_diagnosis_stops_an_overfitting_run_through_should_training_stop(tmp
     assert info.status["stopped_by"]["kind"] == "overfitting"
     assert info.epochs == 60  # planned rounds: one an epoch
     assert read_history(callback.run.path)["epoch"].iloc[-1] == rounds
+
+
+class StopAfterRound(TrainerCallback):
+    """Asks the run to stop as the dashboard's Stop button does (a STOP file), after a round."""
+
+    def __init__(self, callback: CurvewatchCallback, round_: int):
+        self.callback, self.round = callback, round_
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        if len(read_history(self.callback.run.path)) == self.round:
+            (self.callback.run.path / "STOP").touch()
+
+
+def test_a_stop_file_ends_training_after_the_next_round_as_stopped(tmp_path):
+    callback = CurvewatchCallback(tmp_path / "runs", name="stopped")
+    trainer = Trainer(model=tiny_bert(), args=args(
+        tmp_path, eval_strategy="epoch", num_train_epochs=10, per_device_train_batch_size=64),
+        train_dataset=Tokens(64, 0), eval_dataset=Tokens(64, 1),
+        callbacks=[callback, StopAfterRound(callback, 2)])
+    trainer.train()
+    info = read_run(callback.run.path)
+    assert info.state == "stopped" and info.status["stop_reason"] == "stop requested (STOP file)"
+    assert read_history(callback.run.path)["epoch"].tolist() == [1, 2, 3]
+    assert not (callback.run.path / "STOP").exists()
 
 
 def test_unknown_early_stop_kinds_are_rejected_by_name():
