@@ -306,6 +306,10 @@ def test_test_metrics_after_fit_are_kept_in_steps_and_the_message_says_so(lightn
     assert steps["test_loss"].dropna().tolist() == [f32(v) for v in logged.values("test_loss")]
     assert "note: test_loss: 1 of 1 points after epoch 6" in out
     assert "kept in steps.jsonl" in out
+    # Lightning's log_hyperparams: the config, and its hp_metric no series of its own
+    config = read_run(run).config
+    assert (config["hidden"], config["lr"]) == (16, 0.05)
+    assert "hp_metric" not in read_history(run).columns
 
 
 def test_two_validations_an_epoch_keep_the_epochs_last_in_the_row_and_both_in_steps(
