@@ -122,6 +122,11 @@ def test_a_shared_link_opens_the_same_view_and_a_changed_setting_goes_to_the_url
     page.locator(".st-key-x").get_by_text("step", exact=True).click()
     expect(page).to_have_url(re.compile(r"[?&]x=step(&|$)"))
     expect(page).to_have_url(re.compile(r"[?&]logy=true(&|$)"))
+    # the Compare page reads the same settings from its link
+    open_page(page, f"{server}/compare?runs={runs['custom']},{runs['plain']}&x=time&logy=true")
+    expect(page.locator(".st-key-x").get_by_role("radio", name="time")).to_be_checked()
+    overlay = layout_of(page, "compare-chart-overlay")
+    assert overlay["yaxis"] == "log" and overlay["xtitle"] == "wall time (s)"
     page.context.close()
 
 

@@ -103,7 +103,7 @@ def _compare(root, monkeypatch, ids, x="epoch"):
     at.query_params["runs"] = ",".join(ids)
     at.run()
     if x != "epoch":
-        at.radio(key="compare-x").set_value(x).run()
+        at.radio(key="x").set_value(x).run()
     assert not at.exception
     return at
 
@@ -126,7 +126,7 @@ def test_compare_names_the_runs_it_cannot_draw_on_the_step_axis(tmp_path, monkey
     drawn = [t["name"] for t in _chart(at, "compare-chart-overlay")["data"]
              if t.get("showlegend") is not False]
     assert drawn == ["imported", "own-with-spe"]
-    at.radio(key="compare-x").set_value("epoch").run()
+    at.radio(key="x").set_value("epoch").run()
     assert not at.warning
     assert len(_chart(at, "compare-chart-overlay")["data"]) >= 3
 

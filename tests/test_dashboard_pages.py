@@ -259,8 +259,8 @@ def test_compare_controls_metric_log_axis_and_groups(runs_env):
     ids = [runs_env.ids["healthy"], runs_env.ids["healthy_seed1"], runs_env.ids["overfit"]]
     at = page("compare", runs=",".join(ids), metric="val_acc").run()
     assert at.selectbox(key="compare-metric").value == "val_acc"
-    at.toggle(key="compare-log").set_value(True).run()
-    at.radio(key="compare-x").set_value("step").run()
+    at.toggle(key="logy").set_value(True).run()
+    at.radio(key="x").set_value("step").run()
     overlay = chart(at, "compare-chart-overlay")
     assert overlay["layout"]["yaxis"]["type"] == "log"
     assert overlay["layout"]["xaxis"]["title"]["text"] == "step"

@@ -113,12 +113,14 @@ with c1:
     column = st.selectbox("Metric", columns, key=state.CMP_METRIC,
                           index=columns.index(qp_metric) if qp_metric in columns else 0)
 with c2:
+    # x, smoothing and log y live in the URL (bind), as on the Run page: a link shares the view
     smoothing = st.slider("Smoothing (EMA)", 0.0, MAX_SMOOTHING, DEFAULT_SMOOTHING, 0.01,
-                          key=state.CMP_SMOOTH)
+                          key=state.QP_SMOOTH, bind="query-params")
 with c3:
-    log_y = st.toggle("Log y", key=state.CMP_LOG)
+    log_y = st.toggle("Log y", key=state.QP_LOG, bind="query-params")
 with c4:
-    x = st.radio("x axis", ["epoch", "step", "time"], horizontal=True, key=state.CMP_X)
+    x = st.radio("x axis", ["epoch", "step", "time"], horizontal=True, key=state.QP_X,
+                 bind="query-params")
 st.query_params[state.QP_METRIC] = column
 
 drawable = {rid: h for rid, h in histories.items() if figures.has_axis(h, x)}
