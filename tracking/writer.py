@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any, Mapping, TypeGuard
 
 from . import paths as P
-from .jsonio import atomic_write_json, read_json
+from .jsonio import atomic_write_json, read_json, update_json
 from .jsonl import JsonlAppender, read_from
 from .procinfo import hostname, process_start_ticks
 
@@ -189,8 +189,12 @@ class Run:
         script sets after its run started (`curvewatch.config`)."""
         with self._lock:
             self._check_open()
-            self.info["config"] = {**self.info.get("config", {}), **values}
-            atomic_write_json(self.path / P.RUN_JSON, self.info, durable=False)
+
+            def change(info: Any) -> Any:
+                info["config"] = {**info.get("config", {}), **values}
+                return info
+            # the file's run.json, not this copy: notes or tags edited since are kept
+            self.info = update_json(self.path / P.RUN_JSON, change, durable=False)
 
     def stop_requested(self) -> bool:
         """True once someone asked this run to stop (the STOP file exists)."""
