@@ -160,3 +160,15 @@ def test_launch_answers_right_under_its_button_not_below_the_form(runs):
     last_two = [child.type for child in form.children.values()][-2:]
     assert last_two == ["button", "error"], last_two  # the answer follows the Launch button
     assert "lr must be a number, got 'abc'" in form.error[0].value
+
+
+def test_a_scripts_config_update_keeps_the_notes_edited_since(tmp_path):
+    """Run.update_config (curvewatch.config) rewrites run.json from the file, under the same
+    lock, not from the copy it held since creation: a note saved meanwhile stays."""
+    run = Run.create(tmp_path, name="script", config={"lr": 0.1}, heartbeat_seconds=0)
+    annotate_run(run.path, notes="compare with lr=0.01", tags=["sweep"])
+    run.update_config({"batch_size": 32})
+    saved = read_json(run.path / "run.json")
+    assert saved["notes"] == "compare with lr=0.01" and saved["tags"] == ["sweep"]
+    assert saved["config"] == {"lr": 0.1, "batch_size": 32}
+    run.finish("completed")
