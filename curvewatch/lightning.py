@@ -174,6 +174,8 @@ class CurvewatchLogger(Logger):
         elif state == "completed" and self._finding is not None:
             run.finish("early_stopped", stop_reason=self._finding.message,
                        stopped_by=self._finding.to_dict())
+        elif state == "completed" and run.stop_requested():
+            run.finish("stopped", stop_reason="stop requested (STOP file)")
         else:
             run.finish(state)
 
@@ -280,10 +282,11 @@ class GradNormMonitor(Callback):
 
 class DiagnosisEarlyStopping(EarlyStopping):
     """Stops training when Curvewatch's diagnosis finds one of `kinds` ongoing (as the
-    trainer's --early-stop: "overfitting", "plateau", "divergence"), deciding after each
-    epoch's end hooks; ranks agree as with Lightning's EarlyStopping (any rank's stop stops
-    all). Needs a CurvewatchLogger in the Trainer's loggers. An EarlyStopping subclass so that
-    Lightning runs it after the LightningModule's on_train_epoch_end, as it does its own."""
+    trainer's --early-stop: "overfitting", "plateau", "divergence") or a STOP file asks
+    (the dashboard's Stop), deciding after each epoch's end hooks; ranks agree as with
+    Lightning's EarlyStopping (any rank's stop stops all). Needs a CurvewatchLogger in the
+    Trainer's loggers. An EarlyStopping subclass so that Lightning runs it after the
+    LightningModule's on_train_epoch_end, as it does its own."""
 
     def __init__(self, kinds: Iterable[str] = ("overfitting", "plateau"),
                  thresholds: Any = None) -> None:
@@ -310,28 +313,31 @@ class DiagnosisEarlyStopping(EarlyStopping):
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or getattr(trainer, "fast_dev_run", False):
             return
-        finding = self._decide(trainer)
-        stop = trainer.strategy.reduce_boolean_decision(finding is not None, all=False)
+        finding, stop_file = self._decide(trainer)
+        stop = trainer.strategy.reduce_boolean_decision(finding is not None or stop_file,
+                                                        all=False)
         trainer.should_stop = trainer.should_stop or stop
         if stop:
             self.stopped_epoch = trainer.current_epoch
             self.finding = finding
 
-    def _decide(self, trainer: Trainer) -> Finding | None:
-        """On rank zero: write this epoch's row, diagnose the history and return the finding
-        that stops the run (None elsewhere)."""
+    def _decide(self, trainer: Trainer) -> tuple[Finding | None, bool]:
+        """On rank zero: write this epoch's row, diagnose the history; the finding that stops
+        the run, and whether a STOP file asks to stop (None, False elsewhere)."""
         logger = _curvewatch_logger(trainer)
         if logger is None or logger.run is None:
-            return None
+            return None, False
         logger.end_epoch(trainer.current_epoch, _epoch_values(trainer.callback_metrics),
                          trainer.global_step)
+        if logger.run.stop_requested():
+            return None, True
         if self._history is None:
             self._history = HistoryReader(logger.run.path)
         from diagnosis import diagnose
         finding = stopping_finding(diagnose(self._history.read(), self.thresholds), self.kinds)
         if finding is not None:
             logger.note_stop(finding)
-        return finding
+        return finding, False
 
 
 def _epoch_values(callback_metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -196,6 +196,27 @@ def test_diagnosis_early_stopping_ends_an_overfitting_run(tmp_path):
     assert "overfitting" in {f.kind for f in diagnose(history) if f.ongoing}
 
 
+class StopAtEpoch(L.Callback):
+    """Asks the run to stop as the dashboard's Stop button does (a STOP file)."""
+
+    def __init__(self, logger: CurvewatchLogger, epoch: int):
+        self.logger, self.epoch = logger, epoch
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            (self.logger.run.path / "STOP").touch()
+
+
+def test_a_stop_file_ends_training_at_the_epoch_end_as_stopped(tmp_path):
+    cw = CurvewatchLogger(tmp_path / "runs", name="stop-button")
+    t = trainer(tmp_path, max_epochs=20, logger=cw,
+                callbacks=[StopAtEpoch(cw, 1), DiagnosisEarlyStopping()])
+    t.fit(Digits(), *loaders(64, 64))
+    info = read_run(cw.run.path)
+    assert info.state == "stopped" and info.status["stop_reason"] == "stop requested (STOP file)"
+    assert read_history(cw.run.path)["epoch"].tolist() == [1, 2]
+
+
 def test_diagnosis_early_stopping_rejects_unknown_kinds():
     with pytest.raises(ValueError, match="'overfit'"):
         DiagnosisEarlyStopping(kinds=("overfit",))
