@@ -146,6 +146,11 @@ def test_the_browsers_dark_preference_darkens_the_page_and_its_charts(server, ru
     paper = page.locator(".st-key-run-chart-loss .main-svg").first
     expect(paper).to_be_visible()
     assert _luminance(paper.evaluate("el => getComputedStyle(el).backgroundColor")) < 0.2
+    # so do the Compare page's charts
+    open_page(page, f"{server}/compare?runs={runs['custom']},{runs['plain']}")
+    overlay = page.locator(".st-key-compare-chart-overlay .main-svg").first
+    expect(overlay).to_be_visible()
+    assert _luminance(overlay.evaluate("el => getComputedStyle(el).backgroundColor")) < 0.2
     # a live chart (a component in an iframe) follows the same theme
     open_page(page, f"{server}/run?run={runs['live']}")
     frame = page.frame_locator(".st-key-run-chart-loss iframe")

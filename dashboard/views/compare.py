@@ -3,7 +3,7 @@ axis, epoch / step / wall-time axis), the hyperparameters that differ, a summary
 group aggregation (mean ± sd) for folds, seeds and sweeps. One colour per run everywhere."""
 import streamlit as st
 
-from dashboard import data, figures, state, tables
+from dashboard import data, figures, live_chart, state, tables
 from dashboard.series import DEFAULT_SMOOTHING, MAX_SMOOTHING
 from tracking.aggregate import score_words, setting_words
 from tracking.groups import group_headline
@@ -45,7 +45,7 @@ def render_group(group) -> None:
         if pick:
             st.plotly_chart(figures.aggregate_curve_figure(agg.curves, pick,
                                                            label=group.name or "group"),
-                            key="compare-chart-group-aggregate", theme=None)
+                            key="compare-chart-group-aggregate", theme=live_chart.THEME)
 
 
 def _group_link(gid: str, label: str) -> None:
@@ -137,7 +137,7 @@ else:
     with tab_overlay:
         st.plotly_chart(figures.compare_figure(drawable, column, labels=labels, colors=colors,
                                                smoothing=smoothing, x=x, log_y=log_y),
-                        key="compare-chart-overlay", theme=None)
+                        key="compare-chart-overlay", theme=live_chart.THEME)
     with tab_multi:
         pair = column.split("_", 1)[1] if column.startswith(("train_", "val_", "test_")) \
             else None
@@ -145,7 +145,7 @@ else:
         st.plotly_chart(figures.small_multiples_figure(drawable, metric, labels=labels,
                                                        colors=colors, smoothing=smoothing,
                                                        x=x, log_y=log_y),
-                        key="compare-chart-multiples", theme=None)
+                        key="compare-chart-multiples", theme=live_chart.THEME)
 
 st.subheader("Hyperparameters that differ")
 diff = tables.hparam_diff(sel, labels)
@@ -193,4 +193,4 @@ else:
                    f"{tables.md(', '.join(alone))}")
     st.plotly_chart(figures.group_band_figure(banded, column, smoothing=smoothing, x=x,
                                               log_y=log_y),
-                    key="compare-chart-groups", theme=None)
+                    key="compare-chart-groups", theme=live_chart.THEME)
