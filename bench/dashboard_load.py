@@ -10,14 +10,24 @@ goals baked into tests). Usage:
    epoch (only the new bytes) against read_history() of the whole file.
 3. A 100,000-point trace: the figure the dashboard sends (Scattergl + extreme-keeping
    downsampling) against a plain go.Scatter of every point: JSON bytes and build time.
+4. A run of --million epochs (8 metrics, no layers.jsonl): its Run page, the Runs page with it
+   present, and `diagnose` of its history, each page in a fresh process (AppTest): cold (no
+   .metrics.arrow), then warm (the cache file present), then a rerun in the same process
+   (Streamlit's caches hot); peak RSS of each process, and its RSS once everything is imported.
+5. The Compare page of --compare-runs runs x --compare-epochs epochs, the same way.
+
+    python bench/dashboard_load.py --only million,compare   # sections 4 and 5 alone
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +42,8 @@ import plotly.graph_objects as go  # noqa: E402
 
 import tracking  # noqa: E402
 from dashboard import figures  # noqa: E402
+from tracking.history_cache import CACHE_NAME  # noqa: E402
+from tracking.jsonio import dumps  # noqa: E402
 
 
 def timed(fn, repeat: int = 3) -> tuple[float, object]:
@@ -135,20 +147,149 @@ def bench_chart(points: int = 100_000) -> None:
     print(f"  ratio payload baseline / dashboard           {len(njs) / len(js):8.1f}x")
 
 
+def write_run(root: Path, epochs: int, seed: int = 0) -> Path:
+    """A finished run of `epochs` epochs of 8 metrics, its lines encoded as Run.log_epoch
+    encodes them and written in large appends (logging a million one by one takes minutes)."""
+    run = tracking.Run.create(root, name=f"long-{seed}", config={}, epochs=epochs,
+                              heartbeat_seconds=0)
+    rng = np.random.default_rng(seed)
+    with open(run.path / "metrics.jsonl", "a") as f:
+        for start in range(1, epochs + 1, 100_000):
+            e = np.arange(start, min(start + 100_000, epochs + 1))
+            t = e / max(epochs / 100, 1)
+            cols = dict(train_loss=0.05 + 2 * np.exp(-t / 8) + rng.normal(0, 0.01, len(e)),
+                        val_loss=0.3 + 2 * np.exp(-t / 8) + 0.004 * np.maximum(t - 40, 0)
+                        + rng.normal(0, 0.02, len(e)), train_acc=np.minimum(0.99, 0.5 + t / 100),
+                        val_acc=np.minimum(0.95, 0.5 + t / 120),
+                        grad_norm=np.exp(0.3 * rng.standard_normal(len(e))),
+                        grad_norm_max=2 * np.exp(0.3 * rng.standard_normal(len(e))),
+                        lr=np.where(t < 60, 1e-3, 1e-4), epoch_seconds=0.2 + e % 13 / 100)
+            rows = [dict(epoch=int(ep), **{k: float(v[i]) for k, v in cols.items()},
+                         time=1.7e9 + int(ep) / 3) for i, ep in enumerate(e)]
+            f.write("".join(dumps(r) + "\n" for r in rows))
+    run.finish("completed")
+    return run.path
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def child(page: str, query: str, diagnose_it: bool) -> None:
+    """In a fresh process: the page's script run twice (first, then rerun), as JSON."""
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard import data as _data, figures as _figures  # noqa: F401  (imported first)
+    from diagnosis import diagnose
+    imported = rss_mb()
+    at = AppTest.from_file(str(ROOT / f"dashboard/views/{page}.py"), default_timeout=600)
+    for k, v in (kv.split("=", 1) for kv in query.split("&") if kv):
+        at.query_params[k] = v
+    out: dict = {"rss_imported_mb": imported}
+    for label in ("first", "rerun"):
+        t = time.perf_counter()
+        at.run()
+        out[label] = time.perf_counter() - t
+        assert not at.exception, at.exception
+    if diagnose_it:
+        runs = tracking.list_runs(os.environ["CURVEWATCH_RUNS"])
+        t = time.perf_counter()
+        hist = tracking.read_history(runs[0].path)
+        out["read_history"] = time.perf_counter() - t
+        t = time.perf_counter()
+        findings = diagnose(hist)
+        out["diagnose"] = time.perf_counter() - t
+        out["findings"] = [f.kind for f in findings]
+    out["rss_peak_mb"] = rss_mb()
+    print(json.dumps(out))
+
+
+def in_child(root: Path, page: str, query: str = "", diagnose_it: bool = False) -> dict:
+    env = dict(os.environ, CURVEWATCH_RUNS=str(root))
+    done = subprocess.run([sys.executable, __file__, "--child", page, "--query", query]
+                          + (["--diagnose"] if diagnose_it else []), env=env,
+                          capture_output=True, text=True, timeout=900)
+    if done.returncode:
+        raise SystemExit(f"{page} page failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def drop_history_caches(root: Path) -> None:
+    for p in root.glob(f"*/{CACHE_NAME}"):
+        p.unlink()
+
+
+def show(label: str, cold: dict, warm: dict) -> None:
+    print(f"  {label}")
+    print(f"    cold (no .metrics.arrow, fresh process)  {cold['first']:7.2f} s   "
+          f"peak RSS {cold['rss_peak_mb']:5.0f} MB (imports alone {cold['rss_imported_mb']:.0f})")
+    print(f"    warm (cache file, fresh process)         {warm['first']:7.2f} s   "
+          f"peak RSS {warm['rss_peak_mb']:5.0f} MB (imports alone {warm['rss_imported_mb']:.0f})")
+    print(f"    rerun (same process, caches hot)         {warm['rerun']:7.2f} s")
+
+
+def bench_million(root: Path, epochs: int) -> None:
+    t = time.perf_counter()
+    path = write_run(root, epochs)
+    size = (path / "metrics.jsonl").stat().st_size
+    print(f"Run of {epochs:,} epochs ({size / 1e6:.0f} MB metrics.jsonl, written in "
+          f"{time.perf_counter() - t:.0f} s)")
+    drop_history_caches(root)
+    cold = in_child(root, "run", f"run={path.name}", diagnose_it=True)
+    warm = in_child(root, "run", f"run={path.name}", diagnose_it=True)
+    show("Run page", cold, warm)
+    print(f"    read_history in the warm process         {warm['read_history']:7.2f} s")
+    print(f"    diagnose (cold / warm process)           {cold['diagnose']:7.2f} s / "
+          f"{warm['diagnose']:.2f} s  findings {warm['findings']}")
+    drop_history_caches(root)
+    show("Runs page with it present", in_child(root, "runs"), in_child(root, "runs"))
+
+
+def bench_compare(root: Path, n: int, epochs: int) -> None:
+    t = time.perf_counter()
+    ids = [write_run(root, epochs, seed=i).name for i in range(n)]
+    print(f"Compare, {n} runs x {epochs:,} epochs (written in {time.perf_counter() - t:.0f} s)")
+    query = "runs=" + ",".join(ids)
+    drop_history_caches(root)
+    show("Compare page", in_child(root, "compare", query), in_child(root, "compare", query))
+
+
+SECTIONS = ("runs", "live", "chart", "million", "compare")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--long-epochs", type=int, default=10_000)
+    ap.add_argument("--million", type=int, default=1_000_000)
+    ap.add_argument("--compare-runs", type=int, default=20)
+    ap.add_argument("--compare-epochs", type=int, default=10_000)
+    ap.add_argument("--only", default=",".join(SECTIONS),
+                    help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--query", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--diagnose", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        child(args.child, args.query, args.diagnose)
+        return
+    only = set(args.only.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="curvewatch-bench-"))
     try:
-        t = time.perf_counter()
-        make_runs(tmp / "many", args.runs, args.epochs)
-        print(f"(made {args.runs} runs in {time.perf_counter() - t:.1f} s)")
-        bench_runs_page(tmp / "many", args.runs)
-        bench_live_tick(tmp / "long", args.long_epochs)
-        bench_chart()
+        if "runs" in only:
+            t = time.perf_counter()
+            make_runs(tmp / "many", args.runs, args.epochs)
+            print(f"(made {args.runs} runs in {time.perf_counter() - t:.1f} s)")
+            bench_runs_page(tmp / "many", args.runs)
+        if "live" in only:
+            bench_live_tick(tmp / "long", args.long_epochs)
+        if "chart" in only:
+            bench_chart()
+        if "million" in only:
+            bench_million(tmp / "million", args.million)
+        if "compare" in only:
+            bench_compare(tmp / "compare", args.compare_runs, args.compare_epochs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
