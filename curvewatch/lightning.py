@@ -92,6 +92,7 @@ class CurvewatchLogger(Logger):
         self._epoch: int | None = None  # Lightning's (0-based) epoch being buffered
         self._records: list[dict[str, float]] = []
         self._last_step: int | None = None  # Lightning's step of the epoch's last record
+        self._pending: list[tuple[dict[str, float], int | None]] = []  # records without epoch
         self._layers: dict[str, float] | None = None
         self._written: set[int] = set()
         self._finding: Finding | None = None
@@ -143,27 +144,21 @@ class CurvewatchLogger(Logger):
             self._drop(metrics, "the run had ended (logged after fit)")
             return
         if "epoch" not in metrics:
-            self._drop(metrics, "Lightning gave them no epoch")
+            # LearningRateMonitor calls loggers directly, without Lightning's epoch, at an
+            # epoch's or a batch's start: the record belongs to the next record's epoch
+            self._pending.append((dict(metrics), step))
             return
-        epoch = int(metrics["epoch"])
-        if epoch in self._written:
-            self._late(epoch, metrics, step)
-            return
-        if self._epoch is not None and epoch != self._epoch:
-            self._flush()
-        self._epoch = epoch
-        self._records.append(dict(metrics))
-        if step is not None:
-            self._last_step = max(step, self._last_step or 0)
-        self._log_step(metrics, step)
-        if _is_epoch_end_record(metrics):
-            self._flush()
+        self._add(int(metrics["epoch"]), metrics, step)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
         run = self._run
         if run is None or run.status.get("state") != "running":
             return
+        if self._pending and self._epoch is not None:
+            self._add(self._epoch, {}, None)
+        elif self._pending:
+            self._drop({k: 0.0 for m, _ in self._pending for k in m}, "no epoch followed them")
         self._flush()
         state = _FINAL.get(status, "completed")
         exc = sys.exc_info()[1]  # Lightning finalizes "failed" inside its except block
@@ -187,9 +182,8 @@ class CurvewatchLogger(Logger):
         `step`: the optimizer steps done (Lightning's global_step)."""
         if self._run is None or epoch in self._written:
             return
-        if self._epoch is not None and epoch != self._epoch:
-            self._flush()
-        self._epoch, self._last_step = epoch, step - 1
+        self._add(epoch, {}, None)
+        self._last_step = step - 1
         logged = {name for record in self._records for name in record}
         # a name logged on step has no epoch value: its callback metric is the last step's
         self._records.append({k: v for k, v in metrics.items() if k not in logged})
@@ -205,6 +199,29 @@ class CurvewatchLogger(Logger):
         self._finding = finding
 
     # ------------------------------------------------------------ internals
+    def _add(self, epoch: int, metrics: Mapping[str, float], step: int | None) -> None:
+        """Buffer a record of Lightning's epoch `epoch` (after the records waiting for an
+        epoch); the epoch before it is complete, and so is this one at its epoch record."""
+        pending, self._pending = self._pending, []
+        for record, at in [*pending, (metrics, step)]:
+            if not record:
+                continue
+            if epoch in self._written:
+                self._late(epoch, record, at)
+                continue
+            if self._epoch is not None and epoch != self._epoch:
+                self._flush()
+            self._epoch = epoch
+            self._records.append({k: v for k, v in record.items() if k != "epoch"})
+            if at is not None:
+                self._last_step = max(at, self._last_step or 0)
+            self._log_step(epoch, record, at)
+            if _is_epoch_end_record(record):
+                self._flush()
+        if epoch not in self._written and self._epoch != epoch:
+            self._flush()  # the epoch before, if still open
+            self._epoch = epoch
+
     def _flush(self) -> None:
         if self._run is None or self._epoch is None or not self._records:
             return
@@ -215,7 +232,7 @@ class CurvewatchLogger(Logger):
         self._written.add(self._epoch)
         self._records, self._layers, self._epoch, self._last_step = [], None, None, None
 
-    def _log_step(self, metrics: Mapping[str, float], step: int | None) -> None:
+    def _log_step(self, epoch: int, metrics: Mapping[str, float], step: int | None) -> None:
         """Training-step records (names ending in `_step`, or plain ones logged on step) go to
         steps.jsonl with the trainer's names: train loss as `loss`."""
         names = [n for n in metrics if n != "epoch"
@@ -227,7 +244,7 @@ class CurvewatchLogger(Logger):
         if "train_loss" in values:
             values["loss"] = values.pop("train_loss")
         assert self._run is not None
-        self._run.log_step(int(step), epoch=int(metrics["epoch"]) + 1, **values)
+        self._run.log_step(int(step), epoch=epoch + 1, **values)
 
     def _late(self, epoch: int, metrics: Mapping[str, float], step: int | None) -> None:
         """A record for an epoch already written: the epoch record after end_epoch repeats

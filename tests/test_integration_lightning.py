@@ -18,6 +18,7 @@ import pytest
 pytest.importorskip("lightning")
 import lightning.pytorch as L  # noqa: E402
 import torch  # noqa: E402
+from lightning.pytorch.callbacks import LearningRateMonitor  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from torch import nn  # noqa: E402
@@ -194,6 +195,48 @@ def test_diagnosis_early_stopping_ends_an_overfitting_run(tmp_path):
     assert history["epoch"].tolist() == list(range(1, t.current_epoch + 1))
     assert stopper.stopped_epoch + 1 == history["epoch"].iloc[-1]
     assert "overfitting" in {f.kind for f in diagnose(history) if f.ongoing}
+
+
+class Scheduled(Digits):
+    """Digits with the lr halved after every epoch, logging its loss on step only (as
+    Lightning does by default in training_step): no epoch record closes an epoch, the next
+    epoch's first record does."""
+
+    def training_step(self, batch, _):
+        loss = nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+        self.log("train_loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        return [opt], [torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)]
+
+
+@pytest.mark.parametrize("interval", ["epoch", "step"])
+def test_learning_rate_monitor_lr_lands_in_the_epoch_that_used_it(tmp_path, interval):
+    """LearningRateMonitor logs without Lightning's epoch, at the start of an epoch or a
+    batch; each row's lr is the one that epoch trained with."""
+    cw = CurvewatchLogger(tmp_path / "runs", name="lr")
+    t = trainer(tmp_path, max_epochs=4, logger=cw, log_every_n_steps=1,
+                callbacks=[LearningRateMonitor(logging_interval=interval)])
+    t.fit(Scheduled(lr=1e-2), *loaders(64, 32))
+    history = read_history(cw.run.path)
+    assert history["lr"].tolist() == pytest.approx([1e-2 * 0.5 ** e for e in range(4)])
+    steps = read_steps(cw.run.path)
+    losses = steps.dropna(subset=["loss"]).groupby("epoch")["loss"].mean()
+    assert history["train_loss"].tolist() == pytest.approx(losses.tolist())
+
+
+def test_two_validations_an_epoch_give_the_row_the_epochs_last(tmp_path):
+    cw = CurvewatchLogger(tmp_path / "runs", name="half-epoch-val")
+    csv_logger = CSVLogger(tmp_path / "csv")
+    t = trainer(tmp_path, max_epochs=2, logger=[cw, csv_logger], val_check_interval=0.5)
+    t.fit(Digits(), *loaders(256, 32))
+    with open(Path(csv_logger.log_dir) / "metrics.csv") as f:
+        val = csv_values(list(csv.DictReader(f)), "val_loss")
+    assert [len(val[e]) for e in (0, 1)] == [2, 2]
+    history = read_history(cw.run.path)
+    assert history["val_loss"].tolist() == pytest.approx([val[0][-1], val[1][-1]], rel=1e-6)
 
 
 class StopAtEpoch(L.Callback):
