@@ -88,11 +88,15 @@ class CurvewatchCallback(TrainerCallback):
         self._windows: list[tuple[int, dict[str, float]]] = []
         self._last_logged_step = 0
         self._history: HistoryReader | None = None
+        self._training = False  # between on_train_begin and on_train_end, on every process
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState,
                        control: TrainerControl, model: Any = None, **kwargs: Any) -> None:
-        if not state.is_world_process_zero or self.run is not None:
+        self._training = True
+        if not state.is_world_process_zero:
             return
+        # a second train() with the same callback (a search, a resume) is a run of its own
+        self.finding, self._windows, self._history = None, [], None
         config = {**args.to_sanitized_dict(), **jsonable(self._config)}
         model_config = getattr(model, "config", None)
         if model_config is not None and hasattr(model_config, "to_diff_dict"):
@@ -127,14 +131,15 @@ class CurvewatchCallback(TrainerCallback):
     def on_evaluate(self, args: TrainingArguments, state: TrainerState,
                     control: TrainerControl, metrics: Mapping[str, Any] | None = None,
                     **kwargs: Any) -> None:
-        stop = False
-        if self.run is not None and metrics:
-            if self.run.status.get("state") != "running":
+        if not self._training:
+            if self.run is not None and metrics:
                 warnings.warn(f"Curvewatch did not record evaluation metrics "
-                              f"{', '.join(sorted(metrics))}: the run ended with train() (an "
+                              f"{', '.join(sorted(metrics))}: they came outside train() (an "
                               f"evaluate() after training is not a round of the run)",
                               stacklevel=2)
-                return
+            return
+        stop = False
+        if self.run is not None and metrics:
             row: dict[str, Any] = {**train_columns(self._windows), **eval_row(metrics)}
             self._windows = []
             self.run.log_epoch(None, step=state.global_step, **row)
@@ -144,6 +149,7 @@ class CurvewatchCallback(TrainerCallback):
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState,
                      control: TrainerControl, **kwargs: Any) -> None:
+        self._training = False
         if self.run is None or self.run.status.get("state") != "running":
             return
         if self.finding is not None:

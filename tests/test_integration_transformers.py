@@ -177,7 +177,7 @@ def test_unknown_early_stop_kinds_are_rejected_by_name():
         CurvewatchCallback(early_stop=("overfit",))
 
 
-def test_evaluate_after_train_is_not_dropped_silently(tmp_path):
+def test_evaluate_after_train_is_not_dropped_silently_and_train_again_is_a_new_run(tmp_path):
     callback = CurvewatchCallback(tmp_path / "runs", name="then-evaluate")
     trainer = Trainer(model=tiny_bert(), args=args(
         tmp_path, eval_strategy="epoch", num_train_epochs=1, per_device_train_batch_size=64),
@@ -185,6 +185,11 @@ def test_evaluate_after_train_is_not_dropped_silently(tmp_path):
     trainer.train()
     with pytest.warns(UserWarning, match="did not record evaluation metrics.*eval_loss"):
         trainer.evaluate()
+    assert len(read_history(callback.run.path)) == 1
+    first = callback.run.path
+    trainer.train()  # again, with the same callback: a run of its own
+    assert callback.run.path != first
+    assert [read_run(p).state for p in (first, callback.run.path)] == ["completed"] * 2
     assert len(read_history(callback.run.path)) == 1
 
 
