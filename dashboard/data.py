@@ -68,8 +68,9 @@ def load_group(root: Path, group_id: str | None) -> Any | None:
     if group.state != "unreadable":
         try:
             group = dataclasses.replace(group, aggregate=tracking.aggregate_group(group, live=True))
-        except Exception:  # keep the stored aggregate rather than break the page
-            pass
+        except Exception as e:  # said on the page (group.problem), with the stored aggregate
+            group = dataclasses.replace(group, problem=f"its live aggregate cannot be computed: "
+                                        f"{type(e).__name__}: {e}")
     return group
 
 

@@ -5,6 +5,7 @@ Widget keys have the form `<page>-<name>` with only [a-z0-9_-], so AppTest looku
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -21,7 +22,8 @@ QP_RUNS = "runs"      # Compare page / Runs selection: comma-separated run ids
 QP_GROUP = "group"    # Group page (and Compare): a run group (k-fold, bootstrap, seeds, sweep)
 QP_METRIC = "metric"  # Compare: the column compared
 # view settings bound to their widgets (bind="query-params": the widget key is the param),
-# so a shared link shows the same view on every page that draws curves
+# so a shared link shows the same view: the Run and Compare pages' x axis, smoothing and log
+# y, the Group page's log y
 QP_SMOOTH = "smoothing"  # EMA weight
 QP_X = "x"               # x axis: epoch, step or time
 QP_LOG = "logy"          # log y axis
@@ -58,7 +60,6 @@ RUN_DELETE_CONFIRM = "run-delete-confirm"
 GROUP_SELECT = "group-select"
 GROUP_LIVE = "group-live"
 GROUP_INTERVAL = "group-interval"
-GROUP_LOG = "group-log"
 GROUP_COMPARE = "group-compare"
 GROUP_STOP = "group-stop"
 GROUP_RESUME = "group-resume"
@@ -66,9 +67,6 @@ GROUP_LAUNCH_BEST = "group-launch-best"
 
 CMP_RUNS = "compare-runs"
 CMP_METRIC = "compare-metric"
-CMP_SMOOTH = "compare-smoothing"
-CMP_LOG = "compare-log"
-CMP_X = "compare-x"
 
 LAUNCH_FORM = "launch-form"
 LAUNCH_NAME = "launch-name"
@@ -144,3 +142,57 @@ def sidebar_pick(label: str, by_id: Mapping[str, Any], qp: str, key: str, *,
     if st.query_params.get(qp) != chosen:
         st.query_params[qp] = chosen
     return chosen
+
+
+# ------------------------------------------------------------------ following an action
+#: session state: the change an action started and the page waits for (see expect_change)
+PENDING = "_pending-change"
+#: how long a page waits for a change before it says the change did not come
+PENDING_SECONDS = 90.0
+#: session state: ("success" | "warning", text): how the change went, shown once
+PENDING_SAID = "_pending-said"
+
+
+def expect_change(page_name: str, target: str, *, leaving: str, message: str) -> None:
+    """After an action on `target` (a run or group id) succeeded: note that `page_name`
+    waits for it to leave the state `leaving` (stopped or crashed after a resume, running
+    after a stop), then redraw the page. The CLI returns before the process has written its
+    new state, so the page follows it (`follow`) instead of showing the state it read
+    before the action."""
+    st.session_state[PENDING] = {"page": page_name, "target": target, "leaving": leaving,
+                                 "message": message,
+                                 "until": time.monotonic() + PENDING_SECONDS}
+    st.rerun()
+
+
+def follow(page_name: str, target: str, current_state: Callable[[], str]) -> bool:
+    """While an action's change on `target` is pending, check `current_state()` once a
+    second (a fragment) and redraw the whole page as soon as it has changed, so the
+    header, the Live toggle and the buttons follow by themselves; after PENDING_SECONDS say
+    that it did not come. True while pending: the page disables its actions meanwhile."""
+    said = st.session_state.pop(PENDING_SAID, None)
+    if said:  # the last action's answer, once, on the page that followed it
+        (st.success if said[0] == "success" else st.warning)(said[1])
+    pending = st.session_state.get(PENDING)
+    if not pending or pending["page"] != page_name or pending["target"] != target:
+        return False
+
+    @st.fragment(run_every=1.0)
+    def _wait() -> None:
+        now = current_state()
+        if now != pending["leaving"]:
+            st.session_state.pop(PENDING, None)
+            st.session_state[PENDING_SAID] = ("success", pending["message"])
+            st.rerun(scope="app")
+        if time.monotonic() > pending["until"]:
+            st.session_state.pop(PENDING, None)
+            st.session_state[PENDING_SAID] = (
+                "warning", f"{pending['message']}, but after {PENDING_SECONDS:g} s it is "
+                f"still {now.replace('_', ' ')}; see its log.")
+            st.rerun(scope="app")
+        st.success(pending["message"])  # what the CLI answered
+        st.caption(f"Waiting for it to be no longer {pending['leaving'].replace('_', ' ')}; "
+                   "the page follows by itself.")
+
+    _wait()
+    return PENDING in st.session_state

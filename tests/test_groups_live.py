@@ -40,3 +40,21 @@ def test_stop_group_asks_the_member_the_record_does_not_know_yet(tmp_path, capsy
     assert f"asked group {writer.id} and 1 running members to stop" in out
     assert (live.path / STOP).exists() and not (done.path / STOP).exists()
     live.finish("stopped")
+
+
+def test_group_progress_lines_number_a_member_alike_when_it_starts_and_ends(tmp_path):
+    """Members end in any order; each end line carries the number its start line had."""
+    import re
+    import subprocess
+    import sys
+    done = subprocess.run(
+        [sys.executable, "-m", "trainer", "run", "--runs-dir", str(tmp_path), "--name", "two",
+         "--dataset", "blobs", "--hidden", "4", "--epochs", "2", "--threads", "1",
+         "--repeat", "2", "--parallel", "2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    started = dict(re.findall(r"^\[(\d+)/2\] started (.+)$", done.stdout, re.M))
+    ended = re.findall(r"^\[(\d+)/2\] (.+?): completed.*\((\d) of 2 ended\)$", done.stdout,
+                       re.M)
+    assert len(started) == 2 and len(ended) == 2, done.stdout
+    assert {name: n for n, name, _ in ended} == {name: n for n, name in started.items()}
+    assert sorted(count for _, _, count in ended) == ["1", "2"]

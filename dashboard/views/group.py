@@ -136,7 +136,7 @@ def _charts(group, rows: list[dict], live: bool) -> None:
         if group.method == "sweep" and m.run_id in histories:
             by_setting.setdefault(setting_words(m.params), {})[names.get(m.run_id, m.run_id)] \
                 = histories[m.run_id]
-    log_y = st.session_state.get(state.GROUP_LOG, False)
+    log_y = st.session_state.get(state.QP_LOG, False)  # bound to ?logy= (a shared view)
     grid = st.columns(2)
     for i, metric in enumerate(available):
         log = metric == "lr" or (log_y and not metric.endswith(("acc", "r2")))
@@ -193,7 +193,7 @@ def _body(group, live: bool) -> None:
         if "val_loss_mean" in agg.ranking.columns and \
                 agg.ranking["val_loss_mean"].notna().any():
             st.plotly_chart(figures.parallel_coordinates_figure(agg.ranking),
-                            key="group-chart-parallel", theme=None)
+                            key="group-chart-parallel", theme=live_chart.THEME)
 
 
 group = data.load_group(root, gid)
@@ -212,10 +212,10 @@ if running:
         label = st.selectbox("Every", list(INTERVALS), index=1, key=state.GROUP_INTERVAL,
                              disabled=not live)
     with c3:
-        st.toggle("Log y", key=state.GROUP_LOG)
+        st.toggle("Log y", key=state.QP_LOG, bind="query-params")
     interval = INTERVALS[label]
 else:
-    st.toggle("Log y", key=state.GROUP_LOG)
+    st.toggle("Log y", key=state.QP_LOG, bind="query-params")
     interval = None
 
 
@@ -232,19 +232,26 @@ def _live() -> None:
 _live()
 
 # actions outside the fragment: they switch pages or start processes
+# after Stop or Resume the page follows the group until its state shows the change
+pending = state.follow("group", group.id,
+                       lambda: data.tracking.read_group(group.path, curves=False).state)
 a1, a2, a3, a4 = st.columns([1.4, 1.4, 1, 1])
+res = None
 with a3:
-    if st.button("Stop group", key=state.GROUP_STOP, disabled=group.state != "running",
+    if st.button("Stop group", key=state.GROUP_STOP, disabled=pending or group.state != "running",
                  help="stop every running member after its current epoch; start no more"):
         res = actions.stop_run(root, group.id)
-        (st.success if res.ok else st.error)(res.message or "stop requested")
 with a4:
     if st.button("Resume group", key=state.GROUP_RESUME,
-                 disabled=group.state not in (*RESUMABLE_STATES, "partial"),
+                 disabled=pending or group.state not in (*RESUMABLE_STATES, "partial"),
                  help="in the background: stopped and crashed members go on from their last "
                       "checkpoint, members never started start"):
         res = actions.resume(root, group.id)
-        (st.success if res.ok else st.error)(res.message or "resuming")
+if res is not None and res.ok:
+    state.expect_change("group", group.id, leaving=group.state,
+                        message=res.message or "done")
+elif res is not None:
+    st.error(res.message or f"the trainer exited with status {res.returncode}")
 with a1:
     if group.run_ids and st.button("Compare the members", key=state.GROUP_COMPARE,
                                    disabled=len(group.run_ids) < 2):

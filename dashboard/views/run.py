@@ -58,19 +58,21 @@ def delete_controls(info, running: bool) -> None:
             state.go("runs")
 
 
-def action_bar(info, running: bool) -> None:
+def action_bar(info, running: bool, pending: bool = False) -> None:
     """Stop, resume, clone, the downloads and delete in one row under the header; what an
-    action answers shows full width below the row."""
+    action answers shows full width below the row. After a stop or resume the page follows
+    the run (state.follow); meanwhile (`pending`) neither applies."""
     a = st.columns([1, 1, 1.2, 1.2, 1.4, 1], vertical_alignment="center")
     res = None
     with a[0]:
-        if st.button("Stop", key=state.RUN_STOP, disabled=not running, icon=":material/stop:",
+        if st.button("Stop", key=state.RUN_STOP, disabled=not running or pending,
+                     icon=":material/stop:",
                      help="ask the run to stop gracefully after its current epoch"):
             res = actions.stop_run(root, info.id)
             default = "stop requested"
     with a[1]:
         if st.button("Resume", key=state.RUN_RESUME, icon=":material/play_arrow:",
-                     disabled=info.state not in RESUMABLE_STATES,
+                     disabled=pending or info.state not in RESUMABLE_STATES,
                      help="continue a stopped or crashed run from its last checkpoint, in the "
                           "background"):
             res = actions.resume(root, info.id)
@@ -99,8 +101,11 @@ def action_bar(info, running: bool) -> None:
                         help="a running run cannot be deleted; stop it first" if running
                         else "delete this run's folder"):
             delete_controls(info, running)
+    if res is not None and res.ok:
+        state.expect_change("run", info.id, leaving=info.state,
+                            message=res.message or default)
     if res is not None:
-        (st.success if res.ok else st.error)(res.message or default)
+        st.error(res.message or default)
 
 
 if info.state == "unreadable":
@@ -108,7 +113,8 @@ if info.state == "unreadable":
     if path is not None:  # a bad folder can still be removed from here
         delete_controls(info, running=False)
     st.stop()
-action_bar(info, running)
+pending = state.follow("run", info.id, lambda: data.tracking.read_run(path).state)
+action_bar(info, running, pending)
 if info.group and data.is_group(root, info.group):
     try:
         st.page_link(state.page("group"), label=f"Open its group {tables.md(info.group)}",
@@ -140,9 +146,12 @@ if running:
         label = st.selectbox("Every", list(INTERVALS), index=1, key=state.RUN_INTERVAL,
                              disabled=not live)
         interval = INTERVALS[label]
-# the view settings live in the URL (bind): a shared link opens the same view
+# the view settings live in the URL (bind): a shared link opens the same view; a run that
+# logged no step counts (and gives no steps_per_epoch) has no step axis to offer
+steps_per_epoch = info.data.get("steps_per_epoch")
+axes = figures.axes_of(figures.with_steps(data.load_history(path), steps_per_epoch))
 with view[2]:
-    x = st.radio("x axis", list(figures.X_AXES), horizontal=True, key=state.RUN_X,
+    x = st.radio("x axis", axes or ["epoch"], horizontal=True, key=state.RUN_X,
                  bind="query-params", help="flags sit where their epochs lie on the chosen axis")
 with view[3]:
     smoothing = st.slider("Smoothing", 0.0, MAX_SMOOTHING, 0.0, 0.01, key=state.RUN_SMOOTH,
@@ -170,6 +179,7 @@ def live_view() -> None:
     else:
         history = data.load_history(path)
         now_info = info
+    history = figures.with_steps(history, steps_per_epoch)
     layers = data.live_layers(path) if live else data.load_layers(path)
     try:
         findings, failed = data.findings_for(history, layers, thresholds, path), diagnosis_error
