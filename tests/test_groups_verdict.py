@@ -76,3 +76,28 @@ def test_the_cli_summary_of_a_sweep_ranks_settings_without_a_spread_of_one():
     assert lines[1] == "by setting (best epoch of 2 members): best lr=0.001: val_loss " \
         "0.2000 (1 run) · lr=0.01: 0.3000 (1 run)"
     assert not any("mean over runs" in ln or "± 0.0000" in ln for ln in lines)
+
+
+def test_trainer_list_shows_a_finished_sweeps_ranking(tmp_path, capsys):
+    import tracking
+    from tracking.aggregate import aggregate
+    from trainer.cli import main
+    w = GroupWriter.create(tmp_path, name="sw", method="sweep", validation="holdout",
+                           sweep={"settings": TWO_LRS},
+                           members=[{"index": i, "name": f"sw-{i}", "setting": i,
+                                     "params": p} for i, p in enumerate(TWO_LRS)])
+    histories = {}
+    for i, final in enumerate((0.3, 0.2)):
+        run = tracking.Run.create(tmp_path, name=f"sw-{i}", config={}, epochs=2, group=w.id,
+                                  heartbeat_seconds=0)
+        for e in (1, 2):
+            run.log_epoch(epoch=e, train_loss=final, val_loss=final + (2 - e) * 0.1)
+        run.finish("completed")
+        w.update_member(i, state="completed", run_id=run.id)
+        histories[run.id] = tracking.read_history(run.path)
+    w.finish("completed", aggregate=aggregate(w.record["members"], histories,
+                                              include_states=("completed",),
+                                              settings=TWO_LRS))
+    assert main(["list", "--runs-dir", str(tmp_path)]) == 0
+    row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(w.id))
+    assert row.endswith("best lr=0.001: val_loss 0.2000 (1 run) · lr=0.01: 0.3000 (1 run)")
