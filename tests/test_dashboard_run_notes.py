@@ -172,3 +172,39 @@ def test_a_scripts_config_update_keeps_the_notes_edited_since(tmp_path):
     assert saved["notes"] == "compare with lr=0.01" and saved["tags"] == ["sweep"]
     assert saved["config"] == {"lr": 0.1, "batch_size": 32}
     run.finish("completed")
+
+
+def test_run_page_draws_every_logged_scalar_in_a_section_per_prefix_with_the_urls_view(
+        tmp_path, monkeypatch):
+    run = Run.create(tmp_path, name="own", config={"lr": 0.1}, epochs=3, heartbeat_seconds=0)
+    for e in range(1, 4):
+        run.log_epoch(epoch=e, train_loss=1 / e, val_loss=1.2 / e, train_acc=0.5, val_acc=0.4,
+                      custom_temperature=300.0 + e, custom_pressure=2.0 / e, my_metric=e / 10)
+    run.finish("completed")
+    monkeypatch.setenv("CURVEWATCH_RUNS", str(tmp_path))
+    monkeypatch.chdir(dfx.ROOT)
+    at = page("run", run=run.id, logy="true", smoothing="0.5").run()
+    assert not at.exception
+    assert [h.value for h in at.subheader if h.value != "Diagnosis"] == ["custom",
+                                                                         "Other scalars"]
+    charts = {json.loads(c.proto.spec)["layout"]["title"]["text"]: json.loads(c.proto.spec)
+              for c in at.get("plotly_chart")}
+    assert {"custom_temperature", "custom_pressure", "my_metric", "Loss", "Accuracy"} <= set(
+        charts)
+    assert charts["Loss"]["layout"]["yaxis"]["type"] == "log"  # ?logy=true
+    assert charts["my_metric"]["layout"]["yaxis"]["type"] == "log"
+    assert charts["Accuracy"]["layout"]["yaxis"]["type"] == "linear"  # a bounded score
+    assert at.slider(key="smoothing").value == 0.5
+    assert "val_loss" not in charts and "train_acc" not in charts  # drawn once, as pairs
+
+
+def test_scalar_sections_group_by_prefix_as_tensorboard_does():
+    import pandas as pd
+
+    from dashboard import figures
+    h = pd.DataFrame({"epoch": [1], "step": [5], "time": [0.0], "train_loss": [1.0],
+                      "val_loss": [1.0], "grad_norm": [1.0], "lr": [0.1],
+                      "custom_temperature": [1.0], "custom_pressure": [1.0],
+                      "eval/bleu": [0.3], "my_metric": [0.1], "note": ["text"]})
+    assert figures.scalar_sections(h) == {"custom": ["custom_temperature", "custom_pressure"],
+                                          "eval": ["eval/bleu"], "other": ["my_metric"]}

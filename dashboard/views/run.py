@@ -1,5 +1,7 @@
-"""Run page: live curves with the flags drawn on them, the findings explained, the config,
-the log tail, and actions (stop, clone-and-edit, download CSV, delete)."""
+"""Run page: its notes and actions (stop, resume, clone-and-edit, downloads, delete) under the
+header, live curves with the flags drawn on them and every other logged scalar by section,
+the view settings in the URL, the findings explained, then config, notes and tags, data and
+model, and the log tail."""
 
 import re
 
@@ -137,12 +139,12 @@ if info.state in ("failed", "crashed"):
 
 live = False
 interval = 2.0
-view = st.columns([0.7, 0.8, 1.7, 2.2, 0.8], vertical_alignment="bottom")
+view = st.columns([1.7, 2.2, 0.8, 0.7, 0.8], vertical_alignment="bottom")
 if running:
-    with view[0]:
+    with view[3]:
         live = st.toggle("Live", value=True, key=state.RUN_LIVE,
                          help="refresh the curves while the run trains")
-    with view[1]:
+    with view[4]:
         label = st.selectbox("Every", list(INTERVALS), index=1, key=state.RUN_INTERVAL,
                              disabled=not live)
         interval = INTERVALS[label]
@@ -150,15 +152,15 @@ if running:
 # logged no step counts (and gives no steps_per_epoch) has no step axis to offer
 steps_per_epoch = info.data.get("steps_per_epoch")
 axes = figures.axes_of(figures.with_steps(data.load_history(path), steps_per_epoch))
-with view[2]:
+with view[0]:
     x = st.radio("x axis", axes or ["epoch"], horizontal=True, key=state.RUN_X,
                  bind="query-params", help="flags sit where their epochs lie on the chosen axis")
-with view[3]:
+with view[1]:
     smoothing = st.slider("Smoothing", 0.0, MAX_SMOOTHING, 0.0, 0.01, key=state.RUN_SMOOTH,
                           bind="query-params",
                           help="TensorBoard's debiased EMA, display only; flags use raw "
                           f"values. {DEFAULT_SMOOTHING} is a common choice.")
-with view[4]:
+with view[2]:
     log_y = st.toggle("Log y", key=state.RUN_LOG, bind="query-params",
                       help="log scale for losses and the other scalars (accuracy and R² stay "
                       "linear; gradient norms are always on a log scale)")
