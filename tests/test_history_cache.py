@@ -214,6 +214,19 @@ def test_rewritten_or_shrunk_file_is_never_served_from_the_old_cache(tmp_path):
     assert (assert_same(run)["train_loss"] == 0.0).all()
 
 
+def test_same_size_rewrite_is_not_served_from_the_old_cache(tmp_path):
+    """Rewritten in place with the same size and the same first and last bytes: only the
+    mtime tells, and a file that changed without growing is read afresh."""
+    run = write(tmp_path / "r", trainer_lines())
+    assert_same(run)
+    same_size = trainer_lines()
+    same_size[250]["lr"] = 2e-3
+    write(run, same_size)
+    st = (run / "metrics.jsonl").stat()
+    os.utime(run / "metrics.jsonl", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert assert_same(run).loc[250, "lr"] == 2e-3
+
+
 def damage_cut(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 

@@ -102,7 +102,8 @@ def _current_table(fd: int, run_dir: Path) -> pa.Table | None:
         stamp, table = cached
         if (stamp.size, stamp.mtime_ns) == (st.st_size, st.st_mtime_ns):
             return table
-        if stamp.covered <= end and _stamp_of(fd, stamp.covered) == (stamp.head, stamp.tail):
+        if st.st_size > stamp.size and stamp.covered <= end \
+                and _stamp_of(fd, stamp.covered) == (stamp.head, stamp.tail):  # appended to
             return _extend(fd, run_dir, stamp, table, end, st)
     built = _parse_range(fd, 0, end)
     if built is None:
