@@ -149,11 +149,13 @@ class _Diagnosis:
 def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
                best_val_loss: float | None = None, replay_until: int = 0,
                progress: bool = False, quiet: bool = False,
-               checkpoint_seconds: float | None = None) -> str:
+               checkpoint_seconds: float | None = None,
+               on_epoch: Callable[[dict[str, Any]], str | None] | None = None) -> str:
     """Train from `start_epoch` to cfg.epochs writing into `run`; returns the final state.
     Epochs up to `replay_until` are already in metrics.jsonl (trained again after a crash to
     rebuild the weights) and are not logged twice. Never raises for a failure inside
-    training: it is recorded as state `failed`."""
+    training: it is recorded as state `failed`. `on_epoch(record)`, called after each new
+    epoch that nothing else ended, may return a reason to stop there (state `stopped`)."""
     cfg = trainer.cfg
     stop_flag = SigtermStop()
     history: list[dict[str, Any]] = _history_records(run)
@@ -172,6 +174,9 @@ def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
                 best_val_loss = vl
                 ckpts.note_best(epoch, record, vl)
             state, kwargs = _verdict(run, record, diagnosis, history, stop_flag, replay)
+            if on_epoch is not None and state == "completed" and not replay \
+                    and (reason := on_epoch(record)):
+                state, kwargs = "stopped", {"stop_reason": reason}
             final = state != "completed" or epoch == cfg.epochs
             if ckpts.due(final):  # checkpoints before the metrics line: see docs/run-format.md
                 ckpts.write(epoch, record, best_val_loss)
