@@ -185,6 +185,7 @@ def build_parser(prog: str = "python -m trainer",
     sw.add_argument("--range", dest="ranges", action="append", default=[],
                     metavar="NAME=LOW:HIGH[:log]",
                     help="a random-search axis, repeatable: uniform, or log-uniform with :log")
+    _add_optuna_options(sw)
     _add_group_options(sw)
     _add_train_options(sw)
 
@@ -262,6 +263,22 @@ def _positive_int(flag: str) -> Any:
             raise argparse.ArgumentTypeError(f"{flag} must be an integer >= 1, got {text!r}")
         return value
     return parse
+
+
+def _add_optuna_options(p: argparse.ArgumentParser) -> None:
+    from .optuna_sweep import PRUNERS
+
+    g = p.add_argument_group("sweeps across machines on Optuna (README: Scaling out)")
+    g.add_argument("--optuna", metavar="STORAGE",
+                   help="take trials from a shared Optuna study: a journal file on a shared "
+                        "filesystem, or a sqlite:///, postgresql:// or mysql:// URL; start the "
+                        "same command on several machines to share the work. --grid axes "
+                        "become categorical, --range axes float or int ranges")
+    g.add_argument("--study", metavar="NAME", help="the study's name (with --optuna)")
+    g.add_argument("--trials", type=_positive_int("--trials"), metavar="N",
+                   help="finish when the study has N complete or pruned trials (with --optuna)")
+    g.add_argument("--pruner", choices=PRUNERS, default=None,
+                   help="Optuna's pruner from each epoch's val loss (default: median)")
 
 
 def _add_group_options(p: argparse.ArgumentParser) -> None:
@@ -352,11 +369,33 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import settings_from_args
 
     cfg = config_from_args(args)
+    if args.optuna is not None or args.study or args.trials or args.pruner:
+        return _optuna_sweep(args, cfg)
     settings = settings_from_args(args.grid, args.ranges, args.random, cfg.seed)
     spec = {"mode": "random" if args.random else "grid", "grid": args.grid,
             "ranges": args.ranges, "random": args.random}
     return _start_group(args, cfg, default_name=f"{cfg.dataset}-{cfg.model}-sweep",
                         settings=settings, sweep=spec)
+
+
+def _optuna_sweep(args: argparse.Namespace, cfg: TrainConfig) -> int:
+    from .optuna_sweep import run_study
+
+    missing = [f for f, v in (("--optuna STORAGE", args.optuna), ("--study NAME", args.study),
+                              ("--trials N", args.trials)) if not v]
+    if missing:
+        raise UsageError(f"a sweep on Optuna needs --optuna, --study and --trials; missing "
+                         f"{', '.join(missing)}")
+    for flag, bad in (("--random", args.random), ("--detach", args.detach),
+                      ("--repeat", args.repeat > 1), ("--parallel", args.parallel > 1)):
+        if bad:
+            raise UsageError(f"{flag} does not apply to --optuna: --trials N sets how many "
+                             "trials, and each worker trains one at a time (start more "
+                             "workers, in the background with nohup ... &, to run more at once)")
+    state = run_study(args.optuna, args.study, args.trials, args.pruner or "median",
+                      args.grid, args.ranges, cfg, _runs_dir(args), name=args.name,
+                      tags=args.tags, argv=sys.argv, echo=lambda line: print(line, flush=True))
+    return EXIT_FAILED if state == "failed" else EXIT_OK
 
 
 def _start_group(args: argparse.Namespace, cfg: TrainConfig, *, default_name: str,
