@@ -295,7 +295,9 @@ def test_runs_lists_each_group_as_one_expandable_row(runs_env):
     assert "kfold (kfold:3)" in folds and "3 ✓ completed" in folds and "100% done" in folds
     group = dfx.tracking.read_group(runs_env.root / gid)
     vl = group.aggregate.scores["val_loss"]
-    assert tables.md(f"val_loss {vl['mean']:.4f} ± {vl['std']:.4f} (3 runs)") in folds
+    acc = group.aggregate.scores["val_acc"]
+    assert tables.md(f"val_loss {vl['mean']:.4f} ± {vl['std']:.4f}, val_acc {acc['mean']:.4f} "
+                     f"± {acc['std']:.4f} (3 runs)") in folds
     sweep = next(lb for lb in labels if "real-sweep" in lb)
     assert "sweep" in sweep and "2 ✓ completed" in sweep
     # a sweep is judged per setting: its ranking, no mean ± sd across different settings

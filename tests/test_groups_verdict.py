@@ -43,8 +43,12 @@ def test_a_setting_with_several_seeds_keeps_its_spread():
 
 
 def test_folds_keep_mean_and_sd():
-    scores = {"val_loss": {"mean": 0.3, "std": 0.1, "n": 3}}
-    assert headline("kfold", scores) == "val_loss 0.3000 ± 0.1000 (3 runs)"
+    scores = {"val_loss": {"mean": 0.3, "std": 0.1, "n": 3},
+              "val_acc": {"mean": 0.9, "std": 0.02, "n": 3}}
+    assert headline("kfold", scores) == "val_loss 0.3000 ± 0.1000, val_acc 0.9000 ± 0.0200 " \
+        "(3 runs)"
+    assert headline("repeat", {"val_loss": {"mean": 0.3, "std": 0.0, "n": 1}}) == \
+        "val_loss 0.3000 (1 run)"
     assert headline("repeat", {}) == "no finished member"
 
 

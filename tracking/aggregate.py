@@ -182,9 +182,14 @@ def headline(method: str, scores: Mapping[str, Any],
              ranking: Sequence[Mapping[str, Any]] = (), metric: str = "val_loss") -> str:
     """The one-line verdict of a group. A sweep's members try different settings, so a
     sweep is judged per setting: its ranking. Folds, resamples and seeds repeat one setting,
-    so the mean ± sd of the members' best `metric` is theirs."""
+    so the mean ± sd of the members' best `metric` (and the accuracy or R² there) is theirs:
+    "val_loss 0.9433 ± 0.0106, val_acc 0.7190 ± 0.0101 (3 runs)"."""
     if method == "sweep":
         return ranking_text(ranking, metric)
     if (scores.get(metric) or {}).get("mean") is None:
         return NO_VERDICT
-    return f"{metric} {score_words(scores.get(metric))}"
+    shown = [metric, *(m for m in SCORE_METRICS if m != metric and m in scores)]
+    n = int(scores[metric].get("n") or 0)
+    return ", ".join(f"{m} {score_words(scores[m], count=False)}" for m in shown
+                     if (scores[m] or {}).get("mean") is not None) \
+        + f" ({n} run{'s' if n != 1 else ''})"
