@@ -29,12 +29,12 @@ except ImportError:  # the older package name, same API
     from pytorch_lightning.loggers.logger import Logger  # type: ignore[assignment]
     from pytorch_lightning.utilities import rank_zero_only
 
-from diagnosis import Finding, stopping_finding
-from tracking import HistoryReader, Run, gradient_norms
+from diagnosis import Finding
+from tracking import Run, gradient_norms
 from tracking.import_rows import column_for, keeps_last
 from tracking.writer import error_tail
 
-from ._config import jsonable
+from ._integration import EarlyStop, finish_returned, jsonable
 
 __all__ = ["CurvewatchLogger", "DiagnosisEarlyStopping", "GradNormMonitor", "epoch_row"]
 
@@ -166,11 +166,8 @@ class CurvewatchLogger(Logger):
             run.finish("stopped", stop_reason="interrupted (Ctrl-C)")
         elif state == "failed":
             run.finish("failed", error=error_tail(exc) if exc else "Lightning reported a failure")
-        elif state == "completed" and self._finding is not None:
-            run.finish("early_stopped", stop_reason=self._finding.message,
-                       stopped_by=self._finding.to_dict())
-        elif state == "completed" and run.stop_requested():
-            run.finish("stopped", stop_reason="stop requested (STOP file)")
+        elif state == "completed":
+            finish_returned(run, self._finding)
         else:
             run.finish(state)
 
@@ -308,11 +305,9 @@ class DiagnosisEarlyStopping(EarlyStopping):
     def __init__(self, kinds: Iterable[str] = ("overfitting", "plateau"),
                  thresholds: Any = None) -> None:
         super().__init__(monitor="curvewatch-diagnosis", strict=False)
-        self.kinds = tuple(kinds)
-        stopping_finding([], self.kinds)  # bad kinds fail here, naming them
-        self.thresholds = thresholds
+        self.stopper = EarlyStop(kinds, thresholds)
+        self.kinds = self.stopper.kinds
         self.finding: Finding | None = None
-        self._history: HistoryReader | None = None
 
     @property
     def state_key(self) -> str:
@@ -348,10 +343,7 @@ class DiagnosisEarlyStopping(EarlyStopping):
                          trainer.global_step)
         if logger.run.stop_requested():
             return None, True
-        if self._history is None:
-            self._history = HistoryReader(logger.run.path)
-        from diagnosis import diagnose
-        finding = stopping_finding(diagnose(self._history.read(), self.thresholds), self.kinds)
+        finding = self.stopper.check(logger.run)
         if finding is not None:
             logger.note_stop(finding)
         return finding, False

@@ -18,11 +18,10 @@ from typing import Any, Iterable, Mapping
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from diagnosis import Finding, diagnose, stopping_finding
-from tracking import HistoryReader, Run
+from tracking import Run
 from tracking.import_rows import column_for
 
-from ._config import jsonable
+from ._integration import EarlyStop, finish_returned, jsonable
 
 __all__ = ["CurvewatchCallback", "eval_row"]
 
@@ -79,15 +78,12 @@ class CurvewatchCallback(TrainerCallback):
                  early_stop: Iterable[str] = (), thresholds: Any = None,
                  config: Mapping[str, Any] | None = None, tags: Iterable[str] = (),
                  notes: str = "") -> None:
-        self.early_stop = tuple(early_stop)
-        stopping_finding([], self.early_stop)  # bad kinds fail here, naming them
-        self.runs_dir, self.name, self.thresholds = runs_dir, name, thresholds
+        self.stopper = EarlyStop(early_stop, thresholds)
+        self.runs_dir, self.name = runs_dir, name
         self._config, self._tags, self._notes = dict(config or {}), list(tags), notes
         self.run: Run | None = None
-        self.finding: Finding | None = None
         self._windows: list[tuple[int, dict[str, float]]] = []
         self._last_logged_step = 0
-        self._history: HistoryReader | None = None
         self._training = False  # between on_train_begin and on_train_end, on every process
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState,
@@ -96,7 +92,7 @@ class CurvewatchCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return
         # a second train() with the same callback (a search, a resume) is a run of its own
-        self.finding, self._windows, self._history = None, [], None
+        self.stopper.finding, self._windows = None, []
         config = {**args.to_sanitized_dict(), **jsonable(self._config)}
         model_config = getattr(model, "config", None)
         if model_config is not None and hasattr(model_config, "to_diff_dict"):
@@ -143,32 +139,15 @@ class CurvewatchCallback(TrainerCallback):
             row: dict[str, Any] = {**train_columns(self._windows), **eval_row(metrics)}
             self._windows = []
             self.run.log_epoch(None, step=state.global_step, **row)
-            stop = self._diagnose() is not None or self.run.stop_requested()
+            stop = self.stopper.check(self.run) is not None or self.run.stop_requested()
         if _agreed(stop):
             control.should_training_stop = True
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState,
                      control: TrainerControl, **kwargs: Any) -> None:
         self._training = False
-        if self.run is None or self.run.status.get("state") != "running":
-            return
-        if self.finding is not None:
-            self.run.finish("early_stopped", stop_reason=self.finding.message,
-                            stopped_by=self.finding.to_dict())
-        elif self.run.stop_requested():
-            self.run.finish("stopped", stop_reason="stop requested (STOP file)")
-        else:
-            self.run.finish("completed")
-
-    def _diagnose(self) -> Finding | None:
-        """The finding that ends training now (with `early_stop`), else None."""
-        if not self.early_stop or self.run is None:
-            return None
-        if self._history is None:
-            self._history = HistoryReader(self.run.path)
-        self.finding = stopping_finding(diagnose(self._history.read(), self.thresholds),
-                                        self.early_stop)
-        return self.finding
+        if self.run is not None and self.run.status.get("state") == "running":
+            finish_returned(self.run, self.stopper.finding)
 
 
 def _agreed(stop: bool) -> bool:
