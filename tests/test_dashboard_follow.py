@@ -65,3 +65,29 @@ def test_after_stop_the_run_page_follows_the_run_until_it_has_stopped(tmp_path, 
     assert "stopped" in _badges(at) and "the page follows" not in \
         " ".join(str(c.value) for c in at.caption)
     assert at.button(key="run-stop").disabled and not at.button(key="run-resume").disabled
+
+
+def test_after_stop_group_the_group_page_follows_the_group(tmp_path, monkeypatch):
+    # a group whose runner is this process, with one member training here
+    from tracking.groups import GroupWriter
+    g = GroupWriter.create(tmp_path, name="grp", method="repeat", validation="holdout",
+                           members=[{"index": 0, "name": "grp-0"}])
+    run = tracking.Run.create(tmp_path, name="grp-0", config={}, epochs=5, group=g.id,
+                              heartbeat_seconds=0)
+    run.log_epoch(epoch=1, train_loss=1.0, val_loss=1.0)
+    g.update_member(0, state="running", run_id=run.id)
+    at = _page("group", tmp_path, monkeypatch, group=g.id)
+    assert not at.exception and at.button(key=state.GROUP_RESUME).disabled
+    at.button(key=state.GROUP_STOP).click().run()
+    assert not at.exception and (run.path / "STOP").exists()
+    said = " ".join(str(s.value) for s in at.success)
+    assert f"asked group {g.id} and 1 running members to stop" in said
+    assert at.button(key=state.GROUP_STOP).disabled  # while the page waits for the change
+    run.finish("stopped")
+    g.update_member(0, state="stopped")
+    g.finish("stopped", aggregate=None, stop_reason="stop requested")
+    at.run()
+    assert not at.exception
+    assert at.button(key=state.GROUP_STOP).disabled
+    assert not at.button(key=state.GROUP_RESUME).disabled
+    assert "the page follows" not in " ".join(str(c.value) for c in at.caption)
