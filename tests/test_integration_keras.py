@@ -1,0 +1,118 @@
+"""curvewatch.keras with the real Keras 3 on the torch backend: one row per epoch equal to
+Keras' own History, epochs without validation leave val absent, and the diagnosis ends an
+overfitting fit through model.stop_training."""
+from __future__ import annotations
+
+import os
+import runpy
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported
+keras = pytest.importorskip("keras")
+if keras.backend.backend() != "torch":
+    pytest.skip(f"keras runs on {keras.backend.backend()} here, not torch",
+                allow_module_level=True)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+
+from curvewatch.keras import CurvewatchCallback  # noqa: E402
+from diagnosis import diagnose  # noqa: E402
+from tracking import read_history, read_run  # noqa: E402
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.filterwarnings("ignore::DeprecationWarning:keras.*")]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One torch thread: on a loaded 2-core machine torch's thread a core stalls each step on
+    the others (docs/testing.md, rule 3)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def digits(n_train: int, label_noise: float = 0.0):
+    """Train and validation splits of sklearn's digits; `label_noise` of the training labels
+    redrawn at random (a big enough model memorises them: it overfits)."""
+    x, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(x))
+    x, y = (x / 16.0).astype("float32"), y.astype("int64")
+    tr, va = order[:n_train], order[n_train:n_train + 500]
+    y_tr = y[tr].copy()
+    noisy = rng.random(n_train) < label_noise
+    y_tr[noisy] = rng.integers(0, 10, int(noisy.sum()))
+    return (x[tr], y_tr), (x[va], y[va])
+
+
+def mlp(hidden: int, lr: float) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(hidden, activation="relu"),
+                              keras.layers.Dense(hidden, activation="relu"),
+                              keras.layers.Dense(10)], name="digits_mlp")
+    model.compile(optimizer=keras.optimizers.Adam(lr),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def test_one_row_per_epoch_with_keras_own_values_and_val_absent_between_validations(tmp_path):
+    (x, y), val = digits(400)
+    callback = CurvewatchCallback(tmp_path / "runs", config={"hidden": 32}, tags=["keras"])
+    fitted = mlp(32, 3e-3).fit(x, y, validation_data=val, validation_freq=2, epochs=4,
+                               batch_size=64, verbose=0, callbacks=[callback])
+    history = read_history(callback.run.path)
+    assert history["epoch"].tolist() == [1, 2, 3, 4]  # Keras' epochs 0-3
+    kept = fitted.history
+    assert history["train_loss"].tolist() == pytest.approx(kept["loss"], rel=1e-6)
+    assert history["train_acc"].tolist() == pytest.approx(kept["accuracy"], rel=1e-6)
+    assert history["lr"].tolist() == pytest.approx([3e-3] * 4)
+    assert history["val_loss"].iloc[1::2].tolist() == pytest.approx(kept["val_loss"], rel=1e-6)
+    assert history["absent"].tolist()[0::2] == ["val_acc,val_loss"] * 2
+    assert "divergence" not in {f.kind for f in diagnose(history)}
+    info = read_run(callback.run.path)
+    assert info.state == "completed" and info.name == "digits_mlp" and info.tags == ("keras",)
+    assert info.config["hidden"] == 32 and info.config["epochs"] == 4
+    assert info.config["optimizer"]["name"] == "adam" and info.epochs == 4
+
+
+def test_the_diagnosis_ends_an_overfitting_fit(tmp_path):
+    (x, y), val = digits(100, label_noise=0.3)
+    callback = CurvewatchCallback(tmp_path / "runs", name="memorise",
+                                  early_stop=("overfitting",))
+    fitted = mlp(256, 1e-2).fit(x, y, validation_data=val, epochs=100, batch_size=100,
+                                verbose=0, callbacks=[callback])
+    trained = len(fitted.history["loss"])
+    assert trained < 100
+    info = read_run(callback.run.path)
+    assert info.state == "early_stopped" and info.status["stopped_by"]["kind"] == "overfitting"
+    assert read_history(callback.run.path)["epoch"].iloc[-1] == trained
+
+
+def test_unknown_early_stop_kinds_are_rejected_by_name():
+    with pytest.raises(ValueError, match="'overfit'"):
+        CurvewatchCallback(early_stop=("overfit",))
+
+
+def quick_start() -> str:
+    text = (ROOT / "docs" / "integrations.md").read_text()
+    return text.split("<!-- keras quick start -->", 1)[1].split("```python\n", 1)[1] \
+        .split("```", 1)[0]
+
+
+def test_the_quick_start_in_the_docs_is_the_example_and_runs(tmp_path, monkeypatch):
+    example = ROOT / "examples" / "keras_quickstart.py"
+    assert quick_start() in example.read_text()
+    monkeypatch.setenv("CURVEWATCH_RUNS", str(tmp_path / "runs"))
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(example), run_name="__main__")  # as `python keras_quickstart.py`
+    [run] = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")]
+    assert read_run(run).state in ("completed", "early_stopped")
+    history = read_history(run)
+    assert len(history) >= 2 and {"train_loss", "val_loss", "val_acc"} <= set(history.columns)
