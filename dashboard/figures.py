@@ -637,8 +637,12 @@ def setting_curves_figure(settings: Mapping[str, Mapping[str, pd.DataFrame]], co
         fig.add_trace(band_trace(ep, mean, std, color=colors[label], legendgroup=label))
         fig.add_trace(line_trace(ep, mean, name=f"{label} (mean of {len(hs)})",
                                  color=colors[label], width=3, legendgroup=label))
-    return _layout(fig, title=f"{column} by setting", xtitle="epoch", ytitle=column,
-                   log_y=log_y, uirevision=uirevision or f"settings-{column}", height=340)
+    fig = _layout(fig, title=f"{column} by setting", xtitle="epoch", ytitle=column,
+                  log_y=log_y, uirevision=uirevision or f"settings-{column}", height=380)
+    # settings' names are long: their legend goes under the chart, clear of the title
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, x=0,
+                                  xanchor="left"), margin=dict(b=90))
+    return fig
 
 
 def _as_number(v: Any) -> float | None:

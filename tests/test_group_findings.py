@@ -61,3 +61,36 @@ def test_the_group_page_says_every_fold_overfits(monkeypatch):
     warning = " ".join(str(w.value) for w in at.warning)
     assert "Every fold (2 of 2) overfits" in warning and "epochs 10-11" in warning
     assert "best.pt" in " ".join(str(m.value) for m in at.markdown)
+
+
+def test_the_sweep_ranking_shows_no_sd_for_a_setting_of_one_run(monkeypatch):
+    import math
+
+    from tracking.aggregate import aggregate
+    root = dfx.empty_runs_dir()
+    monkeypatch.setenv("CURVEWATCH_RUNS", str(root))
+    settings = [{"lr": 0.01}, {"lr": 0.001}]
+    g = dfx.tracking.GroupWriter.create(
+        root, name="sw", method="sweep", validation="holdout", sweep={"settings": settings},
+        members=[{"index": i, "name": f"sw-{i}", "setting": i, "params": p}
+                 for i, p in enumerate(settings)])
+    histories = {}
+    for i in range(2):
+        run = dfx.Run.create(root, name=f"sw-{i}", config=dfx.base_config(), epochs=3,
+                             group=g.id, heartbeat_seconds=0)
+        for e in (1, 2, 3):
+            run.log_epoch(epoch=e, train_loss=1.0 / e, val_loss=1.0 / e + i)
+        run.finish("completed")
+        g.update_member(i, state="completed", run_id=run.id)
+        histories[run.id] = dfx.tracking.read_history(run.path)
+    g.finish("completed", aggregate=aggregate(g.record["members"], histories,
+                                              include_states=("completed",),
+                                              settings=settings))
+    at = AppTest.from_file("../dashboard/views/group.py", default_timeout=60)
+    at.query_params["group"] = g.id
+    at.run()
+    assert not at.exception
+    ranking = next(d.value for d in at.dataframe if "val_loss_mean" in d.value.columns)
+    assert list(ranking["val_loss_mean"]) == pytest.approx([1 / 3, 1 + 1 / 3])
+    assert all(v is None or math.isnan(v) for v in ranking["val_loss_std"])
+    assert "±" not in " ".join(str(m.value) for m in at.metric)

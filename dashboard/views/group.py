@@ -186,6 +186,9 @@ def _body(group, live: bool) -> None:
         rank["params"] = [setting_words(p or {}) for p in rank["params"]]
         rank["members"] = [len(m) if isinstance(m, (list, tuple)) else m
                            for m in rank["members"]]
+        for col in [c for c in rank.columns if c.endswith("_std")]:  # no sd of one run
+            if f"{col[:-4]}_n" in rank.columns:
+                rank.loc[rank[f"{col[:-4]}_n"].fillna(0) < 2, col] = None
         st.dataframe(rank, hide_index=True, placeholder=tables.MISSING,
                      key="group-ranking",
                      column_config={c: st.column_config.NumberColumn(format="%.4f")
