@@ -236,7 +236,7 @@ class Worker:
         self.runs_dir, self.name, self.tags, self.sweep = runs_dir, name, tags, sweep
         self.argv, self.echo = argv, echo
         self.group: Any = None
-        self.last: Outcome | None = None
+        self.outcomes: list[Outcome] = []
         self.stop_reason: str | None = None
 
     def run(self, trials: int) -> str:
@@ -252,7 +252,8 @@ class Worker:
                 self.stop_reason = "stop requested (STOP file)"
                 break
             self.study.optimize(self.objective, n_trials=1, catch=(TrialFailed,))
-            failures = failures + 1 if self.last and self.last.kind == "failed" else 0
+            last = self.outcomes[-1] if self.outcomes else None
+            failures = failures + 1 if last and last.kind == "failed" else 0
         return self._finish()
 
     def objective(self, trial: Any) -> float:
@@ -297,7 +298,8 @@ class Worker:
         import optuna
 
         info = read_run(run.path)
-        out = self.last = trial_outcome(state, dict(info.status), pruned_why)
+        out = trial_outcome(state, dict(info.status), pruned_why)
+        self.outcomes.append(out)
         trial.set_user_attr(END_ATTR, out.why)
         self.group.update_member(index, state=info.state, ended_at=time.time(),
                                  best_val_loss=info.best_val_loss, best_epoch=info.best_epoch,
@@ -370,8 +372,9 @@ def run_study(storage: str, study_name: str, trials: int, pruner: str,
               grid_specs: list[str], range_specs: list[str], base: TrainConfig,
               runs_dir: Path, *, name: str | None, tags: list[str], argv: list[str],
               echo: Callable[[str], None] = print) -> str:
-    """Check everything, then work on the study until it has `trials` trials; returns this
-    worker's group state ("" when it trained none). ConfigError for bad input."""
+    """Check everything, then work on the study until it has `trials` trials; returns
+    "failed" when every trial this worker ran failed (a pruned trial did not), else "ok".
+    ConfigError for bad input."""
     import optuna
 
     check_storage(storage)
@@ -402,7 +405,8 @@ def run_study(storage: str, study_name: str, trials: int, pruner: str,
              "finished or running: nothing to do")
     for line in study_lines(study):
         echo(line)
-    return state
+    failed = worker.outcomes and all(o.kind == "failed" for o in worker.outcomes)
+    return "failed" if failed else "ok"
 
 
 def _check_study_name(name: str) -> None:

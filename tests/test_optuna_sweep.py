@@ -1,0 +1,257 @@
+"""Sweeps across machines on Optuna (`trainer sweep --optuna STORAGE --study NAME --trials N`):
+real `python -m trainer sweep` worker processes sharing one study, tiny trainings on wine."""
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import optuna
+import pytest
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
+
+from conftest import ROOT, run_trainer, trainer_cmd, wait_for
+from tracking import list_groups, list_runs, read_run
+from trainer.optuna_sweep import END_ATTR, RUN_ATTR, trial_outcome
+
+BASE = ["--dataset", "wine", "--hidden", "8", "--threads", "1", "--pruner", "none",
+        "--grid", "hidden=8,16", "--range", "lr=1e-3:1e-1:log"]
+
+
+def start_worker(runs_dir: Path, storage: str, study: str, trials: int,
+                 *args: str) -> subprocess.Popen[str]:
+    """A worker as a user starts one: its own `python -m trainer sweep` process."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
+           "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        trainer_cmd("sweep", "--runs-dir", str(runs_dir), "--optuna", storage, "--study",
+                    study, "--trials", str(trials), *BASE, *args),
+        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 240) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out
+    return out
+
+
+def load(storage: str, study: str) -> optuna.Study:
+    backend = JournalStorage(JournalFileBackend(storage)) if "://" not in storage else storage
+    return optuna.load_study(study_name=study, storage=backend)
+
+
+def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+
+
+def assert_each_trial_ran_once(study: optuna.Study, runs_dir: Path, trials: int,
+                               workers: int) -> None:
+    """N finished trials (workers that take their last trials at the same moment may add
+    one each), each with its own run tagged with the study and its number, and no run that
+    is not a trial's."""
+    done = finished(study)
+    assert trials <= len(done) <= trials + workers - 1
+    run_ids = [t.user_attrs[RUN_ATTR] for t in study.trials if RUN_ATTR in t.user_attrs]
+    assert len(run_ids) == len(set(run_ids)) == len(study.trials)
+    assert sorted(run_ids) == sorted(r.id for r in list_runs(runs_dir))
+    for t in study.trials:
+        tags = read_run(runs_dir / t.user_attrs[RUN_ATTR]).tags
+        assert f"optuna:{study.study_name}" in tags and f"trial:{t.number}" in tags
+
+
+@pytest.mark.slow
+def test_two_workers_on_one_journal_file_share_the_trials_and_run_none_twice(
+        tmp_path: Path, runs_dir: Path) -> None:
+    journal = str(tmp_path / "study.log")
+    workers = [start_worker(runs_dir, journal, "shared", 4, "--epochs", "3") for _ in range(2)]
+    outputs = [finish(w) for w in workers]
+    study = load(journal, "shared")
+    assert_each_trial_ran_once(study, runs_dir, 4, workers=2)
+    # each worker's trials are one sweep group; together the groups hold every trial once
+    groups = list_groups(runs_dir)
+    members = [m.run_id for g in groups for m in g.members]
+    assert sorted(members) == sorted(t.user_attrs[RUN_ATTR] for t in study.trials)
+    assert all(g.method == "sweep" and (g.sweep or {}).get("study") == "shared"
+               for g in groups)
+    assert all("study shared: " in out for out in outputs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_a_worker_killed_mid_trial_leaves_its_trial_failed_and_the_study_goes_on(
+        tmp_path: Path, runs_dir: Path, kind: str) -> None:
+    storage = str(tmp_path / "study.log") if kind == "journal" else \
+        f"sqlite:///{tmp_path / 'study.db'}"
+    slow = start_worker(runs_dir, storage, "k", 2, "--epochs", "500",
+                        "--min-epoch-seconds", "0.1")
+
+    def training_trial() -> str | None:
+        """The run id of a RUNNING trial that has logged an epoch, once there is one."""
+        if not Path(storage.removeprefix("sqlite:///")).exists():
+            return None
+        try:
+            running = load(storage, "k").get_trials(states=(TrialState.RUNNING,))
+        except KeyError:  # the worker has not created the study yet
+            return None
+        rid = running[0].user_attrs.get(RUN_ATTR) if running else None
+        return rid if rid and (read_run(runs_dir / rid).status.get("epoch") or 0) >= 1 else None
+
+    try:
+        run_id = wait_for(training_trial, timeout=120, every=0.2, what="a trial training")
+    finally:
+        slow.send_signal(signal.SIGKILL)
+        slow.communicate(timeout=30)
+    out = finish(start_worker(runs_dir, storage, "k", 2, "--epochs", "2"))
+    study = load(storage, "k")
+    first = study.trials[0]
+    assert first.user_attrs[RUN_ATTR] == run_id and first.state == TrialState.FAIL
+    assert read_run(runs_dir / run_id).state == "crashed"
+    assert "trial 0: its run crashed" in out
+    assert [t.state for t in study.trials[1:]] == [TrialState.COMPLETE] * 2
+
+
+@pytest.mark.slow
+def test_the_median_pruner_stops_a_worse_trial_and_its_run_says_why(
+        tmp_path: Path, runs_dir: Path) -> None:
+    journal = str(tmp_path / "study.log")
+    # five finished trials whose val loss was 0 at every epoch: any real trial is worse
+    study = optuna.create_study(study_name="p", storage=JournalStorage(
+        JournalFileBackend(journal)))
+    for _ in range(5):
+        study.add_trial(optuna.trial.create_trial(
+            value=0.0, intermediate_values={e: 0.0 for e in range(1, 6)}))
+    proc = run_trainer("sweep", "--runs-dir", str(runs_dir), "--optuna", journal, "--study",
+                       "p", "--trials", "6", *BASE, "--pruner", "median", "--epochs", "5")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    trial = load(journal, "p").trials[5]
+    assert trial.state == TrialState.PRUNED
+    info = read_run(runs_dir / trial.user_attrs[RUN_ATTR])
+    assert info.state == "stopped" and info.status["epoch"] == 1
+    assert info.status["stop_reason"].startswith("pruned by Optuna's median pruner at epoch 1")
+    assert trial.user_attrs[END_ATTR] == info.status["stop_reason"]
+    group = list_groups(runs_dir)[0]
+    assert [m.state for m in group.members] == ["stopped"]
+
+
+@pytest.mark.slow
+def test_a_diverging_trial_is_pruned_and_its_run_says_it_diverged(
+        tmp_path: Path, runs_dir: Path) -> None:
+    journal = str(tmp_path / "study.log")
+    # nan_model's outputs turn NaN at its 41st step: epoch 2 with 25 steps an epoch
+    finish(start_worker(runs_dir, journal, "d", 1, "--model", "trainer_fixtures:nan_model",
+                        "--batch-size", "4", "--epochs", "20"))
+    trial = load(journal, "d").trials[0]
+    info = read_run(runs_dir / trial.user_attrs[RUN_ATTR])
+    assert trial.state == TrialState.PRUNED and trial.user_attrs[END_ATTR].startswith("diverged")
+    assert info.state == "failed" and info.status["stop_reason"] == "divergence"
+
+
+@pytest.mark.parametrize("state, status, pruned, kind", [
+    ("completed", {"best_val_loss": 0.3, "best_epoch": 9}, None, "complete"),
+    ("early_stopped", {"best_val_loss": 0.3, "best_epoch": 4,
+                       "stop_reason": "validation loss has risen ..."}, None, "complete"),
+    ("failed", {"stop_reason": "divergence", "error": "training loss became nan"}, None,
+     "pruned"),
+    ("stopped", {"best_val_loss": 0.9, "stop_reason": "pruned by ..."}, "pruned by ...",
+     "pruned"),
+    ("stopped", {"best_val_loss": 0.9, "stop_reason": "stop requested (STOP file)"}, None,
+     "failed"),
+    ("failed", {"error": "RuntimeError: boom"}, None, "failed"),
+    ("completed", {"best_val_loss": None}, None, "failed"),
+])
+def test_curvewatchs_verdict_decides_the_trial(state: str, status: dict[str, Any],
+                                               pruned: str | None, kind: str) -> None:
+    """An overfitting or plateau stop completes the trial with the best val loss (the best
+    weights are kept); a divergence or the pruner prunes it; anything else fails it."""
+    out = trial_outcome(state, status, pruned)
+    assert out.kind == kind
+    assert out.value == (status["best_val_loss"] if kind == "complete" else None)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--optuna", "s3://bucket/study"], "--optuna must be a journal file path or a database "
+                                        "URL (sqlite://, postgresql://, mysql://), got "
+                                        "'s3://bucket/study'"),
+    (["--optuna", "/no/such/folder/study.log"], "the folder '/no/such/folder' does not exist"),
+    (["--optuna", "{tmp}"], "is a folder or empty"),
+    (["--optuna", "{tmp}/s.log", "--pruner", "medain"],
+     "invalid choice: 'medain'; did you mean 'median'?"),
+    (["--optuna", "{tmp}/s.log", "--study", ""], "missing --study NAME"),
+    (["--optuna", "{tmp}/s.log", "--random", "4"], "--random does not apply to --optuna"),
+    (["--optuna", "{tmp}/s.log", "--validation", "kfold:3"],
+     "--optuna trains one hold-out run per trial; got --validation 'kfold:3'"),
+    (["--optuna", "{tmp}/s.log", "--grid", "optimizer=sgd,adamm"], "optimizer=adamm"),
+])
+def test_bad_optuna_input_exits_2_naming_it_and_starts_nothing(
+        tmp_path: Path, runs_dir: Path, args: list[str], message: str) -> None:
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    study = [] if "--study" in args else ["--study", "s"]
+    proc = run_trainer("sweep", "--runs-dir", str(runs_dir), "--trials", "2", *study,
+                       "--dataset", "wine", "--grid", "hidden=8", *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert list(runs_dir.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+def _pg_bin() -> Path | None:
+    found = shutil.which("pg_ctl") or next(iter(sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))), None)
+    return Path(found).resolve().parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server on a free port (Debian's postgresql package), as the
+    `postgres` user when the tests run as root (initdb refuses root); its URL."""
+    if not any(importlib.util.find_spec(m) for m in ("psycopg2", "psycopg")):
+        pytest.skip("no PostgreSQL driver (psycopg2 or psycopg) in this Python: "
+                    "SQLAlchemy cannot reach a server")
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server here (pg_ctl not found; Debian: apt install "
+                    "postgresql)")
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root and no runuser to start PostgreSQL as another user")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data = Path(tempfile.mkdtemp(prefix="curvewatch-pg-"))
+    if as_user:
+        shutil.chown(data, "postgres")
+    port = _free_port()
+    pg_ctl = [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data / "db")]
+    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data / "db"), "-U",
+                    "postgres", "--auth=trust"], check=True, capture_output=True)
+    subprocess.run([*pg_ctl, "-w", "-l", str(data / "log"), "-o",
+                    f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_study_on_postgresql(postgres: str, runs_dir: Path) -> None:
+    workers = [start_worker(runs_dir, postgres, "pg", 3, "--epochs", "2") for _ in range(2)]
+    for w in workers:
+        finish(w)
+    assert_each_trial_ran_once(load(postgres, "pg"), runs_dir, 3, workers=2)
+
