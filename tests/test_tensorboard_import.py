@@ -428,3 +428,14 @@ def test_update_brings_a_run_up_to_date_with_a_log_that_grew(tmp_path, runs_dir,
     assert h["val_loss"].tolist() == [*first["val_loss"], 0.5, 0.4, 0.3]
     assert main(["import", str(tmp_path / "tb"), "--runs-dir", str(runs_dir), "--update"]) == 0
     assert "up to date" in capsys.readouterr().out
+
+
+def test_an_untagged_step_goes_to_the_epoch_the_logged_step_epoch_pairs_agree_on():
+    from tracking.import_rows import Scalar, epoch_lookup
+    # 13 steps an epoch, tagged only at two epoch ends (Lightning's validation every 2nd)
+    tagged = epoch_lookup([Scalar(25, None, 1), Scalar(51, None, 3)])
+    assert [tagged(s) for s in (0, 12, 13, 26, 39, 52)] == [0, 0, 1, 2, 3, 4]
+    # epoch 1 ends by step 5, epoch 2 reaches step 30: no one length fits; an untagged step
+    # takes the next tagged step's epoch, and after the last one the epoch after it
+    uneven = epoch_lookup([Scalar(3, None, 0), Scalar(5, None, 1), Scalar(30, None, 2)])
+    assert [uneven(s) for s in (2, 4, 10, 31)] == [0, 1, 2, 3]
