@@ -7,6 +7,7 @@ never raises on NaN or infinite values. See docs/diagnosis.md for the definition
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -66,6 +67,8 @@ class _H:
     present: dict[str, np.ndarray] = field(default_factory=dict)
     #: the file that holds the run's best weights (e.g. "best.pt"), or None: none is known
     best_checkpoint: str | None = None
+    #: the chance-level loss (the loss of a model that learned nothing), or None: not known
+    chance: float | None = None
     _smooth: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
     _only: dict[str, "_H"] = field(default_factory=dict)
 
@@ -83,7 +86,7 @@ class _H:
                                   cols={c: x[rows] for c, x in self.cols.items()},
                                   n=int(rows.size),
                                   present={c: m[rows] for c, m in self.present.items()},
-                                  best_checkpoint=self.best_checkpoint)
+                                  best_checkpoint=self.best_checkpoint, chance=self.chance)
         return self._only[name]
 
     def smooth(self, name: str, window: int) -> np.ndarray:
@@ -186,7 +189,77 @@ def _divergence(h0: _H, th: Thresholds) -> Finding | None:
                        _diverge_advice(h),
                        {"minimum": float(runmin[i]), "now": float(x[-1]), "factor": th.explode_factor,
                         "exploded_epochs": int(h.n - i)})
-    return None
+    return _at_chance_from_start(h0, th) or _collapsed(h0, th)
+
+
+def _chance_txt(h: _H) -> str:
+    return (f"the chance level {_g(h.chance)} (the loss of a model that learned nothing)"
+            if h.chance is not None else "")
+
+
+def _at_chance_from_start(h0: _H, th: Thresholds) -> Finding | None:
+    """Issue 13, class 4a: the loss exploded inside epoch 1 (its first value is chance_explode
+    x the chance level or more) and has sat at or above the chance level ever since, for at
+    least diverge_epochs epochs. A relative rule cannot see it: the run has no good minimum."""
+    if h0.chance is None:
+        return None  # the history alone cannot tell this from a slow start
+    metric = "train_loss" if h0.has("train_loss") else ("val_loss" if h0.has("val_loss") else None)
+    if metric is None:
+        return None
+    h = h0.only(metric)
+    x = h.cols[metric]
+    level = th.chance_level * h0.chance
+    if h.n < th.diverge_epochs + 1 or not np.isfinite(x[0]) or x[0] < th.chance_explode * h0.chance:
+        return None
+    if not (np.isfinite(x[1:]) & (x[1:] >= level)).all():
+        return None
+    return Finding("divergence", "critical", int(h.epochs[0]), None, metric,
+                   f"{_NAMES[metric]} was {_g(x[0])} in epoch {int(h.epochs[0])}, "
+                   f"{x[0] / h0.chance:.3g}x {_chance_txt(h0)}, and has stayed at or above that "
+                   f"level for the {h.n - 1} epochs since (now {_g(x[-1])}): the run diverged in "
+                   f"its first epoch and has learned nothing.",
+                   _diverge_advice(h),
+                   {"first_value": float(x[0]), "chance_loss": h0.chance, "now": float(x[-1]),
+                    "chance_level": th.chance_level, "epochs_at_chance": int(h.n - 1)})
+
+
+def _collapsed(h0: _H, th: Thresholds) -> Finding | None:
+    """Issue 13, class 4b: the training loss came back from its minimum to chance_explode x it
+    or more and has stayed at the untrained level for the last diverge_epochs epochs: the model
+    collapsed. The untrained level is the chance-level loss; without it, the training loss's
+    first value (where this run started: overfitting and noise never return there)."""
+    if not h0.has("train_loss", th.diverge_epochs + 2):
+        return None  # a validation loss above chance can be overfitting, not a collapse
+    h = h0.only("train_loss")
+    x = h.cols["train_loss"]
+    fin = finite(x)
+    untrained = h0.chance if h0.chance is not None else float(fin[0])
+    level = th.chance_level * untrained
+    high = np.isfinite(x) & (x >= level)
+    k = th.diverge_epochs
+    if untrained <= 0 or not high[-k:].all():
+        return None
+    i = h.n - 1
+    while i > 0 and high[i - 1]:
+        i -= 1
+    before = finite(x[:i])
+    if before.size == 0:
+        return None
+    low = float(before.min())
+    if not (low > 0 and float(x[i:].min()) >= th.chance_explode * low):
+        return None
+    b_ep = int(h.epochs[int(np.nanargmin(np.where(np.isfinite(x[:i]), x[:i], np.nan)))])
+    scale = _chance_txt(h0) or f"its first value {_g(untrained)}"
+    return Finding("divergence", "critical", int(h.epochs[i]), None, "train_loss",
+                   f"Training loss went back from its minimum {_g(low)} (epoch {b_ep}) to "
+                   f"{_g(x[i])} at epoch {int(h.epochs[i])} and has stayed at or above "
+                   f"{th.chance_level:.0%} of {scale} for {h.n - i} epochs (now {_g(x[-1])}): "
+                   f"the model collapsed back to its untrained state; the run has diverged.",
+                   _diverge_advice(h),
+                   {"minimum": low, "minimum_epoch": b_ep, "now": float(x[-1]),
+                    "untrained_level": untrained,
+                    "chance_loss": h0.chance if h0.chance is not None else float("nan"),
+                    "collapsed_epochs": int(h.n - i)})
 
 
 def _best_epoch(h: _H, metric: str) -> int | None:
@@ -283,19 +356,24 @@ def _level_noise(x: np.ndarray, th: Thresholds) -> tuple[float, float, float]:
     return sigma, phi, level_sd(sigma, phi, th.window)
 
 
-def _last_lr_change(h: _H) -> int:
-    """Row index of the last learning-rate *step* (a change by a factor of 2 or more from one
-    epoch to the next: step decays, ReduceLROnPlateau cuts, restarts), or -1. Smooth schedules
+def _lr_steps(h: _H) -> np.ndarray:
+    """Row indices where a learning-rate *step* lands (a change by a factor of 2 or more from
+    one epoch to the next: step decays, ReduceLROnPlateau cuts, restarts). Smooth schedules
     (cosine, exponential) change the rate every epoch by a few percent; those are not steps."""
     lr = h.cols.get("lr")
     if lr is None:
-        return -1
+        return np.zeros(0, dtype=np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         a, b = np.abs(lr[:-1]), np.abs(lr[1:])
         ch = (np.maximum(a, b) >= _LR_STEP * np.minimum(a, b)) & (np.maximum(a, b) > 0)
     ch &= np.isfinite(lr[1:]) & np.isfinite(lr[:-1])
-    nz = np.nonzero(ch)[0]
-    return int(nz[-1] + 1) if nz.size else -1
+    return np.nonzero(ch)[0] + 1
+
+
+def _last_lr_change(h: _H) -> int:
+    """Row index of the last learning-rate step, or -1."""
+    steps = _lr_steps(h)
+    return int(steps[-1]) if steps.size else -1
 
 
 def _plateau_state(h: _H, name: str, th: Thresholds) -> dict[str, Any] | None:
@@ -319,6 +397,23 @@ def _plateau_state(h: _H, name: str, th: Thresholds) -> dict[str, Any] | None:
     return {"j0": j0, "j_sig": j_sig, "best": best, "delta": delta, "sigma": sigma, "phi": phi, "S": S}
 
 
+#: Mann-Kendall z below which the values since a rise's peak count as falling back (one-sided
+#: ~16%: weak evidence suffices, as it only delays a plateau while the projected gain matters).
+_BACK_Z = 1.0
+
+
+def _back_from_bump(x: np.ndarray, S: np.ndarray, low: int, n: int, th: Thresholds,
+                    best: float) -> bool:
+    """Is the loss falling back after a rise since its last low (row `low`): a falling trend
+    (Mann-Kendall z < -1) since the highest smoothed level, projecting more than plateau_gain
+    over the next patience epochs?"""
+    recent = _since_peak(x, S, low, n)
+    if recent.size < 4 or best == 0:
+        return False
+    gain = -theil_sen_slope(recent) * th.patience / abs(best)
+    return mann_kendall_z(recent, inflation(th.autocorr)) < -_BACK_Z and gain > th.plateau_gain
+
+
 def _trend(x: np.ndarray, th: Thresholds, width: int) -> tuple[float, int]:
     f = finite(x)[-width:]
     return float(mann_kendall_z(f, inflation(th.autocorr))), int(f.size)
@@ -330,6 +425,13 @@ _LR_STEP = 1.999
 #: initial fall of a loss inflates second differences there without being noise.
 _NOISE_SKIP = 3
 
+
+
+def _no_skill(h: _H, best_level: float, th: Thresholds) -> bool:
+    """Was the best (smoothed) level of a loss at the chance level, so never a trained state?
+    False when the chance-level loss is not known: a first value is no proxy (a fine-tuned
+    model starts trained)."""
+    return h.chance is not None and best_level >= th.chance_level * h.chance
 
 
 def _monitored(h: _H) -> str | None:
@@ -352,6 +454,8 @@ def _plateau(h: _H, th: Thresholds, metric: str | None, unstable: bool = False) 
     st = _plateau_state(h, metric, th)
     if st is None:
         return None
+    if _no_skill(h, st["best"], th):
+        return None  # flat at the untrained level: a saddle or a slow start (issue 13, class 5)
     j0 = st["j0"]
     c = _last_lr_change(h)
     if c >= 0 and h.n - 1 < c + th.cooldown:
@@ -380,6 +484,8 @@ def _plateau(h: _H, th: Thresholds, metric: str | None, unstable: bool = False) 
     # epoch is statistically certain and practically flat.
     if z < -th.trend_z and (quick or gain > th.plateau_gain):
         return None
+    if _back_from_bump(x, st["S"], anchor, h.n, th, st["best"]):
+        return None  # on the way back down from a bump: no plateau (issue 13, class 3)
     flat_change = float("nan")
     if quick:
         # the short wait needs a flat curve: the Theil-Sen slope of the last `patience` epochs
@@ -494,7 +600,8 @@ def _still_improving(h: _H, th: Thresholds, metric: str | None) -> Finding | Non
 
 # ---------------------------------------------------------------- overfitting
 
-def _rise(v: np.ndarray, e: int, th: Thresholds, S: np.ndarray) -> dict[str, Any] | None:
+def _rise(v: np.ndarray, e: int, th: Thresholds, S: np.ndarray,
+          steps: np.ndarray) -> dict[str, Any] | None:
     """Is the validation level at row e-1 significantly above its minimum? Uses rows < e only."""
     ve = v[:e]
     fin = np.isfinite(ve)
@@ -507,19 +614,41 @@ def _rise(v: np.ndarray, e: int, th: Thresholds, S: np.ndarray) -> dict[str, Any
     best = float(np.nanmin(S[:e]))
     now = median_of_last(ve, th.window)
     sigma, phi, s_med = _level_noise(ve, th)
-    need = max(th.min_delta, th.overfit_rise * abs(best), th.overfit_z * s_med)
+    # a minimum that a learning-rate step made (within `patience` epochs after it) is a sharp
+    # low the loss settles back from by a few percent: such a rise needs more (class 3)
+    before = steps[steps <= m]
+    after_step = before.size > 0 and m - int(before[-1]) <= th.patience
+    rise = th.overfit_step_rise if after_step else th.overfit_rise
+    need = max(th.min_delta, rise * abs(best), th.overfit_z * s_med)
     gap = now - best
     if not gap > need:
         return None
     after = finite(ve[max(m + 1, e - th.noise_window):])
     z = float(mann_kendall_z(after, inflation(phi)))
     # a rise without a significant trend is confirmed by persistence: no new low for `patience`
-    # epochs (what would make a plateau) and no falling trend since the minimum
-    persist = since >= th.patience and z >= 0
+    # epochs (what would make a plateau), no falling trend since the minimum, and none since the
+    # rise's highest level either: a rise that is giving itself back is a bump (issue 13, class 3)
+    persist = since >= th.patience and z >= 0 and not _falling_back(ve, S, m, e, phi)
     if z < th.trend_z and gap < 2 * need and not persist:
         return None
     return {"m": m, "best": best, "now": now, "gap": gap, "need": need, "sigma": sigma, "z": z,
             "since": since, "raw_min": float(ve[m]), "persist": bool(persist)}
+
+
+def _since_peak(x: np.ndarray, S: np.ndarray, m: int, e: int) -> np.ndarray:
+    """The finite values of rows < e from the highest smoothed level after row m (a minimum) on:
+    the way back down from a rise, if it has begun."""
+    rise = S[m + 1:e]
+    if not np.isfinite(rise).any():
+        return x[:0]
+    return finite(x[m + 1 + int(np.nanargmax(rise)):e])
+
+
+def _falling_back(ve: np.ndarray, S: np.ndarray, m: int, e: int, phi: float) -> bool:
+    """Do the values since the rise's highest smoothed level after the minimum (row m) trend
+    down (Mann-Kendall z < 0 over at least 3 of them)?"""
+    recent = _since_peak(ve, S, m, e)
+    return recent.size >= 3 and mann_kendall_z(recent, inflation(phi)) < 0
 
 
 def _train_falling(tr: np.ndarray | None, m: int, e: int, th: Thresholds) -> tuple[bool, float, float]:
@@ -547,16 +676,19 @@ def _overfitting(h: _H, th: Thresholds) -> tuple[Finding | None, dict[str, Any] 
     v = h.cols["val_loss"]
     S = h.smooth("val_loss", th.window)
     tr = h.cols.get("train_loss") if h.has("train_loss", 3) else None
+    steps = _lr_steps(h)
     states = []
     for back in range(th.confirm):
         e = h.n - back
         if e < 2 or h.epochs[e - 1] < th.start_from_epoch:
             return None, None
-        r = _rise(v, e, th, S)
+        r = _rise(v, e, th, S, steps)
         if r is None:
             return None, None
         states.append(r)
     r = states[0]
+    if _no_skill(h, r["best"], th):
+        return None, None  # a rise from a minimum that was never trained (issue 13, class 5)
     ok, t_m, t_now = _train_falling(tr, r["m"], h.n, th)
     ep = h.epochs
     m_ep = int(ep[r["m"]])
@@ -837,7 +969,8 @@ def _names(names: list[str], k: int = 4) -> str:
 
 def diagnose(history: pd.DataFrame, thresholds: Thresholds | None = None,
              layers: pd.DataFrame | None = None, *,
-             best_checkpoint: str | None = None) -> list[Finding]:
+             best_checkpoint: str | None = None,
+             chance_loss: float | None = None) -> list[Finding]:
     """Diagnose a training history.
 
     Args:
@@ -851,6 +984,10 @@ def diagnose(history: pd.DataFrame, thresholds: Thresholds | None = None,
         best_checkpoint (str): the file that holds the run's best weights (the trainer's
             "best.pt"), named in the advice; None (own loops, imports): the advice names the
             best epoch and assumes no checkpoint.
+        chance_loss (float): the loss of a model that learned nothing (ln K for K classes under
+            cross-entropy, the target's variance under MSE; run.json's data.chance_loss), the
+            scale for divergences the history cannot show and for minima that were never a
+            trained state. None: not known, those rules are off.
 
     Returns:
         At most one Finding per kind, in the order of `KINDS`. An empty history gives [], a
@@ -860,16 +997,28 @@ def diagnose(history: pd.DataFrame, thresholds: Thresholds | None = None,
     th = thresholds if thresholds is not None else Thresholds()
     if not isinstance(th, Thresholds):
         raise TypeError(f"thresholds must be a Thresholds or None, got {type(th).__name__}")
+    chance = _checked_chance(chance_loss)
     with np.errstate(all="ignore"):  # NaN/inf/overflow are data here, not errors
-        return _diagnose(history, th, layers, best_checkpoint)
+        return _diagnose(history, th, layers, best_checkpoint, chance)
+
+
+def _checked_chance(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not np.isfinite(float(value)) or float(value) <= 0:
+        raise ValueError(f"chance_loss must be a finite number > 0 (ln K for K classes, the "
+                         f"target variance for MSE) or None, got {value!r}")
+    return float(value)
 
 
 def _diagnose(history: pd.DataFrame, th: Thresholds, layers: pd.DataFrame | None,
-              best_checkpoint: str | None = None) -> list[Finding]:
+              best_checkpoint: str | None = None, chance: float | None = None) -> list[Finding]:
     h = _prepare(history)
     if h is None:
         return []
     h.best_checkpoint = best_checkpoint or None
+    h.chance = chance
     if h.n == 1:  # one epoch shows no trend, but a first epoch that is already NaN diverged
         return [f] if (f := _divergence(h, th)) is not None else []
     out: dict[str, Finding | None] = {}
@@ -897,7 +1046,8 @@ def _diagnose(history: pd.DataFrame, th: Thresholds, layers: pd.DataFrame | None
 
 def should_stop(history: pd.DataFrame, kinds: Iterable[str] = ("overfitting", "plateau"),
                 thresholds: Thresholds | None = None, *,
-                best_checkpoint: str | None = None) -> Finding | None:
+                best_checkpoint: str | None = None,
+                chance_loss: float | None = None) -> Finding | None:
     """The finding that should stop training now, or None.
 
     Called by the trainer after each epoch with the history so far. A finding is
@@ -911,7 +1061,8 @@ def should_stop(history: pd.DataFrame, kinds: Iterable[str] = ("overfitting", "p
         kinds: any of "overfitting", "plateau", "divergence"; "plateau" also stops on a
             "converged" finding (a plateau at a low loss, see STOP_ALSO).
     """
-    return stopping_finding(diagnose(history, thresholds, best_checkpoint=best_checkpoint), kinds)
+    return stopping_finding(diagnose(history, thresholds, best_checkpoint=best_checkpoint,
+                                     chance_loss=chance_loss), kinds)
 
 
 def stopping_finding(findings: Iterable[Finding],

@@ -82,6 +82,10 @@ class Thresholds:
                        "schedules are not steps, and a step does not restart the wait.", lo=0)
     overfit_rise: float = _f(0.03, "Minimum relative rise of the validation level above its "
                              "smoothed minimum for overfitting (0.03 = 3%).", lo=0.0)
+    overfit_step_rise: float = _f(0.05, "overfit_rise for a minimum within patience epochs after a "
+                                  "learning-rate step (a change by 2x or more in one epoch): a step "
+                                  "decay drops the loss to a sharp low it settles back from by a few "
+                                  "percent.", lo=0.0)
     overfit_z: float = _f(3.0, "The rise must also exceed overfit_z times the noise of a "
                           "window-median (sigma * sqrt(inflation / window)).", lo=0.0)
     overfit_min_epochs: int = _f(3, "Epochs after the validation minimum before overfitting can be "
@@ -92,6 +96,14 @@ class Thresholds:
                                "above its first value) has exploded.", lo=1.0, lo_open=True)
     diverge_epochs: int = _f(3, "Consecutive exploded epochs up to the last one that make an "
                              "explosion a divergence rather than instability.", lo=1)
+    chance_level: float = _f(0.9, "A loss at or above this fraction of the chance-level loss (the loss of a "
+                             "model that learned nothing: ln K for K classes, the target variance for "
+                             "MSE; diagnose's chance_loss) has no skill: a model predicting the class "
+                             "prior scores 0.95 ln 2 on a 37/63 split.", lo=0.0, lo_open=True, hi=1.0)
+    chance_explode: float = _f(2.0, "Divergence the run's own history cannot show: a first epoch at or above "
+                               "chance_explode times the chance-level loss, or a return from a minimum "
+                               "to chance_explode times it or more, followed by diverge_epochs epochs at "
+                               "the chance level.", lo=1.0, lo_open=True)
     unstable_rise: float = _f(0.1, "A one-epoch rise of the training loss by more than this "
                               "fraction of its previous value counts as a swing.", lo=0.0, lo_open=True)
     unstable_range: float = _f(0.05, "... and by more than this fraction of the loss range learned "

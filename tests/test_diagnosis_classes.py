@@ -307,3 +307,223 @@ def test_the_plateau_card_names_the_epochs_the_chart_marks():
     assert f"since epoch {f.start_epoch}" in f.message  # the shaded span's start
     assert f"lowest value 0.95 was at epoch {best}, {n - best} epochs ago" in f.message
     assert f"keep the best weights, those of epoch {best}," in f.advice
+
+
+# ------------------------------------------------------------------ class 4: divergence at chance level
+
+LN10 = float(np.log(10))  # the chance-level loss of a 10-class cross-entropy
+
+
+def _exploded_in_epoch_one(n=30, seed=9):
+    """Epoch 1's mean training loss is huge (the explosion), then both losses sit just above
+    ln 10: the model predicts nothing and never learns again."""
+    train = noisy(np.full(n, LN10 * 1.05), 0.01, seed)
+    train[0] = 75.0
+    val = noisy(np.full(n, LN10 * 1.02), 0.005, seed + 1)
+    return pd.DataFrame({"epoch": epochs(n), "train_loss": train, "val_loss": val})
+
+
+def test_an_explosion_inside_epoch_one_is_a_divergence_given_the_chance_level():
+    # before: no minimum to be 10x above, so nothing (or a plateau) was reported
+    h = _exploded_in_epoch_one()
+    first = next((t for t in range(1, len(h) + 1)
+                  if "divergence" in [f.kind for f in diagnose(h.iloc[:t], chance_loss=LN10)]), None)
+    assert first == 4  # epoch 1 and diverge_epochs (3) epochs at chance after it
+    f = {x.kind: x for x in diagnose(h, chance_loss=LN10)}["divergence"]
+    assert f.start_epoch == 1 and f.ongoing and f.severity == "critical"
+    assert "chance level 2.3" in f.message
+    stop = should_stop(h.iloc[:4], ["divergence"], chance_loss=LN10)
+    assert stop is not None and stop.kind == "divergence"
+    assert not {"plateau", "overfitting", "converged"} & {x.kind for x in diagnose(h, chance_loss=LN10)}
+
+
+def test_a_slow_start_at_chance_level_is_no_divergence():
+    # a saddle: flat at ln 10 for 25 epochs (first epoch at chance, not above it), then learning
+    n = 60
+    e = epochs(n)
+    val = noisy(np.where(e <= 25, LN10, 0.3 + (LN10 - 0.3) * np.exp(-(e - 25) / 6.0)), 0.004, 10)
+    h = pd.DataFrame({"epoch": e, "train_loss": val * 0.98, "val_loss": val})
+    for t in range(1, n + 1):
+        assert "divergence" not in [f.kind for f in diagnose(h.iloc[:t], chance_loss=LN10)], t
+
+
+def _collapsed(n=60, at=35, seed=11):
+    """Trained to 0.3, then a spike at epoch `at` puts the model back at ln 10 (7.7x the
+    minimum: under the 10x explosion rule) and it stays there."""
+    train = noisy(decay(n, start=2.2, floor=0.25, tau=6.0), 0.01, seed)
+    val = noisy(decay(n, start=2.2, floor=0.3, tau=6.0), 0.01, seed + 1)
+    train[at - 1:] = noisy(np.full(n - at + 1, LN10 * 1.01), 0.003, seed + 2)
+    val[at - 1:] = noisy(np.full(n - at + 1, LN10 * 1.01), 0.003, seed + 3)
+    return pd.DataFrame({"epoch": epochs(n), "train_loss": train, "val_loss": val})
+
+
+@pytest.mark.parametrize("chance", [LN10, None])
+def test_a_spike_that_collapses_the_model_to_chance_level_is_a_divergence(chance):
+    # before: 2.3 / 0.25 is under explode_factor (10x), so no divergence ever; without the
+    # chance level, the training loss's first value stands for the untrained level
+    h = _collapsed()
+    first = next((t for t in range(1, len(h) + 1)
+                  if "divergence" in [f.kind for f in diagnose(h.iloc[:t], chance_loss=chance)]), None)
+    assert first == 37  # the collapse at 35 plus two more epochs: diverge_epochs (3) at chance
+    f = {x.kind: x for x in diagnose(h, chance_loss=chance)}["divergence"]
+    assert f.start_epoch == 35 and f.ongoing and f.metric == "train_loss"
+    assert "collapsed back to its untrained state" in f.message
+    assert "overfitting" not in [x.kind for x in diagnose(h, chance_loss=chance)]
+
+
+def test_a_spike_that_recovers_is_no_divergence():
+    h = _collapsed()
+    h.loc[36:, ["train_loss", "val_loss"]] = [0.25, 0.3]  # back to trained two epochs later
+    for t in range(1, len(h) + 1):
+        found = diagnose(h.iloc[:t], chance_loss=LN10)
+        assert "divergence" not in [f.kind for f in found], t
+
+
+def test_overfitting_above_chance_level_is_overfitting_not_divergence():
+    # noisy labels: the validation loss climbs past ln 10 while the training loss goes to 0
+    n = 80
+    h = pd.DataFrame({"epoch": epochs(n), "train_loss": decay(n, floor=0.01, tau=6.0),
+                      "val_loss": u_shape(n, 15, 0.04, floor=0.6)})
+    assert h["val_loss"].iloc[-1] > LN10
+    found = {f.kind for f in diagnose(h, chance_loss=LN10)}
+    assert "overfitting" in found and "divergence" not in found
+
+
+def test_chance_loss_must_be_a_positive_number():
+    h = _collapsed()
+    for bad in (0, -1.0, float("nan"), float("inf"), "2.3", True):
+        with pytest.raises(ValueError, match=r"chance_loss must be a finite number > 0.*got"):
+            diagnose(h, chance_loss=bad)
+
+
+# ------------------------------------------------------------------ class 5: no-skill minima
+
+def test_a_rise_from_a_minimum_at_chance_level_is_not_overfitting():
+    # random labels: the validation loss never leaves ln 10, then rises as the model memorises
+    n = 60
+    e = epochs(n)
+    val = noisy(LN10 + np.where(e > 12, 0.012 * (e - 12), 0.0), 0.003, 12)
+    h = pd.DataFrame({"epoch": e, "train_loss": decay(n, start=2.3, floor=0.8, tau=15.0),
+                      "val_loss": val})
+    assert "overfitting" in [f.kind for f in diagnose(h)]  # without the chance level: as before
+    for t in range(2, n + 1):
+        found = [f.kind for f in diagnose(h.iloc[:t], chance_loss=LN10)]
+        assert "overfitting" not in found, t
+
+
+def test_a_plateau_at_chance_level_is_not_a_plateau():
+    # a saddle (or a dead start): flat at ln 10 for 40 epochs; stopping there would end a run
+    # that has not begun to learn
+    n = 40
+    val = noisy(np.full(n, LN10), 0.004, 13)
+    h = pd.DataFrame({"epoch": epochs(n), "train_loss": val * 1.01, "val_loss": val})
+    assert should_stop(h, ["plateau"]) is not None  # without the chance level: as before
+    for t in range(2, n + 1):
+        assert should_stop(h.iloc[:t], ["overfitting", "plateau"], chance_loss=LN10) is None, t
+
+
+def test_a_trained_plateau_and_overfitting_are_unchanged_by_the_chance_level():
+    plateau = _converging(floor=0.6)
+    assert [f.kind for f in diagnose(plateau, chance_loss=LN10)] == \
+        [f.kind for f in diagnose(plateau)]
+    assert {f.kind: f for f in diagnose(_overfit(), chance_loss=LN10)}["overfitting"] == \
+        {f.kind: f for f in diagnose(_overfit())}["overfitting"]
+
+
+# ------------------------------------------------------------------ class 3: mild rises and bumps
+
+def _first_stop(h, kinds=("overfitting",)):
+    return next((t for t in range(2, len(h) + 1) if should_stop(h.iloc[:t], kinds)), None)
+
+
+def _mild_rise_after_step_decay(seed, n=80, at=30, rise=0.04):
+    """A learning-rate step (x0.1 at `at`) drops the validation loss by 20%; from 3 epochs
+    later it drifts up 4% over 8 epochs and stays there, the training loss creeping down."""
+    e = epochs(n)
+    base = 0.5 + 1.8 * np.exp(-(e - 1) / 6.0)
+    val = np.where(e < at, base, 0.8 * base) * (1 + np.where(e > at + 3, rise * np.minimum((e - at - 3) / 8, 1), 0))
+    train = np.where(e < at, base - 0.1, 0.8 * base - 0.15) - 0.0005 * e
+    return pd.DataFrame({"epoch": e, "train_loss": noisy(train, 0.005, seed + 1),
+                         "val_loss": noisy(val, 0.01, seed), "lr": np.where(e < at, 0.1, 0.01)})
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_mild_rise_after_a_step_decay_is_not_overfitting(seed):
+    # before: overfit_rise was 3%, and 4 of these 8 curves stopped as overfitting (epochs 44-63)
+    assert _first_stop(_mild_rise_after_step_decay(seed)) is None
+
+
+def _rise_giving_itself_back(seed, n=70, m=25, height=0.055):
+    """The validation loss rises 5.5% in 3 epochs after its minimum at `m` (under twice the
+    needed rise, no significant trend yet), then falls back 0.15% of its level an epoch."""
+    e = epochs(n)
+    base = 0.6 + 1.7 * np.exp(-(e - 1) / 4.0)
+    b = np.where(e <= m, 0, np.where(e <= m + 3, height * (e - m) / 3, height - 0.0015 * (e - m - 3)))
+    return pd.DataFrame({"epoch": e, "train_loss": noisy(base - 0.1 - 0.002 * e, 0.003, seed + 1),
+                         "val_loss": noisy(base * (1 + b), 0.005, seed)})
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_rise_trending_back_down_is_not_confirmed_by_persistence(seed):
+    # before: 'no new low for patience epochs and no falling trend since the minimum' confirmed
+    # 6 of these 8 at epochs 34-36, while the values since the rise's peak were falling
+    assert _first_stop(_rise_giving_itself_back(seed)) is None
+
+
+def _bump_then_deeper(seed, n=80, at=30, width=6, height=0.09):
+    """A validation loss that keeps falling 0.3% an epoch, with a 9% bump from epoch `at`
+    (peak at at + width) that falls back to a deeper minimum; the training loss never bumps."""
+    e = epochs(n)
+    base = (0.6 + 1.7 * np.exp(-(e - 1) / 4.0)) * (1 - 0.003 * e)
+    b = np.clip(1 - np.abs(e - at - width) / width, 0, None) * height
+    return pd.DataFrame({"epoch": e, "train_loss": noisy(base - 0.1, 0.0025, seed + 1),
+                         "val_loss": noisy(base * (1 + b), 0.005, seed)})
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_bump_falling_back_to_a_deeper_minimum_is_no_plateau(seed):
+    h = _bump_then_deeper(seed)
+    assert h["val_loss"].iloc[50:].min() < h["val_loss"].iloc[:30].min()  # deeper later
+    # before: seeds 0, 2 and 4 stopped as plateaus at epoch 40, on the way back down (10
+    # epochs without a new low, a flat trend over the bump's rise and fall together).
+    # (A bump rising more than twice the needed rise still reads as the start of overfitting
+    # while it rises: seed 7 stops as overfitting; see docs/diagnosis.md, class 3.)
+    for t in range(40, 56):
+        assert not {"plateau", "converged"} & {f.kind for f in diagnose(h.iloc[:t])}, t
+
+
+# ------------------------------------------------------------------ the chance level: where it comes from
+
+def test_the_logging_api_records_the_chance_level_loss_in_run_json(tmp_path):
+    from tracking import read_run
+    with Run.create(tmp_path / "runs", name="chance", chance_loss=LN10) as run:
+        run.log_epoch(1, train_loss=2.0)
+    assert read_run(run.path).data["chance_loss"] == pytest.approx(LN10)
+    with Run.create(tmp_path / "runs", name="unknown") as run:
+        run.log_epoch(1, train_loss=2.0)
+    assert "chance_loss" not in read_run(run.path).data
+    for bad in (0, -1.0, float("nan"), "2.3", True):
+        with pytest.raises(ValueError, match=r"chance_loss must be a finite number > 0.*got"):
+            Run.create(tmp_path / "bad", name="bad", chance_loss=bad)
+    assert not (tmp_path / "bad").exists()  # rejected before any folder exists
+
+
+@pytest.mark.parametrize("dataset, chance", [("digits", np.log(10)), ("wine", np.log(3)),
+                                             ("tests.trainer_fixtures:regression_data", 1.0)])
+def test_the_trainer_knows_the_chance_level_loss_of_its_task(dataset, chance):
+    from trainer.config import validate
+    from trainer.runner import describe, prepare
+    trainer = prepare(validate({"dataset": dataset, "epochs": 1, "hidden": "8"}))
+    data, _ = describe(trainer)  # what run.json's data holds
+    # ln K for K classes; for MSE the variance of the (standardised) training target
+    assert data["chance_loss"] == pytest.approx(chance, rel=1e-5)
+
+
+def test_the_trainers_early_stopping_judges_with_the_chance_level():
+    from trainer.config import validate
+    from trainer.runner import _Diagnosis
+    cfg = validate({"dataset": "digits", "epochs": 40, "early_stop": "overfitting,plateau"})
+    val = noisy(np.full(40, LN10), 0.004, 13)  # flat at chance: not a plateau to stop on
+    records = [{"epoch": e, "train_loss": v * 1.01, "val_loss": v} for e, v in zip(epochs(40), val)]
+    assert _Diagnosis(cfg).stop_finding(records) is not None  # without it, as before
+    assert _Diagnosis(cfg, LN10).stop_finding(records) is None

@@ -13,6 +13,7 @@ seconds so a reader can tell a live run from a crashed one.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import platform
 import sys
@@ -40,6 +41,15 @@ def error_tail(exc: BaseException) -> str:
     """The last part of a formatted traceback, short enough for status.json."""
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return text[-ERROR_TAIL_CHARS:]
+
+
+def checked_chance_loss(value: Any) -> float:
+    """`value` as a chance-level loss (a finite number > 0); ValueError naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"chance_loss must be a finite number > 0 (ln K for K classes, the "
+                         f"target variance for MSE) or None, got {value!r}")
+    return float(value)
 
 
 def _finite(x: Any) -> TypeGuard[float]:
@@ -75,16 +85,23 @@ class Run:
                model: Mapping[str, Any] | None = None, group: str | None = None,
                tags: list[str] | tuple[str, ...] = (), notes: str = "",
                epochs: int | None = None, pid: int | None = None,
-               heartbeat_seconds: float = HEARTBEAT_SECONDS) -> "Run":
+               heartbeat_seconds: float = HEARTBEAT_SECONDS,
+               chance_loss: float | None = None) -> "Run":
         """Make a new run folder with run.json and a `running` status.json.
 
         `pid` is the process that will write the run (default: this one); pass 0 when another
-        process is about to take over (a detached launch), so only the heartbeat judges it."""
+        process is about to take over (a detached launch), so only the heartbeat judges it.
+        `chance_loss`: the loss of a model that has learned nothing (ln K for K classes under
+        cross-entropy, the target's variance under MSE), recorded as run.json's
+        data.chance_loss; the diagnosis uses it as the untrained level. None: not known."""
         P.check_name(name)
         now = time.time()
+        data = dict(data or {})
+        if chance_loss is not None:
+            data["chance_loss"] = checked_chance_loss(chance_loss)
         info = {
             "format": P.FORMAT_VERSION, "id": None, "name": name, "group": group,
-            "created_at": now, "config": dict(config or {}), "data": dict(data or {}),
+            "created_at": now, "config": dict(config or {}), "data": data,
             "model": dict(model or {}), "environment": _environment(),
             "tags": list(tags), "notes": notes,
         }

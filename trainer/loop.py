@@ -77,6 +77,17 @@ class Trainer:
         self.grads = grad_stats(self.params, self.steps_per_epoch, cfg.model in MODELS)
         self.step = 0
 
+    @property
+    def chance_loss(self) -> float | None:
+        """The loss of a model that has learned nothing: ln K for K classes (cross-entropy of
+        a uniform guess), the training target's variance for MSE (guessing its mean); None
+        when that is not positive (one class, a constant target)."""
+        if self.classify:
+            value = math.log(self.data.n_classes) if self.data.n_classes > 1 else 0.0
+        else:
+            value = float(self.data.train.y.astype("float64").var())
+        return value if math.isfinite(value) and value > 0 else None
+
     # ------------------------------------------------------------------ one epoch
     def train_epoch(self, epoch: int,
                     on_step: Callable[..., None] | None = None

@@ -37,6 +37,7 @@ def describe(trainer: Trainer) -> tuple[dict[str, Any], dict[str, Any]]:
     """The data and model summaries written into run.json."""
     data = {**trainer.data.summary(), "batch_size": trainer.cfg.batch_size,
             "steps_per_epoch": trainer.steps_per_epoch,
+            **({} if trainer.chance_loss is None else {"chance_loss": trainer.chance_loss}),
             "split_index": {"train": trainer.data.train.index.tolist(),
                             "val": trainer.data.val.index.tolist()}}
     model = {**model_summary(trainer.model, trainer.cfg), "device": str(trainer.device)}
@@ -113,9 +114,10 @@ class _Diagnosis:
     (every FLAGS_SECONDS and at the end, so a runs listing shows them without reading any
     metrics file)."""
 
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: TrainConfig, chance_loss: float | None = None):
         self.thresholds = build_thresholds(cfg)  # validated before anything starts
         self.kinds = tuple(cfg.early_stop)
+        self.chance_loss = chance_loss
         self.last = time.monotonic()  # one epoch gives nothing to diagnose
         self._of: tuple[int, list[Any]] = (-1, [])
 
@@ -125,7 +127,8 @@ class _Diagnosis:
 
             from diagnosis import diagnose
             self._of = (len(history), diagnose(pd.DataFrame.from_records(history),
-                                               self.thresholds, best_checkpoint=BEST))
+                                               self.thresholds, best_checkpoint=BEST,
+                                               chance_loss=self.chance_loss))
         return self._of[1]
 
     def stop_finding(self, history: list[dict[str, Any]]) -> Any:
@@ -159,7 +162,7 @@ def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
     cfg = trainer.cfg
     stop_flag = SigtermStop()
     history: list[dict[str, Any]] = _history_records(run)
-    diagnosis = _Diagnosis(cfg)
+    diagnosis = _Diagnosis(cfg, trainer.chance_loss)
     ckpts = _Checkpoints(trainer, run.path, checkpoint_interval()
                          if checkpoint_seconds is None else checkpoint_seconds)
     bar = None if quiet else _progress(cfg, start_epoch, progress)
