@@ -95,6 +95,28 @@ def test_the_diagnosis_ends_an_overfitting_fit(tmp_path):
     assert read_history(callback.run.path)["epoch"].iloc[-1] == trained
 
 
+class StopAtEpoch(keras.callbacks.Callback):
+    """Asks the run to stop as the dashboard's Stop button does (a STOP file)."""
+
+    def __init__(self, callback: CurvewatchCallback, epoch: int):
+        super().__init__()
+        self.callback, self.epoch = callback, epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            (self.callback.run.path / "STOP").touch()
+
+
+def test_a_stop_file_ends_the_fit_after_the_epoch_as_stopped(tmp_path):
+    (x, y), val = digits(64)
+    callback = CurvewatchCallback(tmp_path / "runs", name="stop-button")
+    mlp(16, 1e-3).fit(x, y, validation_data=val, epochs=20, verbose=0,
+                      callbacks=[StopAtEpoch(callback, 1), callback])
+    info = read_run(callback.run.path)
+    assert info.state == "stopped" and info.status["stop_reason"] == "stop requested (STOP file)"
+    assert read_history(callback.run.path)["epoch"].tolist() == [1, 2]
+
+
 def test_unknown_early_stop_kinds_are_rejected_by_name():
     with pytest.raises(ValueError, match="'overfit'"):
         CurvewatchCallback(early_stop=("overfit",))
