@@ -178,10 +178,24 @@ def findings_for(history: pd.DataFrame, layers: pd.DataFrame | None = None,
     try:
         return list(diagnose(history, thresholds=thresholds,
                              layers=layers if layers is not None and not layers.empty else None,
-                             best_checkpoint=best_checkpoint(run_dir)))
+                             best_checkpoint=best_checkpoint(run_dir),
+                             chance_loss=chance_loss(run_dir)))
     except Exception as e:  # any bug or bad value: reported with the run's name, not hidden
         raise DiagnosisFailed(f"the diagnosis of run {_run_name(run_dir)} failed: "
                               f"{type(e).__name__}: {e}") from e
+
+
+def chance_loss(run_dir: Any) -> Any:
+    """run.json's data.chance_loss (the loss of a model that learned nothing), as recorded, or
+    None; diagnose checks it (a bad value fails the diagnosis with a message naming it)."""
+    if run_dir is None:
+        return None
+    return _chance_cached(str(run_dir), *file_state(Path(run_dir) / tracking.paths.RUN_JSON))
+
+
+@st.cache_data(max_entries=2048, show_spinner=False)
+def _chance_cached(run_dir: str, mtime_ns: int, size: int) -> Any:
+    return tracking.read_run(run_dir).data.get("chance_loss")
 
 
 def best_checkpoint(run_dir: Any) -> str | None:

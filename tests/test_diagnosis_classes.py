@@ -527,3 +527,26 @@ def test_the_trainers_early_stopping_judges_with_the_chance_level():
     records = [{"epoch": e, "train_loss": v * 1.01, "val_loss": v} for e, v in zip(epochs(40), val)]
     assert _Diagnosis(cfg).stop_finding(records) is not None  # without it, as before
     assert _Diagnosis(cfg, LN10).stop_finding(records) is None
+
+
+def test_the_dashboard_diagnoses_with_the_chance_level_its_run_recorded(tmp_path):
+    import json
+
+    from dashboard import data
+    h = _exploded_in_epoch_one()
+    paths = {}
+    for name, chance in (("known", LN10), ("unknown", None)):
+        with Run.create(tmp_path / "runs", name=name, chance_loss=chance) as run:
+            for row in h.itertuples():
+                run.log_epoch(int(row.epoch), train_loss=row.train_loss, val_loss=row.val_loss)
+        paths[name] = run.path
+    found = data.findings_for(read_history(paths["known"]), None, None, paths["known"])
+    assert {f.kind: f for f in found}["divergence"].start_epoch == 1
+    found = data.findings_for(read_history(paths["unknown"]), None, None, paths["unknown"])
+    assert "divergence" not in [f.kind for f in found]
+    # a hand-edited run.json with a bad value: an error naming it, not a silent guess
+    info = json.loads((paths["unknown"] / "run.json").read_text())
+    info["data"]["chance_loss"] = "ln 10"
+    (paths["unknown"] / "run.json").write_text(json.dumps(info))
+    with pytest.raises(data.DiagnosisFailed, match="chance_loss must be a finite number > 0.*'ln 10'"):
+        data.findings_for(read_history(paths["unknown"]), None, None, paths["unknown"])
