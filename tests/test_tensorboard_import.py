@@ -176,6 +176,7 @@ def test_tags_map_to_columns_by_their_words(tag, column):
 @pytest.mark.parametrize("args, message", [
     (["{missing}"], "is not a directory or a file"),
     (["{empty}"], "no TensorBoard event files (events.out.tfevents.*) and no Lightning CSV"),
+    (["{tb}", "--chance-loss", "-1"], "chance_loss must be a finite number > 0"),
     (["{tb}", "--map", "Loss/val"], "--map must be TAG=COLUMN"),
     (["{tb}", "--map", "Loss/val=step"], "--map column must be a name of letters"),
     (["{tb}", "--map", "Loss/val=val loss"], "--map column must be a name of letters"),
@@ -439,3 +440,9 @@ def test_an_untagged_step_goes_to_the_epoch_the_logged_step_epoch_pairs_agree_on
     # takes the next tagged step's epoch, and after the last one the epoch after it
     uneven = epoch_lookup([Scalar(3, None, 0), Scalar(5, None, 1), Scalar(30, None, 2)])
     assert [uneven(s) for s in (2, 4, 10, 31)] == [0, 1, 2, 3]
+
+
+def test_chance_loss_is_recorded_for_the_diagnosis(tmp_path, runs_dir, capsys):
+    train_logging_to_tensorboard(tmp_path / "tb" / "a", epochs=1)
+    run, _ = imported(capsys, tmp_path / "tb", runs_dir, "--chance-loss", f"{math.log(2)}")
+    assert read_run(run).data["chance_loss"] == math.log(2)

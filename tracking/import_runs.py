@@ -93,10 +93,12 @@ def run_config(plan: ImportPlan) -> dict[str, Any]:
     return {**hp, **own}
 
 
-def write_run(runs_dir: str | Path, plan: ImportPlan, tags: Iterable[str] = ()) -> str:
+def write_run(runs_dir: str | Path, plan: ImportPlan, tags: Iterable[str] = (),
+              chance_loss: float | None = None) -> str:
     """Write one planned import as a completed run; returns its id."""
     with Run.create(runs_dir, name=plan.name, config=run_config(plan), epochs=len(plan.rows),
-                    tags=[plan.source, *tags], heartbeat_seconds=0) as run:
+                    tags=[plan.source, *tags], heartbeat_seconds=0,
+                    chance_loss=chance_loss) as run:
         _append(run, plan.rows, plan.assembly.steps)
     return run.id
 

@@ -238,6 +238,9 @@ def build_parser(prog: str = "python -m trainer",
     imp.add_argument("--update", action="store_true",
                      help="bring runs imported before up to date with a log that has grown "
                           "(default: they are skipped)")
+    imp.add_argument("--chance-loss", type=float, default=None, metavar="FLOAT",
+                     help="the loss of a model that has learned nothing (ln K for K classes), "
+                          "for the diagnosis (default: not known)")
     imp.add_argument("--dry-run", action="store_true",
                      help="show what would be imported, and from which tags, writing nothing")
 
@@ -749,12 +752,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from tracking.import_runs import ImportInputError, parse_map
     from tracking.log_import import plan_import
+    from tracking.writer import checked_chance_loss
 
     runs_dir = _runs_dir(args)
     try:
+        if args.chance_loss is not None:
+            checked_chance_loss(args.chance_loss)
         plans = plan_import(args.logdir, runs_dir, parse_map(args.tag_map))
     except ImportInputError as e:
         raise UsageError(str(e)) from None
+    except ValueError as e:
+        raise UsageError(f"--chance-loss: {e}") from None
     for plan in plans:
         print(_import_one(plan, runs_dir, args))
     return EXIT_OK
@@ -780,7 +788,7 @@ def _import_one(plan: Any, runs_dir: Path, args: argparse.Namespace) -> str:
     elif was:
         line = f"updated {plan.name} ({was}): {update_run(runs_dir, plan)} more epochs"
     else:
-        run_id = write_run(runs_dir, plan, args.tags)
+        run_id = write_run(runs_dir, plan, args.tags, args.chance_loss)
         line = f"imported {plan.name} as {run_id}: {len(plan.rows)} epochs; {tags}"
     return "\n".join([line, *(f"  note: {n}" for n in plan.assembly.notes)])
 
