@@ -189,7 +189,8 @@ def trial_outcome(state: str, status: dict[str, Any], pruned_why: str | None) ->
     if state in ("completed", "early_stopped"):
         if not isinstance(best, float) or not math.isfinite(best):
             return Outcome("failed", None, "no finite validation loss was logged")
-        why = "trained every epoch" if state == "completed" else f"early-stopped: {reason}"
+        why = "trained every epoch" if state == "completed" else \
+            f"early-stopped: {reason.rstrip('.')}"
         return Outcome("complete", best, f"{why}; best val_loss {best:.4g} at epoch "
                                          f"{status.get('best_epoch')}")
     return Outcome("failed", None, f"{state}: {reason or status.get('error') or 'no reason'}")
