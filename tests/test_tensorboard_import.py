@@ -405,6 +405,8 @@ def test_transformers_final_evaluate_at_the_last_step_leaves_the_epochs_val_loss
     # HF's fractional epoch: a row's is the epoch at its evaluation, not a mean
     assert h["train_epoch"].tolist() == [f32(r["epoch"]) for r in evals]
     assert h["step"].tolist() == [r["step"] for r in evals]
+    config = read_run(run).config  # the TrainingArguments the callback logged as text
+    assert (config["learning_rate"], config["num_train_epochs"]) == (0.05, 3)
 
 
 def test_update_brings_a_run_up_to_date_with_a_log_that_grew(tmp_path, runs_dir, capsys):

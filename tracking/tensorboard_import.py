@@ -8,11 +8,15 @@ one run in child directories, read here as that run:
 - `add_scalars(main, {key: value})`: torch writes `run/<main>_<key>`, tensorboardX
   `run/<main>/<key>`, each holding the one tag `main`; it becomes the tag `main/key`;
 - `add_hparams`: a child holding the hyperparameters (and their metrics) fills the run's
-  config instead of becoming a run of its own; Lightning's, in the run's own files, too.
+  config instead of becoming a run of its own; Lightning's, in the run's own files, and
+  transformers' TrainingArguments (the JSON text its TensorBoardCallback writes as `args`)
+  too.
 Tags are mapped to columns and points placed in rows by `tracking.import_rows`.
 """
 from __future__ import annotations
 
+import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +28,8 @@ from .import_rows import Scalar, words
 from .import_runs import ImportInputError, ImportPlan, check_overrides, imported_before, plan_run
 
 EVENTS_GLOB = "events.out.tfevents.*"
+#: The tag of the TrainingArguments text transformers' TensorBoardCallback writes.
+HF_ARGS = "args/text_summary"
 SOURCE = "tensorboard"
 _SPLIT_WORDS = {"train", "training", "val", "valid", "validation", "eval", "dev"}
 #: Words a child directory may consist of (one split word among them at least) to count as a
@@ -128,6 +134,8 @@ def read_event_dir(d: Path) -> EventDir:
         if points:
             out[tag] = _ordered(points)
     metrics = {t: out.pop(t)[-1].value for t in metric_tags if t in out}
+    if out and HF_ARGS in tags.get("tensors", []):  # a run's, not an add_hparams child's
+        hparams = {**_hf_args(acc), **hparams}
     return EventDir(d, out, hparams, metrics)
 
 
@@ -154,6 +162,18 @@ def _hparams(acc: Any) -> tuple[dict[str, Any], set[str]]:
         if data.HasField("experiment"):
             metric_tags |= {m.name.tag for m in data.experiment.metric_infos}
     return hparams, metric_tags
+
+
+def _hf_args(acc: Any) -> dict[str, Any]:
+    """transformers' TrainingArguments, logged as JSON text: its plain values."""
+    try:
+        args = json.loads(acc.Tensors(HF_ARGS)[-1].tensor_proto.string_val[0])
+    except (IndexError, ValueError):
+        return {}
+    if not isinstance(args, dict):
+        return {}
+    return {str(k): v for k, v in args.items()
+            if isinstance(v, (str, bool, int)) or (isinstance(v, float) and math.isfinite(v))}
 
 
 def _as_logged(value: float) -> float:
