@@ -17,6 +17,7 @@ import optuna
 import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
+from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT, run_trainer, trainer_cmd, wait_for
 from tracking import list_groups, list_runs, read_run
@@ -120,7 +121,7 @@ def test_a_worker_killed_mid_trial_leaves_its_trial_failed_and_the_study_goes_on
 
 @pytest.mark.slow
 def test_the_median_pruner_stops_a_worse_trial_and_its_run_says_why(
-        tmp_path: Path, runs_dir: Path) -> None:
+        tmp_path: Path, runs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     journal = str(tmp_path / "study.log")
     # five finished trials whose val loss was 0 at every epoch: any real trial is worse
     study = optuna.create_study(study_name="p", storage=JournalStorage(
@@ -139,6 +140,38 @@ def test_the_median_pruner_stops_a_worse_trial_and_its_run_says_why(
     assert trial.user_attrs[END_ATTR] == info.status["stop_reason"]
     group = list_groups(runs_dir)[0]
     assert [m.state for m in group.members] == ["stopped"]
+    # the dashboard: the Group page lists the trial; its Run page says why it ended
+    monkeypatch.setenv("CURVEWATCH_RUNS", str(runs_dir))
+    monkeypatch.chdir(ROOT)
+    at = page("group", group=group.id)
+    assert not at.exception
+    assert "p trial 5" in at.dataframe[0].value["name"].tolist()
+    at = page("run", run=info.id)
+    assert not at.exception
+    assert any("pruned by Optuna's median pruner at epoch 1" in str(i.value) for i in at.info)
+
+
+def page(name: str, **query: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "dashboard" / "views" / f"{name}.py"), default_timeout=60)
+    for k, v in query.items():
+        at.query_params[k] = v
+    return at.run()
+
+
+def test_a_worker_that_finds_the_study_done_trains_nothing_and_leaves_no_folder(
+        tmp_path: Path, runs_dir: Path) -> None:
+    journal = str(tmp_path / "study.log")
+    study = optuna.create_study(study_name="done", storage=JournalStorage(
+        JournalFileBackend(journal)))
+    for value in (0.5, 0.4):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    proc = run_trainer("sweep", "--runs-dir", str(runs_dir), "--optuna", journal, "--study",
+                       "done", "--trials", "2", *BASE)
+    assert proc.returncode == 0, proc.stderr
+    assert "already has 2 of 2 trials finished or running: nothing to do" in proc.stdout
+    assert "best: trial 1 val_loss 0.4000" in proc.stdout
+    assert list(runs_dir.iterdir()) == []
+    assert len(load(journal, "done").trials) == 2
 
 
 @pytest.mark.slow
