@@ -228,10 +228,12 @@ def keras_style_run(logdir: Path, epochs: int = 2) -> dict[str, list[float]]:
     return logged
 
 
-def transformers_run(output_dir: Path, epochs: int = 3) -> dict[str, Any]:
+def transformers_run(output_dir: Path, epochs: int = 3, eval_steps: int | None = None
+                     ) -> dict[str, Any]:
     """transformers' Trainer with `report_to=["tensorboard"]`, evaluating every epoch,
     `load_best_model_at_end=True`, then `trainer.evaluate(test_set)`, which logs `eval/loss`
-    again at the last step. The model is a plain MLP on breast_cancer (no download). Its
+    again at the last step; with `eval_steps`, evaluating every that many steps instead (and
+    no final evaluate). The model is a plain MLP on breast_cancer (no download). Its
     TensorBoard run is under `output_dir/runs`. Returns the trainer's `log_history` and the
     final evaluate()'s metrics."""
     from transformers import Trainer, TrainingArguments
@@ -262,14 +264,18 @@ def transformers_run(output_dir: Path, epochs: int = 3) -> dict[str, Any]:
     args = TrainingArguments(
         output_dir=str(output_dir), report_to=["tensorboard"], num_train_epochs=epochs,
         per_device_train_batch_size=32, per_device_eval_batch_size=256, learning_rate=0.05,
-        optim="sgd", lr_scheduler_type="constant", eval_strategy="epoch",
-        save_strategy="epoch", save_total_limit=1, load_best_model_at_end=True,
-        logging_steps=5, use_cpu=True, disable_tqdm=True, seed=0)
+        optim="sgd", lr_scheduler_type="constant", logging_steps=5, use_cpu=True,
+        disable_tqdm=True, seed=0,
+        **({"eval_strategy": "epoch", "save_strategy": "epoch", "save_total_limit": 1,
+            "load_best_model_at_end": True} if eval_steps is None else
+           {"eval_strategy": "steps", "eval_steps": eval_steps, "save_strategy": "no"}))
     trainer = Trainer(model=Model(), args=args, train_dataset=Rows(xt, yt),
                       eval_dataset=Rows(xv, yv))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.train()
+        if eval_steps is not None:
+            return {"log_history": trainer.state.log_history}
         final = trainer.evaluate(Rows(xs, ys))
     return {"log_history": trainer.state.log_history[:-1], "final": final}
 

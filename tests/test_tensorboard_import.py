@@ -409,6 +409,21 @@ def test_transformers_final_evaluate_at_the_last_step_leaves_the_epochs_val_loss
     assert (config["learning_rate"], config["num_train_epochs"]) == (0.05, 3)
 
 
+@pytest.mark.slow
+def test_transformers_step_based_evaluations_are_rounds_with_hfs_epoch_at_each(tmp_path,
+                                                                               capsys):
+    logged = transformers_run(tmp_path / "hf", epochs=2, eval_steps=7)
+    evals = [r for r in logged["log_history"] if "eval_loss" in r]
+    run, _ = imported(capsys, tmp_path / "hf" / "runs", tmp_path / "runs")
+    h = read_history(run)
+    assert h["epoch"].tolist() == list(range(1, len(evals) + 1))  # rounds, numbered
+    assert h["step"].tolist() == [r["step"] for r in evals]
+    assert h["val_loss"].tolist() == [f32(r["eval_loss"]) for r in evals]
+    # HF's fractional epoch at each evaluation, never a mean of the round's train logs
+    assert h["train_epoch"].tolist() == [f32(r["epoch"]) for r in evals]
+    assert any(not float(e).is_integer() for e in h["train_epoch"])
+
+
 def test_update_brings_a_run_up_to_date_with_a_log_that_grew(tmp_path, runs_dir, capsys):
     logdir = tmp_path / "tb" / "growing"
     first = train_logging_to_tensorboard(logdir, epochs=2)
