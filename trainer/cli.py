@@ -321,12 +321,15 @@ def resolve_run(runs_dir: Path, ref: str) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .launch import lock_run, spawn_worker
-    from .runner import describe, prepare, run_epochs
+    from .distributed import launched_by_torchrun
+    from .runner import within_job
     from .validation import parse_validation
 
     cfg = config_from_args(args)
     folds = parse_validation(cfg.validation).is_group and cfg.fold is None
+    if launched_by_torchrun() and (folds or args.repeat > 1 or args.detach):
+        raise UsageError("under torchrun, run trains one run in the foreground: --validation "
+                         f"{cfg.validation}, --repeat {args.repeat} and --detach do not apply")
     if folds or args.repeat > 1:
         if args.group is not None:
             raise UsageError("--group is set by a group for its members; a member trains "
@@ -347,7 +350,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_notes(args.notes)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    trainer = prepare(cfg)
+    if launched_by_torchrun():
+        return within_job(lambda job: _train_one(args, cfg, name, job))
+    return _train_one(args, cfg, name, None)
+
+
+def _train_one(args: argparse.Namespace, cfg: TrainConfig, name: str, job: Any) -> int:
+    """Train one new run (under torchrun as its rank 0: one run for the whole job, resumed
+    from last.pt when torchrun restarts the job)."""
+    from .launch import lock_run, spawn_worker
+    from .runner import describe, plan_of, prepare, run_epochs
+
+    if job is not None and job.restart and (earlier := job.find_run(_runs_dir(args))):
+        return _resume_here(earlier, None, job=job)
+    trainer = prepare(cfg, job)
     data, model = describe(trainer)
     run = Run.create(_runs_dir(args), name=name, config=cfg.to_dict(), data=data, model=model,
                      tags=args.tags, notes=args.notes, epochs=cfg.epochs, group=args.group,
@@ -361,8 +377,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_OK
     lock = lock_run(run.path)
     print(f"run {run.id} in {run.path}", flush=True)
+    if job is not None:
+        job.send_plan(plan_of(cfg))
     try:
-        state = run_epochs(trainer, run, progress=sys.stderr.isatty())
+        state = run_epochs(trainer, run, progress=sys.stderr.isatty(), job=job)
     finally:
         lock.close()
     return EXIT_FAILED if state == "failed" else EXIT_OK
@@ -525,13 +543,14 @@ def _load_last(run_dir: Path, trainer: Any = None) -> dict[str, Any] | None:
     return state
 
 
-def _resume_here(run_dir: Path, epochs: Any, *, keep_stop: bool = False) -> int:
+def _resume_here(run_dir: Path, epochs: Any, *, keep_stop: bool = False, job: Any = None
+                 ) -> int:
     from tracking import read_history
 
-    from .runner import prepare, run_epochs
+    from .runner import plan_of, prepare, run_epochs
 
     cfg = _resume_plan(run_dir, epochs)
-    trainer = prepare(cfg)
+    trainer = prepare(cfg, job)
     start, best = 1, None
     written = read_history(run_dir)
     last_written = int(written["epoch"].max()) if len(written) else 0
@@ -549,8 +568,10 @@ def _resume_here(run_dir: Path, epochs: Any, *, keep_stop: bool = False) -> int:
     print(f"resuming {run.id} at epoch {start} of {cfg.epochs}"
           + (f" (replaying {replay} logged epochs since the last checkpoint)" if replay else ""),
           flush=True)
+    if job is not None:  # the other processes of a torchrun job take last.pt from rank 0
+        job.send_plan(plan_of(cfg, start, state))
     final = run_epochs(trainer, run, start_epoch=start, best_val_loss=best,
-                       replay_until=last_written, progress=sys.stderr.isatty())
+                       replay_until=last_written, progress=sys.stderr.isatty(), job=job)
     return EXIT_FAILED if final == "failed" else EXIT_OK
 
 
@@ -597,11 +618,20 @@ def _resume_group(group_dir: Path, args: argparse.Namespace) -> int:
         lock.close()
 
 
-def cmd_resume(args: argparse.Namespace) -> int:
+def cmd_resume(args: argparse.Namespace, job: Any = None) -> int:
+    from .distributed import launched_by_torchrun
     from .launch import RunLocked, lock_run, spawn_worker
+    from .runner import within_job
 
+    if job is None and launched_by_torchrun():
+        if args.detach:
+            raise UsageError("under torchrun, resume trains in the foreground: --detach does "
+                             "not apply")
+        return within_job(lambda job: cmd_resume(args, job))
     run_dir = resolve_run(_runs_dir(args), args.run)
     if is_group_dir(run_dir):
+        if job is not None:
+            raise UsageError(f"{run_dir.name} is a group; under torchrun resume one run")
         return _resume_group(run_dir, args)
     try:  # the lock, not the displayed state, says whether a process still trains it
         lock = lock_run(run_dir)
@@ -611,7 +641,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
                          "wait for it to end") from None
     try:
         if not args.detach:
-            return _resume_here(run_dir, args.epochs)
+            return _resume_here(run_dir, args.epochs, job=job)
         cfg = _resume_plan(run_dir, args.epochs)
         _load_last(run_dir)  # a last.pt that cannot be resumed is refused here, in one line
         if args.epochs is not None:

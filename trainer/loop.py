@@ -3,6 +3,7 @@ per-epoch metrics accumulated on the device with one host sync per epoch.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from torch import nn
 
 from .config import MODELS, TrainConfig
 from .data import CLASSIFICATION, Dataset, Split
+from .distributed import Job
 from .errors import ConfigError
 from .gradstats import grad_stats
 from .models import build_model
@@ -51,12 +53,14 @@ class Tensors:
 class Trainer:
     """Owns the model, optimizer, schedule and data tensors of one run, and trains epochs."""
 
-    def __init__(self, cfg: TrainConfig, data: Dataset, device: torch.device):
-        self.cfg, self.data, self.device = cfg, data, device
+    def __init__(self, cfg: TrainConfig, data: Dataset, device: torch.device,
+                 job: Job | None = None):
+        self.cfg, self.data, self.device, self.job = cfg, data, device, job
         torch.manual_seed(cfg.seed)
         self.classify = data.task == CLASSIFICATION
         self.model = build_model(cfg, data.input_shape, data.n_classes if self.classify else 1)
         self.model.to(device)
+        self.net: nn.Module = self.model  # what training steps call: DDP's wrapper under torchrun
         loss_cls = nn.CrossEntropyLoss if self.classify else nn.MSELoss
         self.loss_fn, self.loss_sum_fn = loss_cls(), loss_cls(reduction="sum")
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -69,10 +73,15 @@ class Trainer:
         self.train_t = Tensors.of(data.train, device)
         self.val_t = Tensors.of(data.val, device)
         self.test_t = Tensors.of(data.test, device) if data.test is not None else None
-        self.steps_per_epoch = math.ceil(len(self.train_t) / cfg.batch_size)
-        self.batch_sizes = torch.full((self.steps_per_epoch,), float(cfg.batch_size),
-                                      device=device)
-        self.batch_sizes[-1] = len(self.train_t) - cfg.batch_size * (self.steps_per_epoch - 1)
+        n, bs = len(self.train_t), cfg.batch_size
+        self.steps_per_epoch = math.ceil(n / bs)
+        whole = [min(bs, n - i * bs) for i in range(self.steps_per_epoch)]
+        # Under torchrun this process trains on its share of each batch (distributed.py)
+        self.positions, sizes = job.shard.batch_positions(n, bs) if job else (None, whole)
+        self.bounds = [0, *itertools.accumulate(sizes)]
+        self.batch_sizes = torch.tensor(sizes, dtype=torch.float32, device=device)
+        self.loss_scale = [s * job.world / w for s, w in zip(sizes, whole, strict=True)] \
+            if job else None
         # The built-in models use every parameter on every step; a user's model may not.
         self.grads = grad_stats(self.params, self.steps_per_epoch, cfg.model in MODELS)
         self.step = 0
@@ -98,8 +107,11 @@ class Trainer:
         started = time.perf_counter()
         lr = self.schedule.begin_epoch(epoch)
         self.model.train()
-        n, bs = len(t), cfg.batch_size
-        order = torch.randperm(n, generator=self.shuffle).to(dev)
+        n = len(t)
+        order = torch.randperm(n, generator=self.shuffle)
+        if self.positions is not None:
+            order = order[self.positions]
+        order = order.to(dev)
         # Per-step values are kept as the tensors the step produced anyway (appending to a
         # list costs no kernel); they are stacked and reduced once at the end of the epoch.
         step_losses: list[torch.Tensor] = []
@@ -107,13 +119,15 @@ class Trainer:
         clipped = torch.zeros((), device=dev)
         clip, want_total = cfg.clip_grad_norm, cfg.clip_grad_norm > 0 or on_step is not None
         for i in range(self.steps_per_epoch):
-            idx = order[i * bs:(i + 1) * bs]
+            idx = order[self.bounds[i]:self.bounds[i + 1]]
             xb, yb = t.x[idx], t.y[idx]
-            out = self.model(xb)
+            out = self.net(xb)
             loss = self._loss(out, yb)
-            objective = loss
+            # DDP averages over processes: weighting each share by its size makes that the
+            # gradient of the whole batch's mean loss
+            objective = loss if self.loss_scale is None else loss * self.loss_scale[i]
             if cfg.l1 > 0:
-                objective = loss + cfg.l1 * sum(p.abs().sum() for p in self.l1_params)
+                objective = objective + cfg.l1 * sum(p.abs().sum() for p in self.l1_params)
             self.grads.zero_grad()
             objective.backward()
             total = self.grads.after_backward(i, want_total)
@@ -133,10 +147,15 @@ class Trainer:
         loss_sum = (torch.stack(step_losses) * self.batch_sizes).sum()
         correct = (torch.cat(outputs).argmax(1) == t.y[order]).sum() if self.classify \
             else loss_sum
-        head = [loss_sum, correct, step_totals.sum(), step_totals.max(), clipped,
-                *self._eval_sums(self.val_t)]
-        packed = torch.cat([torch.stack(head), layer_norms]).tolist()
-        train_loss, train_correct, gsum, gmax, n_clipped, val_loss, val_correct = packed[:7]
+        sums = torch.stack([loss_sum, correct, *self._eval_sums(self.val_t),
+                            *(self._eval_sums(self.test_t) if self.test_t is not None else ())])
+        if self.job is not None:  # every process's sums, added up: exact epoch means
+            self.job.sum_(sums)
+        grads = torch.stack([step_totals.sum(), step_totals.max(), clipped])
+        packed = torch.cat([sums, grads, layer_norms]).tolist()
+        k = len(sums)
+        train_loss, train_correct, val_loss, val_correct = packed[:4]
+        gsum, gmax, n_clipped = packed[k:k + 3]
         seconds = time.perf_counter() - started
         steps = self.steps_per_epoch
         record = {"epoch": epoch, "step": self.step, "time": time.time(),
@@ -147,9 +166,9 @@ class Trainer:
         if cfg.clip_grad_norm > 0:
             record["clipped_fraction"] = n_clipped / steps
         if self.test_t is not None:
-            record.update(self._pair("test", *self.evaluate(self.test_t)))
+            record.update(self._pair("test", *self._scores(self.test_t, *packed[4:6])))
         self.schedule.end_epoch(epoch, record["val_loss"])
-        return record, dict(zip(self.names, packed[7:], strict=True))
+        return record, dict(zip(self.names, packed[k + 3:], strict=True))
 
     def _scores(self, t: Tensors, loss_sum: float, correct: float) -> tuple[float, float]:
         """(mean loss, accuracy or R^2) of a split from its summed loss and correct count."""
@@ -165,13 +184,16 @@ class Trainer:
 
     @torch.inference_mode()
     def _eval_sums(self, t: Tensors) -> list[torch.Tensor]:
-        """[summed loss, correct count] over a split in eval() mode, on the device (the
-        count is the loss sum again for regression, unused there)."""
+        """[summed loss, correct count] over a split (this process's share under torchrun)
+        in eval() mode, on the device (the count is the loss sum again for regression)."""
+        lo, hi = self.job.shard.rows(len(t)) if self.job is not None else (0, len(t))
+        if lo == hi:
+            return [torch.zeros((), device=self.device)] * 2
         was_training = self.model.training
         self.model.eval()
         losses, correct = [], []
-        for i in range(0, len(t), EVAL_BATCH):
-            xb, yb = t.x[i:i + EVAL_BATCH], t.y[i:i + EVAL_BATCH]
+        for i in range(lo, hi, EVAL_BATCH):
+            xb, yb = t.x[i:min(i + EVAL_BATCH, hi)], t.y[i:min(i + EVAL_BATCH, hi)]
             out = self.model(xb)
             losses.append(self.loss_sum_fn(out if self.classify else out.squeeze(-1), yb))
             if self.classify:

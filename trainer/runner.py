@@ -14,23 +14,25 @@ import torch
 from tracking import BEST, LAST, Run, load_checkpoint, save_checkpoint
 from tracking.writer import error_tail
 
-from .config import TrainConfig, build_thresholds
+from .config import MODELS, TrainConfig, build_thresholds, validate
 from .data import load_dataset
+from .distributed import Job
 from .errors import ConfigError
 from .launch import SigtermStop
 from .loop import Trainer, pick_device
 from .models import model_summary
 
 
-def prepare(cfg: TrainConfig) -> Trainer:
-    """Load data and build model and optimizer; raises ConfigError before any folder exists."""
+def prepare(cfg: TrainConfig, job: Job | None = None) -> Trainer:
+    """Load data and build model and optimizer; raises ConfigError before any folder exists.
+    Under torchrun (`job`) the trainer trains this process's share of each batch."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     data = load_dataset(cfg)
     if cfg.label_noise > 0 and data.n_classes < 2:
         raise ConfigError("label_noise needs at least 2 classes")
-    trainer = Trainer(cfg, data, pick_device(cfg.device))
-    return trainer
+    device = pick_device(cfg.device)
+    return Trainer(cfg, data, job.device(device) if job else device, job)
 
 
 def describe(trainer: Trainer) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -40,7 +42,8 @@ def describe(trainer: Trainer) -> tuple[dict[str, Any], dict[str, Any]]:
             **({} if trainer.chance_loss is None else {"chance_loss": trainer.chance_loss}),
             "split_index": {"train": trainer.data.train.index.tolist(),
                             "val": trainer.data.val.index.tolist()}}
-    model = {**model_summary(trainer.model, trainer.cfg), "device": str(trainer.device)}
+    model = {**model_summary(trainer.model, trainer.cfg), "device": str(trainer.device),
+             **({"distributed": trainer.job.describe()} if trainer.job else {})}
     return data, model
 
 
@@ -153,14 +156,18 @@ def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
                best_val_loss: float | None = None, replay_until: int = 0,
                progress: bool = False, quiet: bool = False,
                checkpoint_seconds: float | None = None,
-               on_epoch: Callable[[dict[str, Any]], str | None] | None = None) -> str:
+               on_epoch: Callable[[dict[str, Any]], str | None] | None = None,
+               job: Job | None = None) -> str:
     """Train from `start_epoch` to cfg.epochs writing into `run`; returns the final state.
     Epochs up to `replay_until` are already in metrics.jsonl (trained again after a crash to
     rebuild the weights) and are not logged twice. Never raises for a failure inside
     training: it is recorded as state `failed`. `on_epoch(record)`, called after each new
-    epoch that nothing else ended, may return a reason to stop there (state `stopped`)."""
+    epoch that nothing else ended, may return a reason to stop there (state `stopped`).
+    Under torchrun (`job`, rank 0) every process leaves after the epoch any of them stops."""
     cfg = trainer.cfg
     stop_flag = SigtermStop()
+    if job is not None:
+        _join(trainer, job)
     history: list[dict[str, Any]] = _history_records(run)
     diagnosis = _Diagnosis(cfg, trainer.chance_loss)
     ckpts = _Checkpoints(trainer, run.path, checkpoint_interval()
@@ -195,6 +202,14 @@ def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
                 if state != "completed":  # stopped during the wait: this epoch is the last
                     ckpts.write(epoch, record, best_val_loss)
                     diagnosis.write_flags(run, history)
+            if job is not None and job.stop_together(state != "completed") \
+                    and state == "completed" and epoch < cfg.epochs:
+                # a signal to this or another process of the job: this epoch is the last
+                state = "stopped"
+                kwargs = {"stop_reason": job.stop_reason or "stopped by a signal to another "
+                                                            "process of the job"}
+                ckpts.write(epoch, record, best_val_loss)
+                diagnosis.write_flags(run, history)
             if state != "completed":
                 break
     except KeyboardInterrupt:
@@ -213,6 +228,54 @@ def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
     if not quiet:
         _say_end(run, state, kwargs)
     return state
+
+
+def _join(trainer: Trainer, job: Job) -> None:
+    """Wrap the model in DDP (a collective: every process does it after the plan) and let
+    SIGTERM and Ctrl-C ask for a stop that all processes make together."""
+    trainer.net = job.wrap(trainer.model, trainer.cfg.model in MODELS)
+    job.catch_signals()
+
+
+def within_job(lead: Callable[[Job], int]) -> int:
+    """Run a command as one process of a torchrun job: rank 0 calls `lead(job)`, which sends
+    the plan (`Job.send_plan`) before training; the other processes follow that plan. A rank
+    0 that ends before sending it (bad input) ends the others too."""
+    job = Job.from_env()
+    try:
+        if not job.is_main:
+            return follow(job)
+        try:
+            return lead(job)
+        finally:
+            job.send_plan(None)
+    finally:
+        job.close()
+
+
+def follow(job: Job) -> int:
+    """A process other than rank 0: train the epochs rank 0 plans, writing nothing."""
+    plan = job.receive_plan()
+    if plan is None:
+        print(f"rank {job.rank}: rank 0 did not start the run (its error says why)",
+              file=sys.stderr)
+        return 2
+    cfg = validate(plan["config"])
+    trainer = prepare(cfg, job)
+    if plan["state"] is not None:
+        trainer.load_state(plan["state"])
+    _join(trainer, job)
+    for epoch in range(plan["start"], cfg.epochs + 1):
+        trainer.train_epoch(epoch)
+        if job.stop_together(False):
+            break
+    return 0
+
+
+def plan_of(cfg: TrainConfig, start: int = 1, state: dict[str, Any] | None = None
+            ) -> dict[str, Any]:
+    """What rank 0 sends the other processes: the config, the first epoch, last.pt."""
+    return {"config": cfg.to_dict(), "start": start, "state": state}
 
 
 def _verdict(run: Run, record: dict[str, Any], diagnosis: _Diagnosis,
