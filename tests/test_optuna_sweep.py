@@ -140,6 +140,7 @@ def test_the_median_pruner_stops_a_worse_trial_and_its_run_says_why(
     assert trial.user_attrs[END_ATTR] == info.status["stop_reason"]
     group = list_groups(runs_dir)[0]
     assert [m.state for m in group.members] == ["stopped"]
+    assert group.state == "completed"  # pruning is how a study goes, not a failure
     # the dashboard: the Group page lists the trial; its Run page says why it ended
     monkeypatch.setenv("CURVEWATCH_RUNS", str(runs_dir))
     monkeypatch.chdir(ROOT)

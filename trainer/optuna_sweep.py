@@ -339,12 +339,15 @@ class Worker:
         return index
 
     def _finish(self) -> str:
-        from .groups import _group_state, group_aggregate, summary_lines
+        """The group's final state: a pruned trial is a study's normal outcome, so the group
+        is completed unless trials failed (partial; failed when all did) or it was stopped."""
+        from .groups import group_aggregate, summary_lines
 
         if self.group is None:
             return ""
-        states = [m["state"] for m in self.group.record["members"]]
-        state = _group_state(states, self.stop_reason)
+        failed = sum(o.kind == "failed" for o in self.outcomes)
+        state = "stopped" if self.stop_reason else "completed" if not failed else \
+            "failed" if failed == len(self.outcomes) else "partial"
         self.group.finish(state, aggregate=group_aggregate(self.group),
                           stop_reason=self.stop_reason)
         for line in summary_lines(self.group.record):
