@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diagnosis import KINDS, Finding, Thresholds, diagnose, should_stop
+from diagnosis import KINDS, Finding, Thresholds, diagnose, should_stop, stopping_finding
 from tests.diagnosis_cases import decay, epochs, frame, kinds, noisy, u_shape
 
 
@@ -544,3 +544,14 @@ def test_should_stop_on_a_plateau_only_when_asked():
 def test_should_stop_rejects_unknown_kinds():
     with pytest.raises(ValueError, match="kinds must be among overfitting, plateau, divergence, got 'unstable'"):
         should_stop(frame(val_loss=[1.0, 0.9]), ["unstable"])
+
+
+def test_the_trainer_early_stops_on_exactly_the_kinds_should_stop_accepts():
+    # issue 13: EARLY_STOP_KINDS (overfitting, plateau) and STOP_KINDS (with divergence)
+    # disagreed, so --early-stop divergence was refused while should_stop took it
+    from diagnosis import STOP_KINDS
+    from trainer.config import EARLY_STOP_KINDS, validate
+    assert set(EARLY_STOP_KINDS) == set(STOP_KINDS)
+    for kind in STOP_KINDS:
+        assert validate({"early_stop": kind}).early_stop == (kind,)
+        assert stopping_finding([], [kind]) is None  # accepted, nothing to stop on

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from diagnosis import STOP_KINDS
+
 from .errors import ConfigError, did_you_mean, shown
 from .validation import parse_validation
 
@@ -21,7 +23,8 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "exponential", "cosine", "plateau")
 DEVICES = ("auto", "cpu", "cuda")
-EARLY_STOP_KINDS = ("overfitting", "plateau")
+#: the kinds --early-stop accepts: diagnosis.STOP_KINDS, the one definition (should_stop's)
+EARLY_STOP_KINDS = STOP_KINDS
 MAX_EPOCHS = 1_000_000
 MAX_EPOCH_PACE = 60.0  # seconds: min_epoch_seconds paces demos; longer is a mistake
 _FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
