@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,17 +22,23 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT, run_trainer, trainer_cmd, wait_for
 from tracking import list_groups, list_runs, read_run
-from trainer.optuna_sweep import END_ATTR, RUN_ATTR, trial_outcome
+from trainer.optuna_sweep import (
+    END_ATTR,
+    GRACE_BEATS,
+    HEARTBEAT_ENV,
+    RUN_ATTR,
+    trial_outcome,
+)
 
 BASE = ["--dataset", "wine", "--hidden", "8", "--threads", "1", "--pruner", "none",
         "--grid", "hidden=8,16", "--range", "lr=1e-3:1e-1:log"]
 
 
 def start_worker(runs_dir: Path, storage: str, study: str, trials: int,
-                 *args: str) -> subprocess.Popen[str]:
+                 *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """A worker as a user starts one: its own `python -m trainer sweep` process."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.Popen(
         trainer_cmd("sweep", "--runs-dir", str(runs_dir), "--optuna", storage, "--study",
                     study, "--trials", str(trials), *BASE, *args),
@@ -117,6 +124,31 @@ def test_a_worker_killed_mid_trial_leaves_its_trial_failed_and_the_study_goes_on
     assert read_run(runs_dir / run_id).state == "crashed"
     assert "trial 0: its run crashed" in out
     assert [t.state for t in study.trials[1:]] == [TrialState.COMPLETE]
+
+
+@pytest.mark.slow
+def test_on_a_database_optunas_heartbeat_fails_a_killed_workers_trial_seen_from_elsewhere(
+        tmp_path: Path) -> None:
+    """The second worker cannot see the killed worker's run folder (another machine's runs
+    directory): only the RDB heartbeat can tell that trial 0 is dead."""
+    storage, beat = f"sqlite:///{tmp_path / 'study.db'}", 1  # grace: GRACE_BEATS beats
+    here, there = tmp_path / "runs-a", tmp_path / "runs-b"
+    slow = start_worker(here, storage, "h", 1, "--epochs", "500", "--min-epoch-seconds", "0.1",
+                        env={HEARTBEAT_ENV: str(beat)})
+    try:
+        wait_for(lambda: any((r.status.get("epoch") or 0) >= 1 for r in list_runs(here)),
+                 timeout=120, every=0.2, what="a trial training")
+    finally:
+        slow.send_signal(signal.SIGKILL)
+        slow.communicate(timeout=30)
+    killed = time.monotonic()
+    # the grace period is a length of time: only its passing makes the trial stale
+    wait_for(lambda: time.monotonic() - killed > beat * GRACE_BEATS + 1, timeout=60,
+             what="the grace period")
+    finish(start_worker(there, storage, "h", 1, "--epochs", "2", env={HEARTBEAT_ENV: str(beat)}))
+    study = load(storage, "h")
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert study.trials[1].user_attrs[RUN_ATTR] == list_runs(there)[0].id
 
 
 @pytest.mark.slow

@@ -8,7 +8,9 @@ Optuna is imported only here, and only when a sweep asks for it.
 from __future__ import annotations
 
 import math
+import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -24,8 +26,10 @@ from .sweep import parse_grid, parse_range
 PRUNERS = ("median", "hyperband", "none")
 #: URL schemes handed to Optuna's RDBStorage (SQLAlchemy), a driver after '+' allowed.
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
-#: RDB heartbeat: a RUNNING trial whose worker has not beaten for GRACE seconds is failed.
-HEARTBEAT_SECONDS, GRACE_SECONDS = 10, 60
+#: RDB heartbeat: a worker beats every HEARTBEAT_SECONDS ($CURVEWATCH_OPTUNA_HEARTBEAT);
+#: a RUNNING trial whose worker has been silent for GRACE_BEATS beats is failed.
+HEARTBEAT_SECONDS, GRACE_BEATS = 10, 6
+HEARTBEAT_ENV = "CURVEWATCH_OPTUNA_HEARTBEAT"
 #: A worker gives up after this many failed trials in a row (a setting that cannot train).
 MAX_FAILURES_IN_A_ROW = 3
 #: Trial user attributes: the run of a trial, and why the trial ended.
@@ -89,15 +93,24 @@ def open_storage(spec: str) -> Any:
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     check_storage(spec)
+    beat = _heartbeat_seconds()
     try:
         if "://" not in spec:
             return JournalStorage(JournalFileBackend(spec))
-        return optuna.storages.RDBStorage(spec, heartbeat_interval=HEARTBEAT_SECONDS,
-                                          grace_period=GRACE_SECONDS)
+        return optuna.storages.RDBStorage(spec, heartbeat_interval=beat,
+                                          grace_period=beat * GRACE_BEATS)
     except Exception as e:
         raise ConfigError(f"--optuna {shown(public_url(spec))}: cannot open the storage: "
                           f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                           ) from None
+
+
+def _heartbeat_seconds() -> int:
+    raw = os.environ.get(HEARTBEAT_ENV) or str(HEARTBEAT_SECONDS)
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{HEARTBEAT_ENV} must be a whole number of seconds >= 1, got "
+                          f"{shown(raw)}")
+    return int(raw)
 
 
 def make_pruner(name: str, epochs: int) -> Any:
@@ -205,15 +218,22 @@ def fail_crashed_trials(study: Any, runs_dir: Path) -> list[int]:
     its process is gone, or its heartbeat is stale on another host. This is how a worker
     killed mid-trial is noticed on a JournalStorage, which has no heartbeat of its own in
     Optuna 5.1 (an RDBStorage also fails them by Optuna's heartbeat). Returns their numbers."""
+    import optuna
     from optuna.trial import TrialState
 
+    with warnings.catch_warnings():  # Optuna calls it experimental; optimize() calls it too
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # RDB: trials silent past the grace period
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         rid = t.user_attrs.get(RUN_ATTR)
         if not isinstance(rid, str) or not (runs_dir / rid).is_dir():
             continue  # started elsewhere, or not yet as far as its run
         if read_run(runs_dir / rid).state == "crashed":
-            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            try:
+                study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker failed it at the same moment
             failed.append(t.number)
     return failed
 
