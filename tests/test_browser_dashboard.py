@@ -222,9 +222,9 @@ def test_live_run_shows_new_epochs_without_a_reload_and_keeps_zoom(server, fx, p
         now = gd.evaluate("g => g._fullLayout.xaxis.range.slice()")
         assert now == pytest.approx(zoomed, rel=1e-6), "zoom was reset by the live refresh"
         shot(page, "run-live")
-        # stop it from the page (the trainer stops gracefully after its epoch)
-        page.get_by_role("tab", name="Actions").click()
-        page.get_by_role("button", name="Stop run").click()
+        # stop it from the page, its actions under the title (the trainer stops gracefully
+        # after its epoch)
+        page.get_by_role("button", name="Stop", exact=True).click()
         dfx.wait_for(lambda: dfx.tracking.read_run(fx.root / rid).state == "stopped",
                      timeout=60, every=0.2, what="the live run to stop")
     finally:
