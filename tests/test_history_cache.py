@@ -107,12 +107,19 @@ def mixed_kinds(lines: list) -> list:
     return out
 
 
+def many_sparse(lines: list) -> list:
+    """25 metrics, each logged on its own subset of epochs (more hole patterns than bits)."""
+    return [dict(r, **{f"m{k}": r["epoch"] / (k + 1) for k in range(25)
+                       if (r["epoch"] + k) % (k % 4 + 2)}) for r in lines]
+
+
 def late_metric(lines: list) -> list:
     """A metric that first appears after many epochs (after the first parse chunk too)."""
     return [dict(r, ema=r["val_loss"] * 0.9) if r["epoch"] > 450 else r for r in lines]
 
 
-@pytest.mark.parametrize("shape", [sparse, nan_logged, duplicates, mixed_kinds, late_metric])
+@pytest.mark.parametrize("shape", [sparse, nan_logged, duplicates, mixed_kinds, late_metric,
+                                   many_sparse])
 def test_fast_path_matches_the_plain_reader(tmp_path, shape):
     run = write(tmp_path / "r", shape(trainer_lines()))
     frame = assert_same(run)

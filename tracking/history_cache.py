@@ -18,7 +18,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,8 @@ REWRITE_SHARE = 4
 PROBE_BYTES = 4096
 #: metrics.jsonl is parsed in pieces of this size (bounded memory for a million epochs).
 CHUNK_BYTES = 16 << 20
+#: Up to this many columns with holes, a row's holes are coded as bits (bincount, no sort).
+MAX_PATTERN_BITS = 20
 #: Nested values deeper than this may be past tracking.safeio's bound: plain reader.
 MAX_NESTING = safeio.MAX_JSON_DEPTH - 4
 
@@ -307,14 +309,28 @@ def _columns(names: tuple[str, ...]) -> pd.Index:
     return index
 
 
-def _absent_labels(holes: list[tuple[str, np.ndarray]], rows: int) -> list[str]:
+def _absent_labels(holes: list[tuple[str, np.ndarray]], rows: int) -> np.ndarray:
     """Per row, the comma-joined names of the columns it lacks, in column order. Rows share
-    few patterns: each distinct one is joined once."""
-    mask = np.stack([m for _, m in holes], axis=1)
-    patterns, which = np.unique(mask, axis=0, return_inverse=True)
+    few patterns: each row's pattern is a bit code (one bit a column with holes), and each
+    distinct code is joined once."""
     names = [n for n, _ in holes]
-    labels = [",".join(n for n, hole in zip(names, p, strict=True) if hole) for p in patterns]
-    return [labels[i] for i in which.reshape(-1)]
+    patterns: Any
+    if len(names) > MAX_PATTERN_BITS:  # rare: sort whole rows instead
+        mask = np.stack([m for _, m in holes], axis=1)
+        patterns, which = np.unique(mask, axis=0, return_inverse=True)
+    else:
+        codes = np.zeros(rows, np.int64)
+        for bit, (_, hole) in enumerate(holes):
+            codes[hole] |= 1 << bit
+        present = np.flatnonzero(np.bincount(codes))
+        lookup = np.zeros(int(present[-1]) + 1, np.int64)
+        lookup[present] = np.arange(len(present))
+        which = lookup[codes]
+        patterns = [[(int(c) >> b) & 1 for b in range(len(names))] for c in present]
+    labels = np.array([",".join(n for n, hole in zip(names, p, strict=True) if hole)
+                       for p in patterns], dtype=object)
+    result: np.ndarray = labels[which.reshape(-1)]
+    return result
 
 
 def _stamp_of(fd: int, covered: int) -> tuple[str, str]:
