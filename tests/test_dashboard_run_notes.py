@@ -208,3 +208,26 @@ def test_scalar_sections_group_by_prefix_as_tensorboard_does():
                       "eval/bleu": [0.3], "my_metric": [0.1], "note": ["text"]})
     assert figures.scalar_sections(h) == {"custom": ["custom_temperature", "custom_pressure"],
                                           "eval": ["eval/bleu"], "other": ["my_metric"]}
+
+
+def _in_page_order(node) -> list:
+    out = []
+    for child in getattr(node, "children", {}).values():
+        out.append(child)
+        out.extend(_in_page_order(child))
+    return out
+
+
+def test_run_page_actions_sit_under_the_title_before_any_chart(runs):
+    root, ids = runs
+    at = page("run", run=ids["half"]).run()  # a stopped run: Resume applies
+    keys = [getattr(e, "key", None) or e.type for e in _in_page_order(at.main)]
+    actions = ["run-stop", "run-resume", "run-clone", "run-download-best", "run-download",
+               "run-delete"]
+    assert [k for k in keys if k in actions] == actions
+    first_metric = keys.index("metric")
+    assert keys.index("title") < keys.index("run-stop") < keys.index("run-delete") < first_metric
+    assert "Actions" not in [t.label for t in at.tabs]
+    assert at.button(key="run-stop").disabled and not at.button(key="run-resume").disabled
+    best = at.get("download_button")[0]
+    assert best.proto.label == "best.pt" and best.proto.disabled  # none: nothing to download
