@@ -147,6 +147,10 @@ def test_trainer_run_notes_option_writes_the_notes_and_refuses_a_control_charact
     assert done.returncode == 0, done.stderr
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert read_run(run_dir).notes == "first try"
+    # a trainer's run has best.pt: the Run page offers it, read as a regular file
+    from dashboard import data
+    best = data.tracking.checkpoints.checkpoint_path(run_dir, "best.pt")
+    assert data.read_best_checkpoint(run_dir) == best.read_bytes()
     bad = dfx.trainer("run", "--runs-dir", str(tmp_path), "--dataset", "blobs", "--epochs", "1",
                       "--notes", "a\x07b")
     assert bad.returncode == 2 and "notes must not contain control characters" in bad.stderr
