@@ -169,8 +169,8 @@ def test_hyperparameters_fill_the_config_and_tags_are_kept(fitted):
 def test_per_step_values_go_to_steps_and_gradient_norms_to_layers(fitted):
     run_dir, logged = fitted
     steps = read_steps(run_dir)
-    step_losses = [v for e in sorted(csv_values(logged, "train_loss_step"))
-                   for v in csv_values(logged, "train_loss_step")[e]]
+    by_epoch = csv_values(logged, "train_loss_step")
+    step_losses = [v for epoch in sorted(by_epoch) for v in by_epoch[epoch]]
     assert steps["loss"].tolist() == pytest.approx(step_losses, rel=1e-6)
     assert steps["grad_norm"].notna().all()
     layers = read_layers(run_dir)
