@@ -197,10 +197,23 @@ def _chance_txt(h: _H) -> str:
             if h.chance is not None else "")
 
 
+def _at_chance(x: np.ndarray | float, h: _H, th: Thresholds) -> np.ndarray:
+    """Per value: at the chance level, chance_level x to chance_explode x the chance-level loss
+    (a model without skill; a loss far above it is an overconfident or exploded model, which
+    may still predict well). All False when the chance level is not known."""
+    x = np.asarray(x, dtype=float)
+    if h.chance is None:
+        return np.zeros(x.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        return (x >= th.chance_level * h.chance) & (x < th.chance_explode * h.chance)
+
+
 def _at_chance_from_start(h0: _H, th: Thresholds) -> Finding | None:
     """Issue 13, class 4a: the loss exploded inside epoch 1 (its first value is chance_explode
-    x the chance level or more) and has sat at or above the chance level ever since, for at
-    least diverge_epochs epochs. A relative rule cannot see it: the run has no good minimum."""
+    x the chance level or more), has never been below the chance level since, and has sat at
+    it for the last diverge_epochs epochs. A relative rule cannot see it: the run has no good
+    minimum. (A loss still coming down from the explosion, above chance_explode x chance, may
+    be learning: accuracy can be good while the loss is high.)"""
     if h0.chance is None:
         return None  # the history alone cannot tell this from a slow start
     metric = "train_loss" if h0.has("train_loss") else ("val_loss" if h0.has("val_loss") else None)
@@ -211,7 +224,8 @@ def _at_chance_from_start(h0: _H, th: Thresholds) -> Finding | None:
     level = th.chance_level * h0.chance
     if h.n < th.diverge_epochs + 1 or not np.isfinite(x[0]) or x[0] < th.chance_explode * h0.chance:
         return None
-    if not (np.isfinite(x[1:]) & (x[1:] >= level)).all():
+    if not (np.isfinite(x[1:]) & (x[1:] >= level)).all() \
+            or not _at_chance(x[-th.diverge_epochs:], h0, th).all():
         return None
     return Finding("divergence", "critical", int(h.epochs[0]), None, metric,
                    f"{_NAMES[metric]} was {_g(x[0])} in epoch {int(h.epochs[0])}, "
@@ -428,10 +442,11 @@ _NOISE_SKIP = 3
 
 
 def _no_skill(h: _H, best_level: float, th: Thresholds) -> bool:
-    """Was the best (smoothed) level of a loss at the chance level, so never a trained state?
+    """Was the best (smoothed) level of a loss at the chance level (_at_chance), so never a
+    trained state? (One far above it is an overconfident model, often a trained one.)
     False when the chance-level loss is not known: a first value is no proxy (a fine-tuned
     model starts trained)."""
-    return h.chance is not None and best_level >= th.chance_level * h.chance
+    return bool(_at_chance(best_level, h, th))
 
 
 def _monitored(h: _H) -> str | None:

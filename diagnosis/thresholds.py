@@ -100,10 +100,12 @@ class Thresholds:
                              "model that learned nothing: ln K for K classes, the target variance for "
                              "MSE; diagnose's chance_loss) has no skill: a model predicting the class "
                              "prior scores 0.95 ln 2 on a 37/63 split.", lo=0.0, lo_open=True, hi=1.0)
-    chance_explode: float = _f(2.0, "Divergence the run's own history cannot show: a first epoch at or above "
-                               "chance_explode times the chance-level loss, or a return from a minimum "
-                               "to chance_explode times it or more, followed by diverge_epochs epochs at "
-                               "the chance level.", lo=1.0, lo_open=True)
+    chance_explode: float = _f(2.0, "A loss from chance_level to below chance_explode times the chance-level "
+                               "loss is at chance level (far above it, a model may be overconfident yet "
+                               "predict well). Divergence the history cannot show: a first epoch at or "
+                               "above chance_explode times the chance level, or a training loss back "
+                               "from its minimum to chance_explode times it or more, then diverge_epochs "
+                               "epochs at chance level.", lo=1.0, lo_open=True)
     unstable_rise: float = _f(0.1, "A one-epoch rise of the training loss by more than this "
                               "fraction of its previous value counts as a swing.", lo=0.0, lo_open=True)
     unstable_range: float = _f(0.05, "... and by more than this fraction of the loss range learned "

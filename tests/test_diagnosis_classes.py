@@ -337,6 +337,18 @@ def test_an_explosion_inside_epoch_one_is_a_divergence_given_the_chance_level():
     assert not {"plateau", "overfitting", "converged"} & {x.kind for x in diagnose(h, chance_loss=LN10)}
 
 
+def test_a_loss_coming_down_from_an_explosion_in_epoch_one_is_no_divergence():
+    # above chance for 5 epochs, but falling from 20x it towards a trained level: a model with
+    # exploded logits can already predict well (accuracy up) while its loss is above chance
+    n, ln2 = 30, float(np.log(2))
+    e = epochs(n)
+    train = ln2 * (0.25 + 20 * np.exp(-(e - 1) / 1.5))
+    h = pd.DataFrame({"epoch": e, "train_loss": train, "val_loss": train * 1.1})
+    assert (h["train_loss"].iloc[:5] > ln2).all()
+    for t in range(1, n + 1):
+        assert "divergence" not in [f.kind for f in diagnose(h.iloc[:t], chance_loss=ln2)], t
+
+
 def test_a_slow_start_at_chance_level_is_no_divergence():
     # a saddle: flat at ln 10 for 25 epochs (first epoch at chance, not above it), then learning
     n = 60
@@ -420,6 +432,16 @@ def test_a_plateau_at_chance_level_is_not_a_plateau():
     assert should_stop(h, ["plateau"]) is not None  # without the chance level: as before
     for t in range(2, n + 1):
         assert should_stop(h.iloc[:t], ["overfitting", "plateau"], chance_loss=LN10) is None, t
+
+
+def test_overfitting_of_an_overconfident_model_far_above_chance_is_still_judged():
+    # a confident classifier: validation loss 2-4x ln 2 at 95% accuracy, rising from epoch 20;
+    # far above chance is not at chance (only a minimum at 0.9-2x chance was never trained)
+    n, ln2 = 60, float(np.log(2))
+    h = pd.DataFrame({"epoch": epochs(n), "train_loss": decay(n, start=3.0, floor=0.01, tau=4.0),
+                      "val_loss": u_shape(n, 20, 0.03, start=4.0, floor=1.5)})
+    found = {f.kind: f for f in diagnose(h, chance_loss=ln2)}
+    assert found["overfitting"] == {f.kind: f for f in diagnose(h)}["overfitting"]
 
 
 def test_a_trained_plateau_and_overfitting_are_unchanged_by_the_chance_level():
@@ -524,7 +546,8 @@ def test_the_trainers_early_stopping_judges_with_the_chance_level():
     from trainer.runner import _Diagnosis
     cfg = validate({"dataset": "digits", "epochs": 40, "early_stop": "overfitting,plateau"})
     val = noisy(np.full(40, LN10), 0.004, 13)  # flat at chance: not a plateau to stop on
-    records = [{"epoch": e, "train_loss": v * 1.01, "val_loss": v} for e, v in zip(epochs(40), val)]
+    records = [{"epoch": e, "train_loss": v * 1.01, "val_loss": v}
+               for e, v in zip(epochs(40), val, strict=True)]
     assert _Diagnosis(cfg).stop_finding(records) is not None  # without it, as before
     assert _Diagnosis(cfg, LN10).stop_finding(records) is None
 
