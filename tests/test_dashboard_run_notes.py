@@ -2,6 +2,7 @@
 answer by its button (issue 16 points 9, 13 and 14), with AppTest over runs written by
 tracking.Run (no training: fast)."""
 import json
+import os
 import sys
 import threading
 from pathlib import Path
@@ -90,14 +91,23 @@ def test_a_note_saved_while_another_process_rewrites_run_json_waits_and_both_cha
     def resume_rewrite(info):  # what trainer.cli does for resume --epochs, lock held
         info["config"]["epochs"] = 40
         saver.start()
-        saver.join(timeout=0.5)
-        assert saver.is_alive(), "the note was written while another rewrite held the lock"
+        dfx.wait_for(lambda: _waits_for_flock(run_dir), timeout=30, every=0.01,
+                     what="the note's save to wait for the run folder's lock")
+        assert saver.is_alive()
         return info
 
     update_json(run_dir / "run.json", resume_rewrite)
     saver.join(timeout=30)
     final = read_json(run_dir / "run.json")
     assert final["notes"] == "kept" and final["config"]["epochs"] == 40
+
+
+def _waits_for_flock(folder: Path) -> bool:
+    """This process has a flock request on `folder` blocked behind another (/proc/locks marks
+    a waiter with '->'; a flock entry names the tgid and the folder's inode)."""
+    me, inode = str(os.getpid()), str(os.stat(folder).st_ino)
+    return any(f[1] == "->" and me in f and f[-3].rsplit(":", 1)[-1] == inode
+               for f in (line.split() for line in Path("/proc/locks").read_text().splitlines()))
 
 
 def test_runs_search_matches_config_values_and_notes(runs):
