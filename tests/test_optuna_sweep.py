@@ -172,6 +172,10 @@ def test_the_median_pruner_stops_a_worse_trial_and_its_run_says_why(
     group = list_groups(runs_dir)[0]
     assert [m.state for m in group.members] == ["stopped"]
     assert group.state == "completed"  # pruning is how a study goes, not a failure
+    # resuming the group would train the pruned trial on behind Optuna's back
+    again = run_trainer("resume", group.id, "--runs-dir", str(runs_dir))
+    assert again.returncode == 2 and "holds an Optuna worker's trials" in again.stderr
+    assert read_run(runs_dir / info.id).status["epoch"] == 1
     # the dashboard: the Group page lists the trial; its Run page says why it ended
     monkeypatch.setenv("CURVEWATCH_RUNS", str(runs_dir))
     monkeypatch.chdir(ROOT)
