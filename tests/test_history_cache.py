@@ -41,7 +41,8 @@ def write(run: Path, lines: list, tail: bytes = b"") -> Path:
 
 
 def plain(run: Path) -> pd.DataFrame:
-    return HistoryReader(run).read()
+    """The line-by-line reader alone, without the cache."""
+    return HistoryReader(run, cache=False).read()
 
 
 def assert_same(run: Path) -> pd.DataFrame:
@@ -155,6 +156,8 @@ PLAIN_ONLY = {
     "string epoch": [{"epoch": "501"}],
     "int past int64": [{"epoch": 501, "big": 2**70}],
     "negative int past int64": [{"epoch": 501, "big": -(2**64)}],
+    "int past the float range": [b'{"epoch": 501, "big": 1' + b"0" * 400 + b"}"],
+    "negative int past the float range": [b'{"epoch": 501, "big": -1' + b"0" * 400 + b"}"],
     "ISO date text": [{"epoch": 501, "when": "2026-01-01"}],
     "a key named absent": [{"epoch": 501, "absent": "x"}],
     "duplicate key": [b'{"epoch": 501, "a": 1, "a": 2}'],
@@ -234,6 +237,34 @@ def test_same_size_rewrite_is_not_served_from_the_old_cache(tmp_path):
     assert assert_same(run).loc[250, "lr"] == 2e-3
 
 
+def append(run: Path, *lines) -> None:
+    with open(run / "metrics.jsonl", "ab") as f:
+        f.write(b"".join(x if isinstance(x, bytes) else dumps(x).encode() + b"\n"
+                         for x in lines))
+
+
+def test_a_follower_starts_from_the_cache_and_reads_as_the_plain_one(tmp_path):
+    """HistoryReader (the live tick) starts from the cache, keeps no records for the rows it
+    holds, and after every kind of append gives what a plain follower gives."""
+    run = write(tmp_path / "r", sparse(trainer_lines()))
+    assert_same(run)
+    follower, plain_one = HistoryReader(run), HistoryReader(run, cache=False)
+    pd.testing.assert_frame_equal(follower.read(), plain_one.read())
+    assert follower._rows == [], "the cached rows were not parsed again"
+    steps = [
+        [record(501)],                               # in order: appended to the frame
+        [b'{"epoch": 502, "train_lo'],              # torn: left for the next read
+        [b'ss": 0.2}\n'],
+        [dict(record(503), extra_metric=1.0)],       # a new column: rebuilt from the file
+        [record(504), dict(record(7), lr=0.5)],      # out of order: rebuilt
+        [record(505)],
+    ]
+    for lines in steps:
+        append(run, *lines)
+        pd.testing.assert_frame_equal(follower.read(), plain_one.read())
+    assert follower.read()["epoch"].iloc[-1] == 505
+
+
 def damage_cut(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
@@ -311,6 +342,7 @@ def test_readers_racing_a_writer_see_whole_prefixes(tmp_path):
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(run / "metrics.jsonl"),
                                str(EPOCHS + 1), str(last + 1)], cwd=ROOT)
     expected = pd.DataFrame.from_records(trainer_lines(last))
+    follower = HistoryReader(run)  # the dashboard's live tick: cache, then appended bytes
     seen, reads = 0, 0
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -319,10 +351,13 @@ def test_readers_racing_a_writer_see_whole_prefixes(tmp_path):
         k = len(frame)
         assert k >= seen and list(frame.columns) == list(expected.columns)
         pd.testing.assert_frame_equal(frame, expected.iloc[:k])
+        followed = follower.read()
+        pd.testing.assert_frame_equal(followed, expected.iloc[:len(followed)])
         seen, reads = k, reads + 1
         if done:
             break
     assert writer.wait(5) == 0 and seen == last and reads > 2
+    assert len(follower.read()) == last
     assert cached(run) and _load(run / CACHE_NAME)[0].covered > 2 * CACHE_MIN_BYTES
 
 
@@ -331,7 +366,7 @@ import sys
 import pandas as pd
 from tracking import HistoryReader, read_history
 run = sys.argv[1]
-pd.testing.assert_frame_equal(read_history(run), HistoryReader(run).read())
+pd.testing.assert_frame_equal(read_history(run), HistoryReader(run, cache=False).read())
 print("same")
 """
 

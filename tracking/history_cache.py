@@ -34,7 +34,8 @@ except ImportError:  # pragma: no cover - older pandas: table.to_pandas()
 from . import jsonio, safeio
 from .jsonl import MAX_LINE_BYTES, MAX_READ_BYTES
 
-#: The cache file, next to metrics.jsonl (hidden: run listings skip dot-files).
+#: The cache file, next to metrics.jsonl (hidden: run listings skip dot-files); another
+#: .jsonl file read this way gets its own (`cache_name`).
 CACHE_NAME = ".metrics.arrow"
 #: Files smaller than this parse about as fast as a cache loads: they get no cache file.
 CACHE_MIN_BYTES = 64 << 10
@@ -59,6 +60,12 @@ _NONFINITE = ((b'"NaN"', b"NaN"), (b'"-Infinity"', b"-Infinity"), (b'"Infinity"'
 #: pyarrow reads an integer past int64 as a double (Python keeps the int): a double column
 #: holding a whole number this large goes to the plain reader.
 _BIG_INT = 2.0**63
+#: An integer past the float range (10**400) pyarrow reads as infinity, Python refuses: where
+#: a column holds an infinity, look for 309 digits in a row (digits read as 0, the other
+#: bytes of a number kept, anything else as a space).
+_DIGITS = bytes(ord("0") if 48 <= i <= 57 else i if i in b".eE" else ord(" ")
+                for i in range(256))
+_HUGE_INT = b" " + b"0" * 309
 
 
 @dataclass(frozen=True)
@@ -82,54 +89,68 @@ def read(run_dir: str | Path, plain: Callable[[], pd.DataFrame], *,
          filename: str = "metrics.jsonl") -> pd.DataFrame:
     """The history of `run_dir` as `plain()` reads it, from the cache where it is current,
     else parsed with pyarrow (and cached when the folder allows), else `plain()` itself."""
+    seeded = seed(run_dir, filename=filename)
+    return plain() if seeded is None else seeded[0]
+
+
+def seed(run_dir: str | Path, *, filename: str = "metrics.jsonl"
+         ) -> tuple[pd.DataFrame, int] | None:
+    """The history as `read` gives it and the byte offset after the last line it holds (where
+    a follower goes on reading), or None where only the plain reader reads the file right."""
     run_dir = Path(run_dir)
     try:
         fd = safeio.open_regular(run_dir / filename)
     except OSError:  # missing, a FIFO, a symlink: the plain reader says what it says
-        return plain()
+        return None
     try:
-        table = _current_table(fd, run_dir)
+        current = _current_table(fd, run_dir / cache_name(filename))
     except (OSError, ValueError, RecursionError, pa.ArrowException):  # read it plainly
-        table = None
+        current = None
     finally:
         os.close(fd)
-    return plain() if table is None else _frame(table)
+    return None if current is None else (_frame(current[0]), current[1])
 
 
-def _current_table(fd: int, run_dir: Path) -> pa.Table | None:
+def cache_name(filename: str) -> str:
+    """'.metrics.arrow' for metrics.jsonl: the cache of a .jsonl file in its folder."""
+    return f".{filename.removesuffix('.jsonl')}.arrow"
+
+
+def _current_table(fd: int, cache: Path) -> tuple[pa.Table, int] | None:
     st = os.fstat(fd)
     end = min(st.st_size, MAX_READ_BYTES)  # what tracking.jsonl.read_from reads at once
-    cached = _load(run_dir / CACHE_NAME)
+    cached = _load(cache)
     if cached is not None:
         stamp, table = cached
         if (stamp.size, stamp.mtime_ns) == (st.st_size, st.st_mtime_ns):
-            return table
+            return table, stamp.covered
         if st.st_size > stamp.size and stamp.covered <= end \
                 and _stamp_of(fd, stamp.covered) == (stamp.head, stamp.tail):  # appended to
-            return _extend(fd, run_dir, stamp, table, end, st)
+            return _extend(fd, cache, stamp, table, end, st)
     built = _parse_range(fd, 0, end)
     if built is None:
         return None
     table, covered = built
     if covered >= CACHE_MIN_BYTES:
-        _save(run_dir, fd, table, covered, st)
-    return table
+        _save(cache, fd, table, covered, st)
+    return table, covered
 
 
-def _extend(fd: int, run_dir: Path, stamp: Stamp, table: pa.Table, end: int,
-            st: os.stat_result) -> pa.Table | None:
+def _extend(fd: int, cache: Path, stamp: Stamp, table: pa.Table, end: int,
+            st: os.stat_result) -> tuple[pa.Table, int] | None:
     """The cached table plus the lines appended after it; rewritten once they are many."""
     built = _parse_range(fd, stamp.covered, end)
     if built is None:
         return None
     new, covered = built
     if covered == stamp.covered:
-        return table
+        return table, covered
     merged = _concat([table, new])
-    if merged is not None and covered - stamp.covered >= max(
-            CACHE_MIN_BYTES, stamp.covered // REWRITE_SHARE):
-        _save(run_dir, fd, merged, covered, st)
-    return merged
+    if merged is None:
+        return None
+    if covered - stamp.covered >= max(CACHE_MIN_BYTES, stamp.covered // REWRITE_SHARE):
+        _save(cache, fd, merged, covered, st)
+    return merged, covered
 
 
 def _parse_range(fd: int, start: int, end: int) -> tuple[pa.Table, int] | None:
@@ -179,7 +200,14 @@ def _parse_chunk(data: bytes) -> pa.Table | None:
         return None
     if table.num_rows != lines:  # two objects on a line
         return None
-    return _scalar_columns(table)
+    table = _scalar_columns(table)
+    if table is not None and _has_inf(table) and _HUGE_INT in data.translate(_DIGITS):
+        return None
+    return table
+
+
+def _has_inf(table: pa.Table) -> bool:
+    return any(c.type.id == _FLOAT and np.isinf(c.to_numpy()).any() for c in table.columns)
 
 
 def _plain_lines(data: bytes) -> int:
@@ -344,7 +372,7 @@ def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def _save(run_dir: Path, fd: int, table: pa.Table, covered: int, st: os.stat_result) -> None:
+def _save(cache: Path, fd: int, table: pa.Table, covered: int, st: os.stat_result) -> None:
     """Write the cache atomically; a folder the reader may not write to keeps none."""
     sink = pa.BufferOutputStream()
     with ipc.new_file(sink, table.schema) as writer:
@@ -354,7 +382,7 @@ def _save(run_dir: Path, fd: int, table: pa.Table, covered: int, st: os.stat_res
         return  # the reader would refuse it
     stamp = Stamp(covered, *_stamp_of(fd, covered), st.st_size, st.st_mtime_ns)
     try:
-        jsonio.atomic_write_bytes(run_dir / CACHE_NAME, stamp.header(body) + body,
+        jsonio.atomic_write_bytes(cache, stamp.header(body) + body,
                                   durable=False)  # derived: a torn one is rebuilt
     except OSError:
         pass

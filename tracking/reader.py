@@ -325,15 +325,17 @@ class JsonlFrame:
         self._rows.extend(rows)
         frame = self._frame
         if frame is None or (rows and not self._appends_in_order(frame, rows)):
-            frame = _table(self._rows, self.key, self.mark_absent)
+            frame = self._rebuild()
         elif rows:
             new = _table(rows, self.key, self.mark_absent)
             # the ABSENT column is relative to the table's columns: rebuild when they differ
             frame = (pd.concat([frame, new], ignore_index=True)
-                     if list(new.columns) == list(frame.columns)
-                     else _table(self._rows, self.key, self.mark_absent))
+                     if list(new.columns) == list(frame.columns) else self._rebuild())
         self._frame = frame
         return frame
+
+    def _rebuild(self) -> pd.DataFrame:
+        return _table(self._rows, self.key, self.mark_absent)
 
     def _appends_in_order(self, frame: pd.DataFrame, rows: list[dict[str, Any]]) -> bool:
         keys = [r[self.key] for r in rows]
@@ -362,11 +364,31 @@ def _steps_row(record: dict[str, Any]) -> dict[str, Any] | None:
 
 
 class HistoryReader(JsonlFrame):
-    """Follows one run's metrics.jsonl: the per-epoch history, reading only appended bytes."""
+    """Follows one run's metrics.jsonl: the per-epoch history, reading only appended bytes.
+    With `cache`, the first read starts from the columnar cache (tracking.history_cache) and
+    goes on after the bytes it covers; a later read that must rebuild the table reads the
+    file afresh (the cached rows are not kept as records)."""
 
-    def __init__(self, run_dir: str | Path, filename: str = P.METRICS):
+    def __init__(self, run_dir: str | Path, filename: str = P.METRICS, *, cache: bool = True):
         super().__init__(Path(run_dir) / filename, "epoch", _metrics_row)
         self.mark_absent = True  # the ABSENT column
+        self._seed, self._seeded = cache, False
+
+    def read(self) -> pd.DataFrame:
+        if self._seed:
+            self._seed = False
+            seeded = history_cache.seed(self.path.parent, filename=self.path.name)
+            if seeded is not None:
+                self._frame, self.offset = seeded
+                self._seeded = True
+        return super().read()
+
+    def _rebuild(self) -> pd.DataFrame:
+        if not self._seeded:
+            return super()._rebuild()
+        self._seeded, self.offset, self._rows, self._frame = False, 0, [], None
+        self.problems = []
+        return super().read()
 
 
 class LayersReader(JsonlFrame):
@@ -417,7 +439,7 @@ def _mostly_numeric(col: pd.Series) -> bool:
 def read_history(run_dir: str | Path) -> pd.DataFrame:
     """One run's per-epoch metrics as a DataFrame: `epoch` plus one column per metric. Read
     through its columnar cache (tracking.history_cache), which gives the same frame."""
-    return history_cache.read(run_dir, HistoryReader(run_dir).read)
+    return history_cache.read(run_dir, HistoryReader(run_dir, cache=False).read)
 
 
 def read_layers(run_dir: str | Path) -> pd.DataFrame:
