@@ -17,6 +17,8 @@ import streamlit as st
 import tracking
 from diagnosis import diagnose
 from tracking import HistoryReader, LayersReader, RunInfo, RunNotFound, StepsReader, safeio
+from tracking.paths import RUNS_ENV
+from tracking.remote_read import local_runs_dir
 from trainer.config import run_thresholds
 from trainer.errors import ConfigError
 
@@ -28,8 +30,10 @@ STEPS_FILE = "steps.jsonl"
 
 def runs_dir() -> Path:
     """The runs directory: $CURVEWATCH_RUNS or ./runs (read on every script run, so tests and
-    users can point it elsewhere)."""
-    return tracking.default_runs_dir()
+    users can point it elsewhere); for a URL, this machine's mirror of it, refreshed at most
+    every $CURVEWATCH_POLL_SECONDS (tracking.remote_read)."""
+    return local_runs_dir(os.environ.get(RUNS_ENV) or str(tracking.default_runs_dir()),
+                          reading=True)
 
 
 def list_runs(root: Path | None = None) -> list[RunInfo]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Mapping, TypeGuard
 
-from . import paths as P
+from . import paths as P, sync
 from .jsonio import atomic_write_json, read_json, update_json
 from .jsonl import JsonlAppender, read_from
 from .procinfo import hostname, process_start_ticks
@@ -77,6 +77,7 @@ class Run:
             self._heartbeat = threading.Thread(target=self._beat, args=(heartbeat_seconds,),
                                                name=f"heartbeat-{self.id}", daemon=True)
             self._heartbeat.start()
+        self._sync = sync.attach(self.path)  # a run in a spool mirrors to its bucket
 
     # ---------------------------------------------------------------- creation
     @classmethod
@@ -113,8 +114,7 @@ class Run:
             atomic_write_json(staging / P.RUN_JSON, info)
             atomic_write_json(staging / P.STATUS_JSON, status)
 
-        _, path = P.publish_run_dir(Path(runs_dir) if runs_dir is not None
-                                    else P.default_runs_dir(), name, fill)
+        path = sync.publish_run(runs_dir, name, fill)  # a URL: into the spool, synced up
         return cls(path, info, status, heartbeat_seconds=heartbeat_seconds)
 
     @classmethod
@@ -255,6 +255,8 @@ class Run:
             self._release_reserve()
         if self._heartbeat is not None and self._heartbeat is not threading.current_thread():
             self._heartbeat.join(timeout=5)
+        if self._sync is not None:
+            self._sync.stop(compact=self._status.get("state") in FINAL_STATES)
 
     def __enter__(self) -> "Run":
         return self

@@ -27,8 +27,9 @@ from tracking import (
     run_path,
 )
 from tracking.annotate import check_notes
-from tracking.paths import RESUMING, RESUMING_FRESH_SECONDS, STOP, check_name, is_run_id
+from tracking.paths import RESUMING, RESUMING_FRESH_SECONDS, RUNS_ENV, STOP, check_name, is_run_id
 from tracking.procinfo import lock_held
+from tracking.remote_read import local_runs_dir
 
 from .config import DEFAULTS, FIELDS, TrainConfig, load_config_file, validate
 from .errors import ConfigError, did_you_mean
@@ -294,7 +295,13 @@ def _add_group_options(p: argparse.ArgumentParser) -> None:
 
 
 def _runs_dir(args: argparse.Namespace) -> Path:
-    return Path(args.runs_dir) if getattr(args, "runs_dir", None) else default_runs_dir()
+    """--runs-dir, else $CURVEWATCH_RUNS, else ./runs; a URL is this machine's spool (or, for
+    `list`, its refreshed mirror) of that bucket (tracking.remote_read)."""
+    text = getattr(args, "runs_dir", None) or os.environ.get(RUNS_ENV) or str(default_runs_dir())
+    try:
+        return local_runs_dir(text, reading=args.command == "list")
+    except ValueError as e:
+        raise ConfigError(f"--runs-dir: {e}") from None
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -1,0 +1,247 @@
+"""Runs on object storage (issue 18): writers spool locally and sync to a bucket, readers
+mirror it. Against a real S3 API over HTTP: moto's server mode on a free localhost port."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import tracking
+from conftest import ROOT, run_trainer, wait_for
+from tracking import object_store, remote_read
+from tracking.sync import Syncer, segment_prefix
+
+pytestmark = pytest.mark.xdist_group("moto")
+BUCKET = "cw-runs"
+
+
+class RequestLog(logging.Handler):
+    """Counts the moto server's request log lines (werkzeug logs one per HTTP request)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[tuple[str, RequestLog]]:
+    from moto.server import ThreadedMotoServer
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    log = RequestLog()
+    logging.getLogger("werkzeug").addHandler(log)
+    logging.getLogger("werkzeug").setLevel(logging.INFO)
+    yield f"http://127.0.0.1:{port}", log
+    logging.getLogger("werkzeug").removeHandler(log)
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server: tuple[str, RequestLog], tmp_path: Path,
+       monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket prefix, credentials and endpoint in the environment, private spool and
+    mirror; returns the runs URL."""
+    endpoint, _ = s3_server
+    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+           "CURVEWATCH_SPOOL": str(tmp_path / "spool"),
+           "CURVEWATCH_MIRROR": str(tmp_path / "mirror"), "CURVEWATCH_SYNC_SECONDS": "0.2"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    import boto3
+    client = boto3.client("s3")
+    if BUCKET not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
+        client.create_bucket(Bucket=BUCKET)
+    return f"s3://{BUCKET}/{tmp_path.name}"
+
+
+def mirror_of(url: str) -> Path:
+    return remote_read.refresh(object_store.parse_url(url), force=True)
+
+
+def history(run_dir: Path) -> pd.DataFrame:
+    return tracking.read_history(run_dir)
+
+
+def test_a_logging_api_run_reads_back_from_the_bucket_as_written(s3: str) -> None:
+    with tracking.Run.create(s3, name="api", config={"lr": 0.1}, heartbeat_seconds=0) as run:
+        for e in range(1, 8):
+            run.log_epoch(train_loss=1 / e, val_loss=2 / e, layers={"w": 0.1 * e})
+    mirror = mirror_of(s3)
+    [info] = tracking.list_runs(mirror)
+    assert (info.id, info.state, info.config) == (run.id, "completed", {"lr": 0.1})
+    pd.testing.assert_frame_equal(history(mirror / run.id), history(run.path))
+    pd.testing.assert_frame_equal(tracking.read_layers(mirror / run.id),
+                                  tracking.read_layers(run.path))
+
+
+def test_a_finished_run_is_compacted_into_one_object_per_file(s3: str) -> None:
+    with tracking.Run.create(s3, name="compact", heartbeat_seconds=0) as run:
+        for _ in range(3):
+            run.log_epoch(train_loss=1.0)
+    root = object_store.parse_url(s3)
+    fs = object_store.filesystem(root)
+    assert fs.cat_file(root.key(run.id, "metrics.jsonl")) == (run.path / "metrics.jsonl").read_bytes()
+    assert not fs.exists(root.key(run.id, segment_prefix("metrics.jsonl")))
+
+
+def test_a_live_run_is_followed_by_fetching_only_new_segments(s3: str) -> None:
+    def mirrored_epochs() -> list[int]:
+        run_dir = mirror_of(s3) / run.id
+        return list(history(run_dir)["epoch"]) if run_dir.exists() else []
+
+    run = tracking.Run.create(s3, name="live", heartbeat_seconds=0)
+    try:
+        run.log_epoch(train_loss=1.0)
+        wait_for(lambda: mirrored_epochs() == [1], timeout=30, what="epoch 1 in the mirror")
+        run.log_epoch(train_loss=0.5)
+        wait_for(lambda: mirrored_epochs() == [1, 2], timeout=30, what="epoch 2 in the mirror")
+        pd.testing.assert_frame_equal(history(mirror_of(s3) / run.id), history(run.path))
+    finally:
+        run.finish()
+
+
+def test_a_twin_syncer_that_sent_a_segment_first_causes_no_duplicate(s3: str) -> None:
+    run = tracking.Run.create(s3, name="twin", heartbeat_seconds=0)
+    run._sync.stop(compact=False)  # this test drives the syncers itself
+    run._sync = None
+    root = object_store.parse_url(s3)
+    late, early = Syncer(run.path, root), Syncer(run.path, root)
+    late.sync()  # has listed the bucket: nothing sent yet
+    run.log_epoch(train_loss=1.0)
+    early.sync()  # sends epoch 1 at offset 0
+    run.log_epoch(train_loss=0.5)
+    late.sync()  # its offset-0 segment exists: it must re-list and send only epoch 2
+    run.finish()
+    late.compact()
+    assert list(history(mirror_of(s3) / run.id)["epoch"]) == [1, 2]
+
+
+def test_an_id_taken_in_the_bucket_is_drawn_again(s3: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = iter(["20260101-000000-same-0000", "20260101-000000-same-0000",
+                "20260101-000000-same-0001"])
+    monkeypatch.setattr(tracking.paths, "new_run_id", lambda name: next(ids))
+    first = tracking.Run.create(s3, name="same", heartbeat_seconds=0)
+    monkeypatch.setenv("CURVEWATCH_SPOOL", str(tmp_path / "other-machine"))
+    second = tracking.Run.create(s3, name="same", heartbeat_seconds=0)
+    first.finish()
+    second.finish()
+    assert (first.id, second.id) == ("20260101-000000-same-0000", "20260101-000000-same-0001")
+
+
+WRITER = textwrap.dedent("""
+    import sys, time, tracking
+    url, epochs, pace = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    if len(sys.argv) > 4:
+        run = tracking.Run.reopen(sys.argv[4], heartbeat_seconds=0)
+    else:
+        run = tracking.Run.create(url, name="proc", heartbeat_seconds=0)
+    print(run.path, flush=True)
+    for e in range(run.last_epoch + 1, epochs + 1):
+        run.log_epoch(train_loss=1.0 / e, val_loss=2.0 / e)
+        time.sleep(pace)
+    run.finish()
+""")
+
+
+def writer(url: str, epochs: int, pace: float, *extra: str,
+           spool: Path | None = None) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if spool is not None:
+        env["CURVEWATCH_SPOOL"] = str(spool)
+    return subprocess.Popen([sys.executable, "-c", WRITER, url, str(epochs), str(pace), *extra],
+                            env=env, stdout=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_two_writers_with_their_own_spools_share_a_bucket(s3: str, tmp_path: Path) -> None:
+    procs = [writer(s3, 6, 0.05, spool=tmp_path / f"machine-{i}") for i in range(2)]
+    paths = [Path(p.communicate(timeout=120)[0].strip()) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    runs = {r.id: r for r in tracking.list_runs(mirror_of(s3))}
+    assert sorted(runs) == sorted(p.name for p in paths)
+    for p in paths:
+        assert runs[p.name].state == "completed"
+        pd.testing.assert_frame_equal(history(runs[p.name].path), history(p))
+
+
+@pytest.mark.slow
+def test_a_writer_killed_mid_sync_then_resumed_loses_and_repeats_no_epoch(s3: str) -> None:
+    proc = writer(s3, 40, 0.05)
+    assert proc.stdout is not None
+    run_dir = Path(proc.stdout.readline().strip())
+    root = object_store.parse_url(s3)
+    fs = object_store.filesystem(root)
+    wait_for(lambda: fs.exists(root.key(run_dir.name, "metrics")), timeout=60,
+             what="a first segment in the bucket")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    killed_at = tracking.read_run(run_dir).status["epoch"]
+    assert 0 < killed_at < 40
+    resumed = writer(s3, 40, 0.0, str(run_dir))
+    resumed.communicate(timeout=120)
+    assert resumed.returncode == 0
+    seen = history(mirror_of(s3) / run_dir.name)
+    assert list(seen["epoch"]) == list(range(1, 41))
+    pd.testing.assert_frame_equal(seen, history(run_dir))
+
+
+def test_an_idle_reader_costs_few_requests_a_minute(s3: str, s3_server: tuple[str, RequestLog],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(3):
+        with tracking.Run.create(s3, name=f"idle{i}", heartbeat_seconds=0) as run:
+            run.log_epoch(train_loss=1.0)
+    poll = 10.0
+    monkeypatch.setenv(remote_read.POLL_ENV, str(poll))
+    root = object_store.parse_url(s3)
+    mirror = remote_read.refresh(root, force=True)  # the first read fetches everything
+    assert len(tracking.list_runs(mirror)) == 3
+    log = s3_server[1]
+    start = len(log.lines)
+    for _ in range(20):  # a page rerunning within one poll interval: served from the mirror
+        remote_read.refresh(root)
+    assert log.lines[start:] == []
+    # a minute of an idle open reader: one refresh per poll interval
+    for _ in range(int(60 / poll)):
+        remote_read.refresh(root, force=True)
+    per_minute = len(log.lines) - start
+    # one LIST per refresh; the manifests of ended runs at most once a minute
+    assert per_minute <= 60 / poll + 2 * 3, log.lines[start:]
+
+
+def test_list_reads_a_bucket_and_bad_urls_exit_2_naming_them(s3: str) -> None:
+    with tracking.Run.create(s3, name="listed", heartbeat_seconds=0) as run:
+        run.log_epoch(train_loss=1.0)
+    done = run_trainer("list", "--runs-dir", s3)
+    assert done.returncode == 0, done.stderr
+    assert run.id in done.stdout
+    for bad in ("nosuchproto://b/p", "s3://", "s3://bucket/../up"):
+        done = run_trainer("list", "--runs-dir", bad)
+        assert done.returncode == 2, (bad, done.stdout, done.stderr)
+        assert repr(bad.rstrip("/")) in done.stderr or repr(bad) in done.stderr
+        assert "s3://bucket/prefix" in done.stderr
+
+
+@pytest.mark.slow
+def test_the_trainer_runs_into_a_bucket(s3: str) -> None:
+    done = run_trainer("run", "--epochs", "3", "--runs-dir", s3)
+    assert done.returncode == 0, done.stderr
+    [info] = tracking.list_runs(mirror_of(s3))
+    assert info.state == "completed"
+    assert list(history(info.path)["epoch"]) == [1, 2, 3]

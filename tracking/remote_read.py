@@ -1,0 +1,134 @@
+"""Reading runs from object storage through a local mirror: each run's manifest (sync.json) is
+polled, and only when it changed are the JSON files and the new bytes of the .jsonl files
+fetched and appended to the mirror, which every ordinary reader (list_runs, read_history, the
+dashboard) then reads as a local runs directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import paths as P
+from .jsonio import atomic_write_bytes
+from .object_store import RemoteRoot, filesystem, is_url, mirror_dir, parse_url, spool_dir
+from .sync import MANIFEST, SEGMENTED, remote_size, segment_name, segment_prefix
+
+POLL_ENV = "CURVEWATCH_POLL_SECONDS"
+POLL_SECONDS = 10.0
+SEEN = ".sync.json"  # in a mirrored run folder: the last manifest applied
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """What one refresh of a mirror did: runs listed, runs whose manifest changed."""
+    listed: int
+    changed: int
+
+
+FINAL_POLL_SECONDS = 60.0
+_last: dict[str, float] = {}  # root URL -> when this process last refreshed its mirror
+_final_checked: dict[tuple[str, str], float] = {}  # (URL, run id) of an ended run -> last poll
+
+
+def refresh(root: RemoteRoot, fs: Any = None, *, force: bool = False) -> Path:
+    """The mirror of `root`, brought up to date at most once per $CURVEWATCH_POLL_SECONDS
+    (default 10) in this process, so a page that reruns often costs no more requests."""
+    mirror = mirror_dir(root)
+    every = float(os.environ.get(POLL_ENV) or POLL_SECONDS)
+    if force or time.monotonic() - _last.get(root.url, -1e18) >= every:
+        refresh_now(root, mirror, fs if fs is not None else filesystem(root))
+        _last[root.url] = time.monotonic()
+    return mirror
+
+
+def refresh_now(root: RemoteRoot, mirror: Path, fs: Any) -> Refresh:
+    """One LIST of the root, one GET of each run's manifest, and the fetches it calls for."""
+    try:
+        names = [Path(n).name for n in fs.ls(root.path, detail=False)]
+    except FileNotFoundError:
+        names = []
+    ids = [n for n in names if P.is_run_id(n) and not n.startswith(".")]
+    changed = sum(_refresh_run(fs, root, run_id, mirror / run_id) for run_id in ids)
+    return Refresh(listed=len(ids), changed=changed)
+
+
+def _refresh_run(fs: Any, root: RemoteRoot, run_id: str, local: Path) -> bool:
+    seen = local / SEEN
+    if not _due(root, run_id, local):
+        return False
+    try:
+        raw = _get(fs, root.key(run_id, MANIFEST))
+    except FileNotFoundError:
+        return False  # claimed, not yet synced
+    if seen.exists() and seen.read_bytes() == raw:
+        return False
+    manifest = json.loads(raw)
+    local.mkdir(parents=True, exist_ok=True)
+    try:
+        for name in SEGMENTED:
+            _fetch_new_bytes(fs, root, run_id, name, local / name,
+                             int(manifest.get("files", {}).get(name, 0)))
+    except FileNotFoundError:
+        return False  # a compaction removed a segment under us: the next poll reads it
+    for name in (P.RUN_JSON, P.STATUS_JSON):
+        try:
+            atomic_write_bytes(local / name, _get(fs, root.key(run_id, name)))
+        except FileNotFoundError:
+            pass
+    atomic_write_bytes(seen, raw)  # last: a refresh cut short is redone
+    return True
+
+
+def _get(fs: Any, key: str) -> bytes:
+    # start=0: a ranged GET, one request (s3fs asks for the size first without a range)
+    return bytes(fs.cat_file(key, start=0))
+
+
+def _due(root: RemoteRoot, run_id: str, local: Path) -> bool:
+    """Whether to poll a run's manifest now: a live run on every refresh, an ended one (a
+    resume would make it live again) once per FINAL_POLL_SECONDS."""
+    try:
+        state = json.loads((local / P.STATUS_JSON).read_bytes()).get("state")
+    except (OSError, ValueError, AttributeError):
+        return True
+    if state not in P.FINAL_STATES:
+        return True
+    now, last = time.monotonic(), _final_checked.get((root.url, run_id))
+    if last is not None and now - last < FINAL_POLL_SECONDS:
+        return False
+    _final_checked[(root.url, run_id)] = now
+    return True
+
+
+def _fetch_new_bytes(fs: Any, root: RemoteRoot, run_id: str, name: str, local: Path,
+                     target: int) -> None:
+    have = local.stat().st_size if local.exists() else 0
+    if have >= target:
+        return
+    _, compacted, chain = remote_size(fs, root, run_id, name)
+    pieces: list[bytes] = []
+    if have < compacted:
+        pieces.append(fs.cat_file(root.key(run_id, name), start=have, end=compacted))
+        have = compacted
+    for start, size in chain:
+        if start + size <= have:
+            continue
+        key = root.key(run_id, segment_prefix(name), segment_name(start))
+        pieces.append(fs.cat_file(key, start=have - start))
+        have = start + size
+    with open(local, "ab") as f:  # whole segments only, so lines stay whole
+        f.write(b"".join(pieces))
+
+
+def local_runs_dir(runs_dir: str, *, reading: bool) -> Path:
+    """The local folder standing for a runs directory given as text: a plain path as it is;
+    a URL (ValueError naming it when bad) as this machine's spool for writing, or as its
+    mirror, refreshed, for reading."""
+    if not is_url(runs_dir):
+        return Path(runs_dir)
+    root = parse_url(runs_dir)
+    return refresh(root) if reading else spool_dir(root)
