@@ -52,6 +52,28 @@ def checked_chance_loss(value: Any) -> float:
     return float(value)
 
 
+class NotRankZero(RuntimeError):
+    """A run was opened on a process other than rank 0 of a distributed job."""
+
+
+def check_rank_zero(rank: int | None) -> None:
+    """Refuse to write a run from a process other than rank 0 of a distributed job: one job
+    is one run, written by rank 0. `rank` None reads $RANK (set by torchrun, Lightning,
+    accelerate); a process with no rank is rank 0."""
+    if rank is None:
+        raw = os.environ.get("RANK", "").strip() or "0"
+        try:
+            rank = int(raw)
+        except ValueError:
+            raise NotRankZero(f"$RANK must be a process rank (an integer), got {raw!r}") \
+                from None
+    if rank != 0:
+        raise NotRankZero(
+            f"this process is rank {rank} of a distributed job, and only rank 0 writes the "
+            "run: create it under `if rank == 0:` (the other ranks log nothing; pass rank=0 "
+            "to write from this process all the same)")
+
+
 def _finite(x: Any) -> TypeGuard[float]:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
@@ -71,6 +93,7 @@ class Run:
         self._steps: JsonlAppender | None = None
         self._closed = False
         self._status_written = -math.inf  # the first epoch shows at once
+        self._latest: dict[str, Any] | None = None  # status "latest" not yet filled in
         self._stop_heartbeat = threading.Event()
         self._heartbeat = None
         if heartbeat_seconds > 0:
@@ -87,14 +110,17 @@ class Run:
                tags: list[str] | tuple[str, ...] = (), notes: str = "",
                epochs: int | None = None, pid: int | None = None,
                heartbeat_seconds: float = HEARTBEAT_SECONDS,
-               chance_loss: float | None = None) -> "Run":
+               chance_loss: float | None = None, rank: int | None = None) -> "Run":
         """Make a new run folder with run.json and a `running` status.json.
 
         `pid` is the process that will write the run (default: this one); pass 0 when another
         process is about to take over (a detached launch), so only the heartbeat judges it.
         `chance_loss`: the loss of a model that has learned nothing (ln K for K classes under
         cross-entropy, the target's variance under MSE), recorded as run.json's
-        data.chance_loss; the diagnosis uses it as the untrained level. None: not known."""
+        data.chance_loss; the diagnosis uses it as the untrained level. None: not known.
+        `rank`: this process's rank in a distributed job (None: $RANK); any but 0 raises
+        NotRankZero, since one job writes one run, from rank 0."""
+        check_rank_zero(rank)
         P.check_name(name)
         now = time.time()
         data = dict(data or {})
@@ -119,12 +145,14 @@ class Run:
 
     @classmethod
     def reopen(cls, run_dir: str | Path, *, epochs: int | None = None, resumed: bool = True,
-               heartbeat_seconds: float = HEARTBEAT_SECONDS, clear_stop: bool = True) -> "Run":
+               heartbeat_seconds: float = HEARTBEAT_SECONDS, clear_stop: bool = True,
+               rank: int | None = None) -> "Run":
         """Continue writing an existing run in this process: state goes back to `running` and
         later epochs append after the ones already written. `resumed=False` is a detached
         worker taking over the folder its launcher just created. `clear_stop=False` keeps a
         STOP file (a detached resume's launcher cleared the old one; a STOP written since is a
-        request to stop the resumed run)."""
+        request to stop the resumed run). `rank` as in `create`."""
+        check_rank_zero(rank)
         path = Path(run_dir)
         info = read_json(path / P.RUN_JSON)
         try:
@@ -161,6 +189,7 @@ class Run:
     @property
     def status(self) -> dict[str, Any]:
         with self._lock:
+            self._fill_latest()
             return dict(self._status)
 
     def log_epoch(self, epoch: int | None = None, *, layers: Mapping[str, float] | None = None,
@@ -170,10 +199,11 @@ class Run:
         `epoch` defaults to the next one and `time` to now. Returns the record written."""
         with self._lock:
             self._check_open()
-            epoch = self.last_epoch + 1 if epoch is None else epoch
-            if not isinstance(epoch, int) or epoch <= self.last_epoch:
+            last = self.last_epoch
+            epoch = last + 1 if epoch is None else epoch
+            if not isinstance(epoch, int) or epoch <= last:
                 raise ValueError(f"epoch must be an int greater than the last logged epoch "
-                                 f"{self.last_epoch}, got {epoch!r}")
+                                 f"{last}, got {epoch!r}")
             record = {"epoch": epoch, **metrics}
             record.setdefault("time", time.time())
             self._metrics.append(record)
@@ -182,6 +212,7 @@ class Run:
                     self._layers = JsonlAppender(self.path / P.LAYERS)
                 self._layers.append({"epoch": epoch, "grad_norm": dict(layers)})
             _note_epoch(self._status, record)
+            self._latest = dict(record)  # a copy: the caller gets `record` back to keep
             if time.monotonic() - self._status_written >= STATUS_EVERY_SECONDS:
                 self._write_status(durable=False)
             return record
@@ -286,7 +317,16 @@ class Run:
         if self._closed:
             raise RuntimeError(f"run {self.id} is closed")
 
+    def _fill_latest(self) -> None:
+        """status.json's `latest` (the last record without nested values), built when status
+        is written or read rather than on every log_epoch: most epochs only append a line."""
+        if self._latest is not None:
+            self._status["latest"] = {k: v for k, v in self._latest.items()
+                                      if not isinstance(v, (dict, list))}
+            self._latest = None
+
     def _write_status(self, *, durable: bool) -> None:
+        self._fill_latest()
         self._status_written = time.monotonic()
         self._status["updated_at"] = time.time()
         atomic_write_json(self.path / P.STATUS_JSON, self._status, durable=durable)
@@ -311,17 +351,21 @@ def _reserve_space(run_dir: Path) -> None:
 
 
 def _note_epoch(st: dict[str, Any], record: dict[str, Any]) -> None:
-    """Fold one epoch record into a status dict: latest metrics and the best val loss."""
+    """Fold one epoch record into a status dict: epoch, step and the best val loss (the
+    latest metrics are filled in when status is written: Run._fill_latest)."""
     st["epoch"] = record["epoch"]
     if "step" in record:
         st["step"] = record["step"]
-    st["latest"] = {k: v for k, v in record.items() if not isinstance(v, (dict, list))}
     vl = record.get("val_loss")
-    if _finite(vl) and (not _finite(st.get("best_val_loss")) or vl < st["best_val_loss"]):
-        st["best_val_loss"], st["best_epoch"] = float(vl), record["epoch"]
+    if _finite(vl):
+        best = st.get("best_val_loss")
+        if not _finite(best) or vl < best:
+            st["best_val_loss"], st["best_epoch"] = float(vl), record["epoch"]
     va = record.get("val_acc")
-    if _finite(va) and (not _finite(st.get("best_val_acc")) or va > st["best_val_acc"]):
-        st["best_val_acc"] = float(va)
+    if _finite(va):
+        best = st.get("best_val_acc")
+        if not _finite(best) or va > best:
+            st["best_val_acc"] = float(va)
 
 
 def _initial_status(now: float, epochs: int | None, pid: int | None,

@@ -63,6 +63,22 @@ class Shard:
         return self.rank * n // self.world, (self.rank + 1) * n // self.world
 
 
+def _attempt_store(world: int) -> Any:
+    """The rendezvous store of this attempt of the job, or None for env:// as usual.
+
+    torchrun's agent keeps one store across restarts (--max-restarts), while torch expects a
+    fresh one per attempt: restarted workers read the dead ones' gloo addresses and hang in
+    init_process_group (seen with torch 2.13: "Connection refused" from the new rank 1, then
+    a hang). A key prefix per attempt keeps each attempt's addresses apart."""
+    import torch.distributed as dist
+
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    base = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                         is_master=False)
+    return dist.PrefixStore(f"curvewatch/attempt_{os.environ.get(RESTART_COUNT) or 0}", base)
+
+
 class Job:
     """This process's place in a torchrun job, and the few collectives the trainer makes."""
 
@@ -86,7 +102,8 @@ class Job:
             torch.cuda.set_device(local)
             backend = "cpu:gloo,cuda:nccl"
         if not dist.is_initialized():
-            dist.init_process_group(backend)
+            dist.init_process_group(backend, store=_attempt_store(world), rank=rank,
+                                    world_size=world)
         return cls(rank, world, local, backend)
 
     @property

@@ -166,8 +166,6 @@ def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
     Under torchrun (`job`, rank 0) every process leaves after the epoch any of them stops."""
     cfg = trainer.cfg
     stop_flag = SigtermStop()
-    if job is not None:
-        _join(trainer, job)
     history: list[dict[str, Any]] = _history_records(run)
     diagnosis = _Diagnosis(cfg, trainer.chance_loss)
     ckpts = _Checkpoints(trainer, run.path, checkpoint_interval()
@@ -176,6 +174,8 @@ def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
     step_logger = _step_logger(run, cfg.log_every_steps)
     state, kwargs = "completed", {}
     try:
+        if job is not None:
+            _join(trainer, job)
         for epoch in range(start_epoch, cfg.epochs + 1):
             began = time.monotonic()
             record, layers = trainer.train_epoch(epoch, step_logger)
