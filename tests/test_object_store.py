@@ -96,7 +96,8 @@ def test_a_finished_run_is_compacted_into_one_object_per_file(s3: str) -> None:
             run.log_epoch(train_loss=1.0)
     root = object_store.parse_url(s3)
     fs = object_store.filesystem(root)
-    assert fs.cat_file(root.key(run.id, "metrics.jsonl")) == (run.path / "metrics.jsonl").read_bytes()
+    compacted = fs.cat_file(root.key(run.id, "metrics.jsonl"))
+    assert compacted == (run.path / "metrics.jsonl").read_bytes()
     assert not fs.exists(root.key(run.id, segment_prefix("metrics.jsonl")))
 
 
@@ -154,6 +155,9 @@ WRITER = textwrap.dedent("""
         run = tracking.Run.create(url, name="proc", heartbeat_seconds=0)
     print(run.path, flush=True)
     for e in range(run.last_epoch + 1, epochs + 1):
+        if run.stop_requested():
+            run.finish("stopped", stop_reason="STOP file")
+            break
         run.log_epoch(train_loss=1.0 / e, val_loss=2.0 / e)
         time.sleep(pace)
     run.finish()
@@ -245,3 +249,21 @@ def test_the_trainer_runs_into_a_bucket(s3: str) -> None:
     [info] = tracking.list_runs(mirror_of(s3))
     assert info.state == "completed"
     assert list(history(info.path)["epoch"]) == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_stop_on_a_run_read_from_the_bucket_stops_its_writer(s3: str) -> None:
+    proc = writer(s3, 1000, 0.05)
+    assert proc.stdout is not None
+    run_dir = Path(proc.stdout.readline().strip())
+    wait_for(lambda: (mirror_of(s3) / run_dir.name / "status.json").exists(), timeout=60,
+             what="the run in the mirror")
+    done = run_trainer("stop", run_dir.name, "--runs-dir", s3)
+    assert done.returncode == 0, done.stderr
+    proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    info = wait_for(lambda: (i := tracking.read_run(mirror_of(s3) / run_dir.name)).state
+                    == "stopped" and i, timeout=30, what="the stopped state in the mirror")
+    assert info.status["epoch"] < 1000
+    root = object_store.parse_url(s3)
+    assert not object_store.filesystem(root).exists(root.key(run_dir.name, "STOP"))

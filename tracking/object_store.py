@@ -93,10 +93,11 @@ def mirror_dir(root: RemoteRoot) -> Path:
     return _local_root(MIRROR_ENV, "mirror", root, MIRROR_MARK)
 
 
-def remote_of(runs_dir: Path) -> RemoteRoot | None:
-    """The root a local spool or mirror stands for, None for an ordinary runs directory."""
+def remote_of(runs_dir: Path, mark: str = REMOTE_MARK) -> RemoteRoot | None:
+    """The root a local spool (or, with MIRROR_MARK, a mirror) stands for; None for an
+    ordinary runs directory."""
     try:
-        url = (Path(runs_dir) / REMOTE_MARK).read_text(encoding="utf-8").strip()
+        url = (Path(runs_dir) / mark).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None
     try:

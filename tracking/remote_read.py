@@ -14,7 +14,16 @@ from typing import Any
 
 from . import paths as P
 from .jsonio import atomic_write_bytes
-from .object_store import RemoteRoot, filesystem, is_url, mirror_dir, parse_url, spool_dir
+from .object_store import (
+    MIRROR_MARK,
+    RemoteRoot,
+    filesystem,
+    is_url,
+    mirror_dir,
+    parse_url,
+    remote_of,
+    spool_dir,
+)
 from .sync import MANIFEST, SEGMENTED, remote_size, segment_name, segment_prefix
 
 POLL_ENV = "CURVEWATCH_POLL_SECONDS"
@@ -132,3 +141,13 @@ def local_runs_dir(runs_dir: str, *, reading: bool) -> Path:
         return Path(runs_dir)
     root = parse_url(runs_dir)
     return refresh(root) if reading else spool_dir(root)
+
+
+def push_stop(run_dir: Path) -> bool:
+    """Ask a run seen in a mirror to stop: the STOP object its writer's syncer brings down
+    into the writer's folder. False (nothing done) for a run folder outside a mirror."""
+    root = remote_of(Path(run_dir).parent, MIRROR_MARK)
+    if root is None:
+        return False
+    filesystem(root).pipe_file(root.key(Path(run_dir).name, P.STOP), b"")
+    return True

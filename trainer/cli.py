@@ -29,7 +29,7 @@ from tracking import (
 from tracking.annotate import check_notes
 from tracking.paths import RESUMING, RESUMING_FRESH_SECONDS, RUNS_ENV, STOP, check_name, is_run_id
 from tracking.procinfo import lock_held
-from tracking.remote_read import local_runs_dir
+from tracking.remote_read import local_runs_dir, push_stop
 
 from .config import DEFAULTS, FIELDS, TrainConfig, load_config_file, validate
 from .errors import ConfigError, did_you_mean
@@ -296,10 +296,10 @@ def _add_group_options(p: argparse.ArgumentParser) -> None:
 
 def _runs_dir(args: argparse.Namespace) -> Path:
     """--runs-dir, else $CURVEWATCH_RUNS, else ./runs; a URL is this machine's spool (or, for
-    `list`, its refreshed mirror) of that bucket (tracking.remote_read)."""
+    `list` and `stop`, its refreshed mirror) of that bucket (tracking.remote_read)."""
     text = getattr(args, "runs_dir", None) or os.environ.get(RUNS_ENV) or str(default_runs_dir())
     try:
-        return local_runs_dir(text, reading=args.command == "list")
+        return local_runs_dir(text, reading=args.command in ("list", "stop"))
     except ValueError as e:
         raise ConfigError(f"--runs-dir: {e}") from None
 
@@ -369,7 +369,11 @@ def _train_one(args: argparse.Namespace, cfg: TrainConfig, name: str, job: Any) 
     from .runner import describe, plan_of, prepare, run_epochs
 
     if job is not None and job.restart and (earlier := job.find_run(_runs_dir(args))):
-        return _resume_here(earlier, None, job=job)
+        lock = lock_run(earlier, wait=5.0)  # the attempt before has ended: its lock is free
+        try:
+            return _resume_here(earlier, None, job=job)
+        finally:
+            lock.close()
     trainer = prepare(cfg, job)
     data, model = describe(trainer)
     run = Run.create(_runs_dir(args), name=name, config=cfg.to_dict(), data=data, model=model,
@@ -734,6 +738,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_NOT_RUNNING
     (run_dir / STOP).touch()
+    push_stop(run_dir)  # a run read from a bucket: its writer's syncer fetches the STOP object
     print(f"asked {info.id} to stop after its current epoch"
           + (" (its resume is starting)" if pending and info.state != "running" else ""))
 
