@@ -1,8 +1,9 @@
-"""The Run and Runs pages in a real browser (issue 16 points 10, 11, 12, 14): every logged
-scalar drawn by section, the view settings in the URL, the browser's dark preference, and the
-Runs table's fit and in-table selection. `streamlit run app.py` over runs written by
-tracking.Run (no training), driven by Debian's Chromium through Playwright; every wait is
-Playwright's retrying `expect` or a poll with a deadline."""
+"""The Run and Runs pages in a real browser (issue 16 points 9, 10, 11, 12, 14): every logged
+scalar drawn by section, the view settings in the URL, the browser's dark preference, the
+Runs table's fit and in-table selection, and a launch answered by its button and followed by
+the URL. `streamlit run app.py` over runs written by tracking.Run (no training but the one
+launched), driven by Debian's Chromium through Playwright; every wait is Playwright's
+retrying `expect` or a poll with a deadline."""
 import re
 import sys
 from pathlib import Path
@@ -179,4 +180,29 @@ def test_the_runs_table_fits_1400_px_and_selects_in_the_table_itself(server, run
         page.mouse.click(box["x"] + 16, box["y"] + 35 + 35 * row + 17)
         expect(page).to_have_url(re.compile(r"[?&]runs=" + r"[^&]+,?" * (row + 1)))
     expect(compare).to_be_enabled()
+    page.context.close()
+
+
+def test_a_launch_answers_by_its_button_then_the_url_follows_to_the_new_run(server, runs,
+                                                                             browser):
+    """Launch's spinner and answer sit under its button, and the page it opens is the page
+    in the address bar (/run?run=<id>), not a Run page under /launch."""
+    from playwright.sync_api import expect
+    page = new_page(browser)
+    open_page(page, f"{server}/launch")
+    page.locator(".st-key-launch-epochs input").fill("abc")
+    page.get_by_role("button", name="Launch").click()
+    answer = page.get_by_test_id("stForm").get_by_test_id("stAlertContentError")
+    expect(answer).to_contain_text("epochs must be")
+    button_box = page.get_by_role("button", name="Launch").bounding_box()
+    assert 0 < answer.bounding_box()["y"] - button_box["y"] < 200  # right under the button
+    for option, value in (("epochs", "1"), ("hidden", "8"), ("dataset", "blobs")):
+        field = page.locator(f".st-key-launch-{option} input")
+        field.fill(value)
+        if option == "dataset":  # a selectbox that takes a typed option
+            field.press("Enter")
+    page.locator(".st-key-launch-name input").fill("launched-here")
+    page.get_by_role("button", name="Launch").click()
+    expect(page).to_have_url(re.compile(r"/run\?run=[^&]*launched-here"), timeout=120_000)
+    expect(page.get_by_role("heading", name="launched-here")).to_be_visible()
     page.context.close()
