@@ -203,7 +203,7 @@ def live_view() -> None:
     gn = latest.get("grad_norm")
     m[3].metric("Grad norm", "—" if not isinstance(gn, (int, float)) else f"{gn:.3g}")
     va = latest.get("val_acc", latest.get("val_r2"))
-    m[4].metric("Val acc" if "val_acc" in latest else "Val R²",
+    m[4].metric("Val R²" if "val_r2" in latest and "val_acc" not in latest else "Val acc",
                 "—" if not isinstance(va, (int, float)) else f"{va:.4g}")
     if running and now_info.state == "running":
         eta = tables.eta_seconds(status)
