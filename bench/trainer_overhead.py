@@ -140,9 +140,10 @@ def measure(cfg_of, n_short: int, n_long: int, rounds: int, runs_dir: Path) -> d
                    for part in range(3)] for kind, rows in samples.items()}
 
 
-def parts(cfg, epochs: int, rounds: int, runs_dir: Path) -> dict[str, float]:
-    """Median wall seconds per epoch of the bare loop with one monitoring piece added at a
-    time, then the trainer's epochs without and with the run-folder writes."""
+def parts(cfg, epochs: int, rounds: int, runs_dir: Path) -> dict[str, list[float]]:
+    """Median [wall, cpu] seconds per epoch of the bare loop with one monitoring piece added
+    at a time, then the trainer's epochs without and with the run-folder writes (process CPU
+    time too: on a loaded machine wall time mostly measures the other jobs)."""
     def logged(trainer):
         run = Run.create(runs_dir, name="parts", heartbeat_seconds=0)
         try:
@@ -158,12 +159,13 @@ def parts(cfg, epochs: int, rounds: int, runs_dir: Path) -> dict[str, float]:
         "trainer epochs, no writes": lambda t: trainer_epochs(t, epochs),
         "trainer epochs + log_epoch": logged,
     }
-    times: dict[str, list[float]] = {k: [] for k in variants}
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
     bare_loop(prepare(cfg), 2)
     for _ in range(rounds):
         for name, fn in variants.items():
-            times[name].append(fn(prepare(cfg))[0] / epochs)
-    return {k: statistics.median(v) for k, v in times.items()}
+            times[name].append(fn(prepare(cfg)))
+    return {k: [statistics.median(t[clock] for t in v) / epochs for clock in (0, 1)]
+            for k, v in times.items()}
 
 
 def main() -> None:
@@ -187,9 +189,11 @@ def main() -> None:
             for name, raw in CASES.items():
                 got = parts(validate({**raw, "epochs": args.epochs}), args.epochs,
                             args.rounds, Path(tmp))
-                for label, t in got.items():
-                    print(f"{name:18s} {label:36s} {t * 1000:7.2f} ms/epoch  "
-                          f"{t / got['bare loop']:.3f}x")
+                base = got["bare loop"]
+                for label, (wall, cpu) in got.items():
+                    print(f"{name:18s} {label:36s} wall {wall * 1000:7.2f} ms/epoch "
+                          f"{wall / base[0]:.3f}x | cpu {cpu * 1000:7.2f} ms/epoch "
+                          f"{cpu / base[1]:.3f}x")
         return
     with tempfile.TemporaryDirectory() as tmp:
         for name, raw in CASES.items():

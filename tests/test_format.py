@@ -127,6 +127,47 @@ def test_failed_append_leaves_no_partial_line(tmp_path, monkeypatch):
     assert read_from(path).problems == []
 
 
+def test_a_short_write_then_an_error_cuts_back_to_the_line_start_of_a_reopened_file(
+        tmp_path, monkeypatch):
+    # The appender keeps where the next line starts in memory (no fstat per line): it must
+    # be right for a file that held lines before it was opened, and after a short write.
+    path = tmp_path / "metrics.jsonl"
+    JsonlAppender(path).append({"epoch": 1})
+    out = JsonlAppender(path)
+    out.append({"epoch": 2})
+    real_write, calls = os.write, []
+
+    def short_then_fail(fd, data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, data[:5])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", short_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        out.append({"epoch": 3, "val_loss": 0.25})
+    monkeypatch.undo()
+    out.append({"epoch": 4})
+    assert [r["epoch"] for r in read_from(path).records] == [1, 2, 4]
+    assert read_from(path).problems == []
+
+
+def test_status_latest_is_the_last_record_between_status_writes(tmp_path):
+    # status.json is rewritten at most once a second; its `latest` is filled in when it is
+    # written or read, and must then be the last record (nested values left out), not one
+    # the caller changed after logging it.
+    with Run.create(tmp_path, name="latest", heartbeat_seconds=0) as run:
+        for epoch in range(1, 4):
+            record = run.log_epoch(val_loss=1.0 / epoch, extra={"a": 1})
+        record["val_loss"] = 99.0
+        assert run.status["latest"] == {"epoch": 3, "val_loss": 1 / 3,
+                                        "time": record["time"]}
+        run.log_epoch(val_loss=0.125)
+    st = read_run(run.path).status
+    assert st["latest"]["epoch"] == 4 and st["latest"]["val_loss"] == 0.125
+    assert "extra" not in st["latest"]
+
+
 def test_history_reader_parses_only_appended_bytes(tmp_path):
     run = Run.create(tmp_path, name="live", heartbeat_seconds=0)
     reader = HistoryReader(run.path)

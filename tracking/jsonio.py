@@ -12,7 +12,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -53,9 +53,24 @@ def from_strict(obj: Any) -> Any:
     return obj
 
 
+#: json.dumps builds a new JSONEncoder on every call given any non-default option, and each
+#: JSONEncoder.encode a new C encoder: made once here, they cost nothing on the hot path (a
+#: metrics line per epoch, a step line every k steps). The same options and the same C
+#: encoder json.dumps uses, so the text is the same; without circular-reference markers
+#: (shared markers would not be thread-safe; a record holding itself fails on recursion).
+_LINE_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_line_chunks: Callable[[Any, int], Sequence[str]] = (
+    (lambda obj, _level: (_LINE_ENCODER.encode(obj),)) if _c_make_encoder is None else
+    _c_make_encoder(None, _LINE_ENCODER.default, json.encoder.encode_basestring, None, ": ",
+                    ", ", False, False, False))
+
+
 def dumps(obj: Any, *, indent: int | None = None) -> str:
     """Serialise to strict JSON; raises ValueError rather than ever emitting bare NaN."""
     try:  # the common case, all finite and native, stays in the C encoder
+        if indent is None:
+            return "".join(_line_chunks(obj, 0))
         return json.dumps(obj, allow_nan=False, indent=indent, ensure_ascii=False)
     except (ValueError, TypeError):
         return json.dumps(to_strict(obj), allow_nan=False, indent=indent, ensure_ascii=False)

@@ -27,22 +27,35 @@ class JsonlAppender:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._end = os.fstat(self._fd).st_size  # where the next line starts
 
     def append(self, record: dict[str, Any]) -> None:
         """Write one record as one line. On a write error the file is cut back to its previous
         end, so a failed append never leaves a torn line for the next one to glue onto."""
         data = (dumps(record) + "\n").encode("utf-8")
-        start = os.fstat(self._fd).st_size
         try:
             written = os.write(self._fd, data)
             while written < len(data):
                 written += os.write(self._fd, data[written:])
         except OSError:
-            try:
-                os.ftruncate(self._fd, start)
-            except OSError:
-                pass
+            self._cut_back()
             raise
+        self._end += len(data)
+
+    def _cut_back(self) -> None:
+        """Truncate to where the failed line started. That offset is kept in memory, not
+        asked of the file before every write (an fstat per line), since a run has one writing
+        process (the trainer holds the folder's lock; a user's loop owns its run). Never
+        grows the file."""
+        try:
+            if os.fstat(self._fd).st_size > self._end:
+                os.ftruncate(self._fd, self._end)
+        except OSError:
+            pass
+        try:
+            self._end = os.fstat(self._fd).st_size
+        except OSError:
+            pass
 
     def fsync(self) -> None:
         os.fsync(self._fd)

@@ -93,6 +93,7 @@ class Run:
         self._steps: JsonlAppender | None = None
         self._closed = False
         self._status_written = -math.inf  # the first epoch shows at once
+        self._latest: dict[str, Any] | None = None  # status "latest" not yet filled in
         self._stop_heartbeat = threading.Event()
         self._heartbeat = None
         if heartbeat_seconds > 0:
@@ -188,6 +189,7 @@ class Run:
     @property
     def status(self) -> dict[str, Any]:
         with self._lock:
+            self._fill_latest()
             return dict(self._status)
 
     def log_epoch(self, epoch: int | None = None, *, layers: Mapping[str, float] | None = None,
@@ -197,10 +199,11 @@ class Run:
         `epoch` defaults to the next one and `time` to now. Returns the record written."""
         with self._lock:
             self._check_open()
-            epoch = self.last_epoch + 1 if epoch is None else epoch
-            if not isinstance(epoch, int) or epoch <= self.last_epoch:
+            last = self.last_epoch
+            epoch = last + 1 if epoch is None else epoch
+            if not isinstance(epoch, int) or epoch <= last:
                 raise ValueError(f"epoch must be an int greater than the last logged epoch "
-                                 f"{self.last_epoch}, got {epoch!r}")
+                                 f"{last}, got {epoch!r}")
             record = {"epoch": epoch, **metrics}
             record.setdefault("time", time.time())
             self._metrics.append(record)
@@ -209,6 +212,7 @@ class Run:
                     self._layers = JsonlAppender(self.path / P.LAYERS)
                 self._layers.append({"epoch": epoch, "grad_norm": dict(layers)})
             _note_epoch(self._status, record)
+            self._latest = dict(record)  # a copy: the caller gets `record` back to keep
             if time.monotonic() - self._status_written >= STATUS_EVERY_SECONDS:
                 self._write_status(durable=False)
             return record
@@ -313,7 +317,16 @@ class Run:
         if self._closed:
             raise RuntimeError(f"run {self.id} is closed")
 
+    def _fill_latest(self) -> None:
+        """status.json's `latest` (the last record without nested values), built when status
+        is written or read rather than on every log_epoch: most epochs only append a line."""
+        if self._latest is not None:
+            self._status["latest"] = {k: v for k, v in self._latest.items()
+                                      if not isinstance(v, (dict, list))}
+            self._latest = None
+
     def _write_status(self, *, durable: bool) -> None:
+        self._fill_latest()
         self._status_written = time.monotonic()
         self._status["updated_at"] = time.time()
         atomic_write_json(self.path / P.STATUS_JSON, self._status, durable=durable)
@@ -338,17 +351,21 @@ def _reserve_space(run_dir: Path) -> None:
 
 
 def _note_epoch(st: dict[str, Any], record: dict[str, Any]) -> None:
-    """Fold one epoch record into a status dict: latest metrics and the best val loss."""
+    """Fold one epoch record into a status dict: epoch, step and the best val loss (the
+    latest metrics are filled in when status is written: Run._fill_latest)."""
     st["epoch"] = record["epoch"]
     if "step" in record:
         st["step"] = record["step"]
-    st["latest"] = {k: v for k, v in record.items() if not isinstance(v, (dict, list))}
     vl = record.get("val_loss")
-    if _finite(vl) and (not _finite(st.get("best_val_loss")) or vl < st["best_val_loss"]):
-        st["best_val_loss"], st["best_epoch"] = float(vl), record["epoch"]
+    if _finite(vl):
+        best = st.get("best_val_loss")
+        if not _finite(best) or vl < best:
+            st["best_val_loss"], st["best_epoch"] = float(vl), record["epoch"]
     va = record.get("val_acc")
-    if _finite(va) and (not _finite(st.get("best_val_acc")) or va > st["best_val_acc"]):
-        st["best_val_acc"] = float(va)
+    if _finite(va):
+        best = st.get("best_val_acc")
+        if not _finite(best) or va > best:
+            st["best_val_acc"] = float(va)
 
 
 def _initial_status(now: float, epochs: int | None, pid: int | None,
