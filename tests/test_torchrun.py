@@ -151,6 +151,28 @@ def test_torchrun_restart_continues_the_run_and_sigterm_stops_every_rank(
     assert only_run(tmp_path) == run_dir
 
 
+@pytest.mark.slow
+def test_trainer_stop_ends_every_rank_after_the_same_epoch(tmp_path: Path) -> None:
+    """`trainer stop` (a STOP file, which only rank 0 reads) ends the run `stopped`, and every
+    process leaves cleanly after that epoch: torchrun exits 0 only when all workers did."""
+    proc = torchrun(tmp_path, "run", "--epochs", "200", "--min-epoch-seconds", "0.3",
+                    *SETTINGS)
+    try:
+        run_dir = wait_epochs(tmp_path, 2)
+        stop = subprocess.run([sys.executable, "-m", "trainer", "stop", run_dir.name,
+                               "--runs-dir", str(tmp_path), "--wait", "60"], cwd=ROOT,
+                              env=env(), capture_output=True, text=True, timeout=120)
+        out = finish(proc)
+    finally:
+        proc.kill()
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert proc.returncode == 0, out
+    info = read_run(run_dir)
+    assert info.state == "stopped" and info.status.get("stop_reason") == \
+        "stop requested (STOP file)", (info.state, out)
+    assert epochs_of(run_dir) == list(range(1, info.epoch + 1)) and info.epoch < 200
+
+
 def test_each_batch_is_split_across_the_processes_without_padding() -> None:
     """Every position of every batch goes to exactly one process, none twice."""
     n, bs, world = 106, 25, 3
