@@ -98,7 +98,7 @@ class Job:
         rank, world = int(os.environ[RANK]), int(os.environ[WORLD_SIZE])
         local = int(os.environ.get(LOCAL_RANK) or 0)
         backend = "gloo"
-        if torch.cuda.is_available():
+        if local < torch.cuda.device_count():  # more processes than GPUs: Job.device says
             torch.cuda.set_device(local)
             backend = "cpu:gloo,cuda:nccl"
         if not dist.is_initialized():
@@ -139,8 +139,15 @@ class Job:
         return None
 
     def device(self, name: torch.device) -> torch.device:
-        """The device of this process: its own GPU under nccl."""
-        return torch.device("cuda", self.local_rank) if name.type == "cuda" else name
+        """The device of this process: on CUDA, the GPU of its local rank."""
+        if name.type != "cuda":
+            return name
+        if self.local_rank >= torch.cuda.device_count():
+            raise ConfigError(f"this node runs more processes than its "
+                              f"{torch.cuda.device_count()} GPUs (local rank "
+                              f"{self.local_rank}); use --nproc-per-node <= the GPUs, or "
+                              "--device cpu")
+        return torch.device("cuda", self.local_rank)
 
     def sum_(self, t: torch.Tensor) -> None:
         import torch.distributed as dist
