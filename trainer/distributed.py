@@ -98,9 +98,10 @@ class Job:
         rank, world = int(os.environ[RANK]), int(os.environ[WORLD_SIZE])
         local = int(os.environ.get(LOCAL_RANK) or 0)
         backend = "gloo"
-        if local < torch.cuda.device_count():  # more processes than GPUs: Job.device says
-            torch.cuda.set_device(local)
+        if torch.cuda.is_available():  # the same string on every process of a node
             backend = "cpu:gloo,cuda:nccl"
+            if local < torch.cuda.device_count():  # more processes than GPUs: Job.device
+                torch.cuda.set_device(local)
         if not dist.is_initialized():
             dist.init_process_group(backend, store=_attempt_store(world), rank=rank,
                                     world_size=world)
