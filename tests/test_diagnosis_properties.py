@@ -24,6 +24,9 @@ values = st.one_of(
     st.sampled_from([0.0, 1.0, float("nan"), float("inf"), -float("inf"), 1e300, -1e-300]),
 )
 
+#: the chance-level loss: not known, or any positive scale (ln 2 .. ln 1000, MSE variances)
+chances = st.one_of(st.none(), st.floats(0.01, 10.0))
+
 
 @st.composite
 def histories(draw):
@@ -36,10 +39,10 @@ def histories(draw):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(histories(), st.integers(1, 12), st.integers(1, 6))
-def test_arbitrary_series_never_raise_and_findings_are_well_formed(h, patience, window):
+@given(histories(), st.integers(1, 12), st.integers(1, 6), chances)
+def test_arbitrary_series_never_raise_and_findings_are_well_formed(h, patience, window, chance):
     th = Thresholds(patience=patience, window=window, start_from_epoch=1)
-    findings = diagnose(h, th)
+    findings = diagnose(h, th, chance_loss=chance)
     kinds = [f.kind for f in findings]
     assert len(kinds) == len(set(kinds)) and kinds == sorted(kinds, key=KINDS.index)
     epochs = set(h["epoch"]) if len(h) else set()
@@ -49,13 +52,13 @@ def test_arbitrary_series_never_raise_and_findings_are_well_formed(h, patience, 
         assert f.message.endswith(".") and f.advice
         assert Finding.from_dict(json.loads(json.dumps(f.to_dict()))) == f
     stop_kinds = ["overfitting", "plateau", "divergence"]
-    assert should_stop(h, stop_kinds, th) in findings + [None]
-    assert should_stop(h, stop_kinds, th) == stopping_finding(findings, stop_kinds)
+    stop = should_stop(h, stop_kinds, th, chance_loss=chance)
+    assert stop in findings + [None] and stop == stopping_finding(findings, stop_kinds)
 
 
 @settings(max_examples=60, deadline=None)
-@given(histories(), st.data())
-def test_rows_after_t_never_change_the_findings_at_t(h, data):
+@given(histories(), st.data(), chances)
+def test_rows_after_t_never_change_the_findings_at_t(h, data, chance):
     if len(h) < 2:
         return
     t = data.draw(st.integers(1, len(h)))
@@ -63,7 +66,7 @@ def test_rows_after_t_never_change_the_findings_at_t(h, data):
     for c in h.columns:
         if c != "epoch" and t < len(h):
             altered.loc[altered.index[t:], c] = data.draw(st.lists(values, min_size=len(h) - t, max_size=len(h) - t))
-    assert diagnose(altered.iloc[:t]) == diagnose(h.iloc[:t])
+    assert diagnose(altered.iloc[:t], chance_loss=chance) == diagnose(h.iloc[:t], chance_loss=chance)
 
 
 @settings(max_examples=40, deadline=None)
