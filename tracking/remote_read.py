@@ -76,6 +76,10 @@ def _refresh_run(fs: Any, root: RemoteRoot, run_id: str, local: Path) -> bool:
     if seen.exists() and seen.read_bytes() == raw:
         return False
     manifest = json.loads(raw)
+    try:
+        before = json.loads(seen.read_bytes()).get("stamps", {})
+    except (OSError, ValueError, AttributeError):
+        before = {}
     local.mkdir(parents=True, exist_ok=True)
     try:
         for name in SEGMENTED:
@@ -84,6 +88,8 @@ def _refresh_run(fs: Any, root: RemoteRoot, run_id: str, local: Path) -> bool:
     except FileNotFoundError:
         return False  # a compaction removed a segment under us: the next poll reads it
     for name in (P.RUN_JSON, P.STATUS_JSON):
+        if (local / name).exists() and before.get(name) == manifest.get("stamps", {}).get(name):
+            continue  # unchanged since the last manifest applied
         try:
             atomic_write_bytes(local / name, _get(fs, root.key(run_id, name)))
         except FileNotFoundError:
