@@ -267,3 +267,15 @@ def test_stop_on_a_run_read_from_the_bucket_stops_its_writer(s3: str) -> None:
     assert info.status["epoch"] < 1000
     root = object_store.parse_url(s3)
     assert not object_store.filesystem(root).exists(root.key(run_dir.name, "STOP"))
+
+
+def test_the_dashboard_reads_a_bucket_named_by_curvewatch_runs(
+        s3: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboard import data
+    with tracking.Run.create(s3, name="shown", heartbeat_seconds=0) as run:
+        for _ in range(3):
+            run.log_epoch(train_loss=1.0, val_loss=2.0)
+    monkeypatch.setenv("CURVEWATCH_RUNS", s3)
+    [info] = data.list_runs()
+    assert (info.id, info.state) == (run.id, "completed")
+    pd.testing.assert_frame_equal(data.load_history(info.path), history(run.path))
