@@ -265,6 +265,7 @@ def test_stop_on_a_run_read_from_the_bucket_stops_its_writer(s3: str) -> None:
     info = wait_for(lambda: (i := tracking.read_run(mirror_of(s3) / run_dir.name)).state
                     == "stopped" and i, timeout=30, what="the stopped state in the mirror")
     assert info.status["epoch"] < 1000
+    assert not (mirror_of(s3) / run_dir.name / "STOP").exists()
     root = object_store.parse_url(s3)
     assert not object_store.filesystem(root).exists(root.key(run_dir.name, "STOP"))
 

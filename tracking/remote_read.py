@@ -94,8 +94,18 @@ def _refresh_run(fs: Any, root: RemoteRoot, run_id: str, local: Path) -> bool:
             atomic_write_bytes(local / name, _get(fs, root.key(run_id, name)))
         except FileNotFoundError:
             pass
+    _forget_stop(local)
     atomic_write_bytes(seen, raw)  # last: a refresh cut short is redone
     return True
+
+
+def _forget_stop(local: Path) -> None:
+    """Drop the mirror's STOP (left by `trainer stop`) once the run has ended."""
+    try:
+        if json.loads((local / P.STATUS_JSON).read_bytes()).get("state") in P.FINAL_STATES:
+            (local / P.STOP).unlink(missing_ok=True)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _get(fs: Any, key: str) -> bytes:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -191,6 +192,11 @@ class SyncThread:
         self._done.set()
         self._thread.join(timeout=30)
         self._once(self.syncer.compact if compact else self.syncer.sync)
+        if self.error is not None:  # the run is whole in the spool; say where
+            print(f"curvewatch: run {self.syncer.run_id} is not fully synced to "
+                  f"{self.syncer.root.url} ({self.error!r}); it is complete in "
+                  f"{self.syncer.run_dir}, and reopening it there syncs the rest",
+                  file=sys.stderr)
 
 
 def attach(run_dir: Path) -> SyncThread | None:
