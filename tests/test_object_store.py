@@ -280,3 +280,15 @@ def test_the_dashboard_reads_a_bucket_named_by_curvewatch_runs(
     [info] = data.list_runs()
     assert (info.id, info.state) == (run.id, "completed")
     pd.testing.assert_frame_equal(data.load_history(info.path), history(run.path))
+
+
+def test_import_writes_a_log_into_a_bucket(s3: str, tmp_path: Path) -> None:
+    from trainer.cli import main
+    log = tmp_path / "log.csv"  # the columns of Keras' CSVLogger
+    log.write_text("epoch,loss,val_loss\n0,1.0,1.5\n1,0.8,1.2\n2,0.6,1.1\n", encoding="utf-8")
+    assert main(["import", str(log), "--runs-dir", s3]) == 0
+    [info] = tracking.list_runs(mirror_of(s3))
+    assert info.state == "completed"
+    seen = history(info.path)
+    assert list(seen["epoch"]) == [1, 2, 3]
+    assert list(seen["val_loss"]) == [1.5, 1.2, 1.1]
