@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from trainer import gradstats
 from trainer.config import validate
 from trainer.gradstats import FlatGrads, TensorGrads
 from trainer.runner import prepare
@@ -34,10 +35,17 @@ def _epoch_with_reference(trainer, epoch):
     return record, layers, steps, reported
 
 
-@pytest.mark.parametrize("kind", [FlatGrads, TensorGrads])
-def test_epoch_figures_summarise_each_steps_norms(kind):
+@pytest.mark.parametrize("kind, chunk", [
+    (FlatGrads, gradstats.CHUNK),  # chunk norms; tensors of 1 to several chunks, padded
+    (FlatGrads, 16),  # chunk norms, most tensors over several chunks
+    (FlatGrads, 2),  # more steps in an epoch than a chunk holds: whole-buffer norm + squares
+    (TensorGrads, gradstats.CHUNK)])
+def test_epoch_figures_summarise_each_steps_norms(kind, chunk, monkeypatch):
+    monkeypatch.setattr(gradstats, "CHUNK", chunk)
     trainer = _trainer()
     trainer.grads = kind(trainer.params, trainer.steps_per_epoch)
+    if kind is FlatGrads:
+        assert trainer.grads.by_chunk == (trainer.steps_per_epoch <= chunk)
     for epoch in (1, 2):  # the second epoch checks that the first one's sums were reset
         record, layers, steps, reported = _epoch_with_reference(trainer, epoch)
         assert len(steps) == trainer.steps_per_epoch
@@ -51,6 +59,11 @@ def test_epoch_figures_summarise_each_steps_norms(kind):
         # RMS values compose: their squares add up to the mean squared global norm
         assert sum(v * v for v in layers.values()) == pytest.approx(
             sum(t * t for t in totals) / len(totals), rel=1e-5)
+    if kind is FlatGrads:  # the padding after each tensor is never anyone's gradient
+        pieces = trainer.grads.flat.split(trainer.grads.padded)
+        assert any(len(v) > p.numel() for v, p in zip(pieces, trainer.params, strict=True))
+        for view, p in zip(pieces, trainer.params, strict=True):
+            assert not view[p.numel():].any() and view[:p.numel()].any()
 
 
 def test_a_built_in_model_uses_the_flat_buffer_and_trains_exactly_as_without_it():
