@@ -186,10 +186,13 @@ def test_each_batch_is_split_across_the_processes_without_padding() -> None:
     assert all(a[1] == b[0] for a, b in zip(shares, shares[1:], strict=False))
 
 
-def test_a_last_batch_smaller_than_the_job_is_refused_naming_it() -> None:
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_last_batch_smaller_than_the_job_is_refused_by_every_rank_naming_it(rank: int) -> None:
+    """Rank 0 would get a row of the last batch and rank 1 none: both refuse, so rank 0 never
+    creates a run that rank 1 then fails."""
     with pytest.raises(ConfigError, match=r"last batch of an epoch has 1 \(101 training rows, "
                                           r"batch_size 50\)"):
-        Shard(1, 2).batch_positions(101, 50)
+        Shard(rank, 2).batch_positions(101, 50)
 
 
 def test_the_logging_api_refuses_to_write_from_a_rank_other_than_zero(

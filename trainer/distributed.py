@@ -49,13 +49,13 @@ class Shard:
         """(positions into an epoch's permutation this process trains on, in step order;
         each step's count of them). Every process must get at least one row a step."""
         starts = range(0, n, batch_size)
-        parts = [torch.arange(s, min(n, s + batch_size))[self.rank::self.world] for s in starts]
-        if min(len(p) for p in parts) == 0:
-            last = n - batch_size * (len(parts) - 1)
+        last = n - batch_size * (len(starts) - 1)
+        if min(last, batch_size) < self.world:  # judged alike on every rank: all refuse
             raise ConfigError(f"with {self.world} processes every batch needs at least "
                               f"{self.world} rows, but the last batch of an epoch has {last} "
                               f"({n} training rows, batch_size {batch_size}); choose another "
                               "batch_size")
+        parts = [torch.arange(s, min(n, s + batch_size))[self.rank::self.world] for s in starts]
         return torch.cat(parts), [len(p) for p in parts]
 
     def rows(self, n: int) -> tuple[int, int]:
