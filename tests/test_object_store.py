@@ -20,7 +20,6 @@ from conftest import ROOT, run_trainer, wait_for
 from tracking import object_store, remote_read
 from tracking.sync import Syncer, segment_prefix
 
-pytestmark = pytest.mark.xdist_group("moto")
 BUCKET = "cw-runs"
 
 
@@ -60,7 +59,8 @@ def s3(s3_server: tuple[str, RequestLog], tmp_path: Path,
     env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test",
            "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
            "CURVEWATCH_SPOOL": str(tmp_path / "spool"),
-           "CURVEWATCH_MIRROR": str(tmp_path / "mirror"), "CURVEWATCH_SYNC_SECONDS": "0.2"}
+           "CURVEWATCH_MIRROR": str(tmp_path / "mirror"), "CURVEWATCH_SYNC_SECONDS": "0.2",
+           "CURVEWATCH_POLL_SECONDS": "0.5"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     import boto3
@@ -258,8 +258,9 @@ def test_stop_on_a_run_read_from_the_bucket_stops_its_writer(s3: str) -> None:
     run_dir = Path(proc.stdout.readline().strip())
     wait_for(lambda: (mirror_of(s3) / run_dir.name / "status.json").exists(), timeout=60,
              what="the run in the mirror")
-    done = run_trainer("stop", run_dir.name, "--runs-dir", s3)
+    done = run_trainer("stop", run_dir.name, "--runs-dir", s3, "--wait", "60")
     assert done.returncode == 0, done.stderr
+    assert f"run {run_dir.name} is stopped" in done.stdout
     proc.communicate(timeout=60)
     assert proc.returncode == 0
     info = wait_for(lambda: (i := tracking.read_run(mirror_of(s3) / run_dir.name)).state

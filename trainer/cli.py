@@ -743,6 +743,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
           + (" (its resume is starting)" if pending and info.state != "running" else ""))
 
     def state() -> str:
+        _runs_dir(args)  # a bucket's mirror is refreshed (at most once per poll interval)
         return "running" if _resume_pending(run_dir) or lock_held(run_dir) \
             else read_run(run_dir).state
 
