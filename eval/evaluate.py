@@ -136,14 +136,15 @@ SCORED_AS = {"converged": "plateau"}
 NOISY_RECIPES = ("noisy", "noisy_healthy")
 
 
-def online(h: pd.DataFrame, th: Thresholds) -> dict[str, int]:
+def online(h: pd.DataFrame, th: Thresholds, chance: float | None = None) -> dict[str, int]:
     """First epoch at which each kind is reported ongoing, scanning prefixes t = 1..N; the
-    kinds in AT_END only if reported at the last epoch (value: the last epoch)."""
+    kinds in AT_END only if reported at the last epoch (value: the last epoch). `chance`: the
+    run's chance-level loss, passed to diagnose as the trainer records it in run.json."""
     first: dict[str, int] = {}
     ep = h["epoch"].to_numpy(int)
     last: list = []
     for t in range(1, len(h) + 1):
-        last = diagnose(h.iloc[:t], th)
+        last = diagnose(h.iloc[:t], th, chance_loss=chance)
         for f in last:
             if f.ongoing and f.kind not in first and f.kind not in AT_END:
                 first[f.kind] = int(ep[t - 1])
@@ -190,8 +191,9 @@ def evaluate(runs: list[dict], th: Thresholds | None = None) -> dict:
     rows, goal_rows = [], []
     for r in runs:
         h = r["history"]
-        lab = label(h, chance_level(r.get("config", {})))
-        raw = online(h, th)
+        chance = chance_level(r.get("config", {}))
+        lab = label(h, chance)
+        raw = online(h, th, chance)
         det = scored(raw)
         rows.append({"id": r["id"], "recipe": r["recipe"], "labels": lab, "detected": raw})
         for k in per_kind:
