@@ -293,3 +293,10 @@ def test_import_writes_a_log_into_a_bucket(s3: str, tmp_path: Path) -> None:
     seen = history(info.path)
     assert list(seen["epoch"]) == [1, 2, 3]
     assert list(seen["val_loss"]) == [1.5, 1.2, 1.1]
+
+
+def test_the_logging_api_refuses_a_bad_url_naming_it() -> None:
+    for bad in ("nosuchproto://b/p", "s3://", "s3://bucket/a b"):
+        with pytest.raises(ValueError, match="s3://bucket/prefix") as e:
+            tracking.Run.create(bad, name="never")
+        assert repr(bad) in str(e.value) or repr(bad.rstrip("/")) in str(e.value)
