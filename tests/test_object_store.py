@@ -300,3 +300,27 @@ def test_the_logging_api_refuses_a_bad_url_naming_it() -> None:
         with pytest.raises(ValueError, match="s3://bucket/prefix") as e:
             tracking.Run.create(bad, name="never")
         assert repr(bad) in str(e.value) or repr(bad.rstrip("/")) in str(e.value)
+
+
+@pytest.mark.slow
+def test_a_trainer_killed_then_resumed_on_a_bucket_shows_every_epoch_once(s3: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "trainer", "run", "--epochs", "25",
+                             "--runs-dir", s3], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    spool = object_store.spool_dir(object_store.parse_url(s3))
+
+    def epochs_written() -> int:
+        runs = [p for p in spool.iterdir() if p.is_dir()]
+        return tracking.read_run(runs[0]).status.get("epoch", 0) if runs else 0
+    wait_for(lambda: epochs_written() >= 3, timeout=120, what="3 epochs in the spool")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    [run_dir] = [p for p in spool.iterdir() if p.is_dir()]
+    assert epochs_written() < 25, "the kill came after the last epoch"
+    done = run_trainer("resume", run_dir.name, "--runs-dir", s3)
+    assert done.returncode == 0, done.stderr
+    mirrored = mirror_of(s3) / run_dir.name
+    assert tracking.read_run(mirrored).state == "completed"
+    assert list(history(mirrored)["epoch"]) == list(range(1, 26))
+    pd.testing.assert_frame_equal(history(mirrored), history(run_dir))
