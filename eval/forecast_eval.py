@@ -64,7 +64,8 @@ def _summary(rows: list[tuple]) -> dict:
         if not m.any():
             return float("nan"), float("nan")
         err = np.abs(pred[m] - truth[m])
-        return float(np.median(err)), float(np.median(err / np.abs(truth[m])))
+        pos = np.abs(truth[m]) > 0  # (a validation loss of exactly 0 has no relative error)
+        return float(np.median(err)), float(np.median(err[pos] / np.abs(truth[m][pos])))
 
     alls = np.ones(len(rows), dtype=bool)
     return {"runs": len(rows), "forecasts": int(has.sum()),
