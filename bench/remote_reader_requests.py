@@ -2,7 +2,7 @@
 over N ended runs and one live run, against moto's S3 server on localhost. The reader's own
 requests are counted with a botocore event hook on its filesystem; the writer's are not.
 
-    .venv/bin/python bench/remote_reader_requests.py [--runs 10] [--seconds 60]
+    .venv/bin/python bench/remote_reader_requests.py [--runs 10] [--seconds 60] [--live 0|1]
 """
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=10, help="ended runs in the bucket")
     ap.add_argument("--seconds", type=float, default=60.0, help="how long the reader idles")
+    ap.add_argument("--live", type=int, choices=(0, 1), default=1,
+                    help="1: the running run logs an epoch a second; 0: it only beats")
     args = ap.parse_args()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,7 +47,7 @@ def main() -> None:
     done = threading.Event()
 
     def train() -> None:
-        while not done.wait(1.0):
+        while args.live and not done.wait(1.0):
             live.log_epoch(train_loss=1.0, val_loss=1.0)
     threading.Thread(target=train, daemon=True).start()
 
@@ -64,7 +66,8 @@ def main() -> None:
     minutes = (time.monotonic() - start) / 60
     total = sum(counts.values())
     poll = os.environ.get(remote_read.POLL_ENV) or remote_read.POLL_SECONDS
-    print(f"{args.runs} ended runs + 1 live run, poll {poll} s: "
+    pace = "an epoch a second" if args.live else "no new epochs, heartbeat only"
+    print(f"{args.runs} ended runs + 1 running run ({pace}), poll {poll} s: "
           f"{total / minutes:.1f} requests/minute ({dict(counts)} in {minutes * 60:.0f} s)")
     server.stop()
 
