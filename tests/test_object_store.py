@@ -324,3 +324,16 @@ def test_a_trainer_killed_then_resumed_on_a_bucket_shows_every_epoch_once(s3: st
     assert tracking.read_run(mirrored).state == "completed"
     assert list(history(mirrored)["epoch"]) == list(range(1, 26))
     pd.testing.assert_frame_equal(history(mirrored), history(run_dir))
+
+
+@pytest.mark.parametrize("junk", [b"not json", b"[1, 2]", b'{"files": {"metrics.jsonl": -5}}',
+                                  b'{"files": {"metrics.jsonl": "12"}}'])
+def test_a_run_with_a_junk_manifest_is_left_out_and_the_others_still_list(
+        s3: str, junk: bytes) -> None:
+    with tracking.Run.create(s3, name="good", heartbeat_seconds=0) as good:
+        good.log_epoch(train_loss=1.0)
+    with tracking.Run.create(s3, name="junk", heartbeat_seconds=0) as bad:
+        bad.log_epoch(train_loss=1.0)
+    root = object_store.parse_url(s3)
+    object_store.filesystem(root).pipe_file(root.key(bad.id, "sync.json"), junk)
+    assert [r.id for r in tracking.list_runs(mirror_of(s3))] == [good.id]

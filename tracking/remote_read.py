@@ -75,7 +75,9 @@ def _refresh_run(fs: Any, root: RemoteRoot, run_id: str, local: Path) -> bool:
         return False  # claimed, not yet synced
     if seen.exists() and seen.read_bytes() == raw:
         return False
-    manifest = json.loads(raw)
+    manifest = _manifest(raw)
+    if manifest is None:
+        return False  # not a manifest this reader can follow: the run is left out
     try:
         before = json.loads(seen.read_bytes()).get("stamps", {})
     except (OSError, ValueError, AttributeError):
@@ -83,12 +85,11 @@ def _refresh_run(fs: Any, root: RemoteRoot, run_id: str, local: Path) -> bool:
     local.mkdir(parents=True, exist_ok=True)
     try:
         for name in SEGMENTED:
-            _fetch_new_bytes(fs, root, run_id, name, local / name,
-                             int(manifest.get("files", {}).get(name, 0)))
+            _fetch_new_bytes(fs, root, run_id, name, local / name, manifest["files"][name])
     except FileNotFoundError:
         return False  # a compaction removed a segment under us: the next poll reads it
     for name in (P.RUN_JSON, P.STATUS_JSON):
-        if (local / name).exists() and before.get(name) == manifest.get("stamps", {}).get(name):
+        if (local / name).exists() and before.get(name) == manifest["stamps"].get(name):
             continue  # unchanged since the last manifest applied
         try:
             atomic_write_bytes(local / name, _get(fs, root.key(run_id, name)))
@@ -97,6 +98,19 @@ def _refresh_run(fs: Any, root: RemoteRoot, run_id: str, local: Path) -> bool:
     _forget_stop(local)
     atomic_write_bytes(seen, raw)  # last: a refresh cut short is redone
     return True
+
+
+def _manifest(raw: bytes) -> dict[str, Any] | None:
+    """A manifest's `files` (byte counts, int >= 0) and `stamps`, or None when `raw` is not
+    one (anyone with write access to the bucket may have put anything there)."""
+    try:
+        doc = json.loads(raw)
+        files = {n: doc["files"].get(n, 0) for n in SEGMENTED}
+        stamps = doc.get("stamps", {})
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    ok = all(type(v) is int and v >= 0 for v in files.values()) and isinstance(stamps, dict)
+    return {"files": files, "stamps": stamps} if ok else None
 
 
 def _forget_stop(local: Path) -> None:
