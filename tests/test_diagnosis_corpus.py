@@ -6,12 +6,16 @@ margins so that a regression fails while a harmless change of the last digit doe
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from eval.evaluate import CORPUS, evaluate, in_half, load
 from eval.goals import ENGINE
+from eval.labels import chance_level, label
 
 pytestmark = [
     pytest.mark.skipif(not Path(CORPUS).exists(), reason="eval/corpus.jsonl.gz not generated"),
@@ -124,3 +128,21 @@ def test_every_synthetic_edge_curve_passes(result):
 # wait (0.06 more epochs than Keras patience 10): the pins below follow the new corpus.
 PIN = {"of_precision": 0.84, "of_recall": 0.93, "of_delay": 12, "epochs_margin": 0.08, "max_epochs": 0.68,
        "max_regret": 0.005, "max_false_alarms": 0.1, "si_precision": 0.5, "si_recall": 0.9}
+
+
+def test_a_run_that_ends_at_chance_level_after_an_explosion_or_a_collapse_is_labelled_divergence():
+    ln10 = chance_level({"dataset": "digits"})
+    assert ln10 == pytest.approx(math.log(10)) and chance_level({"dataset": "eval.datasets:diabetes"}) == 1.0
+    e = np.arange(1, 41)
+    exploded = pd.DataFrame({"epoch": e, "train_loss": np.r_[12 * ln10, np.full(39, 1.01 * ln10)],
+                             "val_loss": np.full(40, 1.0 * ln10)})
+    assert label(exploded, ln10).get("divergence") == 1
+    assert "divergence" not in label(exploded)  # without the chance level it cannot be seen
+    learned = 0.2 + 2.0 * np.exp(-e / 4)
+    collapsed = pd.DataFrame({"epoch": e, "train_loss": np.where(e < 20, learned, ln10),
+                              "val_loss": np.where(e < 20, learned + 0.05, ln10)})
+    assert label(collapsed, ln10).get("divergence") == 20
+    # overfitting far above chance with a training loss near 0 is not a divergence
+    overfit = pd.DataFrame({"epoch": e, "train_loss": learned * np.exp(-e / 10),
+                            "val_loss": np.where(e < 15, learned, learned + 0.2 * (e - 14))})
+    assert "divergence" not in label(overfit, ln10) and "overfitting" in label(overfit, ln10)
