@@ -50,8 +50,13 @@ test-fast: setup
 
 bench: setup
 	$(PY) bench/trainer_overhead.py
+	$(PY) bench/log_epoch.py
 	$(PY) bench/diagnose_speed.py
-	$(PY) bench/dashboard_load.py
+	$(PY) bench/history_load.py
+	$(PY) bench/dashboard_load.py --only runs,live,chart
+	$(PY) bench/dashboard_load.py --only million,compare  # writes a 266 MB run; minutes
+	$(PY) bench/wandb_log.py
+	$(PY) bench/remote_reader_requests.py
 	$(PY) bench/sweep_parallel.py
 	$(PY) bench/tensorboard_import.py
 	$(PY) bench/demo_margins.py
