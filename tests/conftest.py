@@ -8,7 +8,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import pytest
 
@@ -74,6 +74,19 @@ def only_run(runs_dir: Path) -> Path:
     runs = [p for p in runs_dir.iterdir() if p.is_dir()]
     assert len(runs) == 1, f"expected one run folder, found {runs}"
     return runs[0]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module that trains in the pytest process itself (the
+    integration tests): on a loaded 2-core machine torch's second thread stalls each step on
+    the other core (docs/testing.md, rule 3)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

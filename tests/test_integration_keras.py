@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import runpy
-from pathlib import Path
 
 import pytest
 
@@ -15,26 +14,15 @@ if keras.backend.backend() != "torch":
     pytest.skip(f"keras runs on {keras.backend.backend()} here, not torch",
                 allow_module_level=True)
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
+from conftest import ROOT  # noqa: E402
 from curvewatch.keras import CurvewatchCallback  # noqa: E402
 from diagnosis import diagnose  # noqa: E402
 from tracking import read_history, read_run  # noqa: E402
 
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:keras.*")]
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One torch thread: on a loaded 2-core machine torch's thread a core stalls each step on
-    the others (docs/testing.md, rule 3)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def digits(n_train: int, label_noise: float = 0.0):

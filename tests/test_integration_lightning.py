@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from torch import nn  # noqa: E402
 
+from conftest import ROOT  # noqa: E402
 from curvewatch.lightning import (  # noqa: E402
     CurvewatchLogger,
     DiagnosisEarlyStopping,
@@ -31,18 +32,7 @@ from curvewatch.lightning import (  # noqa: E402
 from diagnosis import diagnose  # noqa: E402
 from tracking import read_history, read_layers, read_run, read_steps  # noqa: E402
 
-pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One torch thread: on a loaded 2-core machine torch's thread a core stalls each step on
-    the others (docs/testing.md, rule 3)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 class Digits(L.LightningModule):

@@ -23,21 +23,11 @@ from transformers import (  # noqa: E402
     TrainingArguments,
 )
 
+from conftest import ROOT  # noqa: E402
 from curvewatch.transformers import CurvewatchCallback  # noqa: E402
 from tracking import read_history, read_run, read_steps  # noqa: E402
 
-pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One torch thread: on a loaded 2-core machine torch's thread a core stalls each step on
-    the others (docs/testing.md, rule 3)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 class Tokens(torch.utils.data.Dataset):
