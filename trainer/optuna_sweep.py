@@ -86,10 +86,27 @@ def public_url(spec: str) -> str:
         return spec.split("://", 1)[0] + "://***"
 
 
+def _rdb_storage(url: str, beat: int, tries: int = 3) -> Any:
+    """RDBStorage, retried when another worker creates the schema in the same instant: two
+    workers starting on a fresh PostgreSQL database race in CREATE TABLE and the loser gets an
+    IntegrityError (duplicate pg_type entry) although the schema is then complete."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(tries):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=beat,
+                                              grace_period=beat * GRACE_BEATS)
+        except (IntegrityError, ProgrammingError):  # duplicate type or table
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))  # let the winner's transaction commit
+    raise AssertionError("unreachable")
+
+
 def open_storage(spec: str) -> Any:
     """Optuna's storage for `spec`: JournalStorage on a file (its symlink lock works on NFS),
     RDBStorage with heartbeats for a URL. ConfigError when it cannot be opened."""
-    import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     check_storage(spec)
@@ -97,8 +114,7 @@ def open_storage(spec: str) -> Any:
     try:
         if "://" not in spec:
             return JournalStorage(JournalFileBackend(spec))
-        return optuna.storages.RDBStorage(spec, heartbeat_interval=beat,
-                                          grace_period=beat * GRACE_BEATS)
+        return _rdb_storage(spec, beat)
     except Exception as e:
         raise ConfigError(f"--optuna {shown(public_url(spec))}: cannot open the storage: "
                           f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
