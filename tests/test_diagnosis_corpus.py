@@ -26,8 +26,8 @@ OURS = "Curvewatch defaults (overfitting, plateau)"
 RIVALS = ("Keras patience 10", "ReduceLROnPlateau-style (rel 1e-4, patience 10)")
 
 
-@pytest.fixture(scope="module")
-def result():
+@pytest.fixture(scope="session")  # the suite's ordering interleaves modules: a module-scoped
+def result():                      # fixture was evaluated twice (about a minute each)
     return evaluate(load())
 
 
