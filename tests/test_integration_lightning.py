@@ -9,6 +9,7 @@ import importlib.util
 import json
 import math
 import runpy
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -306,20 +307,40 @@ def test_the_quick_start_in_the_docs_is_the_example_and_runs(tmp_path, monkeypat
     assert all(math.isfinite(v) for v in history["train_loss"])
 
 
+#: The DDP fit as a script: ddp_spawn's ranks are fresh interpreters that import their main
+#: module, so the fit runs in a process of its own, not inside a pytest(-xdist) worker whose
+#: state they would otherwise unpickle (it failed there once in CI with no traceback).
+DDP_FIT = """
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, {tests!r})
+import test_integration_lightning as t
+from curvewatch.lightning import CurvewatchLogger, DiagnosisEarlyStopping
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    # tensors pass to the spawned ranks through files: a small /dev/shm (containers) refuses
+    torch.multiprocessing.set_sharing_strategy("file_system")
+    tmp = Path({tmp!r})
+    cw = CurvewatchLogger(tmp / "runs", name="ddp")
+    fit = t.trainer(tmp, max_epochs=100, logger=cw, strategy="ddp_spawn", devices=2,
+                    callbacks=[DiagnosisEarlyStopping(kinds=("overfitting",))])
+    fit.fit(t.Digits(lr=1e-2, hidden=256), *t.loaders(100, 50, label_noise=0.3))
+"""
+
+
 @pytest.mark.timeout(300)
 def test_under_ddp_rank_zero_writes_the_run_and_its_stop_ends_every_rank(tmp_path):
     """Two CPU processes (ddp_spawn, gloo). Only rank zero has the history; had rank one not
     followed its stop, fit would hang here (until the timeout) instead of returning."""
-    sharing = torch.multiprocessing.get_sharing_strategy()
-    # tensors pass to the spawned ranks through files: a small /dev/shm (containers) refuses
-    torch.multiprocessing.set_sharing_strategy("file_system")
-    try:
-        cw = CurvewatchLogger(tmp_path / "runs", name="ddp")
-        t = trainer(tmp_path, max_epochs=100, logger=cw, strategy="ddp_spawn", devices=2,
-                    callbacks=[DiagnosisEarlyStopping(kinds=("overfitting",))])
-        t.fit(Digits(lr=1e-2, hidden=256), *loaders(100, 50, label_noise=0.3))
-    finally:
-        torch.multiprocessing.set_sharing_strategy(sharing)
+    script = tmp_path / "ddp_fit.py"
+    script.write_text(DDP_FIT.format(tests=str(ROOT / "tests"), tmp=str(tmp_path)))
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=280)
+    assert done.returncode == 0, done.stderr[-3000:]
     [run] = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")]
     info = read_run(run)
     assert info.state == "early_stopped" and info.epoch < 100
