@@ -217,6 +217,7 @@ def live_view() -> None:
     c1, c2 = st.columns([2.3, 1])
     stop_epoch = now_info.epoch if now_info.state == "early_stopped" else None
     metrics = figures.metric_names(history)
+    overfitting = any(f.kind == "overfitting" and f.end_epoch is None for f in findings)
     with c1:
         for metric in metrics or ["loss"]:
             try:
@@ -225,7 +226,9 @@ def live_view() -> None:
                     best_epoch=now_info.best_epoch if metric == "loss" else None,
                     stop_epoch=stop_epoch, log_y=log_y and metric not in LINEAR_METRICS,
                     uirevision=f"{info.id}-{metric}")
-                if metric == "loss" and x == "epoch":  # issue 13: the projection to the end
+                # issue 13: the projection to the end, not where the loss is rising again
+                # (overfitting: the learning-curve laws it fits only fall)
+                if metric == "loss" and x == "epoch" and not overfitting:
                     fig.add_traces(forecast_band.band_traces(history, epochs))
                 live_chart.chart(fig, key=f"run-chart-{metric}", live=live)
             except ValueError as e:
