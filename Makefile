@@ -8,8 +8,8 @@ PORT   ?= 8501
 .PHONY: setup browser run demo dashboard lint test test-fast bench clean
 
 # The pinned requirements, then the project itself in editable mode (pyproject.toml; --no-deps:
-# requirements.txt already pinned them), so .venv imports tracking, diagnosis, trainer and
-# dashboard from any folder and has the `curvewatch-trainer` command.
+# requirements.txt already pinned them), so .venv imports curvewatch (curvewatch.tracking,
+# .diagnosis, .trainer, .dashboard) from any folder and has the `curvewatch` command.
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

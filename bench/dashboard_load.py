@@ -41,10 +41,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 
-import tracking  # noqa: E402
-from dashboard import figures  # noqa: E402
-from tracking.history_cache import CACHE_NAME  # noqa: E402
-from tracking.jsonio import dumps  # noqa: E402
+from curvewatch import tracking  # noqa: E402
+from curvewatch.dashboard import figures  # noqa: E402
+from curvewatch.tracking.history_cache import CACHE_NAME  # noqa: E402
+from curvewatch.tracking.jsonio import dumps  # noqa: E402
 
 
 def timed(fn, repeat: int = 3) -> tuple[float, object]:
@@ -83,7 +83,8 @@ def bench_runs_page(root: Path, n: int) -> None:
     t_naive, _ = timed(lambda: [tracking.read_history(r.path) for r in runs], repeat=1)
 
     def page():
-        at = AppTest.from_file(str(ROOT / "dashboard/views/runs.py"), default_timeout=120).run()
+        at = AppTest.from_file(str(ROOT / "curvewatch/dashboard/views/runs.py"),
+                               default_timeout=120).run()
         assert not at.exception, at.exception
         return at
     tracking.reader._json_cache.clear()
@@ -185,10 +186,10 @@ def child(page: str, query: str, diagnose_it: bool) -> None:
     """In a fresh process: the page's script run twice (first, then rerun), as JSON."""
     from streamlit.testing.v1 import AppTest
 
-    from dashboard import data as _data, figures as _figures  # noqa: F401  (imported first)
-    from diagnosis import diagnose
+    from curvewatch.dashboard import data as _data, figures as _figures  # noqa: F401  (imported first)
+    from curvewatch.diagnosis import diagnose
     imported = rss_mb()
-    at = AppTest.from_file(str(ROOT / f"dashboard/views/{page}.py"), default_timeout=600)
+    at = AppTest.from_file(str(ROOT / f"curvewatch/dashboard/views/{page}.py"), default_timeout=600)
     for k, v in (kv.split("=", 1) for kv in query.split("&") if kv):
         at.query_params[k] = v
     out: dict = {"rss_imported_mb": imported}

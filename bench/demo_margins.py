@@ -28,10 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from diagnosis import diagnose  # noqa: E402
-from tracking import read_history  # noqa: E402
-from trainer.config import DEFAULTS  # noqa: E402
-from trainer.demo import DEMO_RUNS, demo_epochs, option_value  # noqa: E402
+from curvewatch.diagnosis import diagnose  # noqa: E402
+from curvewatch.tracking import read_history  # noqa: E402
+from curvewatch.trainer.config import DEFAULTS  # noqa: E402
+from curvewatch.trainer.demo import DEMO_RUNS, demo_epochs, option_value  # noqa: E402
 
 PROMISE = {"demo-healthy-cnn": None, "demo-overfitting-mlp": "overfitting",
            "demo-plateau-sgd": "plateau"}
@@ -63,7 +63,8 @@ def train(name: str, args: list[str], seed: int, threads: int) -> Outcome:
             sys.exit(f"{name}: the healthy margin needs a constant schedule")
         args = [*args, "--epochs", str(3 * epochs)]
     with tempfile.TemporaryDirectory() as runs:
-        cmd = [sys.executable, "-m", "trainer", "run", "--runs-dir", runs, "--name", name,
+        cmd = [sys.executable, "-m", "curvewatch.trainer", "run", "--runs-dir", runs, "--name",
+               name,
                *args, "--seed", str(seed), "--threads", str(threads)]
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from diagnosis import diagnose, forecast  # noqa: E402
+from curvewatch.diagnosis import diagnose, forecast  # noqa: E402
 
 
 def history(n: int, seed: int = 0) -> pd.DataFrame:

@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
-import tracking  # noqa: E402
-from tracking.history_cache import CACHE_NAME  # noqa: E402
-from tracking.jsonio import dumps  # noqa: E402
+from curvewatch import tracking  # noqa: E402
+from curvewatch.tracking.history_cache import CACHE_NAME  # noqa: E402
+from curvewatch.tracking.jsonio import dumps  # noqa: E402
 
 
 def make_runs(root: Path, n: int, epochs: int) -> list[Path]:

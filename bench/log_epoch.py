@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tracking import Run  # noqa: E402
+from curvewatch.tracking import Run  # noqa: E402
 
 NAMES = ("step", "train_loss", "val_loss", "train_acc", "val_acc", "grad_norm",
          "grad_norm_max", "lr")

@@ -35,8 +35,8 @@ def main() -> None:
                       CURVEWATCH_SPOOL=f"{tmp}/spool", CURVEWATCH_MIRROR=f"{tmp}/mirror")
     import boto3
 
-    import tracking
-    from tracking import object_store, remote_read
+    from curvewatch import tracking
+    from curvewatch.tracking import object_store, remote_read
     boto3.client("s3").create_bucket(Bucket="bench")
     url = "s3://bench/team"
     for i in range(args.runs):

@@ -27,7 +27,7 @@ GRID = ["--grid", "lr=1e-3,3e-3", "--grid", "batch_size=32,64"]
 
 def sweep_seconds(parallel: int, threads: int, epochs: int) -> float:
     with tempfile.TemporaryDirectory() as runs:
-        cmd = [sys.executable, "-m", "trainer", "sweep", "--runs-dir", runs,
+        cmd = [sys.executable, "-m", "curvewatch.trainer", "sweep", "--runs-dir", runs,
                "--dataset", "digits", "--hidden", "256,128", "--epochs", str(epochs), *GRID,
                "--parallel", str(parallel), "--threads", str(threads)]
         t0 = time.perf_counter()

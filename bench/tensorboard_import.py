@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tracking.import_runs import write_run  # noqa: E402
-from tracking.log_import import plan_import  # noqa: E402
+from curvewatch.tracking.import_runs import write_run  # noqa: E402
+from curvewatch.tracking.log_import import plan_import  # noqa: E402
 
 
 def write_log(logdir: Path, steps: int, per_epoch: int) -> None:

@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from demo_margins import seeds_arg  # noqa: E402  (bench/ is this script's own folder)
 
-from diagnosis import diagnose  # noqa: E402
-from tracking import read_history, read_run  # noqa: E402
+from curvewatch.diagnosis import diagnose  # noqa: E402
+from curvewatch.tracking import read_history, read_run  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
@@ -46,7 +46,7 @@ class Result:
 
 
 def trainer_run(args: list[str], seed: int, threads: int, runs: str) -> Path:
-    cmd = [sys.executable, "-m", "trainer", "run", "--runs-dir", runs, *args,
+    cmd = [sys.executable, "-m", "curvewatch.trainer", "run", "--runs-dir", runs, *args,
            "--seed", str(seed), "--threads", str(threads)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=ENV)
     if done.returncode != 0:
@@ -134,8 +134,8 @@ def clip(seed: int, threads: int, tmp: str) -> tuple[str, float]:
     cfg = {"dataset": "wine", "hidden": "16,8", "batch_size": 32, "epochs": 2, "lr": 0.05,
            "clip_grad_norm": 0.05, "seed": seed, "threads": threads}
     out = python("import json\n"
-                 "from trainer.config import validate\n"
-                 "from trainer.runner import prepare\n"
+                 "from curvewatch.trainer.config import validate\n"
+                 "from curvewatch.trainer.runner import prepare\n"
                  f"t = prepare(validate({cfg!r}))\n"
                  "norms = []\n"
                  "t.train_epoch(1, lambda step, loss, total, lr: norms.append(float(total)))\n"

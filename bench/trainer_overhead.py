@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from tracking import Run  # noqa: E402
-from trainer.config import validate  # noqa: E402
-from trainer.runner import prepare, run_epochs  # noqa: E402
+from curvewatch.tracking import Run  # noqa: E402
+from curvewatch.trainer.config import validate  # noqa: E402
+from curvewatch.trainer.runner import prepare, run_epochs  # noqa: E402
 
 CASES = {
     "mlp-digits": {"dataset": "digits", "model": "mlp", "hidden": "128,64", "batch_size": 64},

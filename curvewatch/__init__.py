@@ -12,8 +12,8 @@ who ask for them; this module never imports them.
 """
 from typing import Any
 
-from diagnosis import Finding, diagnose
-from tracking import (
+from curvewatch.diagnosis import Finding, diagnose
+from curvewatch.tracking import (
     Run,
     default_runs_dir,
     gradient_norms,

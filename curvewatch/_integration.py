@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from diagnosis import Finding, diagnose, stopping_finding
-from tracking import HistoryReader, Run
+from curvewatch.diagnosis import Finding, diagnose, stopping_finding
+from curvewatch.tracking import HistoryReader, Run
 
 _JSON = (str, int, float, bool, type(None))
 

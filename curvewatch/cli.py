@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from tracking.paths import RUNS_ENV, default_runs_dir
-from trainer import cli as trainer_cli
+from curvewatch.tracking.paths import RUNS_ENV, default_runs_dir
+from curvewatch.trainer import cli as trainer_cli
 
 from .ui import APP
 

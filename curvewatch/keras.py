@@ -17,8 +17,8 @@ from typing import Any, Iterable, Mapping
 
 import keras  # type: ignore[import-untyped]
 
-from tracking import Run
-from tracking.import_rows import column_for
+from curvewatch.tracking import Run
+from curvewatch.tracking.import_rows import column_for
 
 from ._integration import EarlyStop, finish_returned, jsonable
 

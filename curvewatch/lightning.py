@@ -29,10 +29,10 @@ except ImportError:  # the older package name, same API
     from pytorch_lightning.loggers.logger import Logger  # type: ignore[assignment]
     from pytorch_lightning.utilities import rank_zero_only
 
-from diagnosis import Finding
-from tracking import Run, gradient_norms
-from tracking.import_rows import column_for, keeps_last
-from tracking.writer import error_tail
+from curvewatch.diagnosis import Finding
+from curvewatch.tracking import Run, gradient_norms
+from curvewatch.tracking.import_rows import column_for, keeps_last
+from curvewatch.tracking.writer import error_tail
 
 from ._integration import EarlyStop, finish_returned, jsonable
 

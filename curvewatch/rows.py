@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from tracking.import_rows import KNOWN_COLUMNS, SPLITS, column_for, words
+from curvewatch.tracking.import_rows import KNOWN_COLUMNS, SPLITS, column_for, words
 
 #: Keys the epoch lines own: `epoch` is the row's epoch, `layers` is log_epoch's keyword.
 _RENAMED = {"layers": "layers_logged"}

@@ -18,8 +18,8 @@ from typing import Any, Iterable, Mapping
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from tracking import Run
-from tracking.import_rows import column_for
+from curvewatch.tracking import Run
+from curvewatch.tracking.import_rows import column_for
 
 from ._integration import EarlyStop, finish_returned, jsonable
 

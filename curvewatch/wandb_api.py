@@ -16,8 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Mapping
 
-from tracking import Run
-from tracking.writer import error_tail
+from curvewatch.tracking import Run
+from curvewatch.tracking.writer import error_tail
 
 from .rows import EpochLine, Line, Rows, StepLine, flatten
 from .watch import GradWatch

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tracking.grads import gradient_norms
+from curvewatch.tracking.grads import gradient_norms
 
 #: wandb.watch's `log` values: these two record gradient norms; "parameters" and None record
 #: nothing (parameter histograms are not kept here)

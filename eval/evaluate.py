@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from diagnosis import KINDS, Thresholds, diagnose
+from curvewatch.diagnosis import KINDS, Thresholds, diagnose
 from eval import goals
 from eval.labels import chance_level, label
 from eval.synthetic import CASES, check

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diagnosis import forecast
+from curvewatch.diagnosis import forecast
 from eval.evaluate import CORPUS, in_half, load
 
 FRACTIONS = (0.25, 0.5)

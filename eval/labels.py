@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from diagnosis.stats import level_sd, noise
+from curvewatch.diagnosis.stats import level_sd, noise
 
 #: Constants of the label definitions (documented in docs/diagnosis.md).
 OVERFIT_RISE = 0.05      # final val level >= 5% above the smoothed minimum ...

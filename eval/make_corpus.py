@@ -181,7 +181,7 @@ def _run_one(cfg: dict, runs_dir: Path) -> dict | None:
             and _read(d / "status.json").get("state") in ("completed", "failed")]
     if done:
         return _record(cfg, name, done[0], 0, 0.0)
-    args = [sys.executable, "-m", "trainer", "run", "--runs-dir", str(runs_dir), "--name", name, "--device", "cpu"]
+    args = [sys.executable, "-m", "curvewatch.trainer", "run", "--runs-dir", str(runs_dir), "--name", name, "--device", "cpu"]
     for k, v in cfg.items():
         if not k.startswith("_"):
             args += [f"--{k}", str(v)]
@@ -196,7 +196,7 @@ def _run_one(cfg: dict, runs_dir: Path) -> dict | None:
 
 
 def _record(cfg: dict, name: str, run_dir: Path, rc: int, seconds: float) -> dict:
-    from tracking import read_history  # noqa: WPS433
+    from curvewatch.tracking import read_history  # noqa: WPS433
 
     h = read_history(run_dir)
     rec = {"id": name, "recipe": cfg["_recipe"], "config": {k: v for k, v in cfg.items() if not k.startswith("_")},

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from diagnosis import Thresholds, diagnose
+from curvewatch.diagnosis import Thresholds, diagnose
 
 __all__ = ["CASES", "Case", "check"]
 

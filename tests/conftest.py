@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 
 def trainer_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "trainer", *args]
+    return [sys.executable, "-m", "curvewatch.trainer", *args]
 
 
 def run_trainer(*args: str, runs_dir: Path | None = None, timeout: float = 240,

@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import tracking  # noqa: E402,F401  (tests use dfx.tracking)
 from conftest import run_trainer, trainer_forks, wait_for  # noqa: E402,F401  (dfx.wait_for)
-from tracking import Run  # noqa: E402
-from trainer.demo import DEMO_RUNS  # noqa: E402
+from curvewatch import tracking  # noqa: E402,F401  (tests use dfx.tracking)
+from curvewatch.tracking import Run  # noqa: E402
+from curvewatch.trainer.demo import DEMO_RUNS  # noqa: E402
 
 LAYERS = ("net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias")
 #: one torch thread per fixture training: three at once on a 2-core machine must not thrash
@@ -53,7 +53,7 @@ def started_id(proc: subprocess.CompletedProcess) -> str:
 
 def base_config(**over: Any) -> dict[str, Any]:
     try:
-        from trainer.config import DEFAULTS
+        from curvewatch.trainer.config import DEFAULTS
         cfg = DEFAULTS.to_dict()
     except Exception:
         cfg = {"dataset": "digits", "model": "mlp", "hidden": [128, 64], "lr": 0.001,
@@ -134,7 +134,7 @@ def make_writer_runs(root: Path, fx: Fixtures) -> None:
     try:
         import pandas as pd
 
-        from diagnosis import diagnose
+        from curvewatch.diagnosis import diagnose
         hist = pd.DataFrame([{"epoch": e, **overfit(e)} for e in range(1, 31)])
         found = [f for f in diagnose(hist) if f.kind == "overfitting"]
         if found:

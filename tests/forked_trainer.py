@@ -25,10 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 SERVER = r"""
 import json, os, sys, traceback
-import diagnosis, pandas, sklearn.datasets, sklearn.model_selection, sklearn.preprocessing
+import curvewatch.diagnosis, pandas, sklearn.datasets
+import sklearn.model_selection, sklearn.preprocessing
 import torch, torch._dynamo  # what building an optimizer imports
-import trainer.runner
-from trainer.cli import main
+import curvewatch.trainer.runner
+from curvewatch.trainer.cli import main
 
 
 def child(req, gate):
@@ -162,7 +163,8 @@ class TrainerForks:
         self.go(pid)
         code = self.wait(pid, timeout)
         out, err = self.output(pid)
-        return subprocess.CompletedProcess(["python", "-m", "trainer", *argv], code, out, err)
+        return subprocess.CompletedProcess(["python", "-m", "curvewatch.trainer", *argv], code,
+                                           out, err)
 
     def close(self) -> None:
         self.proc.stdin.close()

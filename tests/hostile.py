@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from tracking import Run
+from curvewatch.tracking import Run
 
 #: written into every file outside the runs directory; must never come back from a reader
 SECRET = "SECRET-OUTSIDE-THE-RUNS-DIR-7f3a"

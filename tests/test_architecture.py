@@ -7,7 +7,7 @@ breaks the rule. What importing a package actually loads is checked in a fresh i
 
 Not seen by these checks: implicit parent-package imports (importing `tracking.paths` runs
 `tracking/__init__.py`; the subprocess checks cover what that loads) and dynamic imports by
-name (`importlib.import_module` of a user's factory in trainer/factories.py).
+name (`importlib.import_module` of a user's factory in curvewatch/trainer/factories.py).
 """
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Folders whose .py files are project modules, and the scripts at the top.
-PACKAGES = ("tracking", "diagnosis", "trainer", "dashboard", "examples")
+PACKAGES = ("curvewatch", "trainer", "examples")
+#: The parts of the curvewatch package that the rules below name on their own.
+LAYERS = ("tracking", "diagnosis", "trainer", "dashboard")
 SCRIPTS = ("app.py",)
 
 #: What diagnosis may not import, and why (docs/architecture.md: "diagnosis imports no torch,
@@ -58,15 +60,16 @@ DIAGNOSIS_THIRD_PARTY = {"numpy", "pandas", "scipy"}
 class Import:
     """One import statement's name, in absolute form, as one project module writes it."""
 
-    module: str  # the importing project module: "tracking.reader", "app"
+    module: str  # the importing project module: "curvewatch.tracking.reader", "app"
     path: Path
     line: int
-    target: str  # "tracking.paths", "os.path", "torch": a submodule when `from X import sub`
+    # "curvewatch.tracking.paths", "os.path", "torch": a submodule when `from X import sub`
+    target: str
     deferred: bool  # inside a function: runs when called, not when the module is imported
 
     @property
     def top(self) -> str:
-        return self.target.partition(".")[0]
+        return layer(self.target)
 
     def __str__(self) -> str:
         where = " (inside a function)" if self.deferred else ""
@@ -75,8 +78,12 @@ class Import:
 
 
 def layer(module: str) -> str:
-    """The top-level part a module belongs to: tracking, diagnosis, trainer, dashboard, ..."""
-    return module.partition(".")[0]
+    """The part a module belongs to: tracking, diagnosis, trainer, dashboard (curvewatch's
+    subpackages), curvewatch (its own modules), app, examples, or a third-party top name."""
+    parts = module.split(".")
+    if parts[0] == "curvewatch" and len(parts) > 1 and parts[1] in LAYERS:
+        return parts[1]
+    return parts[0]
 
 
 @functools.cache
@@ -169,15 +176,20 @@ def import_closure(start: str) -> set[str]:
 def test_the_scan_reads_every_project_module_and_resolves_relative_and_deferred_imports():
     """The rules below pass vacuously if the scan sees nothing: it must see these."""
     modules = project_modules()
-    fail_if_any([m for m in ("app", "examples.own_loop", "tracking", "tracking.reader",
-                             "diagnosis.engine", "trainer.config", "dashboard.views.run")
+    fail_if_any([m for m in ("app", "examples.own_loop", "curvewatch.tracking",
+                             "curvewatch.tracking.reader",
+                             "curvewatch.diagnosis.engine", "curvewatch.trainer.config",
+                             "curvewatch.dashboard.views.run")
                  if m not in modules], "the scan did not find these project modules")
     seen = {(i.module, i.target, i.deferred) for i in project_imports()}
     expected = [
-        ("tracking.groups", "tracking.paths", False),  # from . import paths as P
-        ("tracking.reader", "tracking.jsonl", False),  # from .jsonl import read_from
-        ("diagnosis", "diagnosis.engine", False),  # a package's own relative import
-        ("trainer.cli", "trainer.groups", True),  # imported inside a function
+        # from . import paths as P
+        ("curvewatch.tracking.groups", "curvewatch.tracking.paths", False),
+        # from .jsonl import read_from
+        ("curvewatch.tracking.reader", "curvewatch.tracking.jsonl", False),
+        # a package's own relative import
+        ("curvewatch.diagnosis", "curvewatch.diagnosis.engine", False),
+        ("curvewatch.trainer.cli", "curvewatch.trainer.groups", True),  # imported inside a function
     ]
     fail_if_any([f"{m} imports {t}" + (" inside a function" if d else "")
                  for m, t, d in expected if (m, t, d) not in seen],
@@ -232,7 +244,7 @@ def test_diagnosis_calls_no_open_and_no_file_reader_or_writer():
 
 
 def test_the_dashboard_and_app_import_from_the_trainer_only_its_config():
-    allowed = {m for m in import_closure("trainer.config") if layer(m) == "trainer"}
+    allowed = {m for m in import_closure("curvewatch.trainer.config") if layer(m) == "trainer"}
     offenders = [i for i in imports_from("dashboard", "app")
                  if i.top == "trainer" and i.target not in allowed]
     fail_if_any(offenders, f"the dashboard starts runs through `python -m trainer`; from the "
@@ -246,7 +258,8 @@ def test_the_dashboard_and_app_import_no_torch():
     fail_if_any(offenders, "the dashboard never imports torch (docs/dashboard.md)")
 
 
-@pytest.mark.parametrize("package", ["trainer.config", "diagnosis", "tracking"])
+@pytest.mark.parametrize("package", ["curvewatch.trainer.config", "curvewatch.diagnosis",
+                                     "curvewatch.tracking"])
 def test_importing_loads_neither_torch_nor_streamlit(package):
     """What the dashboard and a user's loop import stays light: checked in a fresh interpreter,
     so imports made by other modules at import time count too."""

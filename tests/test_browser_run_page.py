@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dashboard_fixtures as dfx  # noqa: E402
+from curvewatch.tracking import Run  # noqa: E402
 from test_browser_dashboard import (  # noqa: E402
     CHROMIUM,
     LAUNCH_ARGS,
@@ -19,7 +20,6 @@ from test_browser_dashboard import (  # noqa: E402
     open_page,
     streamlit_server,
 )
-from tracking import Run  # noqa: E402
 
 pytestmark = [
     pytest.mark.browser, pytest.mark.slow,

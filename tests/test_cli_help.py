@@ -7,9 +7,9 @@ import re
 import pytest
 
 from conftest import run_trainer
-from tracking import GroupWriter, Run
-from tracking.paths import STOP
-from trainer.cli import EXIT_CODES, EXIT_NOT_RUNNING, EXIT_OK, build_parser, main
+from curvewatch.tracking import GroupWriter, Run
+from curvewatch.tracking.paths import STOP
+from curvewatch.trainer.cli import EXIT_CODES, EXIT_NOT_RUNNING, EXIT_OK, build_parser, main
 
 PUBLIC_COMMANDS = ("run", "sweep", "list", "stop", "resume", "demo", "import")
 INTERNAL_COMMANDS = ("_worker", "_group")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import only_run
+from curvewatch.tracking import read_history, read_run, read_steps
+from curvewatch.trainer.cli import main
 from import_logs import f32, keras_csv_run, lightning_run, sgd_loop, write_csv
-from tracking import read_history, read_run, read_steps
-from trainer.cli import main
 
 
 @pytest.fixture(scope="module")

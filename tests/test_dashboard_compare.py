@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import tracking
-from dashboard import figures
+from curvewatch import tracking
+from curvewatch.dashboard import figures
 
-PAGES = "../dashboard/views"
+PAGES = "../curvewatch/dashboard/views"
 
 
 def _history(epochs: int, steps_per_epoch: int | None = None, offset: float = 0.0):

@@ -11,8 +11,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dashboard import figures, launch_form, tables  # noqa: E402
-from dashboard.series import downsample_minmax, smooth_ema  # noqa: E402
+from curvewatch.dashboard import figures, launch_form, tables  # noqa: E402
+from curvewatch.dashboard.series import downsample_minmax, smooth_ema  # noqa: E402
 
 
 # ------------------------------------------------------------------ smoothing (TensorBoard)
@@ -194,7 +194,7 @@ def test_group_band_mean_and_spread():
 def test_group_band_is_tracking_aggregates_population_sd():
     """One band, one definition: Compare's group band is tracking.aggregate's curve_stats
     (ddof=0, as the group record and the Group page), not a second sample-sd copy."""
-    from tracking.aggregate import curve_stats
+    from curvewatch.tracking.aggregate import curve_stats
     a, b, c = _hist(), _hist(), _hist()
     b["val_loss"] = b["val_loss"] + 0.2
     c["val_loss"] = c["val_loss"] + 0.7
@@ -289,8 +289,8 @@ def test_launch_form_prefill_from_a_run_config():
 
 
 def test_layers_follower_matches_read_layers_and_reads_only_appended(tmp_path):
-    import tracking
-    from tracking import LayersReader
+    from curvewatch import tracking
+    from curvewatch.tracking import LayersReader
     run = tracking.Run.create(tmp_path, name="layers", config={}, epochs=5, heartbeat_seconds=0)
     f = LayersReader(run.path)
     assert f.read().empty
@@ -327,8 +327,8 @@ def test_aggregate_curve_figure_from_tracking_columns():
 
 
 def test_steps_follower_and_a_100k_step_figure(tmp_path):
-    import tracking
-    from tracking import StepsReader
+    from curvewatch import tracking
+    from curvewatch.tracking import StepsReader
     run = tracking.Run.create(tmp_path, name="steps", config={}, epochs=2, heartbeat_seconds=0)
     f = StepsReader(run.path)
     assert f.read().empty
@@ -382,8 +382,8 @@ def test_parallel_coordinates_axes_per_hyperparameter_and_score():
 
 
 def test_runs_summary_uses_status_flags_and_falls_back_to_metrics(tmp_path):
-    import tracking
-    from dashboard import data
+    from curvewatch import tracking
+    from curvewatch.dashboard import data
     run = tracking.Run.create(tmp_path, name="own-loop", config={}, epochs=3,
                               heartbeat_seconds=0)
     for e in (1, 2, 3):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-import tracking
-from dashboard import state
+from curvewatch import tracking
+from curvewatch.dashboard import state
 
-VIEWS = "../dashboard/views"
+VIEWS = "../curvewatch/dashboard/views"
 
 
 def _page(name: str, root, monkeypatch, **query) -> AppTest:
@@ -69,7 +69,7 @@ def test_after_stop_the_run_page_follows_the_run_until_it_has_stopped(tmp_path, 
 
 def test_after_stop_group_the_group_page_follows_the_group(tmp_path, monkeypatch):
     # a group whose runner is this process, with one member training here
-    from tracking.groups import GroupWriter
+    from curvewatch.tracking.groups import GroupWriter
     g = GroupWriter.create(tmp_path, name="grp", method="repeat", validation="holdout",
                            members=[{"index": 0, "name": "grp-0"}])
     run = tracking.Run.create(tmp_path, name="grp-0", config={}, epochs=5, group=g.id,

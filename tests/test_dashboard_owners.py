@@ -9,11 +9,16 @@ import math
 import pandas as pd
 import pytest
 
-import diagnosis
-import tracking
-from dashboard import actions, data, launch_form
-from trainer.cli import build_parser, config_from_args
-from trainer.config import ConfigError, build_thresholds, run_thresholds, to_args, validate
+from curvewatch import diagnosis, tracking
+from curvewatch.dashboard import actions, data, launch_form
+from curvewatch.trainer.cli import build_parser, config_from_args
+from curvewatch.trainer.config import (
+    ConfigError,
+    build_thresholds,
+    run_thresholds,
+    to_args,
+    validate,
+)
 
 
 def _form(**changes):
@@ -96,7 +101,7 @@ def test_the_run_page_shows_a_diagnosis_error_naming_the_run(tmp_path, monkeypat
         run.log_epoch(epoch=e, train_loss=1.0 / e, val_loss=1.2 / e)
     run.finish("completed")
     monkeypatch.setenv("CURVEWATCH_RUNS", str(tmp_path))
-    at = AppTest.from_file("../dashboard/views/run.py", default_timeout=60)
+    at = AppTest.from_file("../curvewatch/dashboard/views/run.py", default_timeout=60)
     at.query_params["run"] = run.id
     at.run()
     assert not at.exception

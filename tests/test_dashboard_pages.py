@@ -1,6 +1,6 @@
 """AppTest per page against fixture run folders (writer runs + real short trainings).
 
-Each page file runs on its own (`AppTest.from_file("dashboard/views/<page>.py")`); app.py
+Each page file runs on its own (`AppTest.from_file("curvewatch/dashboard/views/<page>.py")`); app.py
 runs the default page. Widgets are found by key, charts read back from their plotly spec."""
 import base64
 import json
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import tables
+from curvewatch.dashboard import tables
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dashboard_fixtures as dfx  # noqa: E402
@@ -21,7 +21,7 @@ import dashboard_fixtures as dfx  # noqa: E402
 pytestmark = pytest.mark.xdist_group("fixture_runs")
 
 ROOT = dfx.ROOT
-VIEWS = ROOT / "dashboard" / "views"
+VIEWS = ROOT / "curvewatch" / "dashboard" / "views"
 TIMEOUT = 60
 
 
@@ -498,7 +498,7 @@ def test_launch_starts_a_real_run_and_opens_it(runs_env):
 @pytest.mark.slow
 def test_empty_runs_dir_demo_button_starts_the_three_demo_runs_paced_to_be_watched(
         monkeypatch):
-    from trainer.demo import DEMO_RUNS, DEMO_SECONDS, demo_epochs
+    from curvewatch.trainer.demo import DEMO_RUNS, DEMO_SECONDS, demo_epochs
     root = dfx.empty_runs_dir()
     monkeypatch.setenv("CURVEWATCH_RUNS", str(root))
     at = page("runs").run()

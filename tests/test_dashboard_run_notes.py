@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import tables
-from tracking import Run, read_run
-from tracking.annotate import annotate_run
-from tracking.jsonio import read_json, update_json
+from curvewatch.dashboard import tables
+from curvewatch.tracking import Run, read_run
+from curvewatch.tracking.annotate import annotate_run
+from curvewatch.tracking.jsonio import read_json, update_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dashboard_fixtures as dfx  # noqa: E402
 
-VIEWS = dfx.ROOT / "dashboard" / "views"
+VIEWS = dfx.ROOT / "curvewatch" / "dashboard" / "views"
 
 
 def _run(root: Path, name: str, *, lr: float, state: str = "completed", notes: str = "",
@@ -158,7 +158,7 @@ def test_trainer_run_notes_option_writes_the_notes_and_refuses_a_control_charact
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert read_run(run_dir).notes == "first try"
     # a trainer's run has best.pt: the Run page offers it, read as a regular file
-    from dashboard import data
+    from curvewatch.dashboard import data
     best = data.tracking.checkpoints.checkpoint_path(run_dir, "best.pt")
     assert data.read_best_checkpoint(run_dir) == best.read_bytes()
     bad = dfx.trainer("run", "--runs-dir", str(tmp_path), "--dataset", "blobs", "--epochs", "1",
@@ -215,7 +215,7 @@ def test_run_page_draws_every_logged_scalar_in_a_section_per_prefix_with_the_url
 def test_scalar_sections_group_by_prefix_as_tensorboard_does():
     import pandas as pd
 
-    from dashboard import figures
+    from curvewatch.dashboard import figures
     h = pd.DataFrame({"epoch": [1], "step": [5], "time": [0.0], "train_loss": [1.0],
                       "val_loss": [1.0], "grad_norm": [1.0], "lr": [0.1],
                       "custom_temperature": [1.0], "custom_pressure": [1.0],

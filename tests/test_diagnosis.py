@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diagnosis import KINDS, Finding, Thresholds, diagnose, should_stop, stopping_finding
+from curvewatch.diagnosis import KINDS, Finding, Thresholds, diagnose, should_stop, stopping_finding
 from tests.diagnosis_cases import decay, epochs, frame, kinds, noisy, u_shape
 
 
@@ -549,8 +549,8 @@ def test_should_stop_rejects_unknown_kinds():
 def test_the_trainer_early_stops_on_exactly_the_kinds_should_stop_accepts():
     # issue 13: EARLY_STOP_KINDS (overfitting, plateau) and STOP_KINDS (with divergence)
     # disagreed, so --early-stop divergence was refused while should_stop took it
-    from diagnosis import STOP_KINDS
-    from trainer.config import EARLY_STOP_KINDS, validate
+    from curvewatch.diagnosis import STOP_KINDS
+    from curvewatch.trainer.config import EARLY_STOP_KINDS, validate
     assert set(EARLY_STOP_KINDS) == set(STOP_KINDS)
     for kind in STOP_KINDS:
         assert validate({"early_stop": kind}).early_stop == (kind,)

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diagnosis import diagnose, should_stop, stopping_finding
+from curvewatch.diagnosis import diagnose, should_stop, stopping_finding
+from curvewatch.tracking import HistoryReader, Run, read_history
 from tests.diagnosis_cases import decay, epochs, noisy, u_shape
-from tracking import HistoryReader, Run, read_history
 
 # ------------------------------------------------------------------ class 6: sparse metrics
 
@@ -102,8 +102,8 @@ def test_sparse_noisy_healthy_run_gets_no_problem(tmp_path, every):
 
 
 def test_the_reader_and_the_engine_name_the_absent_column_alike():
-    from diagnosis import ABSENT
-    from tracking.reader import ABSENT as READER_ABSENT
+    from curvewatch.diagnosis import ABSENT
+    from curvewatch.tracking.reader import ABSENT as READER_ABSENT
     assert ABSENT == READER_ABSENT
 
 
@@ -157,7 +157,7 @@ def test_early_stopping_on_plateau_still_stops_a_converged_run():
 
 
 def test_the_run_chart_draws_a_converged_run_as_its_own_span():
-    from dashboard import figures
+    from curvewatch.dashboard import figures
     h = _converging()
     found = [f for f in diagnose(h) if f.kind == "converged"]
     fig = figures.learning_curve_figure(h, found)
@@ -271,9 +271,9 @@ def test_every_advice_names_only_what_exists(checkpoint):
 
 
 def test_the_run_page_names_best_pt_only_when_the_run_folder_has_it(tmp_path):
-    from dashboard import data
-    from tracking import BEST
-    from tracking.checkpoints import checkpoint_path
+    from curvewatch.dashboard import data
+    from curvewatch.tracking import BEST
+    from curvewatch.tracking.checkpoints import checkpoint_path
     run = tmp_path / "run"
     assert data.best_checkpoint(run) is None and data.best_checkpoint(None) is None
     path = checkpoint_path(run, BEST)
@@ -517,7 +517,7 @@ def test_a_bump_falling_back_to_a_deeper_minimum_is_no_plateau(seed):
 # ------------------------------------------------------------------ the chance level: where it comes from
 
 def test_the_logging_api_records_the_chance_level_loss_in_run_json(tmp_path):
-    from tracking import read_run
+    from curvewatch.tracking import read_run
     with Run.create(tmp_path / "runs", name="chance", chance_loss=LN10) as run:
         run.log_epoch(1, train_loss=2.0)
     assert read_run(run.path).data["chance_loss"] == pytest.approx(LN10)
@@ -533,8 +533,8 @@ def test_the_logging_api_records_the_chance_level_loss_in_run_json(tmp_path):
 @pytest.mark.parametrize("dataset, chance", [("digits", np.log(10)), ("wine", np.log(3)),
                                              ("tests.trainer_fixtures:regression_data", 1.0)])
 def test_the_trainer_knows_the_chance_level_loss_of_its_task(dataset, chance):
-    from trainer.config import validate
-    from trainer.runner import describe, prepare
+    from curvewatch.trainer.config import validate
+    from curvewatch.trainer.runner import describe, prepare
     trainer = prepare(validate({"dataset": dataset, "epochs": 1, "hidden": "8"}))
     data, _ = describe(trainer)  # what run.json's data holds
     # ln K for K classes; for MSE the variance of the (standardised) training target
@@ -542,8 +542,8 @@ def test_the_trainer_knows_the_chance_level_loss_of_its_task(dataset, chance):
 
 
 def test_the_trainers_early_stopping_judges_with_the_chance_level():
-    from trainer.config import validate
-    from trainer.runner import _Diagnosis
+    from curvewatch.trainer.config import validate
+    from curvewatch.trainer.runner import _Diagnosis
     cfg = validate({"dataset": "digits", "epochs": 40, "early_stop": "overfitting,plateau"})
     val = noisy(np.full(40, LN10), 0.004, 13)  # flat at chance: not a plateau to stop on
     records = [{"epoch": e, "train_loss": v * 1.01, "val_loss": v}
@@ -555,7 +555,7 @@ def test_the_trainers_early_stopping_judges_with_the_chance_level():
 def test_the_dashboard_diagnoses_with_the_chance_level_its_run_recorded(tmp_path):
     import json
 
-    from dashboard import data
+    from curvewatch.dashboard import data
     h = _exploded_in_epoch_one()
     paths = {}
     for name, chance in (("known", LN10), ("unknown", None)):

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from diagnosis import (
+from curvewatch.diagnosis import (
     KINDS,
     SEVERITIES,
     Finding,

@@ -9,8 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from dashboard import figures
-from dashboard.downsample import SCREEN_POINTS, downsample, keep_indices
+from curvewatch.dashboard import figures
+from curvewatch.dashboard.downsample import SCREEN_POINTS, downsample, keep_indices
 
 
 def noisy(n: int, seed: int = 0) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diagnosis import Forecast, forecast
+from curvewatch.diagnosis import Forecast, forecast
 
 
 def power_law(n: int, seed: int, noise: float = 0.02, c: float = 0.3, a: float = 1.5,
@@ -113,7 +113,7 @@ def test_nan_infinities_and_absent_cells_never_raise():
 
 
 def test_plateau_and_still_improving_messages_say_the_expected_gain():
-    from diagnosis import diagnose, with_forecast
+    from curvewatch.diagnosis import diagnose, with_forecast
 
     e = np.arange(1, 41)
     noise = 1 + 0.005 * np.random.default_rng(0).standard_normal(40)

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from dashboard.forecast_band import NAME, band_traces
-from tracking import Run
+from curvewatch.dashboard.forecast_band import NAME, band_traces
+from curvewatch.tracking import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,8 @@ def test_the_run_page_draws_the_band_on_the_loss_chart(tmp_path, monkeypatch):
         run_id = run.id
     monkeypatch.setenv("CURVEWATCH_RUNS", str(tmp_path))
     monkeypatch.chdir(ROOT)
-    at = AppTest.from_file(str(ROOT / "dashboard" / "views" / "run.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "curvewatch" / "dashboard" / "views" / "run.py"),
+                           default_timeout=60)
     at.query_params["run"] = run_id
     at.run()
     assert not at.exception

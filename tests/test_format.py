@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tracking import (
+from curvewatch.tracking import (
     HistoryReader,
     Run,
     RunNotFound,
@@ -25,9 +25,9 @@ from tracking import (
     read_steps,
     run_path,
 )
-from tracking.jsonio import atomic_write_json, dumps, loads, read_json
-from tracking.jsonl import JsonlAppender, read_from
-from tracking.paths import publish_run_dir, slugify
+from curvewatch.tracking.jsonio import atomic_write_json, dumps, loads, read_json
+from curvewatch.tracking.jsonl import JsonlAppender, read_from
+from curvewatch.tracking.paths import publish_run_dir, slugify
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 1.5, 0.0, -2.0])
@@ -296,7 +296,7 @@ def test_running_state_is_derived_as_crashed_when_the_heartbeat_is_stale():
 
 
 def test_creating_a_run_removes_staging_folders_left_by_dead_creators_only(tmp_path):
-    from tracking.paths import STALE_STAGING_SECONDS
+    from curvewatch.tracking.paths import STALE_STAGING_SECONDS
 
     def folder(name: str, age: float) -> Path:
         (tmp_path / name).mkdir()
@@ -384,7 +384,7 @@ def test_listing_reads_only_run_and_status_files(tmp_path, monkeypatch):
         run.log_epoch(val_loss=1.0 / (e + 1))
     run.finish()
     opened: list[str] = []
-    from tracking import safeio
+    from curvewatch.tracking import safeio
     real_open = safeio.open_regular
 
     def spy(path, **kw):  # every reader opens a run's files through tracking.safeio
@@ -393,14 +393,14 @@ def test_listing_reads_only_run_and_status_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(safeio, "open_regular", spy)
     monkeypatch.setattr("builtins.open", lambda *a, **k: pytest.fail(f"opened {a[0]}"))
-    import tracking.reader as reader
+    import curvewatch.tracking.reader as reader
     reader._json_cache.clear()
     [info] = list_runs(tmp_path)
     assert info.best_epoch == 50 and sorted(opened) == ["run.json", "status.json"]
 
 
 def test_followers_append_new_rows_and_rebuild_on_out_of_order_lines(tmp_path):
-    from tracking import LayersReader
+    from curvewatch.tracking import LayersReader
     run = Run.create(tmp_path, name="follow", heartbeat_seconds=0)
     history, layers = HistoryReader(run.path), LayersReader(run.path)
     for e in range(1, 4):

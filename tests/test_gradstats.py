@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from trainer import gradstats
-from trainer.config import validate
-from trainer.gradstats import FlatGrads, TensorGrads
-from trainer.runner import prepare
+from curvewatch.trainer import gradstats
+from curvewatch.trainer.config import validate
+from curvewatch.trainer.gradstats import FlatGrads, TensorGrads
+from curvewatch.trainer.runner import prepare
 
 CFG = {"dataset": "wine", "hidden": "16,8", "batch_size": 32, "epochs": 2, "lr": 0.05}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from diagnosis.group_findings import group_findings
+from curvewatch.diagnosis.group_findings import group_findings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dashboard_fixtures as dfx  # noqa: E402
@@ -54,7 +54,7 @@ def test_the_group_page_says_every_fold_overfits(monkeypatch):
                                   "start_epoch": 10 + i, "end_epoch": None}])
         run.finish("completed")
         g.update_member(i, state="completed", run_id=run.id)
-    at = AppTest.from_file("../dashboard/views/group.py", default_timeout=60)
+    at = AppTest.from_file("../curvewatch/dashboard/views/group.py", default_timeout=60)
     at.query_params["group"] = g.id
     at.run()
     assert not at.exception
@@ -66,7 +66,7 @@ def test_the_group_page_says_every_fold_overfits(monkeypatch):
 def test_the_sweep_ranking_shows_no_sd_for_a_setting_of_one_run(monkeypatch):
     import math
 
-    from tracking.aggregate import aggregate
+    from curvewatch.tracking.aggregate import aggregate
     root = dfx.empty_runs_dir()
     monkeypatch.setenv("CURVEWATCH_RUNS", str(root))
     settings = [{"lr": 0.01}, {"lr": 0.001}]
@@ -86,7 +86,7 @@ def test_the_sweep_ranking_shows_no_sd_for_a_setting_of_one_run(monkeypatch):
     g.finish("completed", aggregate=aggregate(g.record["members"], histories,
                                               include_states=("completed",),
                                               settings=settings))
-    at = AppTest.from_file("../dashboard/views/group.py", default_timeout=60)
+    at = AppTest.from_file("../curvewatch/dashboard/views/group.py", default_timeout=60)
     at.query_params["group"] = g.id
     at.run()
     assert not at.exception

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_trainer, wait_for
-from tracking import (
+from curvewatch.tracking import (
     list_groups,
     list_runs,
     read_group,

@@ -11,15 +11,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tracking import GroupNotFound, GroupWriter, Run, group_path, list_groups, list_runs, read_group
-from tracking.aggregate import aggregate, curve_stats, member_score
-from trainer.cli import main
-from trainer.config import to_args, validate
-from trainer.data import load_dataset
-from trainer.errors import ConfigError
-from trainer.groups import member_threads, plan_group
-from trainer.sweep import settings_from_args
-from trainer.validation import parse_validation
+from curvewatch.tracking import (
+    GroupNotFound,
+    GroupWriter,
+    Run,
+    group_path,
+    list_groups,
+    list_runs,
+    read_group,
+)
+from curvewatch.tracking.aggregate import aggregate, curve_stats, member_score
+from curvewatch.trainer.cli import main
+from curvewatch.trainer.config import to_args, validate
+from curvewatch.trainer.data import load_dataset
+from curvewatch.trainer.errors import ConfigError
+from curvewatch.trainer.groups import member_threads, plan_group
+from curvewatch.trainer.sweep import settings_from_args
+from curvewatch.trainer.validation import parse_validation
 
 
 # ------------------------------------------------------------------ validation schemes
@@ -83,7 +91,7 @@ def test_bootstrap_resamples_draw_with_replacement_and_validate_out_of_bag():
 
 
 def test_config_flags_rebuild_the_same_config():
-    from trainer.cli import build_parser, config_from_args
+    from curvewatch.trainer.cli import build_parser, config_from_args
     cfg = validate({"dataset": "wine", "validation": "kfold:5", "fold": 2, "lr": 0.0123,
                     "hidden": "32,16", "early_stop": "plateau", "thresholds": ["min_delta=0.01"],
                     "threads": 1})
@@ -191,7 +199,7 @@ def test_curves_are_per_epoch_mean_and_population_std_with_the_members_counted()
 
 
 def test_group_progress_counts_only_completed_and_early_stopped_as_finished():
-    from tracking.groups import group_progress
+    from curvewatch.tracking.groups import group_progress
     p = group_progress([("completed", 30, 30), ("stopped", 10, 30), ("not_started", None, None)])
     assert (p.members, p.finished) == (3, 1)
     assert p.text == "1 of 3 members finished · 1 stopped · 1 not started"
@@ -304,7 +312,7 @@ def test_long_curves_go_to_their_own_file_so_group_json_stays_small(tmp_path):
 
 
 def test_a_members_log_tail_comes_from_its_groups_log_and_never_from_outside(tmp_path):
-    from tracking import read_log_tail
+    from curvewatch.tracking import read_log_tail
 
     runs = tmp_path / "runs"
     g = GroupWriter.create(runs, name="g", method="kfold", validation="kfold:2",
@@ -327,8 +335,8 @@ def test_a_members_log_tail_comes_from_its_groups_log_and_never_from_outside(tmp
 def test_only_a_group_whose_runner_is_gone_can_be_resumed_and_only_its_unfinished_members():
     import tempfile
 
-    from tracking.jsonio import atomic_write_json, read_json
-    from trainer.groups import plan_resume
+    from curvewatch.tracking.jsonio import atomic_write_json, read_json
+    from curvewatch.trainer.groups import plan_resume
 
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(tmp)

@@ -2,10 +2,10 @@
 point 5: "Stop group says 0 running members while one was running")."""
 from __future__ import annotations
 
-import tracking
-from tracking.groups import GroupWriter, read_group, running_members
-from tracking.paths import STOP
-from trainer.cli import main
+from curvewatch import tracking
+from curvewatch.tracking.groups import GroupWriter, read_group, running_members
+from curvewatch.tracking.paths import STOP
+from curvewatch.trainer.cli import main
 
 
 def _group_with_a_member_the_record_has_not_caught_up_with(root):
@@ -48,7 +48,8 @@ def test_group_progress_lines_number_a_member_alike_when_it_starts_and_ends(tmp_
     import subprocess
     import sys
     done = subprocess.run(
-        [sys.executable, "-m", "trainer", "run", "--runs-dir", str(tmp_path), "--name", "two",
+        [sys.executable, "-m", "curvewatch.trainer", "run", "--runs-dir", str(tmp_path), "--name",
+         "two",
          "--dataset", "blobs", "--hidden", "4", "--epochs", "2", "--threads", "1",
          "--repeat", "2", "--parallel", "2"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tracking.aggregate import headline, rank_settings, ranking_text, score_words
-from tracking.groups import GroupWriter, group_headline, read_group
-from trainer.groups import summary_lines
+from curvewatch.tracking.aggregate import headline, rank_settings, ranking_text, score_words
+from curvewatch.tracking.groups import GroupWriter, group_headline, read_group
+from curvewatch.trainer.groups import summary_lines
 
 TWO_LRS = [{"lr": "0.01"}, {"lr": "0.001"}]
 
@@ -83,9 +83,9 @@ def test_the_cli_summary_of_a_sweep_ranks_settings_without_a_spread_of_one():
 
 
 def test_trainer_list_shows_a_finished_sweeps_ranking(tmp_path, capsys):
-    import tracking
-    from tracking.aggregate import aggregate
-    from trainer.cli import main
+    from curvewatch import tracking
+    from curvewatch.tracking.aggregate import aggregate
+    from curvewatch.trainer.cli import main
     w = GroupWriter.create(tmp_path, name="sw", method="sweep", validation="holdout",
                            sweep={"settings": TWO_LRS},
                            members=[{"index": i, "name": f"sw-{i}", "setting": i,

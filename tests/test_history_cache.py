@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tracking import HistoryReader, read_history
-from tracking.history_cache import CACHE_MIN_BYTES, CACHE_NAME, _load
-from tracking.jsonio import dumps
+from curvewatch.tracking import HistoryReader, read_history
+from curvewatch.tracking.history_cache import CACHE_MIN_BYTES, CACHE_NAME, _load
+from curvewatch.tracking.jsonio import dumps
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Enough epochs of trainer-like records for metrics.jsonl to pass CACHE_MIN_BYTES.
@@ -326,7 +326,7 @@ def test_symlinked_cache_is_not_followed(tmp_path):
 
 WRITER = """
 import sys
-from tracking.jsonl import JsonlAppender
+from curvewatch.tracking.jsonl import JsonlAppender
 from tests.test_history_cache import record
 out = JsonlAppender(sys.argv[1])
 for e in range(int(sys.argv[2]), int(sys.argv[3])):
@@ -364,7 +364,7 @@ def test_readers_racing_a_writer_see_whole_prefixes(tmp_path):
 CHILD = """
 import sys
 import pandas as pd
-from tracking import HistoryReader, read_history
+from curvewatch.tracking import HistoryReader, read_history
 run = sys.argv[1]
 pd.testing.assert_frame_equal(read_history(run), HistoryReader(run, cache=False).read())
 print("same")

@@ -22,8 +22,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hostile as H  # noqa: E402
-import tracking  # noqa: E402
-from tracking import list_groups, list_runs, read_run  # noqa: E402
+from curvewatch import tracking  # noqa: E402
+from curvewatch.tracking import list_groups, list_runs, read_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = list(H.DAMAGES)
@@ -192,7 +192,8 @@ def test_a_run_folder_unreadable_to_its_reader_is_listed_as_unreadable(request):
 def test_trainer_list_shows_every_hostile_folder_as_one_row_without_a_traceback(hostile):
     runs, goods, victims = hostile
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "trainer", "list", "--runs-dir", str(runs)],
+    proc = subprocess.run([sys.executable, "-m", "curvewatch.trainer", "list", "--runs-dir",
+                           str(runs)],
                           capture_output=True, text=True, timeout=60, cwd=ROOT, env=env,
                           stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -209,7 +210,8 @@ def test_trainer_list_shows_every_hostile_folder_as_one_row_without_a_traceback(
 # ------------------------------------------------------------------ pages (AppTest)
 def _page(name: str, **query):
     from streamlit.testing.v1 import AppTest
-    at = AppTest.from_file(str(ROOT / "dashboard" / "views" / f"{name}.py"), default_timeout=30)
+    at = AppTest.from_file(str(ROOT / "curvewatch" / "dashboard" / "views" / f"{name}.py"),
+                           default_timeout=30)
     for k, v in query.items():
         at.query_params[k] = v
     return at
@@ -277,8 +279,8 @@ def test_an_unreadable_run_can_be_deleted_from_its_run_page(tmp_path, monkeypatc
 
 
 def test_runs_table_shows_no_time_for_a_created_at_pandas_cannot_hold():
-    from dashboard import tables
-    from tracking import RunInfo
+    from curvewatch.dashboard import tables
+    from curvewatch.tracking import RunInfo
     runs = [RunInfo(id=f"r{i}", path=Path("r"), state="completed", name="r", created_at=v)
             for i, v in enumerate([1e300, float("inf"), float("nan"), 1.7e9])]
     created = tables.runs_frame(runs)["created"]
@@ -315,7 +317,7 @@ def test_group_page_and_runs_page_survive_a_fifo_group_json(tmp_path, monkeypatc
 
 
 def test_strict_reading_refuses_what_a_float_cannot_hold_and_deep_nesting():
-    from tracking.safeio import loads_bounded
+    from curvewatch.tracking.safeio import loads_bounded
     assert loads_bounded(b'{"a": [1, "NaN", 2.5]}')["a"][1] != loads_bounded(b'{"a": [1]}')
     assert math.isnan(loads_bounded(b'{"a": "NaN"}')["a"])
     for bad in (b"1" + b"0" * 400, b"[" * 100_000, b"[" * 65 + b"]" * 65, b"\xff",

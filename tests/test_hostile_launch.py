@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hostile as H  # noqa: E402
-from dashboard import actions, launch_policy as LP  # noqa: E402
+from curvewatch.dashboard import actions, launch_policy as LP  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMITS = LP.Limits(parallel=4, repeat=100, threads=4)
@@ -125,7 +125,8 @@ def test_the_launch_page_refuses_and_shows_no_file_content(dataset, tmp_path, mo
     monkeypatch.chdir(ROOT)
     calls = []
     monkeypatch.setattr(actions, "_cli", lambda *a, **k: calls.append(a))
-    at = AppTest.from_file(str(ROOT / "dashboard" / "views" / "launch.py"), default_timeout=30)
+    at = AppTest.from_file(str(ROOT / "curvewatch" / "dashboard" / "views" / "launch.py"),
+                           default_timeout=30)
     at.session_state["launch-dataset"] = dataset  # a typed option
     at.run()
     at.text_input(key="launch-target").set_value("nope")
@@ -144,7 +145,8 @@ def test_the_launch_page_caps_parallel_members_by_the_machine(tmp_path, monkeypa
     monkeypatch.chdir(ROOT)
     calls = []
     monkeypatch.setattr(actions, "_cli", lambda *a, **k: calls.append(a))
-    at = AppTest.from_file(str(ROOT / "dashboard" / "views" / "launch.py"), default_timeout=30)
+    at = AppTest.from_file(str(ROOT / "curvewatch" / "dashboard" / "views" / "launch.py"),
+                           default_timeout=30)
     at.run()
     at.text_input(key="launch-repeat").set_value("4")
     at.text_input(key="launch-parallel").set_value("256")
@@ -154,8 +156,8 @@ def test_the_launch_page_caps_parallel_members_by_the_machine(tmp_path, monkeypa
 
 
 def _cli_csv(path: Path):
-    from trainer.data import _from_csv
-    from trainer.errors import ConfigError
+    from curvewatch.trainer.data import _from_csv
+    from curvewatch.trainer.errors import ConfigError
     try:
         _from_csv(str(path), "y")
     except ConfigError as e:
@@ -184,7 +186,7 @@ def test_the_clis_csv_reader_refuses_what_is_not_a_regular_file_without_blocking
 def test_the_cli_still_reads_a_csv_anywhere_including_through_a_symlink(tmp_path):
     (tmp_path / "real.csv").write_text("a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(20)))
     (tmp_path / "link.csv").symlink_to(tmp_path / "real.csv")
-    from trainer.data import _from_csv
+    from curvewatch.trainer.data import _from_csv
     x, y = _from_csv(str(tmp_path / "link.csv"), "y")
     assert x.shape == (20, 1) and len(y) == 20
 
@@ -195,7 +197,7 @@ def test_the_chart_cache_folder_is_private_and_never_someone_elses(tmp_path, mon
     someone else planted there (it used to be /tmp/curvewatch, used whoever made it)."""
     import tempfile
 
-    from dashboard import live_chart
+    from curvewatch.dashboard import live_chart
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # the user cache cannot be made

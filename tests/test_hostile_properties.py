@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hostile as H  # noqa: E402
-import tracking  # noqa: E402
+from curvewatch import tracking  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = ("run.json", "status.json", "metrics.jsonl", "layers.jsonl", "steps.jsonl",
@@ -448,7 +448,8 @@ def test_any_hostile_group_folder_lists_and_reads_without_raising_or_hanging(scr
 
 def _page(name: str, **query: str) -> Any:
     from streamlit.testing.v1 import AppTest
-    at = AppTest.from_file(str(ROOT / "dashboard" / "views" / f"{name}.py"), default_timeout=30)
+    at = AppTest.from_file(str(ROOT / "curvewatch" / "dashboard" / "views" / f"{name}.py"),
+                           default_timeout=30)
     for k, v in query.items():
         at.query_params[k] = v
     return at

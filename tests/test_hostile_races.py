@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import tracking  # noqa: E402
 from conftest import run_trainer, wait_for  # noqa: E402
-from dashboard import actions  # noqa: E402
-from tracking.procinfo import lock_held  # noqa: E402
+from curvewatch import tracking  # noqa: E402
+from curvewatch.dashboard import actions  # noqa: E402
+from curvewatch.tracking.procinfo import lock_held  # noqa: E402
 
 TRAIN = ("--dataset", "moons", "--hidden", "8", "--threads", "1", "--batch-size", "64")
 

@@ -14,8 +14,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hostile as H  # noqa: E402
-import tracking  # noqa: E402
-from dashboard import tables  # noqa: E402
+from curvewatch import tracking  # noqa: E402
+from curvewatch.dashboard import tables  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EVIL = "![t](http://evil.example/beacon.png) [Run deleted - log in again](http://evil.example/x)"
@@ -63,7 +63,8 @@ def evil_runs(tmp_path, monkeypatch):
 
 def _page(name: str, **query):
     from streamlit.testing.v1 import AppTest
-    at = AppTest.from_file(str(ROOT / "dashboard" / "views" / f"{name}.py"), default_timeout=30)
+    at = AppTest.from_file(str(ROOT / "curvewatch" / "dashboard" / "views" / f"{name}.py"),
+                           default_timeout=30)
     for k, v in query.items():
         at.query_params[k] = v
     return at.run()

@@ -17,9 +17,9 @@ import numpy as np  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
 from conftest import ROOT  # noqa: E402
+from curvewatch.diagnosis import diagnose  # noqa: E402
 from curvewatch.keras import CurvewatchCallback  # noqa: E402
-from diagnosis import diagnose  # noqa: E402
-from tracking import read_history, read_run  # noqa: E402
+from curvewatch.tracking import read_history, read_run  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:keras.*")]

@@ -25,13 +25,13 @@ from sklearn.datasets import load_digits  # noqa: E402
 from torch import nn  # noqa: E402
 
 from conftest import ROOT  # noqa: E402
+from curvewatch.diagnosis import diagnose  # noqa: E402
 from curvewatch.lightning import (  # noqa: E402
     CurvewatchLogger,
     DiagnosisEarlyStopping,
     GradNormMonitor,
 )
-from diagnosis import diagnose  # noqa: E402
-from tracking import read_history, read_layers, read_run, read_steps  # noqa: E402
+from curvewatch.tracking import read_history, read_layers, read_run, read_steps  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

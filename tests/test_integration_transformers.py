@@ -24,8 +24,8 @@ from transformers import (  # noqa: E402
 )
 
 from conftest import ROOT  # noqa: E402
+from curvewatch.tracking import read_history, read_run, read_steps  # noqa: E402
 from curvewatch.transformers import CurvewatchCallback  # noqa: E402
-from tracking import read_history, read_run, read_steps  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from conftest import ROOT, only_run
-from tracking import gradient_norms, read_history, read_layers, read_run
+from curvewatch.tracking import gradient_norms, read_history, read_layers, read_run
 
 
 def test_gradient_norms_match_torch_after_backward():

@@ -15,10 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import tracking
 from conftest import ROOT, run_trainer, wait_for
-from tracking import object_store, remote_read
-from tracking.sync import Syncer, segment_prefix
+from curvewatch import tracking
+from curvewatch.tracking import object_store, remote_read
+from curvewatch.tracking.sync import Syncer, segment_prefix
 
 BUCKET = "cw-runs"
 
@@ -273,7 +273,7 @@ def test_stop_on_a_run_read_from_the_bucket_stops_its_writer(s3: str) -> None:
 
 def test_the_dashboard_reads_a_bucket_named_by_curvewatch_runs(
         s3: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dashboard import data
+    from curvewatch.dashboard import data
     with tracking.Run.create(s3, name="shown", heartbeat_seconds=0) as run:
         for _ in range(3):
             run.log_epoch(train_loss=1.0, val_loss=2.0)
@@ -284,7 +284,7 @@ def test_the_dashboard_reads_a_bucket_named_by_curvewatch_runs(
 
 
 def test_import_writes_a_log_into_a_bucket(s3: str, tmp_path: Path) -> None:
-    from trainer.cli import main
+    from curvewatch.trainer.cli import main
     log = tmp_path / "log.csv"  # the columns of Keras' CSVLogger
     log.write_text("epoch,loss,val_loss\n0,1.0,1.5\n1,0.8,1.2\n2,0.6,1.1\n", encoding="utf-8")
     assert main(["import", str(log), "--runs-dir", s3]) == 0
@@ -305,7 +305,7 @@ def test_the_logging_api_refuses_a_bad_url_naming_it() -> None:
 @pytest.mark.slow
 def test_a_trainer_killed_then_resumed_on_a_bucket_shows_every_epoch_once(s3: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "trainer", "run", "--epochs", "25",
+    proc = subprocess.Popen([sys.executable, "-m", "curvewatch.trainer", "run", "--epochs", "25",
                              "--runs-dir", s3], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     spool = object_store.spool_dir(object_store.parse_url(s3))

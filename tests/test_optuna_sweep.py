@@ -21,8 +21,8 @@ from optuna.trial import TrialState
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT, run_trainer, trainer_cmd, wait_for
-from tracking import list_groups, list_runs, read_run
-from trainer.optuna_sweep import (
+from curvewatch.tracking import list_groups, list_runs, read_run
+from curvewatch.trainer.optuna_sweep import (
     END_ATTR,
     GRACE_BEATS,
     HEARTBEAT_ENV,
@@ -188,7 +188,8 @@ def test_the_median_pruner_stops_a_worse_trial_and_its_run_says_why(
 
 
 def page(name: str, **query: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "dashboard" / "views" / f"{name}.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "curvewatch" / "dashboard" / "views" / f"{name}.py"),
+                           default_timeout=60)
     for k, v in query.items():
         at.query_params[k] = v
     return at.run()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, only_run
-from tracking import Run, read_history, read_run, read_steps
+from curvewatch.tracking import Run, read_history, read_run, read_steps
 
 
 def outside_env() -> dict[str, str]:
@@ -24,8 +24,9 @@ def outside_env() -> dict[str, str]:
 
 
 def test_packages_import_from_another_folder(tmp_path):
-    code = ("import tracking, diagnosis, trainer.config, dashboard.figures\n"
-            "from tracking import Run\n"
+    code = ("import curvewatch.tracking as tracking, curvewatch.diagnosis, "
+            "curvewatch.trainer.config, curvewatch.dashboard.figures\n"
+            "from curvewatch.tracking import Run\n"
             "print(tracking.__file__)\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=outside_env(),
                           capture_output=True, text=True, timeout=120)
@@ -33,7 +34,8 @@ def test_packages_import_from_another_folder(tmp_path):
         f"{done.stderr}\nthe project is not installed in this venv: run `make setup` or "
         f"`{sys.executable} -m pip install --no-deps -e {ROOT}`")
     where = Path(done.stdout.strip().splitlines()[-1]).resolve()
-    assert where == ROOT / "tracking" / "__init__.py", "an editable install of this checkout"
+    assert where == ROOT / "curvewatch" / "tracking" / "__init__.py", \
+        "an editable install of this checkout"
 
 
 def test_trainer_console_script_is_installed(tmp_path):
@@ -85,7 +87,8 @@ def test_the_curvewatch_command_is_the_trainers_command_line_plus_ui(tmp_path):
     commands = re.search(r"commands:\n  COMMAND\n((?:    .*\n)+)", done.stdout).group(1)
     names = [line.split()[0] for line in commands.splitlines() if line[4] != " "]
     assert names == ["run", "sweep", "list", "stop", "resume", "demo", "import", "ui"]
-    trainer_help = subprocess.run([sys.executable, "-m", "trainer", "--help"], cwd=tmp_path,
+    trainer_help = subprocess.run([sys.executable, "-m", "curvewatch.trainer", "--help"],
+                                  cwd=tmp_path,
                                   env=outside_env(), capture_output=True, text=True, timeout=120)
     assert trainer_help.returncode == 0 and " ui " not in trainer_help.stdout
     as_module = subprocess.run([sys.executable, "-m", "curvewatch", "--help"], cwd=tmp_path,

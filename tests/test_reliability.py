@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, only_run, run_trainer, trainer_cmd, trainer_forks, wait_for
+from curvewatch.tracking import HistoryReader, list_runs, load_checkpoint, read_run
+from curvewatch.tracking.jsonio import read_json
+from curvewatch.tracking.jsonl import read_from
 from forked_trainer import TrainerForks
-from tracking import HistoryReader, list_runs, load_checkpoint, read_run
-from tracking.jsonio import read_json
-from tracking.jsonl import read_from
 
 TINY = ["--hidden", "8", "--batch-size", "64", "--dataset", "wine"]
 
@@ -245,7 +245,7 @@ def test_eight_writers_and_a_reader_every_100ms_never_see_a_torn_or_missing_epoc
 
 
 def _create_at_once(runs_dir: str, barrier, out) -> None:
-    from tracking import Run
+    from curvewatch.tracking import Run
     barrier.wait()
     run = Run.create(runs_dir, name="same second", heartbeat_seconds=0)
     run.finish()

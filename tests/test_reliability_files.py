@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tracking import HistoryReader, Run, derive_state, list_runs, read_history
-from tracking.jsonio import from_strict
-from tracking.jsonl import read_from
+from curvewatch.tracking import HistoryReader, Run, derive_state, list_runs, read_history
+from curvewatch.tracking.jsonio import from_strict
+from curvewatch.tracking.jsonl import read_from
 
 
 def _good_run(root: Path, name: str = "good") -> Path:

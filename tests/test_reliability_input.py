@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_trainer
-from tracking import list_runs
-from trainer.cli import main
+from curvewatch.tracking import list_runs
+from curvewatch.trainer.cli import main
 
 HUGE = "9" * 100_000
 NUMBER_OPTIONS = ["lr", "momentum", "weight_decay", "l1", "dropout", "label_noise",
@@ -87,7 +87,7 @@ def _form_cases():
 @pytest.mark.parametrize("name, value", list(_form_cases()))
 def test_the_launch_form_rejects_each_bad_value_with_the_clis_message(name, value, runs_dir,
                                                                       capsys):
-    from dashboard import launch_form
+    from curvewatch.dashboard import launch_form
     values = {**launch_form.defaults(), name: value}
     cfg, form_message = launch_form.validate(values)
     assert cfg is None and form_message

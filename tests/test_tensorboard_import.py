@@ -13,7 +13,10 @@ import pytest
 from torch.utils.tensorboard import SummaryWriter
 
 from conftest import only_run, run_trainer
-from diagnosis import diagnose
+from curvewatch.diagnosis import diagnose
+from curvewatch.tracking import list_runs, read_history, read_run, read_steps
+from curvewatch.tracking.import_rows import column_for, map_tags
+from curvewatch.trainer.cli import main
 from import_logs import (
     add_scalars_run,
     f32,
@@ -22,9 +25,6 @@ from import_logs import (
     sgd_loop,
     transformers_run,
 )
-from tracking import list_runs, read_history, read_run, read_steps
-from tracking.import_rows import column_for, map_tags
-from trainer.cli import main
 
 
 def train_logging_to_tensorboard(logdir: Path, epochs: int = 4, **add_scalar) -> dict:
@@ -217,7 +217,8 @@ def test_an_imported_run_opens_on_the_run_page_with_its_curves_and_findings(tmp_
     run_id = only_run(runs_dir).name
     monkeypatch.setenv("CURVEWATCH_RUNS", str(runs_dir))
     monkeypatch.chdir(ROOT)
-    at = AppTest.from_file(str(ROOT / "dashboard" / "views" / "run.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "curvewatch" / "dashboard" / "views" / "run.py"),
+                           default_timeout=60)
     at.query_params["run"] = run_id
     at.run()
     assert not at.exception
@@ -449,7 +450,7 @@ def test_update_brings_a_run_up_to_date_with_a_log_that_grew(tmp_path, runs_dir,
 
 
 def test_an_untagged_step_goes_to_the_epoch_the_logged_step_epoch_pairs_agree_on():
-    from tracking.import_rows import Scalar, epoch_lookup
+    from curvewatch.tracking.import_rows import Scalar, epoch_lookup
     # 13 steps an epoch, tagged only at two epoch ends (Lightning's validation every 2nd)
     tagged = epoch_lookup([Scalar(25, None, 1), Scalar(51, None, 3)])
     assert [tagged(s) for s in (0, 12, 13, 26, 39, 52)] == [0, 0, 1, 2, 3, 4]

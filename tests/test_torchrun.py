@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from conftest import ROOT, wait_for
-from tracking import list_runs, read_history, read_run
-from trainer.distributed import Shard
-from trainer.errors import ConfigError
+from curvewatch.tracking import list_runs, read_history, read_run
+from curvewatch.trainer.distributed import Shard
+from curvewatch.trainer.errors import ConfigError
 
 # wine: 106 training rows in batches of 25, so the two processes get uneven shares (13 and
 # 12 rows) and the last batch is short: the equality below covers the loss weighting.
@@ -34,7 +34,8 @@ def env() -> dict[str, str]:
 def torchrun(runs_dir: Path, *args: str, restarts: int = 0) -> subprocess.Popen[str]:
     """The real launcher, two worker processes on this machine."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-           f"--max-restarts={restarts}", "-m", "trainer", *args, "--runs-dir", str(runs_dir)]
+           f"--max-restarts={restarts}", "-m", "curvewatch.trainer", *args,
+           "--runs-dir", str(runs_dir)]
     return subprocess.Popen(cmd, cwd=ROOT, env=env(), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -81,7 +82,7 @@ def test_two_processes_log_what_one_process_logs(tmp_path: Path) -> None:
     data, to float rounding: same global batches, same order, no dropout."""
     ddp = finish(torchrun(tmp_path / "ddp", "run", "--epochs", "4", "--name", "ddp",
                           *SETTINGS))
-    one = subprocess.run([sys.executable, "-m", "trainer", "run", "--epochs", "4",
+    one = subprocess.run([sys.executable, "-m", "curvewatch.trainer", "run", "--epochs", "4",
                           "--runs-dir", str(tmp_path / "one"), *SETTINGS], cwd=ROOT, env=env(),
                          capture_output=True, text=True, timeout=240)
     assert one.returncode == 0, one.stdout + one.stderr
@@ -159,7 +160,7 @@ def test_trainer_stop_ends_every_rank_after_the_same_epoch(tmp_path: Path) -> No
                     *SETTINGS)
     try:
         run_dir = wait_epochs(tmp_path, 2)
-        stop = subprocess.run([sys.executable, "-m", "trainer", "stop", run_dir.name,
+        stop = subprocess.run([sys.executable, "-m", "curvewatch.trainer", "stop", run_dir.name,
                                "--runs-dir", str(tmp_path), "--wait", "60"], cwd=ROOT,
                               env=env(), capture_output=True, text=True, timeout=120)
         out = finish(proc)
@@ -200,8 +201,8 @@ def test_the_logging_api_refuses_to_write_from_a_rank_other_than_zero(
     """One job writes one run, from rank 0: a user's DDP script that opens a run on every rank
     is told so on the other ranks (RANK as torchrun sets it), and nothing is written there."""
     import curvewatch
-    from tracking import Run
-    from tracking.writer import NotRankZero
+    from curvewatch.tracking import Run
+    from curvewatch.tracking.writer import NotRankZero
 
     monkeypatch.setenv("RANK", "1")
     with pytest.raises(NotRankZero, match="rank 1 of a distributed job.*only rank 0 writes"):

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, only_run, run_python_m_trainer, run_trainer, wait_for
-from tracking import list_runs, read_history, read_layers, read_run
-from tracking.jsonl import read_from
-from trainer.cli import main
+from curvewatch.tracking import list_runs, read_history, read_layers, read_run
+from curvewatch.tracking.jsonl import read_from
+from curvewatch.trainer.cli import main
 
 FAST = ["--epochs", "3", "--hidden", "32"]
 
 
 def test_help_documents_every_option_with_its_default():
-    from trainer.config import FIELDS
+    from curvewatch.trainer.config import FIELDS
     done = run_trainer("run", "--help")
     assert done.returncode == 0
     text = " ".join(done.stdout.split())
@@ -120,9 +120,9 @@ def test_a_run_writes_every_epoch_with_all_fields(runs_dir):
 def test_logged_best_val_loss_equals_the_loss_recomputed_from_best_pt(runs_dir):
     import torch
 
-    from tracking import load_checkpoint
-    from trainer.config import validate
-    from trainer.runner import prepare
+    from curvewatch.tracking import load_checkpoint
+    from curvewatch.trainer.config import validate
+    from curvewatch.trainer.runner import prepare
 
     done = run_trainer("run", "--dataset", "wine", "--epochs", "25", "--lr", "0.05",
                        "--hidden", "64", "--train-size", "40", runs_dir=runs_dir)
@@ -164,8 +164,8 @@ def test_train_loss_is_the_sample_weighted_mean_over_the_epoch(monkeypatch):
     partial batch (here 1 sample of 301)."""
     import torch
 
-    from trainer.config import validate
-    from trainer.runner import prepare
+    from curvewatch.trainer.config import validate
+    from curvewatch.trainer.runner import prepare
 
     trainer = prepare(validate({"dataset": "digits", "train_size": 301, "batch_size": 100,
                                 "lr": 1e-12, "epochs": 1, "hidden": "16"}))
@@ -180,8 +180,8 @@ def test_train_loss_is_the_sample_weighted_mean_over_the_epoch(monkeypatch):
 def test_each_epoch_draws_a_fresh_shuffle():
     import torch
 
-    from trainer.config import validate
-    from trainer.runner import prepare
+    from curvewatch.trainer.config import validate
+    from curvewatch.trainer.runner import prepare
 
     trainer = prepare(validate({"dataset": "digits", "epochs": 2, "hidden": "8"}))
     seen = []
@@ -303,7 +303,7 @@ def test_stop_is_graceful_and_resume_continues_with_contiguous_epochs(runs_dir):
     assert info.state == "stopped" and not (run / "STOP").exists()
     written = _epochs_written(run)
     assert written == list(range(1, info.epoch + 1)) and info.epoch >= 2
-    from tracking import load_checkpoint
+    from curvewatch.tracking import load_checkpoint
     assert load_checkpoint(run, "last.pt")["epoch"] == info.epoch
     end = info.epoch + 3
     done = run_trainer("resume", run.name, "--epochs", str(end), runs_dir=runs_dir)
@@ -341,7 +341,7 @@ def test_resume_after_kill_9_replays_to_the_same_weights_as_an_unbroken_run(runs
     os.kill(wait_for(lambda: read_run(run).status.get("pid"), what="pid"), signal.SIGKILL)
     wait_for(lambda: read_run(run).state == "crashed", timeout=30, what="state crashed")
     before = (run / "metrics.jsonl").read_bytes()
-    from tracking import load_checkpoint
+    from curvewatch.tracking import load_checkpoint
     assert load_checkpoint(run, "last.pt")["epoch"] < len(_epochs_written(run))
     end = str(len(_epochs_written(run)) + 5)
     assert run_trainer("resume", "killed", "--epochs", end, runs_dir=runs_dir).returncode == 0
@@ -401,7 +401,7 @@ def test_list_into_a_closed_pipe_ends_quietly_like_other_unix_tools(runs_dir):
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the first line is written
     try:
-        done = subprocess.run([sys.executable, "-m", "trainer", "list", "--runs-dir",
+        done = subprocess.run([sys.executable, "-m", "curvewatch.trainer", "list", "--runs-dir",
                                str(runs_dir)], stdout=write_end, stderr=subprocess.PIPE,
                               text=True, timeout=60, cwd=ROOT)
     finally:
@@ -410,8 +410,8 @@ def test_list_into_a_closed_pipe_ends_quietly_like_other_unix_tools(runs_dir):
 
 
 def test_early_stopping_stops_on_the_finding_and_keeps_best_pt(runs_dir):
-    from diagnosis import Finding, diagnose, stopping_finding
-    from tracking import load_checkpoint
+    from curvewatch.diagnosis import Finding, diagnose, stopping_finding
+    from curvewatch.tracking import load_checkpoint
 
     # one torch thread: on a loaded 2-core machine this test took 127 s with a thread a core, 21 s
     # with one (the margin below was measured with both)
@@ -500,7 +500,7 @@ def test_a_stop_during_the_pace_wait_ends_the_run_without_another_epoch(runs_dir
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     info = read_run(run)
     assert info.state == "stopped" and _epochs_written(run) == [1]
-    from tracking import load_checkpoint
+    from curvewatch.tracking import load_checkpoint
     assert load_checkpoint(run, "last.pt")["epoch"] == 1  # resumable from where it stopped
 
 

@@ -15,9 +15,9 @@ import torch
 
 import curvewatch
 from conftest import ROOT, only_run
+from curvewatch.diagnosis import diagnose
 from curvewatch.rows import EpochLine, Rows, StepLine
-from diagnosis import diagnose
-from tracking import read_history, read_layers, read_run, read_steps
+from curvewatch.tracking import read_history, read_layers, read_run, read_steps
 
 
 def assemble(calls, *, finish=True):

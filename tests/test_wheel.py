@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, only_run, wait_for
-from dashboard import state
-from tracking import read_run
+from curvewatch.dashboard import state
+from curvewatch.tracking import read_run
 
 pytestmark = pytest.mark.slow
 
@@ -82,17 +82,17 @@ def venv(wheel, tmp_path_factory) -> Path:
 def test_the_wheel_holds_the_packages_the_dashboard_app_and_its_pages(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     tops = {n.split("/")[0] for n in names if not n.startswith("curvewatch-0")}
-    assert tops == {"curvewatch", "tracking", "diagnosis", "trainer", "dashboard"}
+    assert tops == {"curvewatch"}
     assert "curvewatch/ui/app.py" in names, "curvewatch ui serves this file"
-    assert {f"dashboard/views/{page}.py" for page in state.PAGES} <= names
-    assert "dashboard/chart_component/index.html" in names
+    assert {f"curvewatch/dashboard/views/{page}.py" for page in state.PAGES} <= names
+    assert "curvewatch/dashboard/chart_component/index.html" in names
     entry_points = zipfile.ZipFile(wheel).read("curvewatch-0.1.0.dist-info/entry_points.txt")
     assert b"curvewatch = curvewatch.cli:main" in entry_points
 
 
 def test_a_users_loop_logs_with_the_installed_package(venv, tmp_path):
     code = textwrap.dedent("""
-        import curvewatch, tracking
+        import curvewatch, curvewatch.tracking as tracking
         print(curvewatch.__file__, tracking.__file__)
         with curvewatch.Run.create(name="user-loop", epochs=3) as run:
             for epoch in range(1, 4):

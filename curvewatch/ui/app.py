@@ -5,7 +5,7 @@
 """
 import streamlit as st
 
-from dashboard import state
+from curvewatch.dashboard import state
 
 
 def main() -> None:

@@ -17,22 +17,22 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "img"
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-import tracking  # noqa: E402
 from conftest import wait_for  # noqa: E402
+from curvewatch import tracking  # noqa: E402
+from curvewatch.tracking.annotate import annotate_run  # noqa: E402
 from test_browser_dashboard import (  # noqa: E402
     CHROMIUM,
     LAUNCH_ARGS,
     open_page,
     streamlit_server,
 )
-from tracking.annotate import annotate_run  # noqa: E402
 
 THREADS = ("--threads", "1")
 
 
 def trainer(*args: str) -> str:
     """`python -m trainer ARGS`; its first output line."""
-    done = subprocess.run([sys.executable, "-m", "trainer", *args], cwd=ROOT, text=True,
+    done = subprocess.run([sys.executable, "-m", "curvewatch.trainer", *args], cwd=ROOT, text=True,
                           capture_output=True, timeout=300, check=True)
     return done.stdout.splitlines()[0] if done.stdout else ""
 

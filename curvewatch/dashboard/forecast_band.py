@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from diagnosis import Forecast, forecast
+from curvewatch.diagnosis import Forecast, forecast
 
 from .figures import VAL_COLOR
 

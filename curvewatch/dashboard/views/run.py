@@ -7,11 +7,11 @@ import re
 
 import streamlit as st
 
-from dashboard import actions, data, figures, forecast_band, live_chart, state, tables
-from dashboard.series import DEFAULT_SMOOTHING, MAX_SMOOTHING
-from diagnosis import with_forecast
-from tracking.annotate import annotate_run
-from tracking.paths import RESUMABLE_STATES
+from curvewatch.dashboard import actions, data, figures, forecast_band, live_chart, state, tables
+from curvewatch.dashboard.series import DEFAULT_SMOOTHING, MAX_SMOOTHING
+from curvewatch.diagnosis import with_forecast
+from curvewatch.tracking.annotate import annotate_run
+from curvewatch.tracking.paths import RESUMABLE_STATES
 
 SEVERITY_BOX = {"critical": st.error, "warning": st.warning, "info": st.info}
 #: Metrics drawn on a linear axis even with Log y (bounded scores).

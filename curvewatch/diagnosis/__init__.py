@@ -1,6 +1,6 @@
 """Curvewatch diagnosis: pure analysis of learning curves.
 
-    from diagnosis import diagnose, Finding, Thresholds, KINDS
+    from curvewatch.diagnosis import diagnose, Finding, Thresholds, KINDS
     findings = diagnose(history, thresholds=None, layers=None)
 
 No file access, no torch, no streamlit: numpy, pandas and the standard library only (and

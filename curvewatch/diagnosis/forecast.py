@@ -1,6 +1,6 @@
 """Forecast of a loss curve: where it is heading by a later epoch, and how much it may still gain.
 
-    from diagnosis import forecast
+    from curvewatch.diagnosis import forecast
     fc = forecast(history, until_epoch=120)     # Forecast | None
 
 Parametric learning-curve families (Domhan et al. 2015: power law, exponential, log-power,

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from tracking import Run, read_run
-from tracking.annotate import check_tags
-from tracking.paths import check_name
+from curvewatch.tracking import Run, read_run
+from curvewatch.tracking.annotate import check_tags
+from curvewatch.tracking.paths import check_name
 
 from .config import TrainConfig, validate
 from .errors import ConfigError, did_you_mean, shown
@@ -353,7 +353,7 @@ class Worker:
 
     def _group(self) -> Any:
         if self.group is None:
-            from tracking import GroupWriter
+            from curvewatch.tracking import GroupWriter
             self.group = GroupWriter.create(
                 self.runs_dir, name=self.name, method="sweep", members=[],
                 validation=self.base.validation, base_config=self.base.to_dict(),

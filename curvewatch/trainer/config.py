@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from diagnosis import STOP_KINDS
+from curvewatch.diagnosis import STOP_KINDS
 
 from .errors import ConfigError, did_you_mean, shown
 from .validation import parse_validation
@@ -187,7 +187,7 @@ def run_thresholds(config: Mapping[str, Any]) -> Any:
     (run.json's, or a TrainConfig's `to_dict`): the trainer judges with it and the dashboard
     redraws that judgement. A patience that is not a positive int (a user loop's config is
     anything) means the default; bad `thresholds` overrides raise ConfigError naming them."""
-    from diagnosis import Thresholds
+    from curvewatch.diagnosis import Thresholds
 
     patience = config.get("patience")
     if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:

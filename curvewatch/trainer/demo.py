@@ -55,7 +55,7 @@ def launch_demo(runs_dir: Path, seconds: float = DEMO_SECONDS) -> list[str]:
         return ["--min-epoch-seconds", f"{seconds / demo_epochs(args):.6g}"] if seconds else []
 
     launches = {name: subprocess.Popen(
-        [sys.executable, "-m", "trainer", "run", "--detach", "--runs-dir", str(runs_dir),
+        [sys.executable, "-m", "curvewatch.trainer", "run", "--detach", "--runs-dir", str(runs_dir),
          "--name", name, "--threads", "1", *args, *pace(args)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for name, args in DEMO_RUNS.items()}

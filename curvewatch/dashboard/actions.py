@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import tracking
+from curvewatch import tracking
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the folder that holds curvewatch/
 STARTED_RE = re.compile(r"^started (\S+) \(pid (\d+)\)")
 CLI_TIMEOUT = 120.0
 
@@ -39,7 +39,7 @@ def _cli(args: Sequence[str], timeout: float = CLI_TIMEOUT) -> CliResult:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     try:
-        proc = subprocess.run([sys.executable, "-m", "trainer", *args], cwd=str(ROOT),
+        proc = subprocess.run([sys.executable, "-m", "curvewatch.trainer", *args], cwd=str(ROOT),
                               capture_output=True, text=True, timeout=timeout, env=env,
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as e:
@@ -62,9 +62,9 @@ def launch_run(runs_dir: Path, name: str, config: Mapping[str, Any],
     machine (dashboard/launch_policy.py: a csv: path outside the data folders, a factory not
     allowed, more members than cores) or what the CLI would reject is refused here, before
     any process starts."""
-    from dashboard import launch_policy
-    from trainer.config import to_args, validate
-    from trainer.errors import ConfigError
+    from curvewatch.dashboard import launch_policy
+    from curvewatch.trainer.config import to_args, validate
+    from curvewatch.trainer.errors import ConfigError
 
     try:
         cfg = validate(launch_policy.apply(config, group_options))
@@ -104,7 +104,7 @@ def start_demo(runs_dir: Path) -> CliResult:
 def delete_run(runs_dir: Path, run_id: str) -> Path:
     """Remove one run folder. Only a folder returned by tracking.run_path, which rejects
     traversal and symlinks, is ever removed; a running run is refused."""
-    from tracking.procinfo import lock_held
+    from curvewatch.tracking.procinfo import lock_held
 
     path = tracking.run_path(runs_dir, run_id)
     info = tracking.read_run(path)

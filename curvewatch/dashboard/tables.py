@@ -8,8 +8,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from tracking.aggregate import NO_VERDICT
-from tracking.groups import group_headline, group_progress
+from curvewatch.tracking.aggregate import NO_VERDICT
+from curvewatch.tracking.groups import group_headline, group_progress
 
 STATE_ICONS = {"running": "● running", "completed": "✓ completed",
                "early_stopped": "■ early stopped", "stopped": "■ stopped",

@@ -11,8 +11,8 @@ from typing import Any, Callable
 
 import torch
 
-from tracking import BEST, LAST, Run, load_checkpoint, save_checkpoint
-from tracking.writer import error_tail
+from curvewatch.tracking import BEST, LAST, Run, load_checkpoint, save_checkpoint
+from curvewatch.tracking.writer import error_tail
 
 from .config import MODELS, TrainConfig, build_thresholds, validate
 from .data import load_dataset
@@ -128,7 +128,7 @@ class _Diagnosis:
         if self._of[0] != len(history):  # history grows by one record an epoch
             import pandas as pd
 
-            from diagnosis import diagnose
+            from curvewatch.diagnosis import diagnose
             self._of = (len(history), diagnose(pd.DataFrame.from_records(history),
                                                self.thresholds, best_checkpoint=BEST,
                                                chance_loss=self.chance_loss))
@@ -139,7 +139,7 @@ class _Diagnosis:
         --early-stop)."""
         if not self.kinds:
             return None
-        from diagnosis import stopping_finding
+        from curvewatch.diagnosis import stopping_finding
         return stopping_finding(self.findings(history), self.kinds)
 
     def flags_due(self, final: bool) -> bool:
@@ -320,7 +320,7 @@ def _pace(until: float, run: Run, stop_flag: SigtermStop) -> tuple[str, dict[str
 def _history_records(run: Run) -> list[dict[str, Any]]:
     if run.last_epoch == 0:  # a new run: spare the pandas parse
         return []
-    from tracking import read_history
+    from curvewatch.tracking import read_history
     return read_history(run.path).to_dict("records")
 
 

@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from tracking.paths import LOCK
+from curvewatch.tracking.paths import LOCK
 
 
 def spawn_worker(run_dir: Path, *, resume: bool) -> int:
     """Start `python -m trainer _worker RUN_DIR` detached (new session, no stdin, output to
     trainer.log) and return its pid without waiting for it."""
-    args = [sys.executable, "-m", "trainer", "_worker", str(run_dir)]
+    args = [sys.executable, "-m", "curvewatch.trainer", "_worker", str(run_dir)]
     if resume:
         args.append("--resume")
     log = open(run_dir / "trainer.log", "ab")
@@ -35,11 +35,12 @@ def spawn_worker(run_dir: Path, *, resume: bool) -> int:
 def spawn_group(group_dir: Path) -> int:
     """Start `python -m trainer _group GROUP_DIR` detached (new session, no stdin, output to
     the group's log) and return its pid: it runs the group's members."""
-    from tracking.paths import GROUP_LOG
+    from curvewatch.tracking.paths import GROUP_LOG
 
     log = open(Path(group_dir) / GROUP_LOG, "ab")
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "trainer", "_group", str(group_dir)],
+        proc = subprocess.Popen([sys.executable, "-m", "curvewatch.trainer", "_group",
+                                 str(group_dir)],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=os.getcwd(), close_fds=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 
 import streamlit as st
 
-from dashboard.tables import md, state_label
+from curvewatch.dashboard.tables import md, state_label
 
 ROOT = Path(__file__).resolve().parent.parent
 VIEWS = ROOT / "dashboard" / "views"

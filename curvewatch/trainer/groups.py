@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Mapping, Sequence
 
-from tracking import GroupWriter, read_history, read_run, request_stop
-from tracking.aggregate import aggregate, headline, score_words, setting_words
-from tracking.groups import (
+from curvewatch.tracking import GroupWriter, read_history, read_run, request_stop
+from curvewatch.tracking.aggregate import aggregate, headline, score_words, setting_words
+from curvewatch.tracking.groups import (
     AGGREGATE_STATES,
     MEMBER_NOT_STARTED,
     MEMBER_PENDING,
     GroupInfo,
 )
-from tracking.paths import RESUMABLE_STATES, check_name, is_run_id, member_log_path
-from tracking.reader import read_tail
+from curvewatch.tracking.paths import RESUMABLE_STATES, check_name, is_run_id, member_log_path
+from curvewatch.tracking.reader import read_tail
 
 from .config import TrainConfig, to_args, validate
 from .errors import ConfigError
@@ -202,7 +202,7 @@ def _start(writer: GroupWriter, index: int) -> _Live:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     log = open(writer.member_log(index), "ab")
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "trainer", *args],
+        proc = subprocess.Popen([sys.executable, "-m", "curvewatch.trainer", *args],
                                 stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, env=env, close_fds=True)
     except OSError:
@@ -418,8 +418,8 @@ def summary_lines(rec: Mapping[str, Any]) -> list[str]:
 def stop_group(runs_root: Path, group_dir: Path) -> list[str]:
     """Ask a group and its running members to stop (STOP files); works even when the group
     runner is gone. Returns the ids of the members asked."""
-    from tracking import read_group
-    from tracking.groups import running_members
+    from curvewatch.tracking import read_group
+    from curvewatch.tracking.groups import running_members
 
     request_stop(group_dir)
     asked = list(running_members(read_group(group_dir)))

@@ -14,13 +14,20 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-import tracking
-from diagnosis import diagnose
-from tracking import HistoryReader, LayersReader, RunInfo, RunNotFound, StepsReader, safeio
-from tracking.paths import RUNS_ENV
-from tracking.remote_read import local_runs_dir
-from trainer.config import run_thresholds
-from trainer.errors import ConfigError
+from curvewatch import tracking
+from curvewatch.diagnosis import diagnose
+from curvewatch.tracking import (
+    HistoryReader,
+    LayersReader,
+    RunInfo,
+    RunNotFound,
+    StepsReader,
+    safeio,
+)
+from curvewatch.tracking.paths import RUNS_ENV
+from curvewatch.tracking.remote_read import local_runs_dir
+from curvewatch.trainer.config import run_thresholds
+from curvewatch.trainer.errors import ConfigError
 
 #: the run folder's files whose (mtime, size) key the caches (names from docs/run-format.md)
 METRICS_FILE = "metrics.jsonl"

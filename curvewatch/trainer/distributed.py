@@ -129,7 +129,7 @@ class Job:
 
     def find_run(self, runs_dir: Path) -> Path | None:
         """The run an earlier attempt of this job created (torchrun restarted it), if any."""
-        from tracking import list_runs
+        from curvewatch.tracking import list_runs
 
         if self.launch_id is None:
             return None

@@ -8,11 +8,11 @@ Numbers come from tracking.aggregate_group(live=True), the same function the gro
 uses for its record, so the page and the CLI agree; live while members train."""
 import streamlit as st
 
-from dashboard import actions, data, figures, live_chart, state, tables
-from diagnosis.group_findings import group_findings
-from tracking.aggregate import score_words, setting_words
-from tracking.groups import group_headline, group_progress, ranking_entries, state_words
-from tracking.paths import RESUMABLE_STATES
+from curvewatch.dashboard import actions, data, figures, live_chart, state, tables
+from curvewatch.diagnosis.group_findings import group_findings
+from curvewatch.tracking.aggregate import score_words, setting_words
+from curvewatch.tracking.groups import group_headline, group_progress, ranking_entries, state_words
+from curvewatch.tracking.paths import RESUMABLE_STATES
 
 INTERVALS = {"2 s": 2.0, "5 s": 5.0, "10 s": 10.0, "30 s": 30.0}
 #: metrics drawn, in this order, when the members logged them

@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from tracking.aggregate import curve_stats
+from curvewatch.tracking.aggregate import curve_stats
 
 from .downsample import SCREEN_POINTS, downsample
 from .series import smooth_ema

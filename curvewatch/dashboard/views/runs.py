@@ -7,7 +7,7 @@ import hashlib
 
 import streamlit as st
 
-from dashboard import actions, data, state, tables
+from curvewatch.dashboard import actions, data, state, tables
 
 PAGE_SIZE = 50
 GROUP_ROWS = 30

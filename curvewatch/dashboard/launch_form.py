@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from trainer import config as tc, errors as te
+from curvewatch.trainer import config as tc, errors as te
 
 SECTIONS: dict[str, tuple[str, ...]] = {
     "Data": ("dataset", "target", "train_size", "val_fraction", "test_fraction",

@@ -1,6 +1,6 @@
 """The run writer: the public logging API for the trainer and for users' own training loops.
 
-    from tracking import Run
+    from curvewatch.tracking import Run
     with Run.create("runs", name="my-experiment", config=vars(args)) as run:
         for epoch in range(1, epochs + 1):
             ...

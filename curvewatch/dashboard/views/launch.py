@@ -5,9 +5,9 @@ import shlex
 
 import streamlit as st
 
-import tracking
-from dashboard import actions, data, launch_form, launch_policy, state, tables
-from trainer.config import to_args
+from curvewatch import tracking
+from curvewatch.dashboard import actions, data, launch_form, launch_policy, state, tables
+from curvewatch.trainer.config import to_args
 
 state.ensure_state()
 root = data.runs_dir()
@@ -106,7 +106,7 @@ if submitted:
             feedback.error(res.message or f"the trainer exited with status {res.returncode}")
 
 with st.expander("The same run from a shell"):
-    argv = ["python", "-m", "trainer", "run", "--detach", "--runs-dir", str(root)]
+    argv = ["python", "-m", "curvewatch.trainer", "run", "--detach", "--runs-dir", str(root)]
     if run_name.strip():
         argv += ["--name", run_name.strip()]
     extra = []

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from tracking import (
+from curvewatch.tracking import (
     Run,
     RunNotFound,
     default_runs_dir,
@@ -26,10 +26,17 @@ from tracking import (
     read_run,
     run_path,
 )
-from tracking.annotate import check_notes
-from tracking.paths import RESUMING, RESUMING_FRESH_SECONDS, RUNS_ENV, STOP, check_name, is_run_id
-from tracking.procinfo import lock_held
-from tracking.remote_read import local_runs_dir, push_stop
+from curvewatch.tracking.annotate import check_notes
+from curvewatch.tracking.paths import (
+    RESUMING,
+    RESUMING_FRESH_SECONDS,
+    RUNS_ENV,
+    STOP,
+    check_name,
+    is_run_id,
+)
+from curvewatch.tracking.procinfo import lock_held
+from curvewatch.tracking.remote_read import local_runs_dir, push_stop
 
 from .config import DEFAULTS, FIELDS, TrainConfig, load_config_file, validate
 from .errors import ConfigError, did_you_mean
@@ -457,7 +464,7 @@ def _start_group(args: argparse.Namespace, cfg: TrainConfig, *, default_name: st
 
 def cmd_group_worker(args: argparse.Namespace) -> int:
     """The process behind a detached group: take over its record and run the members."""
-    from tracking import GroupWriter
+    from curvewatch.tracking import GroupWriter
 
     from .groups import run_group
     from .launch import lock_run
@@ -533,8 +540,8 @@ def _resume_pending(run_dir: Path) -> bool:
 def _load_last(run_dir: Path, trainer: Any = None) -> dict[str, Any] | None:
     """last.pt (None when there is none), loaded into `trainer` when given; a checkpoint
     that cannot be loaded safely or does not fit the run is a one-line UsageError."""
-    from tracking import LAST, load_checkpoint
-    from tracking.checkpoints import CheckpointError
+    from curvewatch.tracking import LAST, load_checkpoint
+    from curvewatch.tracking.checkpoints import CheckpointError
 
     if not os.path.lexists(run_dir / "checkpoints" / LAST):
         return None
@@ -556,7 +563,7 @@ def _load_last(run_dir: Path, trainer: Any = None) -> dict[str, Any] | None:
 
 def _resume_here(run_dir: Path, epochs: Any, *, keep_stop: bool = False, job: Any = None
                  ) -> int:
-    from tracking import read_history
+    from curvewatch.tracking import read_history
 
     from .runner import plan_of, prepare, run_epochs
 
@@ -587,7 +594,7 @@ def _resume_here(run_dir: Path, epochs: Any, *, keep_stop: bool = False, job: An
 
 
 def _update_config_epochs(run_dir: Path, epochs: int) -> None:
-    from tracking.jsonio import update_json
+    from curvewatch.tracking.jsonio import update_json
 
     def change(info: dict[str, Any]) -> dict[str, Any]:
         info["config"]["epochs"] = epochs
@@ -707,7 +714,7 @@ def method_word(method: str, validation: str, repeat: int) -> str:
 
 
 def _list_groups(runs_dir: Path) -> None:
-    from tracking.groups import group_headline, group_progress
+    from curvewatch.tracking.groups import group_headline, group_progress
 
     groups = list_groups(runs_dir)
     if not groups:
@@ -797,9 +804,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from tracking.import_runs import ImportInputError, parse_map
-    from tracking.log_import import plan_import
-    from tracking.writer import checked_chance_loss
+    from curvewatch.tracking.import_runs import ImportInputError, parse_map
+    from curvewatch.tracking.log_import import plan_import
+    from curvewatch.tracking.writer import checked_chance_loss
 
     runs_dir = _runs_dir(args)
     try:
@@ -818,7 +825,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def _import_one(plan: Any, runs_dir: Path, args: argparse.Namespace) -> str:
     """Import (or update, or skip) one planned run; the line saying what was done, then the
     notes on points in no row."""
-    from tracking.import_runs import update_run, write_run
+    from curvewatch.tracking.import_runs import update_run, write_run
 
     tags = ", ".join(f"{col} <- {tag}" for tag, col in plan.mapping.items())
     new, was = len(plan.new_rows), plan.imported_as

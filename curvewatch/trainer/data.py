@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tracking.safeio import file_kind
+from curvewatch.tracking.safeio import file_kind
 
 from .config import TrainConfig
 from .errors import ConfigError

@@ -3,10 +3,10 @@ axis, epoch / step / wall-time axis), the hyperparameters that differ, a summary
 group aggregation (mean ± sd) for folds, seeds and sweeps. One colour per run everywhere."""
 import streamlit as st
 
-from dashboard import data, figures, live_chart, state, tables
-from dashboard.series import DEFAULT_SMOOTHING, MAX_SMOOTHING
-from tracking.aggregate import score_words, setting_words
-from tracking.groups import group_headline
+from curvewatch.dashboard import data, figures, live_chart, state, tables
+from curvewatch.dashboard.series import DEFAULT_SMOOTHING, MAX_SMOOTHING
+from curvewatch.tracking.aggregate import score_words, setting_words
+from curvewatch.tracking.groups import group_headline
 
 MAX_RUNS = 20
 
