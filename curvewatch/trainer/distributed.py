@@ -202,6 +202,14 @@ class Job:
         return box[0]
 
     def close(self) -> None:
+        """Leave the job together: a rank that destroyed its group and exited while another
+        was still tearing down gloo's pairs aborted it ("terminate called without an active
+        exception", exit -6, seen once in CI after a STOP); the barrier lines them up first."""
         import torch.distributed as dist
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        if not dist.is_initialized():
+            return
+        try:
+            dist.barrier()
+        except RuntimeError:  # a peer is gone (killed): nothing to line up with
+            pass
+        dist.destroy_process_group()
