@@ -6,6 +6,7 @@ margins so that a regression fails while a harmless change of the last digit doe
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -26,9 +27,17 @@ OURS = "Curvewatch defaults (overfitting, plateau)"
 RIVALS = ("Keras patience 10", "ReduceLROnPlateau-style (rel 1e-4, patience 10)")
 
 
-@pytest.fixture(scope="session")  # the suite's ordering interleaves modules: a module-scoped
-def result():                      # fixture was evaluated twice (about a minute each)
+@functools.cache
+def _evaluated() -> dict:
+    """The corpus evaluated once per process (over a minute). Cached here, not by fixture scope:
+    an xdist worker that runs out of queued tests tears every fixture down, session-scoped ones
+    too, and the next test of this module evaluated the corpus again (seen in CI)."""
     return evaluate(load())
+
+
+@pytest.fixture
+def result():
+    return _evaluated()
 
 
 def test_the_corpus_holds_at_least_400_real_runs_and_the_noisy_healthy_additions(result):
