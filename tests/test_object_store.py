@@ -147,7 +147,8 @@ def test_an_id_taken_in_the_bucket_is_drawn_again(s3: str, tmp_path: Path,
 
 
 WRITER = textwrap.dedent("""
-    import sys, time, tracking
+    import sys, time
+    from curvewatch import tracking
     url, epochs, pace = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     if len(sys.argv) > 4:
         run = tracking.Run.reopen(sys.argv[4], heartbeat_seconds=0)
