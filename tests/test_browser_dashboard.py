@@ -83,15 +83,6 @@ def server(fx):
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def page(browser):
     from playwright.sync_api import expect

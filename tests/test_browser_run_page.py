@@ -15,7 +15,6 @@ import dashboard_fixtures as dfx  # noqa: E402
 from curvewatch.tracking import Run  # noqa: E402
 from test_browser_dashboard import (  # noqa: E402
     CHROMIUM,
-    LAUNCH_ARGS,
     LOAD_TIMEOUT_MS,
     open_page,
     streamlit_server,
@@ -62,15 +61,6 @@ def runs(tmp_path_factory):
 def server(runs):
     with streamlit_server(runs["root"], "streamlit-run-page") as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield b
-        b.close()
 
 
 def new_page(browser, **context):

@@ -15,7 +15,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dashboard_fixtures as dfx  # noqa: E402
 from test_browser_dashboard import (  # noqa: E402
     CHROMIUM,
-    LAUNCH_ARGS,
     LOAD_TIMEOUT_MS,
     open_page,
     shot,
@@ -29,15 +28,6 @@ pytestmark = [
 ]
 #: a resumed run must import torch and reload its data before it writes `running`
 FOLLOW_TIMEOUT_MS = 90_000
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
