@@ -22,11 +22,50 @@ def rolling_median(x: np.ndarray, window: int, min_periods: int = 1) -> np.ndarr
     n = x.size
     if n >= 4 * window and not np.isnan(x).any():
         out = np.empty(n)
-        out[window - 1:] = np.median(np.lib.stride_tricks.sliding_window_view(x, window), axis=1)
+        out[window - 1:] = _sliding_median(x, window)
         for i in range(min(window - 1, n)):
             out[i] = np.median(x[: i + 1]) if i + 1 >= min_periods else np.nan
         return out
     return pd.Series(x, copy=False).rolling(window, min_periods=min_periods).median().to_numpy()
+
+
+#: Windows up to this size take the sorting network; larger ones np.median of the windows.
+_NETWORK_MAX = 32
+
+
+def _sliding_median(x: np.ndarray, window: int) -> np.ndarray:
+    """Median of each full trailing window of a NaN-free x (n - window + 1 values), as
+    np.median gives it. Small windows run a sorting network over the window's columns: a
+    few dozen elementwise min/max over n values, where np.median copies and partitions an
+    n x window array (0.8 s for a million epochs and a window of 10)."""
+    if window > _NETWORK_MAX:
+        med: np.ndarray = np.median(np.lib.stride_tricks.sliding_window_view(x, window), axis=1)
+        return med
+    m = x.size - window + 1
+    cols: list[np.ndarray] = [x[i:i + m] for i in range(window)]
+    for i, j in _merge_exchange(window):
+        lo = np.minimum(cols[i], cols[j])
+        cols[j] = np.maximum(cols[i], cols[j])
+        cols[i] = lo
+    if window % 2:
+        return np.array(cols[window // 2])
+    mid: np.ndarray = (cols[window // 2 - 1] + cols[window // 2]) / 2.0
+    return mid
+
+
+def _merge_exchange(n: int) -> list[tuple[int, int]]:
+    """Comparators (i, j), i < j, of Batcher's merge-exchange sort of n items (Knuth, TAOCP
+    vol. 3, 5.2.2 algorithm M): applied in order, they sort any n values."""
+    pairs: list[tuple[int, int]] = []
+    t = max(1, (n - 1).bit_length())
+    p = 1 << (t - 1)
+    while p > 0:
+        q, r, d = 1 << (t - 1), 0, p
+        while d > 0:
+            pairs += [(i, i + d) for i in range(n - d) if i & p == r]
+            d, q, r = q - p, q >> 1, p
+        p >>= 1
+    return pairs
 
 
 def finite(x: np.ndarray) -> np.ndarray:
@@ -87,16 +126,47 @@ def mann_kendall_z(x: np.ndarray, inflation: float = 1.0) -> float:
     """Mann-Kendall trend statistic z of a finite series (positive = rising).
 
     The variance is the no-ties formula n(n-1)(2n+5)/18 times `inflation` (AR(1)
-    correction), with the usual continuity correction. O(n^2); callers pass windows.
+    correction), with the usual continuity correction. O(n log n) (see _kendall_s).
     """
     n = x.size
     if n < 3:
         return 0.0
-    s = float(np.sign(x[None, :] - x[:, None])[np.triu_indices(n, 1)].sum())
+    s = _kendall_s(x)
     var = n * (n - 1) * (2 * n + 5) / 18.0 * max(inflation, 1.0)
     if s == 0:
         return 0.0
     return float((s - np.sign(s)) / np.sqrt(var))  # var > 0: n >= 3
+
+
+#: Below this length the pairwise sign matrix is cheaper than the sorting passes.
+_PAIRWISE_MAX = 64
+
+
+def _kendall_s(x: np.ndarray) -> float:
+    """S = sum over i < j of sign(x[j] - x[i]) (ties count 0; NaN if a pair's difference is).
+
+    Each pair i < j is counted once, at the highest bit in which i and j differ (i has 0
+    there, j 1, the higher bits equal): per bit, the right-hand elements of each block
+    are looked up among the left-hand ones by (block, rank) with searchsorted. log2(n)
+    passes of O(n log n): 1 ms for 4,000 values where the n x n matrix took 1-2 s."""
+    n = x.size
+    if n <= _PAIRWISE_MAX:
+        return float(np.sign(x[None, :] - x[:, None])[np.triu_indices(n, 1)].sum())
+    if np.isnan(x).any() or np.isposinf(x).sum() > 1 or np.isneginf(x).sum() > 1:
+        return float("nan")  # as the pairwise sum: sign(NaN) and sign(inf - inf) are NaN
+    rank = np.unique(x, return_inverse=True)[1].astype(np.int64).ravel()
+    idx = np.arange(n, dtype=np.int64)
+    s = 0
+    for b in range((n - 1).bit_length()):
+        right = ((idx >> b) & 1).astype(bool)
+        block = (idx >> (b + 1)) * n
+        left_keys = np.sort(block[~right] + rank[~right])
+        lo, key = block[right], block[right] + rank[right]
+        below = np.searchsorted(left_keys, key, "left") - np.searchsorted(left_keys, lo, "left")
+        above = (np.searchsorted(left_keys, lo + n, "left")
+                 - np.searchsorted(left_keys, key, "right"))
+        s += int(below.sum()) - int(above.sum())
+    return float(s)
 
 
 def theil_sen_slope(x: np.ndarray) -> float:

@@ -1,0 +1,79 @@
+"""diagnosis.stats' fast paths give what the plain definitions give (issue 17: a million-epoch
+diagnosis). The plain O(n^2) Mann-Kendall sum and np.median over every window are kept here
+as the reference."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from curvewatch.diagnosis import stats
+
+
+def pairwise_s(x: np.ndarray) -> float:
+    """S of the Mann-Kendall test by its definition: every pair i < j, sign(x[j] - x[i])."""
+    n = x.size
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, as intended
+        return float(np.sign(x[None, :] - x[:, None])[np.triu_indices(n, 1)].sum())
+
+
+def reference_z(x: np.ndarray, inflation: float = 1.0) -> float:
+    n = x.size
+    if n < 3:
+        return 0.0
+    s = pairwise_s(x)
+    var = n * (n - 1) * (2 * n + 5) / 18.0 * max(inflation, 1.0)
+    return 0.0 if s == 0 else float((s - np.sign(s)) / np.sqrt(var))
+
+
+def series(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    if kind == "noise":
+        return rng.normal(size=n)
+    if kind == "ties":  # a few distinct values: most pairs tie
+        return rng.integers(0, 4, n).astype(float)
+    if kind == "falling":  # a trend under noise, with repeated values
+        return np.round(np.exp(-np.arange(n) / (n / 3)) + rng.normal(0, 0.05, n), 2)
+    return np.full(n, 0.5)  # constant: S = 0
+
+
+@pytest.mark.parametrize("kind", ["noise", "ties", "falling", "constant"])
+def test_mann_kendall_equals_the_pairwise_definition(kind):
+    rng = np.random.default_rng(17)
+    for n in (3, 4, 63, 64, 65, 100, 128, 129, 1000, 2049):
+        x = series(kind, n, rng)
+        assert stats._kendall_s(x) == pairwise_s(x), (kind, n)
+        for infl in (1.0, 3.0):
+            assert stats.mann_kendall_z(x, infl) == pytest.approx(reference_z(x, infl),
+                                                                  rel=1e-12, abs=1e-15)
+
+
+def test_mann_kendall_signs_and_non_finite_values_as_before():
+    x = np.arange(200.0)
+    assert stats.mann_kendall_z(x) > 8 and stats.mann_kendall_z(-x) < -8
+    single_infs = np.concatenate([x, [np.inf, -np.inf]])
+    assert stats._kendall_s(single_infs) == pairwise_s(single_infs)
+    for bad in (np.nan, np.inf):  # NaN, or two equal infinities: a NaN pair difference
+        y = np.concatenate([x, [bad, bad]])
+        assert np.isnan(stats._kendall_s(y)) and np.isnan(pairwise_s(y))
+
+
+@pytest.mark.parametrize("window", [2, 3, 5, 10, 16, 32, 40])
+def test_rolling_median_equals_numpy_median_of_each_window(window):
+    rng = np.random.default_rng(window)
+    x = np.round(rng.normal(size=500), 1)  # rounded: tied values inside windows
+    got = stats.rolling_median(x, window)
+    want = np.array([np.median(x[max(0, i - window + 1): i + 1]) for i in range(x.size)])
+    np.testing.assert_array_equal(got, want)
+    with_nan = x.copy()
+    with_nan[::9] = np.nan  # the pandas path, unchanged
+    np.testing.assert_array_equal(
+        stats.rolling_median(with_nan, window, min_periods=2),
+        pd.Series(with_nan).rolling(window, min_periods=2).median().to_numpy())
+
+
+def test_merge_exchange_sorts_every_order_of_small_inputs():
+    rng = np.random.default_rng(0)
+    for n in range(2, 33):
+        x = rng.integers(0, 3, size=(50, n)).astype(float)  # ties included
+        cols = [x[:, i].copy() for i in range(n)]
+        for i, j in stats._merge_exchange(n):
+            cols[i], cols[j] = np.minimum(cols[i], cols[j]), np.maximum(cols[i], cols[j])
+        np.testing.assert_array_equal(np.stack(cols, axis=1), np.sort(x, axis=1))
