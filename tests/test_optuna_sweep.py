@@ -27,6 +27,8 @@ from curvewatch.trainer.optuna_sweep import (
     GRACE_BEATS,
     HEARTBEAT_ENV,
     RUN_ATTR,
+    SURPLUS_ATTR,
+    taken_count,
     trial_outcome,
 )
 
@@ -59,19 +61,24 @@ def load(storage: str, study: str) -> optuna.Study:
     return optuna.load_study(study_name=study, storage=backend)
 
 
-def assert_each_trial_ran_once(study: optuna.Study, runs_dir: Path, trials: int,
-                               workers: int) -> None:
-    """N finished trials (workers that take their last trials at the same moment may add
-    one each), each with its own run tagged with the study and its number, and no run that
-    is not a trial's."""
+def assert_each_trial_ran_once(study: optuna.Study, runs_dir: Path, trials: int) -> None:
+    """Exactly N finished trials and N run folders, each trial with its own run tagged with
+    the study and its number; a trial given beyond N (two workers asking at once) was told
+    FAIL as surplus without a run; and the study's one group holds every trial's run."""
     done = study.get_trials(states=FINISHED)
-    assert trials <= len(done) <= trials + workers - 1
-    run_ids = [t.user_attrs[RUN_ATTR] for t in study.trials if RUN_ATTR in t.user_attrs]
-    assert len(run_ids) == len(set(run_ids)) == len(study.trials)
+    assert len(done) == trials and len(list_runs(runs_dir)) == trials
+    ran = [t for t in study.trials if SURPLUS_ATTR not in t.user_attrs]
+    assert all(t.state == TrialState.FAIL and RUN_ATTR not in t.user_attrs
+               for t in study.trials if t not in ran)
+    run_ids = [t.user_attrs[RUN_ATTR] for t in ran]
+    assert len(run_ids) == len(set(run_ids)) == len(ran) == trials
     assert sorted(run_ids) == sorted(r.id for r in list_runs(runs_dir))
-    for t in study.trials:
+    for t in ran:
         tags = read_run(runs_dir / t.user_attrs[RUN_ATTR]).tags
         assert f"optuna:{study.study_name}" in tags and f"trial:{t.number}" in tags
+    [group] = list_groups(runs_dir)
+    assert sorted(m.run_id for m in group.members) == sorted(run_ids)
+    assert group.state == "completed" and (group.sweep or {}).get("study") == study.study_name
 
 
 @pytest.mark.slow
@@ -80,15 +87,10 @@ def test_two_workers_on_one_journal_file_share_the_trials_and_run_none_twice(
     journal = str(tmp_path / "study.log")
     workers = [start_worker(runs_dir, journal, "shared", 4, "--epochs", "3") for _ in range(2)]
     outputs = [finish(w) for w in workers]
-    study = load(journal, "shared")
-    assert_each_trial_ran_once(study, runs_dir, 4, workers=2)
-    # each worker's trials are one sweep group; together the groups hold every trial once
-    groups = list_groups(runs_dir)
-    members = [m.run_id for g in groups for m in g.members]
-    assert sorted(members) == sorted(t.user_attrs[RUN_ATTR] for t in study.trials)
-    assert all(g.method == "sweep" and (g.sweep or {}).get("study") == "shared"
-               for g in groups)
+    assert_each_trial_ran_once(load(journal, "shared"), runs_dir, 4)
+    # both workers joined the one group of the study; the last to end finished it
     assert all("study shared: " in out for out in outputs)
+    assert sum("other workers are still on the study" in out for out in outputs) <= 1
 
 
 @pytest.mark.slow
@@ -174,7 +176,7 @@ def test_the_median_pruner_stops_a_worse_trial_and_its_run_says_why(
     assert group.state == "completed"  # pruning is how a study goes, not a failure
     # resuming the group would train the pruned trial on behind Optuna's back
     again = run_trainer("resume", group.id, "--runs-dir", str(runs_dir))
-    assert again.returncode == 2 and "holds an Optuna worker's trials" in again.stderr
+    assert again.returncode == 2 and "holds an Optuna study's trials" in again.stderr
     assert read_run(runs_dir / info.id).status["epoch"] == 1
     # the dashboard: the Group page lists the trial; its Run page says why it ended
     monkeypatch.setenv("CURVEWATCH_RUNS", str(runs_dir))
@@ -222,6 +224,18 @@ def test_a_diverging_trial_is_pruned_and_its_run_says_it_diverged(
     info = read_run(runs_dir / trial.user_attrs[RUN_ATTR])
     assert trial.state == TrialState.PRUNED and trial.user_attrs[END_ATTR].startswith("diverged")
     assert info.state == "failed" and info.status["stop_reason"] == "divergence"
+
+
+def test_of_two_trials_asked_at_once_for_the_last_place_the_higher_number_gives_way() -> None:
+    """--trials 3 with trials 0 and 1 complete: workers asked trials 2 and 3 in the same
+    instant (both saw 2 taken). Trial 2 has 2 counting trials below it and runs; trial 3 has
+    3 and is surplus. A failed or surplus trial below leaves its place free."""
+    study = [(0, "COMPLETE", False), (1, "PRUNED", False), (2, "RUNNING", False),
+             (3, "RUNNING", False)]
+    assert taken_count(study, before=2) == 2 < 3
+    assert taken_count(study, before=3) == 3
+    assert taken_count([(0, "FAIL", False), (1, "FAIL", True), *study[1:]], before=3) == 2
+    assert taken_count(study) == 4
 
 
 @pytest.mark.parametrize("state, status, pruned, kind", [
@@ -323,5 +337,5 @@ def test_two_workers_share_a_study_on_postgresql(postgres: str, runs_dir: Path) 
     workers = [start_worker(runs_dir, postgres, "pg", 3, "--epochs", "2") for _ in range(2)]
     for w in workers:
         finish(w)
-    assert_each_trial_ran_once(load(postgres, "pg"), runs_dir, 3, workers=2)
+    assert_each_trial_ran_once(load(postgres, "pg"), runs_dir, 3)
 

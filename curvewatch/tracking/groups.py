@@ -69,9 +69,11 @@ class GroupWriter:
                parallel: int = 1, threads: int = 0,
                base_config: Mapping[str, Any] | None = None,
                sweep: Mapping[str, Any] | None = None, argv: Sequence[str] = (),
-               pid: int | None = None) -> "GroupWriter":
+               pid: int | None = None, group_id: str | None = None) -> "GroupWriter":
         """Make the group folder and its group.json (state running, every member pending).
-        `pid` 0 means a detached runner is about to take over (only the heartbeat judges)."""
+        `pid` 0 means a detached runner is about to take over, or several processes write
+        the group (only the heartbeat judges). A given `group_id` is created atomically or
+        not at all: FileExistsError when that folder exists."""
         if method not in GROUP_METHODS:
             raise ValueError(f"method must be one of {', '.join(GROUP_METHODS)}, got {method!r}")
         P.check_name(name)
@@ -99,7 +101,7 @@ class GroupWriter:
             atomic_write_json(staging / GROUP_JSON, record)
             (staging / P.MEMBER_LOGS).mkdir(exist_ok=True)
 
-        _, path = P.publish_run_dir(Path(runs_dir), name, fill)
+        _, path = P.publish_run_dir(Path(runs_dir), name, fill, run_id=group_id)
         return cls(path, record)
 
     @classmethod

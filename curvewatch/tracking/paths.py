@@ -121,22 +121,23 @@ def remove_stale_staging(runs_dir: Path, *, now: float | None = None) -> list[st
     return removed
 
 
-def publish_run_dir(runs_dir: Path, name: str,
-                    fill: Callable[[str, Path], None]) -> tuple[str, Path]:
+def publish_run_dir(runs_dir: Path, name: str, fill: Callable[[str, Path], None],
+                    run_id: str | None = None) -> tuple[str, Path]:
     """Create a run folder whole: `fill(run_id, staging)` writes its files into a hidden
     staging folder, which one rename then turns into `runs_dir/<run_id>`. Readers (which skip
-    hidden entries) never see a half-made run; a crash leaves only a hidden `.creating-*`."""
+    hidden entries) never see a half-made run; a crash leaves only a hidden `.creating-*`.
+    A given `run_id` is tried alone: FileExistsError when that folder exists."""
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(runs_dir)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=runs_dir))
     try:
-        for _ in range(1000):
-            run_id = new_run_id(name)
-            target = runs_dir / run_id
+        for _ in range(1000 if run_id is None else 1):
+            rid = new_run_id(name) if run_id is None else run_id
+            target = runs_dir / rid
             if os.path.lexists(target):
                 continue
-            fill(run_id, staging)
+            fill(rid, staging)
             try:
                 os.rename(staging, target)
             except OSError as e:
@@ -144,7 +145,9 @@ def publish_run_dir(runs_dir: Path, name: str,
                     continue  # another process published this id a moment ago
                 raise
             fsync_dir(runs_dir)
-            return run_id, target
+            return rid, target
+        if run_id is not None:
+            raise FileExistsError(errno.EEXIST, "folder exists", str(runs_dir / run_id))
         raise RuntimeError(f"could not find a free run id in {runs_dir} after 1000 tries")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -614,7 +614,7 @@ def _resume_group(group_dir: Path, args: argparse.Namespace) -> int:
         raise UsageError("--epochs applies to one run; a group resumes its members as planned "
                          "(resume a member run by its id to train it longer)")
     if (read_group(group_dir, curves=False).sweep or {}).get("mode") == "optuna":
-        raise UsageError(f"group {group_dir.name} holds an Optuna worker's trials, and Optuna "
+        raise UsageError(f"group {group_dir.name} holds an Optuna study's trials, and Optuna "
                          "decides which trial runs next: start a worker again (python -m "
                          "trainer sweep --optuna ...) to go on with the study")
     try:

@@ -1,12 +1,13 @@
 """Sweeps across machines on Optuna: `python -m trainer sweep --optuna STORAGE --study NAME
 --trials N`. Every worker started on the same storage and study takes trials from it until the
-study has N finished (complete or pruned) trials; each trial trains one ordinary run, in this
-process, into a Curvewatch group of this worker's trials.
+study has N finished (complete or pruned) or running trials; each trial trains one ordinary
+run, in this process, into the study's one Curvewatch group (trainer.study_group).
 
 Optuna is imported only here, and only when a sweep asks for it.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -34,6 +35,11 @@ HEARTBEAT_ENV = "CURVEWATCH_OPTUNA_HEARTBEAT"
 MAX_FAILURES_IN_A_ROW = 3
 #: Trial user attributes: the run of a trial, and why the trial ended.
 RUN_ATTR, END_ATTR = "curvewatch_run", "curvewatch_end"
+#: Set on a trial a worker was given beyond --trials (another worker took the last one in
+#: the same instant): it is told FAIL without being run, so it counts nowhere.
+SURPLUS_ATTR = "curvewatch_surplus"
+#: Trial states that count towards --trials.
+TAKEN = ("COMPLETE", "PRUNED", "RUNNING")
 
 
 @dataclass(frozen=True)
@@ -254,24 +260,34 @@ def fail_crashed_trials(study: Any, runs_dir: Path) -> list[int]:
     return failed
 
 
-def trials_taken(study: Any) -> int:
-    """Trials that count towards --trials: finished (complete, pruned) or running."""
-    from optuna.trial import TrialState
+def trials_taken(study: Any, before: int | None = None) -> int:
+    """Trials that count towards --trials: finished (complete, pruned) or running, not
+    surplus; with `before`, only those numbered lower."""
+    return taken_count([(t.number, t.state.name, SURPLUS_ATTR in t.user_attrs)
+                        for t in study.get_trials(deepcopy=False)], before)
 
-    return len(study.get_trials(deepcopy=False, states=(
-        TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)))
+
+def taken_count(trials: list[tuple[int, str, bool]], before: int | None = None) -> int:
+    """How many of (number, state name, surplus) count towards --trials (pure). Storages
+    number trials atomically in the order they were asked, so trial k is beyond --trials N
+    exactly when N counting trials are numbered below k: of two workers that both saw N-1
+    and asked at once, the later number gives way."""
+    return sum(state in TAKEN and not surplus and (before is None or number < before)
+               for number, state, surplus in trials)
 
 
 class Worker:
-    """One worker of a study: each trial one run, the runs one Curvewatch group (created with
-    the first trial, so a worker that finds nothing left to do leaves no folder)."""
+    """One worker of a study: each trial one run, in the study's one Curvewatch group (joined
+    with this worker's first trial, so a worker that finds nothing left to do leaves no
+    folder)."""
 
     def __init__(self, study: Any, pruner: str, axes: tuple[Axis, ...], base: TrainConfig,
                  runs_dir: Path, *, name: str, tags: list[str], sweep: dict[str, Any],
-                 argv: list[str], echo: Callable[[str], None]):
+                 argv: list[str], echo: Callable[[str], None], group_id: str):
         self.study, self.pruner, self.axes, self.base = study, pruner, axes, base
         self.runs_dir, self.name, self.tags, self.sweep = runs_dir, name, tags, sweep
-        self.argv, self.echo = argv, echo
+        self.argv, self.echo, self.group_id = argv, echo, group_id
+        self.trials, self.surplus = 0, False
         self.group: Any = None
         self.outcomes: list[Outcome] = []
         self.stop_reason: str | None = None
@@ -279,7 +295,9 @@ class Worker:
     def run(self, trials: int) -> str:
         """Take trials until the study has `trials` of them; returns the group's final state
         ("" when this worker trained none)."""
-        failures = 0
+        failures, self.trials = 0, trials
+        # Optuna logs a FAIL with its traceback: a surplus trial is no failure to report
+        logging.getLogger("optuna.study._optimize").addFilter(lambda _: not self.surplus)
         while self.stop_reason is None and failures < MAX_FAILURES_IN_A_ROW:
             for n in fail_crashed_trials(self.study, self.runs_dir):
                 self.echo(f"trial {n}: its run crashed (worker gone); marked failed")
@@ -288,15 +306,23 @@ class Worker:
             if self.group is not None and self.group.stop_requested():
                 self.stop_reason = "stop requested (STOP file)"
                 break
+            ran, self.surplus = len(self.outcomes), False
             self.study.optimize(self.objective, n_trials=1, catch=(TrialFailed,))
-            last = self.outcomes[-1] if self.outcomes else None
-            failures = failures + 1 if last and last.kind == "failed" else 0
+            if len(self.outcomes) > ran:  # a surplus trial ran nothing and counts nowhere
+                failures = failures + 1 if self.outcomes[-1].kind == "failed" else 0
         return self._finish()
 
     def objective(self, trial: Any) -> float:
         from .launch import lock_run
         from .runner import describe, prepare, run_epochs
 
+        if trials_taken(self.study, before=trial.number) >= self.trials:
+            why = (f"not run: lower-numbered trials already make the study's --trials "
+                   f"{self.trials} (another worker asked in the same instant)")
+            trial.set_user_attr(SURPLUS_ATTR, why)
+            self.surplus = True
+            self.echo(f"trial {trial.number} {why}")
+            raise TrialFailed(why)
         params = suggest(trial, self.axes)
         cfg = validate({**self.base.to_dict(), **params})
         trainer = prepare(cfg)
@@ -306,7 +332,8 @@ class Worker:
                          tags=[*self.tags, f"optuna:{self.study.study_name}",
                                f"trial:{trial.number}"], group=self._group().id)
         trial.set_user_attr(RUN_ATTR, run.id)
-        index = self._add_member(trial.number, params, run.id)
+        self.group.add_member(trial.number, f"{self.name} trial {trial.number}", params,
+                              run.id, self.base.seed)
         self.echo(f"trial {trial.number} started: {' '.join(f'{k}={v}' for k, v in params.items())}"
                   f" (run {run.id})")
         pruned: list[str] = []
@@ -316,7 +343,7 @@ class Worker:
                                on_epoch=lambda record: self._judge(trial, record, pruned))
         finally:
             lock.close()
-        return self._end_trial(trial, index, state, run, pruned[0] if pruned else None)
+        return self._end_trial(trial, state, run, pruned[0] if pruned else None)
 
     def _judge(self, trial: Any, record: dict[str, Any], pruned: list[str]) -> str | None:
         """Per epoch: report the val loss to Optuna; the pruner's word to stop, if any."""
@@ -330,16 +357,16 @@ class Worker:
                       f"{vl:.4g} is worse than the study's other trials at that epoch")
         return pruned[0]
 
-    def _end_trial(self, trial: Any, index: int, state: str, run: Run,
-                   pruned_why: str | None) -> float:
+    def _end_trial(self, trial: Any, state: str, run: Run, pruned_why: str | None) -> float:
         import optuna
 
         info = read_run(run.path)
         out = trial_outcome(state, dict(info.status), pruned_why)
         self.outcomes.append(out)
         trial.set_user_attr(END_ATTR, out.why)
-        self.group.update_member(index, state=info.state, ended_at=time.time(),
+        self.group.update_member(trial.number, state=info.state, ended_at=time.time(),
                                  best_val_loss=info.best_val_loss, best_epoch=info.best_epoch,
+                                 outcome=out.kind,
                                  error=out.why if out.kind == "failed" else None)
         self.echo(f"trial {trial.number} {out.kind}: {out.why}")
         if state == "stopped" and pruned_why is None:
@@ -353,39 +380,26 @@ class Worker:
 
     def _group(self) -> Any:
         if self.group is None:
-            from curvewatch.tracking import GroupWriter
-            self.group = GroupWriter.create(
-                self.runs_dir, name=self.name, method="sweep", members=[],
-                validation=self.base.validation, base_config=self.base.to_dict(),
-                sweep={**self.sweep, "settings": []}, argv=self.argv)
-            self.echo(f"group {self.group.id}: this worker's trials of study "
-                      f"{self.study.study_name} in {self.group.path}")
+            from .study_group import StudyGroup
+            self.group = StudyGroup.join(
+                self.runs_dir, self.group_id, name=self.name, base_config=self.base.to_dict(),
+                validation=self.base.validation, sweep=self.sweep, argv=self.argv)
+            self.echo(f"group {self.group.id}: the trials of study {self.study.study_name} "
+                      f"in {self.group.path}")
         return self.group
 
-    def _add_member(self, number: int, params: dict[str, str], run_id: str) -> int:
-        rec = self.group.record
-        index = len(rec["members"])
-        rec["sweep"]["settings"].append(params)
-        rec["members"].append({
-            "index": index, "name": f"{self.name} trial {number}", "trial": number,
-            "fold": None, "seed": self.base.seed, "repeat": 0, "setting": index,
-            "params": params, "args": [], "state": "running", "run_id": run_id,
-            "exit_code": None, "error": None, "started_at": time.time(), "ended_at": None})
-        self.group.save()
-        return index
-
     def _finish(self) -> str:
-        """The group's final state: a pruned trial is a study's normal outcome, so the group
-        is completed unless trials failed (partial; failed when all did) or it was stopped."""
+        """Leave the study's group; the last worker to leave ends it. Returns its final
+        state, "running" while other workers go on, "" when this worker trained nothing."""
         from .groups import group_aggregate, summary_lines
 
         if self.group is None:
             return ""
-        failed = sum(o.kind == "failed" for o in self.outcomes)
-        state = "stopped" if self.stop_reason else "completed" if not failed else \
-            "failed" if failed == len(self.outcomes) else "partial"
-        self.group.finish(state, aggregate=group_aggregate(self.group),
-                          stop_reason=self.stop_reason)
+        state = self.group.leave(self.stop_reason, group_aggregate)
+        if state is None:
+            self.echo(f"group {self.group.id}: other workers are still on the study; the "
+                      "last one to end finishes the group")
+            return "running"
         for line in summary_lines(self.group.record):
             self.echo(line)
         return state
@@ -396,8 +410,11 @@ def study_lines(study: Any) -> list[str]:
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
-    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
-    lines = [f"study {study.study_name}: {len(trials)} trials, " + ", ".join(
+    surplus = sum(SURPLUS_ATTR in t.user_attrs for t in trials)
+    counts = {s.name.lower(): sum(t.state == s and SURPLUS_ATTR not in t.user_attrs
+                                  for t in trials) for s in TrialState}
+    counts["surplus (not run)"] = surplus
+    lines = [f"study {study.study_name}: {len(trials) - surplus} trials, " + ", ".join(
         f"{n} {k}" for k, n in counts.items() if n)]
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     if done:
@@ -437,8 +454,9 @@ def run_study(storage: str, study_name: str, trials: int, pruner: str,
                                 pruner=make_pruner(pruner, base.epochs))
     sweep = {"mode": "optuna", "storage": public_url(storage), "study": study_name,
              "trials": trials, "pruner": pruner, "grid": grid_specs, "ranges": range_specs}
+    from .study_group import study_group_id
     worker = Worker(study, pruner, axes, base, runs_dir, name=name, tags=tags, sweep=sweep,
-                    argv=argv, echo=echo)
+                    argv=argv, echo=echo, group_id=study_group_id(storage, study_name))
     state = worker.run(trials)
     if not state:
         echo(f"study {study_name} already has {trials_taken(study)} of {trials} trials "
