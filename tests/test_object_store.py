@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -270,6 +271,32 @@ def test_stop_on_a_run_read_from_the_bucket_stops_its_writer(s3: str) -> None:
     assert not (mirror_of(s3) / run_dir.name / "STOP").exists()
     root = object_store.parse_url(s3)
     assert not object_store.filesystem(root).exists(root.key(run_dir.name, "STOP"))
+
+
+def test_a_run_read_from_a_bucket_is_judged_by_its_heartbeat_not_by_a_pid(
+        tmp_path: Path) -> None:
+    """A mirror's status arrives a sync and a poll after its writer's: a writer on this host
+    whose process has just ended reads running there while its heartbeat is fresh, where its
+    own folder (the spool) reads crashed."""
+    from curvewatch.tracking.jsonio import atomic_write_json
+    from curvewatch.tracking.procinfo import hostname
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    status = {"state": "running", "pid": int(gone.stdout), "host": hostname(),
+              "updated_at": time.time(), "heartbeat_seconds": 5.0}
+    states = {}
+    for folder in ("spool", "mirror"):
+        run_dir = tmp_path / folder / "20260101-000000-r-0000"
+        run_dir.mkdir(parents=True)
+        atomic_write_json(run_dir / "run.json", {"name": "r"})
+        atomic_write_json(run_dir / "status.json", status)
+        if folder == "mirror":
+            (run_dir.parent / object_store.MIRROR_MARK).write_text("s3://b/p\n")
+        states[folder] = tracking.read_run(run_dir).state
+    assert states == {"spool": "crashed", "mirror": "running"}
+    stale = {**status, "updated_at": time.time() - 3600}
+    atomic_write_json(tmp_path / "mirror" / "20260101-000000-r-0000" / "status.json", stale)
+    assert tracking.read_run(tmp_path / "mirror" / "20260101-000000-r-0000").state == "crashed"
 
 
 def test_the_dashboard_reads_a_bucket_named_by_curvewatch_runs(

@@ -36,6 +36,7 @@ from .reader import (
     _text,
     _time,
     derive_state,
+    in_mirror,
     list_runs,
     read_run,
     read_tail,
@@ -406,8 +407,9 @@ def read_group(group_dir: str | Path, *, curves: bool = True) -> GroupInfo:
         agg = _aggregate_from(raw_agg, curves=curve_rows)
     except Exception as e:  # a malformed aggregate must not hide the rest of the group
         agg, problem = None, f"the aggregate in {GROUP_JSON} is unreadable: {e}"
+    state = derive_state(rec, pid_check=not in_mirror(path.parent))
     return GroupInfo(
-        id=gid, path=path, state=derive_state(rec), name=_text(rec.get("name")) or gid,
+        id=gid, path=path, state=state, name=_text(rec.get("name")) or gid,
         method=_text(rec.get("method"), 40) or "", validation=_text(rec.get("validation"), 40)
         or "", repeat=_count(rec.get("repeat")) or 1, parallel=_count(rec.get("parallel")) or 1,
         created_at=_time(rec.get("created_at")), ended_at=_time(rec.get("ended_at")),

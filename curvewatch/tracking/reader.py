@@ -21,6 +21,7 @@ import pandas as pd
 
 from . import history_cache, paths as P, safeio
 from .jsonl import read_from
+from .object_store import MIRROR_MARK
 from .procinfo import hostname, process_alive
 
 #: A running run whose heartbeat is older than this many heartbeat intervals counts as crashed.
@@ -137,9 +138,11 @@ def read_json_file(path: Path) -> Any:
 
 
 def derive_state(status: dict[str, Any], *, now: float | None = None,
-                 host: str | None = None) -> str:
-    """The state to show: the written one, or `crashed` for a `running` run whose process is
-    gone (same host) or whose heartbeat is stale."""
+                 host: str | None = None, pid_check: bool = True) -> str:
+    """The state to show: the written one, or `crashed` for a `running` run whose heartbeat
+    is stale or, with `pid_check`, whose process is gone (same host). A copy of a bucket's run
+    (`in_mirror`) is judged by its heartbeat alone: its status arrives a sync and a poll after
+    its writer's, whose process, even on this host, may have ended in between."""
     state = status.get("state")
     if state != "running":
         return state if isinstance(state, str) else "unreadable"
@@ -150,8 +153,8 @@ def derive_state(status: dict[str, Any], *, now: float | None = None,
     if updated is None or not math.isfinite(updated) or now - updated > STALE_HEARTBEATS * beat:
         return "crashed"
     pid = status.get("pid")
-    if isinstance(pid, int) and not isinstance(pid, bool) and status.get("host") == (
-            host or hostname()):
+    if pid_check and isinstance(pid, int) and not isinstance(pid, bool) and status.get(
+            "host") == (host or hostname()):
         start = status.get("pid_start")  # process_alive: a pid no process can have is dead
         if not process_alive(pid, start if isinstance(start, int) and not isinstance(
                 start, bool) else None):
@@ -201,7 +204,21 @@ def read_run(run_dir: str | Path) -> RunInfo:
                        problem=f"status.json has state {str(shown.get('state'))[:40]!r}; "
                                f"known states are {', '.join(P.STATES)}")
     # the state is derived from what was written (a pid no process can have means crashed)
-    return RunInfo(**base, state=derive_state(status), status=shown)
+    return RunInfo(**base, state=derive_state(status, pid_check=not in_mirror(path.parent)),
+                   status=shown)
+
+
+_mirrors: dict[str, bool] = {}
+
+
+def in_mirror(runs_dir: str | Path) -> bool:
+    """Whether `runs_dir` is this machine's mirror of a bucket (tracking.remote_read), asked
+    once per folder: its runs were written elsewhere, or by a process seen a poll late."""
+    key = os.fspath(runs_dir)
+    hit = _mirrors.get(key)
+    if hit is None:
+        hit = _mirrors[key] = os.path.exists(os.path.join(key, MIRROR_MARK))
+    return hit
 
 
 _NO_RUN_JSON = "run.json is missing"

@@ -27,7 +27,6 @@ from curvewatch.tracking import (
     run_path,
 )
 from curvewatch.tracking.annotate import check_notes
-from curvewatch.tracking.object_store import is_url
 from curvewatch.tracking.paths import (
     RESUMING,
     RESUMING_FRESH_SECONDS,
@@ -750,21 +749,12 @@ def cmd_stop(args: argparse.Namespace) -> int:
     print(f"asked {info.id} to stop after its current epoch"
           + (" (its resume is starting)" if pending and info.state != "running" else ""))
 
-    text = getattr(args, "runs_dir", None) or os.environ.get(RUNS_ENV)
-    mirrored = is_url(text)
-
     def state() -> str:
         _runs_dir(args)  # a bucket's mirror is refreshed (at most once per poll interval)
-        now = "running" if _resume_pending(run_dir) or lock_held(run_dir) \
+        return "running" if _resume_pending(run_dir) or lock_held(run_dir) \
             else read_run(run_dir).state
-        # a mirror lags its writer by up to a poll interval: on the writer's host its process
-        # can be gone before its final status arrives, which reads as crashed meanwhile
-        return "running" if mirrored and now == "crashed" else now
 
-    code = _wait_until_stopped(state, f"run {info.id}", args.wait)
-    if code != EXIT_OK and mirrored and read_run(run_dir).state == "crashed":
-        print(f"run {info.id} is crashed", file=sys.stderr)
-    return code
+    return _wait_until_stopped(state, f"run {info.id}", args.wait)
 
 
 def _wait_until_stopped(state: Callable[[], str], what: str, wait: float) -> int:
