@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from curvewatch.diagnosis import SPAN_KINDS as DIAGNOSIS_SPAN_KINDS
 from curvewatch.tracking.aggregate import curve_stats
 
 from .downsample import SCREEN_POINTS, downsample
@@ -33,12 +34,16 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#8c6d31",
            "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1")
 SEVERITY_COLORS = {"info": "#1f77b4", "warning": "#ff9f1c", "critical": "#d62728"}
-#: Finding kinds drawn as a shaded span (from start to end, or to the last epoch if ongoing).
-SPAN_KINDS = {"overfitting": "rgba(214,39,40,0.12)", "plateau": "rgba(127,127,127,0.15)",
-              "converged": "rgba(44,160,44,0.10)",
-              "unstable": "rgba(255,159,28,0.12)", "underfitting": "rgba(148,103,189,0.10)",
-              "exploding_gradients": "rgba(214,39,40,0.10)",
-              "vanishing_gradients": "rgba(23,190,207,0.12)"}
+#: Span colours by kind; a span kind without one is drawn in SPAN_GREY.
+_SPAN_COLORS = {"overfitting": "rgba(214,39,40,0.12)", "plateau": "rgba(127,127,127,0.15)",
+                "converged": "rgba(44,160,44,0.10)",
+                "unstable": "rgba(255,159,28,0.12)", "underfitting": "rgba(148,103,189,0.10)",
+                "exploding_gradients": "rgba(214,39,40,0.10)",
+                "vanishing_gradients": "rgba(23,190,207,0.12)"}
+SPAN_GREY = "rgba(127,127,127,0.10)"
+#: Finding kinds drawn as a shaded span (from start to end, or to the last epoch if ongoing):
+#: the detector registry says which (diagnosis.SPAN_KINDS), this module only colours them.
+SPAN_KINDS = {k: _SPAN_COLORS.get(k, SPAN_GREY) for k in DIAGNOSIS_SPAN_KINDS}
 #: Findings drawn on the learning curves; the gradient chart draws GRADIENT_KINDS.
 CURVE_KINDS = ("divergence", "unstable", "overfitting", "overconfidence", "underfitting",
                "plateau", "converged")

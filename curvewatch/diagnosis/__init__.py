@@ -7,9 +7,10 @@ No file access, no torch, no streamlit: numpy, pandas and the standard library o
 scipy's optimizer in `forecast`, imported on its first call).
 """
 
-from .engine import ABSENT, COLUMNS, STOP_KINDS, diagnose, should_stop, stopping_finding
-from .findings import KINDS, SEVERITIES, Finding
+from .detectors import KINDS, SPAN_KINDS, STOP_KINDS
+from .engine import ABSENT, COLUMNS, diagnose, should_stop, stopping_finding
+from .findings import SEVERITIES, Finding
 from .forecast import Forecast, forecast, with_forecast  # scipy: imported on the first forecast
 from .thresholds import Thresholds
 
-__all__ = ["diagnose", "should_stop", "stopping_finding", "Finding", "Thresholds", "KINDS", "SEVERITIES", "STOP_KINDS", "COLUMNS", "ABSENT", "forecast", "Forecast", "with_forecast"]
+__all__ = ["diagnose", "should_stop", "stopping_finding", "Finding", "Thresholds", "KINDS", "SEVERITIES", "STOP_KINDS", "SPAN_KINDS", "COLUMNS", "ABSENT", "forecast", "Forecast", "with_forecast"]

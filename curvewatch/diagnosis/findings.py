@@ -6,24 +6,20 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["Finding", "KINDS", "SEVERITIES"]
-
-#: Every kind of finding, in the order `diagnose` reports them. Part of the contract.
-KINDS: tuple[str, ...] = (
-    "divergence",
-    "exploding_gradients",
-    "vanishing_gradients",
-    "unstable",
-    "overfitting",
-    "overconfidence",
-    "underfitting",
-    "plateau",
-    "converged",
-    "still_improving",
-)
+__all__ = ["Finding", "SEVERITIES"]
 
 #: Severities, least to most urgent.
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
+
+
+#: The kinds a Finding may have: the detector registry's KINDS, which it registers when it loads
+#: (the detector modules import this one, so this one cannot import them).
+_KINDS: list[str] = []
+
+
+def register_kinds(kinds: tuple[str, ...]) -> None:
+    """Called once by the detector registry (diagnosis.detectors) with every kind it reports."""
+    _KINDS[:] = kinds
 
 
 def _plain(value: Any) -> Any:
@@ -55,7 +51,7 @@ class Finding:
     """One diagnosis of a training history.
 
     Attributes:
-        kind: one of `KINDS`.
+        kind: one of `KINDS` (the detector registry's).
         severity: "info", "warning" or "critical".
         start_epoch: first epoch of the finding. For ``overfitting`` it is the epoch of
             the validation-loss minimum, i.e. the epoch whose weights best.pt holds.
@@ -77,8 +73,8 @@ class Finding:
     evidence: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.kind not in _KINDS:
+            raise ValueError(f"kind must be one of {', '.join(_KINDS)}, got {self.kind!r}")
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, got {self.severity!r}")
         object.__setattr__(self, "start_epoch", int(self.start_epoch))

@@ -1,0 +1,126 @@
+"""`overfitting`: the validation loss rose significantly above its minimum while the training loss
+kept falling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..findings import Finding
+from ..history import History, keep_best, num
+from ..signals import level_noise, lr_steps, no_skill, since_peak
+from ..stats import finite, inflation, mann_kendall_z, median_of_last
+from ..thresholds import Thresholds
+from .spec import Context, Spec
+
+
+def _rise(v: np.ndarray, e: int, th: Thresholds, S: np.ndarray,
+          steps: np.ndarray) -> dict[str, Any] | None:
+    """Is the validation level at row e-1 significantly above its minimum? Uses rows < e only."""
+    ve = v[:e]
+    fin = np.isfinite(ve)
+    if fin.sum() < th.window + 1 or not fin[-1]:
+        return None
+    m = int(np.nanargmin(np.where(fin, ve, np.nan)))
+    since = int(fin[m + 1:].sum())
+    if since < th.overfit_min_epochs:
+        return None
+    best = float(np.nanmin(S[:e]))
+    now = median_of_last(ve, th.window)
+    sigma, phi, s_med = level_noise(ve, th)
+    # a minimum that a learning-rate step made (within `patience` epochs after it) is a sharp
+    # low the loss settles back from by a few percent: such a rise needs more (class 3)
+    before = steps[steps <= m]
+    after_step = before.size > 0 and m - int(before[-1]) <= th.patience
+    rise = th.overfit_step_rise if after_step else th.overfit_rise
+    need = max(th.min_delta, rise * abs(best), th.overfit_z * s_med)
+    gap = now - best
+    if not gap > need:
+        return None
+    after = finite(ve[max(m + 1, e - th.noise_window):])
+    z = float(mann_kendall_z(after, inflation(phi)))
+    # a rise without a significant trend is confirmed by persistence: no new low for `patience`
+    # epochs (what would make a plateau), no falling trend since the minimum, and none since the
+    # rise's highest level either: a rise that is giving itself back is a bump (issue 13, class 3)
+    persist = since >= th.patience and z >= 0 and not _falling_back(ve, S, m, e, phi)
+    if z < th.trend_z and gap < 2 * need and not persist:
+        return None
+    return {"m": m, "best": best, "now": now, "gap": gap, "need": need, "sigma": sigma, "z": z,
+            "since": since, "raw_min": float(ve[m]), "persist": bool(persist)}
+
+
+def _falling_back(ve: np.ndarray, S: np.ndarray, m: int, e: int, phi: float) -> bool:
+    """Do the values since the rise's highest smoothed level after the minimum (row m) trend
+    down (Mann-Kendall z < 0 over at least 3 of them)?"""
+    recent = since_peak(ve, S, m, e)
+    return recent.size >= 3 and mann_kendall_z(recent, inflation(phi)) < 0
+
+
+def _train_falling(tr: np.ndarray | None, m: int, e: int, th: Thresholds) -> tuple[bool, float, float]:
+    """Has the training level (median of the last `window`) fallen below its level around row m
+    by more than its noise? Returns (fell, level at m, level now)."""
+    if tr is None:
+        return False, float("nan"), float("nan")
+    te = tr[:e]
+    h = th.window // 2
+    at_m = finite(te[max(0, m - h): m + h + 1])
+    now_v = median_of_last(te, th.window)
+    if at_m.size == 0 or not np.isfinite(now_v):
+        return False, float("nan"), now_v
+    at_m_v = float(np.median(at_m))
+    _, _, s_med = level_noise(te, th)
+    tol = max(th.min_delta, th.overfit_z * s_med)
+    return now_v < at_m_v - tol, at_m_v, now_v
+
+
+def _overfitting(h: History, th: Thresholds) -> Finding | None:
+    """A confirmed rise of the validation loss while the training loss kept falling, or None."""
+    if not h.has("val_loss", 3) or h.epochs[-1] < th.start_from_epoch:
+        return None
+    h = h.only("val_loss")
+    v = h.cols["val_loss"]
+    S = h.smooth("val_loss", th.window)
+    tr = h.cols.get("train_loss") if h.has("train_loss", 3) else None
+    steps = lr_steps(h)
+    states = []
+    for back in range(th.confirm):
+        e = h.n - back
+        if e < 2 or h.epochs[e - 1] < th.start_from_epoch:
+            return None
+        r = _rise(v, e, th, S, steps)
+        if r is None:
+            return None
+        states.append(r)
+    r = states[0]
+    if no_skill(h, r["best"], th):
+        return None  # a rise from a minimum that was never trained (issue 13, class 5)
+    ok, t_m, t_now = _train_falling(tr, r["m"], h.n, th)
+    ep = h.epochs
+    m_ep = int(ep[r["m"]])
+    if not ok:
+        return None
+    rel = r["gap"] / abs(r["best"]) if r["best"] != 0 else float("inf")
+    severity = "critical" if rel >= 0.5 else "warning"
+    since_epochs = int(ep[-1] - m_ep)
+    trend_txt = "kept falling" if t_now < t_m else "stayed flat"
+    msg = (f"Validation loss has risen for {since_epochs} epochs since its minimum {num(r['raw_min'])} at "
+           f"epoch {m_ep} (now {num(r['now'])}, +{rel:.0%}) while training loss {trend_txt}: "
+           f"the model is overfitting.")
+    advice = (f"Stop and {keep_best(h, m_ep)}; to generalise better add weight "
+              f"decay (e.g. 1e-4 to 1e-3) or dropout (0.2-0.5), use a smaller model, or get more "
+              f"training data.")
+    ev = {"min_epoch": m_ep, "min_val_loss": r["raw_min"], "best_level": r["best"], "level_now": r["now"],
+          "rise": r["gap"], "rise_relative": rel, "rise_needed": r["need"], "sigma": r["sigma"],
+          "trend_z": r["z"], "epochs_since_min": since_epochs, "train_loss_at_min": t_m,
+          "train_loss_now": t_now}
+    return Finding("overfitting", severity, m_ep, None, "val_loss", msg, advice, ev)
+
+
+def detect(ctx: Context) -> Finding | None:
+    return _overfitting(ctx.h, ctx.th)
+
+
+SPEC = Spec(kinds=("overfitting",), columns=("val_loss", "train_loss", "lr"), suppressed_by=("divergence",), stop_rank=1, span=True,
+            thresholds=('confirm', 'min_delta', 'noise_window', 'overfit_min_epochs', 'overfit_rise', 'overfit_step_rise', 'overfit_z', 'patience', 'start_from_epoch', 'trend_z', 'window'),
+            detect=detect)

@@ -1,0 +1,124 @@
+"""What several detectors measure alike: the noise level of a series, learning-rate steps,
+trend tests, the plateau state of a loss, the chance level. Pure functions of a `History`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .history import History, num
+from .stats import finite, inflation, level_sd, mann_kendall_z, noise
+from .thresholds import Thresholds
+
+#: A learning-rate change by this factor (or more) in one epoch is a step (1.999: halving counts).
+LR_STEP = 1.999
+
+
+#: Epochs at the start left out of the noise estimate (when 8 or more others exist): the steep
+#: initial fall of a loss inflates second differences there without being noise.
+NOISE_SKIP = 3
+
+
+def level_noise(x: np.ndarray, th: Thresholds) -> tuple[float, float, float]:
+    """(sigma, phi, sd of a window-median level) from the trailing noise window."""
+    f = finite(x)
+    if f.size >= NOISE_SKIP + 8:
+        f = f[NOISE_SKIP:]  # the first epochs' steep fall is a transient, not noise
+    f = f[-th.noise_window:]
+    phi = th.autocorr
+    sigma = noise(f, phi)
+    if not np.isfinite(sigma):
+        sigma = 0.0
+    return sigma, phi, level_sd(sigma, phi, th.window)
+
+
+def lr_steps(h: History) -> np.ndarray:
+    """Row indices where a learning-rate *step* lands (a change by a factor of 2 or more from
+    one epoch to the next: step decays, ReduceLROnPlateau cuts, restarts). Smooth schedules
+    (cosine, exponential) change the rate every epoch by a few percent; those are not steps."""
+    lr = h.cols.get("lr")
+    if lr is None:
+        return np.zeros(0, dtype=np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a, b = np.abs(lr[:-1]), np.abs(lr[1:])
+        ch = (np.maximum(a, b) >= LR_STEP * np.minimum(a, b)) & (np.maximum(a, b) > 0)
+    ch &= np.isfinite(lr[1:]) & np.isfinite(lr[:-1])
+    return np.nonzero(ch)[0] + 1
+
+
+def last_lr_change(h: History) -> int:
+    """Row index of the last learning-rate step, or -1."""
+    steps = lr_steps(h)
+    return int(steps[-1]) if steps.size else -1
+
+
+def trend(x: np.ndarray, th: Thresholds, width: int) -> tuple[float, int]:
+    f = finite(x)[-width:]
+    return float(mann_kendall_z(f, inflation(th.autocorr))), int(f.size)
+
+
+def trend_width(th: Thresholds) -> int:
+    return max(2 * th.patience, 10)
+
+
+def plateau_state(h: History, name: str, th: Thresholds) -> dict[str, Any] | None:
+    """Where the smoothed level of a column last improved significantly, and the numbers used."""
+    x = h.cols[name]
+    fin = np.isfinite(x)
+    if fin.sum() < 3 or not fin[-1]:
+        return None
+    S = h.smooth(name, th.window)
+    Sf = np.where(np.isfinite(S), S, np.inf)
+    C = np.minimum.accumulate(Sf)
+    best = float(C[-1])
+    sigma, phi, s_med = level_noise(x, th)
+    delta = max(th.min_delta, th.min_rel_delta * abs(best), th.plateau_z * s_med)
+    suff = np.minimum.accumulate(Sf[::-1])[::-1]
+    suff_next = np.append(suff[1:], np.inf)
+    j0 = int(np.argmax(suff_next >= C - delta))
+    # where *significant* improvement stopped (noise-scaled margin): the reported start
+    delta_sig = max(delta, th.plateau_start_z * s_med)
+    j_sig = int(np.argmax(suff_next >= C - delta_sig))
+    return {"j0": j0, "j_sig": j_sig, "best": best, "delta": delta, "sigma": sigma, "phi": phi, "S": S}
+
+
+def since_peak(x: np.ndarray, S: np.ndarray, m: int, e: int) -> np.ndarray:
+    """The finite values of rows < e from the highest smoothed level after row m (a minimum) on:
+    the way back down from a rise, if it has begun."""
+    rise = S[m + 1:e]
+    if not np.isfinite(rise).any():
+        return x[:0]
+    return finite(x[m + 1 + int(np.nanargmax(rise)):e])
+
+
+def chance_txt(h: History) -> str:
+    return (f"the chance level {num(h.chance)} (the loss of a model that learned nothing)"
+            if h.chance is not None else "")
+
+
+def at_chance(x: np.ndarray | float, h: History, th: Thresholds) -> np.ndarray:
+    """Per value: at the chance level, chance_level x to chance_explode x the chance-level loss
+    (a model without skill; a loss far above it is an overconfident or exploded model, which
+    may still predict well). All False when the chance level is not known."""
+    x = np.asarray(x, dtype=float)
+    if h.chance is None:
+        return np.zeros(x.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        return (x >= th.chance_level * h.chance) & (x < th.chance_explode * h.chance)
+
+
+def no_skill(h: History, best_level: float, th: Thresholds) -> bool:
+    """Was the best (smoothed) level of a loss at the chance level (at_chance), so never a
+    trained state? (One far above it is an overconfident model, often a trained one.)
+    False when the chance-level loss is not known: a first value is no proxy (a fine-tuned
+    model starts trained)."""
+    return bool(at_chance(best_level, h, th))
+
+
+def monitored(h: History) -> str | None:
+    if h.has("val_loss", 3):
+        return "val_loss"
+    if h.has("train_loss", 3):
+        return "train_loss"
+    return None
