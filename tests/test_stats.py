@@ -77,3 +77,25 @@ def test_merge_exchange_sorts_every_order_of_small_inputs():
         for i, j in stats._merge_exchange(n):
             cols[i], cols[j] = np.minimum(cols[i], cols[j]), np.maximum(cols[i], cols[j])
         np.testing.assert_array_equal(np.stack(cols, axis=1), np.sort(x, axis=1))
+
+
+def pairwise_slope_median(x: np.ndarray) -> float:
+    """theil_sen_slope by its definition: the median of every (x[j] - x[i]) / (j - i), i < j."""
+    i, j = np.triu_indices(x.size, 1)
+    return float(np.median((x[j] - x[i]) / (j - i)))
+
+
+@pytest.mark.parametrize("kind", ["noise", "ties", "falling", "constant"])
+def test_theil_sen_equals_the_median_of_every_pairwise_slope(kind):
+    rng = np.random.default_rng(5)
+    for n in (2, 3, 1000, 1001, 1002, 1777):  # odd and even counts of slopes, both paths
+        x = series(kind, n, rng)
+        assert stats.theil_sen_slope(x) == pairwise_slope_median(x), (kind, n)
+
+
+def test_theil_sen_bracket_that_misses_the_median_is_widened(monkeypatch):
+    monkeypatch.setattr(stats, "_SLOPE_CHUNK", 5_000)  # several blocks of offsets
+    x = np.cumsum(np.random.default_rng(2).normal(size=1101))
+    want = pairwise_slope_median(x)
+    for bracket in ((want + 1, want + 2), (want - 2, want - 1), (want, want), (-np.inf, np.inf)):
+        assert stats._median_slope_streamed(x, bracket) == want, bracket
