@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shutil
 import statistics
 import sys
@@ -71,7 +72,7 @@ def drop_caches(paths: list[Path]) -> None:
 
 def methods(root: Path, paths: list[Path], csvs: list[Path]) -> dict[str, Callable[[], int]]:
     def plain() -> int:
-        return sum(len(tracking.HistoryReader(r.path).read()) for r in listed(root))
+        return sum(len(tracking.HistoryReader(r.path, cache=False).read()) for r in listed(root))
 
     def cached() -> int:
         return sum(len(tracking.read_history(r.path)) for r in listed(root))
@@ -126,11 +127,13 @@ def run(fns: dict[str, Callable[[], int]], paths: list[Path], rounds: int, rows:
             times[name].append(time.perf_counter() - t)
             assert name in ("bytes", "list") or got == rows, (name, got, rows)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"median of {rounds} alternating rounds, {len(paths)} runs (2-core machine shared "
-          f"with other work: compare ratios, not absolute times)")
+    print(f"median of {rounds} alternating rounds, {len(paths)} runs, load average "
+          f"{os.getloadavg()[0]:.1f} (compare ratios, not absolute times)")
     for name in fns:
         print(f"  {name:6s} {med[name] * 1e3:9.1f} ms   (min {min(times[name]) * 1e3:.1f})")
-    print(f"  ratio csv / warm   {med['csv'] / med['warm']:6.2f}x  (goal >= 3x)")
+    per_round = sorted(c / w for c, w in zip(times["csv"], times["warm"], strict=True))
+    print(f"  ratio csv / warm   {statistics.median(per_round):6.2f}x  (goal >= 3x; per round "
+          f"{per_round[0]:.2f}x to {per_round[-1]:.2f}x)")
     print(f"  ratio csv / cold   {med['csv'] / med['cold']:6.2f}x")
     print(f"  ratio plain / warm {med['plain'] / med['warm']:6.1f}x")
     print(f"  ratio warm / bytes {med['warm'] / med['bytes']:6.1f}x")

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -394,3 +395,28 @@ def test_read_only_folder_reads_without_a_cache(tmp_path):
         assert done.returncode == 0 and done.stdout.strip() == "same", done.stderr
     assert not (run / CACHE_NAME).exists()
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_two_readers_rebuilding_at_once_each_get_the_whole_history(tmp_path):
+    """Two readers find no cache and build it at the same moment, again and again: each
+    read equals the plain reader's, the cache left is whole (one atomic replace won), and
+    no temporary file stays behind."""
+    run = write(tmp_path / "r", sparse(trainer_lines()))
+    expected, start = plain(run), threading.Barrier(2)
+    results: list = []
+
+    def reader() -> None:
+        for _ in range(8):
+            start.wait(timeout=60)
+            (run / CACHE_NAME).unlink(missing_ok=True)  # both find it missing, or one's new
+            results.append(read_history(run))
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(results) == 16
+    for frame in results:
+        pd.testing.assert_frame_equal(frame, expected)
+    assert cached(run) and not [p for p in run.iterdir() if p.name.endswith(".tmp")]

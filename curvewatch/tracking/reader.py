@@ -104,13 +104,13 @@ def _time(x: Any) -> float | None:
     return v if v is not None and 0 <= v <= MAX_TIME else None
 
 
-_json_cache: dict[Path, tuple[tuple[int, int, int], Any]] = {}
+_json_cache: dict[str, tuple[tuple[int, int, int], Any]] = {}
 
 
-def _read_json_cached(path: Path) -> Any:
+def _read_json_cached(path: str) -> Any:
     """A run file's JSON (regular file only, no symlink followed, at most MAX_JSON_BYTES,
     bounded nesting: tracking.safeio), memoised on (mtime_ns, size, inode): listing 1,000
-    runs re-parses only what changed."""
+    runs re-parses only what changed. `path` is a str: pathlib costs more than the read."""
     fd = safeio.open_regular(path)
     try:
         st = os.fstat(fd)
@@ -134,7 +134,7 @@ def _read_json_cached(path: Path) -> Any:
 def read_json_file(path: Path) -> Any:
     """run.json, status.json or group.json, read as a reader must (see _read_json_cached);
     raises OSError or ValueError with a reason that never quotes the content."""
-    return _read_json_cached(Path(path))
+    return _read_json_cached(os.fspath(path))
 
 
 def derive_state(status: dict[str, Any], *, now: float | None = None,
@@ -165,12 +165,18 @@ def derive_state(status: dict[str, Any], *, now: float | None = None,
 def read_run(run_dir: str | Path) -> RunInfo:
     """RunInfo for one run folder; problems are reported in `.problem`, never raised."""
     path = Path(run_dir)
+    return _read_run(path, os.fspath(path), path.is_symlink())
+
+
+def _read_run(path: Path, where: str, is_link: bool) -> RunInfo:
+    """read_run of `path`, whose str is `where` (list_runs knows both, and whether it is a
+    symlink, from its directory listing: no stat)."""
     run_id = path.name
-    if path.is_symlink():
+    if is_link:
         return RunInfo(run_id, path, "unreadable",
                        problem="the run folder is a symlink, which is never followed")
     try:
-        info = _read_json_cached(path / P.RUN_JSON)
+        info = _read_json_cached(os.path.join(where, P.RUN_JSON))
         if not isinstance(info, dict):
             raise ValueError("run.json does not hold a JSON object")
     except FileNotFoundError:
@@ -190,7 +196,7 @@ def read_run(run_dir: str | Path) -> RunInfo:
         notes=_text(info.get("notes"), MAX_NOTES) or "",
     )
     try:
-        status = _read_json_cached(path / P.STATUS_JSON)
+        status = _read_json_cached(os.path.join(where, P.STATUS_JSON))
         if not isinstance(status, dict):
             raise ValueError("status.json does not hold a JSON object")
     except FileNotFoundError:
@@ -307,8 +313,9 @@ def list_runs(runs_dir: str | Path | None = None) -> list[RunInfo]:
     for entry in entries:
         if entry.name.startswith(".") or not P.is_run_id(entry.name):
             continue
-        if entry.is_symlink() or entry.is_dir(follow_symlinks=False):
-            info = read_run(Path(entry.path))
+        is_link = entry.is_symlink()
+        if is_link or entry.is_dir(follow_symlinks=False):
+            info = _read_run(Path(entry.path), entry.path, is_link)
             if info.problem == _NO_RUN_JSON and os.path.exists(os.path.join(entry.path,
                                                                             P.GROUP_JSON)):
                 continue  # a group folder (tracking.list_groups), not a run
@@ -456,7 +463,7 @@ def _mostly_numeric(col: pd.Series) -> bool:
 def read_history(run_dir: str | Path) -> pd.DataFrame:
     """One run's per-epoch metrics as a DataFrame: `epoch` plus one column per metric. Read
     through its columnar cache (tracking.history_cache), which gives the same frame."""
-    return history_cache.read(run_dir, HistoryReader(run_dir, cache=False).read)
+    return history_cache.read(run_dir, lambda: HistoryReader(run_dir, cache=False).read())
 
 
 def read_layers(run_dir: str | Path) -> pd.DataFrame:

@@ -206,12 +206,33 @@ def loads_bounded(data: str | bytes) -> Any:
     OverflowError), for bad UTF-8, bad JSON, nesting deeper than MAX_JSON_DEPTH and integers a
     float cannot hold."""
     try:
-        obj = json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        obj = _DECODER.decode(text)
     except RecursionError:
         raise BadJson(f"nested more than {MAX_JSON_DEPTH} levels deep") from None
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, int digits limit
         raise BadJson(_reason(e)) from None
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH \
+            and not any(s in text for s in _MAYBE_NONFINITE):
+        return obj  # no walk needed: nothing nests too deep or reads as a non-finite number
     return _strict(obj, 0)
+
+
+#: A string value reads as "NaN" or "Infinity" only where one of these is in the raw text
+#: (a \u escape can spell any letter).
+_MAYBE_NONFINITE = ("NaN", "Infinity", "\\u")
+
+
+def _float_int(digits: str) -> int:
+    """json's int parser, refusing an integer a float cannot hold (10**400)."""
+    value = int(digits)
+    if len(digits) > 308 and not -MAX_FLOAT_INT <= value <= MAX_FLOAT_INT:
+        raise BadJson("a number outside the float range")
+    return value
+
+
+#: One decoder for every call (json.loads with an option builds a decoder and scanner a call).
+_DECODER = json.JSONDecoder(parse_int=_float_int)
 
 
 def read_json_file(path: str | Path, limit: int, *, root: str | Path | None = None) -> Any:
