@@ -299,6 +299,73 @@ def test_a_run_read_from_a_bucket_is_judged_by_its_heartbeat_not_by_a_pid(
     assert tracking.read_run(tmp_path / "mirror" / "20260101-000000-r-0000").state == "crashed"
 
 
+def test_a_run_without_last_pt_in_the_bucket_is_refused_by_resume_elsewhere(
+        s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from curvewatch.trainer.cli import main
+    run = tracking.Run.create(s3, name="no-ckpt", heartbeat_seconds=0)
+    run.log_epoch(train_loss=1.0)
+    run.finish("stopped")
+    monkeypatch.setenv("CURVEWATCH_SPOOL", str(tmp_path / "machine-b"))
+    assert main(["resume", run.id, "--runs-dir", s3]) == 2
+    err = capsys.readouterr().err
+    assert f"run {run.id} has no checkpoints/last.pt in {s3}" in err
+    assert "resume it on the machine that wrote it" in err
+    assert not (object_store.spool_dir(object_store.parse_url(s3)) / run.id).exists()
+
+
+def test_a_group_in_a_spool_is_seen_in_the_bucket_and_a_stop_object_reaches_it(
+        s3: str) -> None:
+    from curvewatch.tracking import GroupWriter
+    spool = object_store.spool_dir(object_store.parse_url(s3))
+    group = GroupWriter.create(spool, name="g", method="repeat", validation="holdout",
+                               members=[{"index": 0, "name": "g seed 0"}])
+    with tracking.Run.create(s3, name="g seed 0", group=group.id, heartbeat_seconds=0) as run:
+        run.log_epoch(train_loss=1.0, val_loss=2.0)
+    group.update_member(0, run_id=run.id, state="running")
+    [seen] = tracking.list_groups(mirror_of(s3))
+    assert (seen.id, seen.state, seen.run_ids) == (group.id, "running", (run.id,))
+    # the dashboard's or trainer stop's STOP object comes down with the group's next write
+    assert remote_read.push_stop(seen.path)
+    group.update_member(0, state="completed")
+    assert group.stop_requested()
+    group.finish("stopped", aggregate=None, stop_reason="STOP file")
+    [seen] = tracking.list_groups(mirror_of(s3))
+    assert (seen.state, seen.stop_reason) == ("stopped", "STOP file")
+    root = object_store.parse_url(s3)
+    assert not object_store.filesystem(root).exists(root.key(group.id, "STOP"))
+
+
+def test_a_studys_group_from_two_machines_keeps_both_machines_trials() -> None:
+    """merge_group (pure): members joined by trial, an ended one wins, renumbered; a live
+    worker on the other host keeps the group running after this host's last worker left."""
+    from curvewatch.tracking.sync import merge_group
+    now = 1000.0
+
+    def rec(host: str, trials: list[int], state: str, ended: bool) -> dict[str, object]:
+        return {"id": "optuna-s-1", "state": state, "heartbeat_seconds": 5.0,
+                "sweep": {"mode": "optuna", "settings": []}, "updated_at": now,
+                "workers": [] if ended else [{"host": host, "pid": 7, "beat_at": now - 1}],
+                "members": [{"trial": t, "params": {"lr": str(t)}, "run_id": f"{host}-{t}",
+                             "ended_at": now if ended else None} for t in trials]}
+    a = rec("a", [0, 2], "completed", ended=True)
+    b = rec("b", [1, 2], "running", ended=False)
+    merged = merge_group(a, b, host="a", now=now)
+    assert [(m["trial"], m["index"], m["run_id"]) for m in merged["members"]] == [
+        (0, 0, "a-0"), (1, 1, "b-1"), (2, 2, "a-2")]
+    assert merged["sweep"]["settings"] == [{"lr": "0"}, {"lr": "1"}, {"lr": "2"}]
+    assert merged["state"] == "running" and merged["workers"][0]["host"] == "b"
+    assert merge_group(a, b, host="a", now=now + 60)["state"] == "completed"  # b's beat stale
+    kfold = {**a, "sweep": None}
+    assert merge_group(kfold, b, host="a", now=now) is kfold  # one writer: its own record
+
+
+def test_the_dashboards_actions_name_the_bucket_for_its_mirror(s3: str, tmp_path: Path) -> None:
+    from curvewatch.dashboard.actions import runs_arg
+    assert runs_arg(mirror_of(s3)) == s3
+    assert runs_arg(tmp_path) == str(tmp_path.resolve())
+
+
 def test_the_dashboard_reads_a_bucket_named_by_curvewatch_runs(
         s3: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from curvewatch.dashboard import data
@@ -331,27 +398,38 @@ def test_the_logging_api_refuses_a_bad_url_naming_it() -> None:
 
 
 @pytest.mark.slow
-def test_a_trainer_killed_then_resumed_on_a_bucket_shows_every_epoch_once(s3: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def test_a_trainer_killed_then_resumed_on_another_machine_from_the_bucket_shows_every_epoch_once(
+        s3: str, tmp_path: Path) -> None:
+    """Machine A is killed mid-run; machine B (a spool of its own) resumes the run from what
+    A synced: its files and last.pt, brought down from the bucket."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CURVEWATCH_CHECKPOINT_SYNC_SECONDS": "0"}
     proc = subprocess.Popen([sys.executable, "-m", "curvewatch.trainer", "run", "--epochs", "25",
                              "--runs-dir", s3], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     spool = object_store.spool_dir(object_store.parse_url(s3))
+    root = object_store.parse_url(s3)
+    fs = object_store.filesystem(root)
 
-    def epochs_written() -> int:
-        runs = [p for p in spool.iterdir() if p.is_dir()]
-        return tracking.read_run(runs[0]).status.get("epoch", 0) if runs else 0
-    wait_for(lambda: epochs_written() >= 3, timeout=120, what="3 epochs in the spool")
+    def run_id_synced_with_last_pt() -> str | None:
+        runs = [p.name for p in spool.iterdir() if p.is_dir()]
+        return runs[0] if runs and tracking.read_run(spool / runs[0]).status.get(
+            "epoch", 0) >= 3 and fs.exists(root.key(runs[0], "checkpoints", "last.pt")) \
+            else None
+    run_id = wait_for(run_id_synced_with_last_pt, timeout=120,
+                      what="3 epochs in the spool and a last.pt in the bucket")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    [run_dir] = [p for p in spool.iterdir() if p.is_dir()]
-    assert epochs_written() < 25, "the kill came after the last epoch"
-    done = run_trainer("resume", run_dir.name, "--runs-dir", s3)
+    assert tracking.read_run(spool / run_id).status["epoch"] < 25, "killed after the end"
+    machine_b = tmp_path / "machine-b"
+    done = run_trainer("resume", run_id, "--runs-dir", s3,
+                       env={"CURVEWATCH_SPOOL": str(machine_b)})
     assert done.returncode == 0, done.stderr
-    mirrored = mirror_of(s3) / run_dir.name
+    mirrored = mirror_of(s3) / run_id
     assert tracking.read_run(mirrored).state == "completed"
     assert list(history(mirrored)["epoch"]) == list(range(1, 26))
-    pd.testing.assert_frame_equal(history(mirrored), history(run_dir))
+    pd.testing.assert_frame_equal(history(mirrored), history(
+        next(machine_b.rglob(run_id))))
+    assert fs.exists(root.key(run_id, "checkpoints", "best.pt"))
 
 
 @pytest.mark.parametrize("junk", [b"not json", b"[1, 2]", b'{"files": {"metrics.jsonl": -5}}',

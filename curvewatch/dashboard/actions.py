@@ -52,6 +52,16 @@ def _cli(args: Sequence[str], timeout: float = CLI_TIMEOUT) -> CliResult:
                      proc.stderr, proc.returncode)
 
 
+def runs_arg(runs_dir: Path) -> str:
+    """--runs-dir for the CLI: the bucket's URL when `runs_dir` is this machine's mirror of
+    one (so a launch, resume or stop acts on the bucket, not on the local copy), else the
+    folder's absolute path."""
+    from curvewatch.tracking.object_store import MIRROR_MARK, remote_of
+
+    root = remote_of(Path(runs_dir), MIRROR_MARK)
+    return root.url if root is not None else str(Path(runs_dir).resolve())
+
+
 def launch_run(runs_dir: Path, name: str, config: Mapping[str, Any],
                tags: Sequence[str] = (), group_options: Mapping[str, Any] | None = None
                ) -> CliResult:
@@ -72,7 +82,7 @@ def launch_run(runs_dir: Path, name: str, config: Mapping[str, Any],
         return CliResult(False, None, "", f"refused by the dashboard: {e}", 2)
     except ConfigError as e:
         return CliResult(False, None, "", f"python -m trainer run: error: {e}", 2)
-    args = ["run", "--detach", "--runs-dir", str(Path(runs_dir).resolve())]
+    args = ["run", "--detach", "--runs-dir", runs_arg(runs_dir)]
     for k, v in (group_options or {}).items():
         args += [f"--{k}", str(v)]
     if name:
@@ -86,19 +96,18 @@ def stop_run(runs_dir: Path, run_id: str) -> CliResult:
     """`python -m trainer stop RUN` (writes the STOP file: a graceful stop); a group id stops
     the group's members and starts no more."""
     tracking.run_path(runs_dir, run_id)  # refuse anything that is not a folder here
-    return _cli(["stop", run_id, "--runs-dir", str(Path(runs_dir).resolve())], timeout=60)
+    return _cli(["stop", run_id, "--runs-dir", runs_arg(runs_dir)], timeout=60)
 
 
 def resume(runs_dir: Path, run_id: str) -> CliResult:
     """`python -m trainer resume RUN --detach`: a stopped or crashed run goes on from last.pt;
     a group id resumes the group's stopped, crashed and never-started members."""
     tracking.run_path(runs_dir, run_id)  # refuse anything that is not a folder here
-    return _cli(["resume", run_id, "--detach", "--runs-dir", str(Path(runs_dir).resolve())],
-                timeout=60)
+    return _cli(["resume", run_id, "--detach", "--runs-dir", runs_arg(runs_dir)], timeout=60)
 
 
 def start_demo(runs_dir: Path) -> CliResult:
-    return _cli(["demo", "--runs-dir", str(Path(runs_dir).resolve())])
+    return _cli(["demo", "--runs-dir", runs_arg(runs_dir)])
 
 
 def delete_run(runs_dir: Path, run_id: str) -> Path:

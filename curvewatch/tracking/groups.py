@@ -41,6 +41,7 @@ from .reader import (
     read_run,
     read_tail,
 )
+from .sync import push_group
 
 GROUP_JSON = P.GROUP_JSON
 CURVES = "curves.jsonl"
@@ -165,6 +166,7 @@ class GroupWriter:
         self._written = time.monotonic()
         self._record["updated_at"] = time.time()
         atomic_write_json(self.path / GROUP_JSON, self._record, durable=durable)
+        push_group(self.path)  # a group in a spool goes up to its bucket (tracking.sync)
 
 
 def request_stop(path: str | Path) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,16 @@ from .object_store import (
     remote_of,
     spool_dir,
 )
-from .sync import MANIFEST, SEGMENTED, remote_size, segment_name, segment_prefix
+from .sync import (
+    CHECKPOINT_FILES,
+    ENDED,
+    GROUP_FILES,
+    MANIFEST,
+    SEGMENTED,
+    remote_size,
+    segment_name,
+    segment_prefix,
+)
 
 POLL_ENV = "CURVEWATCH_POLL_SECONDS"
 POLL_SECONDS = 10.0
@@ -88,7 +99,7 @@ def _refresh_run(fs: Any, root: RemoteRoot, run_id: str, local: Path) -> bool:
             _fetch_new_bytes(fs, root, run_id, name, local / name, manifest["files"][name])
     except FileNotFoundError:
         return False  # a compaction removed a segment under us: the next poll reads it
-    for name in (P.RUN_JSON, P.STATUS_JSON):
+    for name in GROUP_FILES if manifest["kind"] == "group" else (P.RUN_JSON, P.STATUS_JSON):
         if (local / name).exists() and before.get(name) == manifest["stamps"].get(name):
             continue  # unchanged since the last manifest applied
         try:
@@ -106,20 +117,28 @@ def _manifest(raw: bytes) -> dict[str, Any] | None:
     try:
         doc = json.loads(raw)
         files = {n: doc["files"].get(n, 0) for n in SEGMENTED}
-        stamps = doc.get("stamps", {})
+        stamps, kind = doc.get("stamps", {}), doc.get("kind", "run")
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
     ok = all(type(v) is int and v >= 0 for v in files.values()) and isinstance(stamps, dict)
-    return {"files": files, "stamps": stamps} if ok else None
+    return {"files": files, "stamps": stamps, "kind": kind} if ok else None
+
+
+def _state(local: Path) -> Any:
+    """The written state of a mirrored run (status.json) or group (group.json); None if
+    neither can be read."""
+    for name in (P.STATUS_JSON, P.GROUP_JSON):
+        try:
+            return json.loads((local / name).read_bytes()).get("state")
+        except (OSError, ValueError, AttributeError):
+            continue
+    return None
 
 
 def _forget_stop(local: Path) -> None:
-    """Drop the mirror's STOP (left by `trainer stop`) once the run has ended."""
-    try:
-        if json.loads((local / P.STATUS_JSON).read_bytes()).get("state") in P.FINAL_STATES:
-            (local / P.STOP).unlink(missing_ok=True)
-    except (OSError, ValueError, AttributeError):
-        pass
+    """Drop the mirror's STOP (left by `trainer stop`) once the run or group has ended."""
+    if _state(local) in ENDED:
+        (local / P.STOP).unlink(missing_ok=True)
 
 
 def _get(fs: Any, key: str) -> bytes:
@@ -130,11 +149,7 @@ def _get(fs: Any, key: str) -> bytes:
 def _due(root: RemoteRoot, run_id: str, local: Path) -> bool:
     """Whether to poll a run's manifest now: a live run on every refresh, an ended one (a
     resume would make it live again) once per FINAL_POLL_SECONDS."""
-    try:
-        state = json.loads((local / P.STATUS_JSON).read_bytes()).get("state")
-    except (OSError, ValueError, AttributeError):
-        return True
-    if state not in P.FINAL_STATES:
+    if _state(local) not in ENDED:
         return True
     now, last = time.monotonic(), _final_checked.get((root.url, run_id))
     if last is not None and now - last < FINAL_POLL_SECONDS:
@@ -171,6 +186,54 @@ def local_runs_dir(runs_dir: str, *, reading: bool) -> Path:
         return Path(runs_dir)
     root = parse_url(runs_dir)
     return refresh(root) if reading else spool_dir(root)
+
+
+class NotResumable(Exception):
+    """A bucket's run that this machine cannot resume (the message says why and what to do)."""
+
+
+def pull_run(root: RemoteRoot, run_id: str, fs: Any = None) -> Path | None:
+    """This machine's spool folder of the bucket's run `run_id`, brought down when the spool
+    lacks it (a run another machine wrote): its files as the bucket holds them (every
+    contiguous byte, not only what the last manifest named, so the syncer goes on from the
+    bucket's end) and its checkpoints. None when the bucket holds no run of that id (it may
+    be a name); NotResumable for another machine's group, or a run with no last.pt."""
+    spool = spool_dir(root)
+    target = spool / run_id
+    if target.exists():
+        return target  # resumed on the machine that wrote it
+    if not P.is_run_id(run_id):
+        return None
+    fs = fs if fs is not None else filesystem(root)
+    if not fs.exists(root.key(run_id, P.RUN_JSON)):
+        if fs.exists(root.key(run_id, P.GROUP_JSON)):
+            raise NotResumable(f"{run_id} is a group another machine runs: its runner's "
+                               "spool holds its plan, so resume it on that machine (or "
+                               "resume each member run here by its id)")
+        return None
+    last = f"{P.CHECKPOINTS}/last.pt"
+    if not fs.exists(root.key(run_id, *last.split("/"))):
+        raise NotResumable(
+            f"run {run_id} has no {last} in {root.url} (its writer syncs it at the end of the "
+            "run and every few minutes; one killed before that left it in its own spool): "
+            "resume it on the machine that wrote it")
+    staging = Path(tempfile.mkdtemp(prefix=P.STAGING_PREFIX, dir=spool))
+    try:
+        for name in SEGMENTED:
+            end = remote_size(fs, root, run_id, name)[0]
+            if end:
+                _fetch_new_bytes(fs, root, run_id, name, staging / name, end)
+        (staging / P.CHECKPOINTS).mkdir()
+        for name in (P.RUN_JSON, P.STATUS_JSON, *CHECKPOINT_FILES):
+            try:
+                atomic_write_bytes(staging / name, _get(fs, root.key(run_id, *name.split("/"))))
+            except FileNotFoundError:
+                pass  # no best.pt yet
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
 
 
 def push_stop(run_dir: Path) -> bool:

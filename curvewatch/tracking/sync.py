@@ -1,11 +1,15 @@
 """Mirror one local run folder to object storage. The local folder stays the writer's truth;
 the bucket gets its .jsonl files as immutable segments named by byte offset, run.json and
-status.json replaced whole, a manifest (sync.json) readers poll, and a compaction at finish.
-A STOP object in the bucket is brought down as the local STOP file."""
+status.json replaced whole, a manifest (sync.json) readers poll, and a compaction at finish;
+its checkpoints at most every $CURVEWATCH_CHECKPOINT_SYNC_SECONDS and at finish, so a resume
+on another machine can start from the bucket. A group folder's group.json and curves.jsonl
+go up whole with a manifest of their own (`push_group`). A STOP object in the bucket is
+brought down as the local STOP file."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -15,12 +19,24 @@ from typing import Any, Callable
 
 from . import paths as P
 from .object_store import RemoteRoot, filesystem, is_url, parse_url, remote_of, spool_dir
+from .procinfo import hostname
+from .reader import STALE_HEARTBEATS
 
 SEGMENTED = (P.METRICS, P.LAYERS, P.STEPS)
 WHOLE = (P.RUN_JSON, P.STATUS_JSON)
 MANIFEST = "sync.json"
 SYNC_ENV = "CURVEWATCH_SYNC_SECONDS"
 SYNC_SECONDS = 2.0
+#: best.pt and last.pt, sent when changed at most this often (a model can be large) and at
+#: the end of the run.
+CHECKPOINT_FILES = (f"{P.CHECKPOINTS}/best.pt", f"{P.CHECKPOINTS}/last.pt")
+CHECKPOINT_SYNC_ENV = "CURVEWATCH_CHECKPOINT_SYNC_SECONDS"
+CHECKPOINT_SYNC_SECONDS = 30.0
+#: A group folder's files, sent whole (tracking.groups).
+GROUP_FILES = (P.GROUP_JSON, "curves.jsonl")
+#: The states after which a run or a group (partial: some members failed) changes no more
+#: unless resumed.
+ENDED = (*P.FINAL_STATES, "partial")
 
 
 def segment_prefix(name: str) -> str:
@@ -74,6 +90,9 @@ class Syncer:
         self.fs = fs if fs is not None else filesystem(root)
         self._sent: dict[str, int] | None = None
         self._stamps: dict[str, tuple[int, int]] = {}
+        self._checkpoints_at = -math.inf
+        self._checkpoint_every = float(os.environ.get(CHECKPOINT_SYNC_ENV)
+                                       or CHECKPOINT_SYNC_SECONDS)
 
     def key(self, *parts: str) -> str:
         return self.root.key(self.run_id, *parts)
@@ -88,13 +107,24 @@ class Syncer:
         sent = any([self._send_whole(n) for n in WHOLE]) or sent
         if sent:
             self._put_manifest()
+        self._send_checkpoints(force=False)
         self._fetch_stop()
         return sent
+
+    def _send_checkpoints(self, *, force: bool) -> None:
+        """best.pt and last.pt when changed, at most every CHECKPOINT_SYNC_SECONDS unless
+        `force` (the run has ended). Sent after the manifest: readers never fetch them."""
+        if not force and time.monotonic() - self._checkpoints_at < self._checkpoint_every:
+            return
+        self._checkpoints_at = time.monotonic()
+        for name in CHECKPOINT_FILES:
+            self._send_whole(name)
 
     def compact(self) -> None:
         """After the last sync of a finished run: each .jsonl whole as one object, then its
         segments deleted (readers fall back to the compacted object)."""
         self.sync()
+        self._send_checkpoints(force=True)
         for name in SEGMENTED:
             data = self._complete(name, 0)
             if not data:
@@ -235,3 +265,84 @@ def publish_run(runs_dir: str | Path | None, name: str,
         except IdTaken:
             continue
     raise RuntimeError(f"could not claim a free run id in {root.url} after 100 tries")
+
+
+_push_failed: set[str] = set()  # groups whose failed push was reported (once each)
+
+
+def push_group(group_dir: Path) -> bool:
+    """Send a group folder in a spool to its bucket: group.json and curves.jsonl whole, then a
+    manifest naming their stamps (what readers poll); bring a STOP object down. Nothing for
+    a group outside a spool. A study's group written from several machines is merged with
+    the bucket's copy first (`merge_group`), so no machine's trials are dropped. A storage
+    error is reported once and left to the next push (the group is whole in the spool)."""
+    group_dir = Path(group_dir)
+    root = remote_of(group_dir.parent)
+    if root is None:
+        return False
+    try:
+        _push_group(root, group_dir)
+    except Exception as e:  # noqa: BLE001 - storage down: the next write pushes again
+        if group_dir.name not in _push_failed:
+            _push_failed.add(group_dir.name)
+            print(f"curvewatch: group {group_dir.name} is not synced to {root.url} ({e!r}); "
+                  "the next change of the group sends it again", file=sys.stderr)
+        return False
+    return True
+
+
+def _push_group(root: RemoteRoot, group_dir: Path) -> None:
+    fs, gid = filesystem(root), group_dir.name
+    local = json.loads((group_dir / P.GROUP_JSON).read_bytes())
+    try:
+        remote = json.loads(bytes(fs.cat_file(root.key(gid, P.GROUP_JSON), start=0)))
+    except (FileNotFoundError, ValueError):
+        remote = None
+    merged = merge_group(local, remote, host=hostname(), now=time.time())
+    fs.pipe_file(root.key(gid, P.GROUP_JSON), json.dumps(merged, indent=2).encode())
+    stamps = {P.GROUP_JSON: [time.time_ns(), 0]}
+    curves = group_dir / GROUP_FILES[1]
+    if curves.exists():
+        fs.pipe_file(root.key(gid, GROUP_FILES[1]), curves.read_bytes())
+        stamps[GROUP_FILES[1]] = stamps[P.GROUP_JSON]
+    manifest = {"format": 1, "kind": "group", "files": {}, "synced_at": time.time(),
+                "stamps": stamps}
+    fs.pipe_file(root.key(gid, MANIFEST), json.dumps(manifest).encode())
+    stop = root.key(gid, P.STOP)
+    if merged.get("state") in ENDED:
+        if fs.exists(stop):
+            fs.rm(stop)  # the group honoured it; a resume must not stop again
+    elif not (group_dir / P.STOP).exists() and fs.exists(stop):
+        (group_dir / P.STOP).touch()
+
+
+def merge_group(local: dict[str, Any], remote: dict[str, Any] | None, *, host: str,
+                now: float) -> dict[str, Any]:
+    """The group record to put from machine `host` (pure): `local`, unless both are one
+    Optuna study's group; then members are joined by trial number (one that has ended wins),
+    renumbered in trial order with their settings, and the workers are this host's from
+    `local` and the others' from `remote`: while another host's worker beats, the group
+    stays running (its aggregate is then the dashboard's, computed live)."""
+    def study(rec: Any) -> bool:
+        return isinstance(rec, dict) and (rec.get("sweep") or {}).get("mode") == "optuna"
+    if remote is None or not (study(local) and study(remote)) \
+            or remote.get("id") != local.get("id"):
+        return local
+    by_trial: dict[Any, dict[str, Any]] = {}
+    for m in [*(remote.get("members") or []), *(local.get("members") or [])]:
+        if not isinstance(m, dict):
+            continue
+        seen = by_trial.get(m.get("trial"))
+        if seen is None or not seen.get("ended_at") or m.get("ended_at"):
+            by_trial[m.get("trial")] = m
+    members = [dict(m, index=i, setting=i) for i, m in enumerate(
+        sorted(by_trial.values(), key=lambda m: (m.get("trial") is None, m.get("trial") or 0)))]
+    stale = STALE_HEARTBEATS * float(local.get("heartbeat_seconds") or 5.0)
+    others = [w for w in remote.get("workers") or [] if isinstance(w, dict)
+              and w.get("host") != host and now - float(w.get("beat_at") or 0) < stale]
+    out = dict(local, members=members, workers=[*(local.get("workers") or []), *others],
+               sweep={**local["sweep"], "settings": [m.get("params") for m in members]},
+               updated_at=max(local.get("updated_at") or 0, remote.get("updated_at") or 0))
+    if others and local.get("state") != "running":
+        out.update(state="running", ended_at=None, aggregate=None, stop_reason=None)
+    return out

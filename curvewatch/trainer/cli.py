@@ -318,6 +318,22 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return validate(raw)
 
 
+def _pulled(args: argparse.Namespace) -> Path:
+    """The runs directory of `resume`: for a bucket, this machine's spool, into which a run
+    another machine wrote is first brought down with its checkpoints (tracking.remote_read)."""
+    from curvewatch.tracking.object_store import is_url, parse_url
+    from curvewatch.tracking.remote_read import NotResumable, pull_run
+
+    runs_dir = _runs_dir(args)
+    text = getattr(args, "runs_dir", None) or os.environ.get(RUNS_ENV)
+    if is_url(text):
+        try:
+            pull_run(parse_url(str(text)), args.run)
+        except NotResumable as e:
+            raise UsageError(str(e)) from None
+    return runs_dir
+
+
 def resolve_run(runs_dir: Path, ref: str) -> Path:
     """A run (or group) folder from its id, or from a name that exactly one run has."""
     try:
@@ -650,7 +666,7 @@ def cmd_resume(args: argparse.Namespace, job: Any = None) -> int:
             raise UsageError("under torchrun, resume trains in the foreground: --detach does "
                              "not apply")
         return within_job(lambda job: cmd_resume(args, job))
-    run_dir = resolve_run(_runs_dir(args), args.run)
+    run_dir = resolve_run(_pulled(args), args.run)
     if is_group_dir(run_dir):
         if job is not None:
             raise UsageError(f"{run_dir.name} is a group; under torchrun resume one run")
@@ -781,6 +797,8 @@ def _stop_group(args: argparse.Namespace, group_dir: Path) -> int:
               file=sys.stderr)
         return EXIT_NOT_RUNNING
     asked = stop_group(group_dir.parent, group_dir)
+    for path in (group_dir, *(group_dir.parent / rid for rid in asked)):
+        push_stop(path)  # a group read from a bucket: its writers fetch the STOP objects
     print(f"asked group {group.id} and {len(asked)} running members to stop after their "
           "current epoch; members not started yet will not start")
     return _wait_until_stopped(lambda: read_group(group_dir).state, f"group {group.id}",

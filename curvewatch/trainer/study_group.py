@@ -16,6 +16,7 @@ from curvewatch.tracking.groups import HEARTBEAT_SECONDS
 from curvewatch.tracking.jsonio import update_json
 from curvewatch.tracking.procinfo import hostname, process_alive, process_start_ticks
 from curvewatch.tracking.reader import STALE_HEARTBEATS
+from curvewatch.tracking.sync import push_group
 
 #: group.json's list of the workers in the group now: host, pid, pid_start, beat_at.
 WORKERS = "workers"
@@ -98,6 +99,7 @@ class StudyGroup:
             return rec
         self.record = update_json(self.path / P.GROUP_JSON, stamped)
         self._beat = time.monotonic()
+        push_group(self.path)  # a group in a spool goes up to its bucket
 
     def add_member(self, trial: int, name: str, params: dict[str, str], run_id: str,
                    seed: int) -> None:
