@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import pytest
 
 from curvewatch.dashboard import figures
-from curvewatch.dashboard.downsample import SCREEN_POINTS, downsample, keep_indices
+from curvewatch.dashboard.downsample import SCREEN_POINTS, downsample, keep_indices, screen_rows
 
 
 def noisy(n: int, seed: int = 0) -> np.ndarray:
@@ -93,3 +93,29 @@ def test_long_learning_curve_is_screen_sized_and_best_epoch_exact():
     assert pairs[best] == val.min(), "the curve passes through the best epoch exactly"
     lines = [s for s in fig.layout.shapes if s.type == "line"]
     assert any(s.x0 == best for s in lines), "the best-epoch marker stays at its epoch"
+
+
+def history_frame(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"epoch": np.arange(1, n + 1), "train_loss": noisy(n, 1),
+                         "val_loss": noisy(n, 2) + 0.1, "lr": np.full(n, 1e-3)})
+
+
+def test_screen_rows_keep_every_columns_extremes_of_a_long_history():
+    h = history_frame(50_000)
+    h.loc[30_000:, "val_loss"] = math.nan  # where it went non-finite survives too
+    rows = screen_rows(h)
+    assert len(rows) <= 4 * (SCREEN_POINTS + 2) < len(h)
+    for col in ("train_loss", "val_loss"):
+        assert h[col].idxmin() in rows.index and h[col].idxmax() in rows.index
+    assert 30_000 in rows.index and rows.index[0] == 0 and rows.index[-1] == len(h) - 1
+    short = history_frame(SCREEN_POINTS)
+    assert screen_rows(short) is short  # a short history comes back as it is
+
+
+def test_screen_rows_of_a_span_come_back_whole_when_it_fits_the_screen():
+    h = history_frame(50_000)
+    span = screen_rows(h, (20_001, 20_000 + SCREEN_POINTS))
+    pd.testing.assert_frame_equal(span, h.iloc[20_000:20_000 + SCREEN_POINTS])
+    wide = screen_rows(h, (10_000, 40_000))  # wider than the screen: cut, within the span
+    assert len(wide) < 30_001 and wide["epoch"].between(10_000, 40_000).all()
+    assert wide["epoch"].iloc[0] == 10_000 and wide["epoch"].iloc[-1] == 40_000

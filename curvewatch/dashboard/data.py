@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from curvewatch import tracking
-from curvewatch.diagnosis import diagnose
+from curvewatch.diagnosis import diagnose, with_forecast
 from curvewatch.tracking import (
     HistoryReader,
     LayersReader,
@@ -28,6 +28,10 @@ from curvewatch.tracking.paths import RUNS_ENV
 from curvewatch.tracking.remote_read import local_runs_dir
 from curvewatch.trainer.config import run_thresholds
 from curvewatch.trainer.errors import ConfigError
+
+from . import forecast_band
+from .downsample import screen_rows
+from .figures import with_steps
 
 #: the run folder's files whose (mtime, size) key the caches (names from docs/run-format.md)
 METRICS_FILE = "metrics.jsonl"
@@ -108,6 +112,73 @@ def load_history(run_dir: Path | str) -> pd.DataFrame:
     """A run's per-epoch history, re-read only when metrics.jsonl changed."""
     mtime, size = file_state(Path(run_dir) / METRICS_FILE)
     return _history_cached(str(run_dir), mtime, size)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunView:
+    """What the Run page draws of a run read from its files (not followed live): `history` is
+    its rows cut to screen resolution (every row of a run of at most SCREEN_POINTS epochs),
+    the findings (with their forecasts) and the forecast band come from the whole history."""
+    history: pd.DataFrame
+    rows: int  # rows of the whole history
+    first_epoch: int | None
+    last_epoch: int | None
+    findings: tuple[Any, ...]
+    band: Any  # diagnosis.Forecast | None
+    failed: str | None  # why there are no findings (DiagnosisFailed), or None
+
+
+def run_view(run_dir: Path | str, thresholds: Any, steps_per_epoch: Any,
+             epochs: int | None) -> RunView:
+    """The Run page's data for a run not followed live, computed once per state of its files
+    (metrics, layers, run.json, best.pt): a rerun costs the cache lookup, not a read and a
+    diagnosis of a million rows. `thresholds`: thresholds_for(config)."""
+    p = Path(run_dir)
+    return _run_view_cached(str(p), file_state(p / METRICS_FILE), file_state(p / LAYERS_FILE),
+                            file_state(p / tracking.paths.RUN_JSON), best_checkpoint(p),
+                            thresholds, steps_per_epoch, epochs)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _run_view_cached(run_dir: str, metrics: tuple[int, int], layers: tuple[int, int],
+                     run_json: tuple[int, int], best: str | None, thresholds: Any,
+                     steps_per_epoch: Any, epochs: int | None) -> RunView:
+    history = with_steps(tracking.read_history(run_dir), steps_per_epoch)
+    first, last = _epoch_bounds(history)
+    findings: list[Any] = []
+    failed = None
+    try:
+        findings = findings_for(history, tracking.read_layers(run_dir), thresholds, run_dir)
+        findings = list(with_forecast(findings, history, epochs))
+    except DiagnosisFailed as e:
+        failed = str(e)
+    return RunView(screen_rows(history), len(history), first, last, tuple(findings),
+                   forecast_band.band_forecast(history, epochs), failed)
+
+
+def span_history(run_dir: Path | str, span: tuple[int, int], steps_per_epoch: Any
+                 ) -> pd.DataFrame:
+    """The rows of epochs span[0]..span[1] of a run read from its files, at full resolution
+    when the span holds at most SCREEN_POINTS rows, else cut to screen resolution (a zoom
+    re-reads the detail; cached per file state and span)."""
+    mtime, size = file_state(Path(run_dir) / METRICS_FILE)
+    return _span_cached(str(run_dir), mtime, size, (int(span[0]), int(span[1])),
+                        steps_per_epoch)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _span_cached(run_dir: str, mtime_ns: int, size: int, span: tuple[int, int],
+                 steps_per_epoch: Any) -> pd.DataFrame:
+    return screen_rows(with_steps(tracking.read_history(run_dir), steps_per_epoch), span)
+
+
+def _epoch_bounds(history: pd.DataFrame) -> tuple[int | None, int | None]:
+    if "epoch" not in history.columns:
+        return None, None
+    ep = pd.to_numeric(history["epoch"], errors="coerce")
+    if not ep.notna().any():
+        return None, None
+    return int(ep.min()), int(ep.max())
 
 
 @st.cache_data(max_entries=128, show_spinner=False)

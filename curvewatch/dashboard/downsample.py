@@ -1,13 +1,15 @@
 """Long series drawn at screen resolution: a chart a couple of thousand pixels wide cannot show
 more points than that, so a trace keeps, per bucket of neighbouring points, the lowest and
 the highest (spikes and the best epoch survive), plus where the series leaves the finite
-numbers. Pure numpy, O(n), display only: diagnosis and flags always read the full history.
+numbers. Pure (numpy, pandas), O(n), display only: diagnosis and flags always read the full
+history. `screen_rows` cuts a whole history so (or the rows of an epoch span: a zoom).
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 #: Points a trace keeps: about one per horizontal pixel of a wide chart (TensorBoard: 1,000).
 SCREEN_POINTS = 2_000
@@ -51,3 +53,23 @@ def downsample(x: Sequence[float], y: Sequence[float], max_points: int = SCREEN_
     y = np.asarray(y, dtype=float)
     idx = keep_indices(y, max_points, keep)
     return x[idx], y[idx]
+
+
+def screen_rows(frame: pd.DataFrame, span: tuple[float, float] | None = None, *,
+                by: str = "epoch", max_points: int = SCREEN_POINTS) -> pd.DataFrame:
+    """The rows of `frame` whose `by` lies in `span` (inclusive; all rows when None), cut to
+    what a chart of any of its numeric columns shows: when more than max_points rows remain,
+    the union over those columns of keep_indices, so each column keeps its extremes and its
+    non-finite points per bucket (at most max_points + 2 rows a column). A span of at most
+    max_points rows comes back whole: zooming in shows every epoch. Never mutates `frame`."""
+    if span is not None and by in frame.columns:
+        key = pd.to_numeric(frame[by], errors="coerce").to_numpy(dtype=float)
+        frame = frame.iloc[np.flatnonzero((key >= span[0]) & (key <= span[1]))]
+    if len(frame) <= max_points:
+        return frame
+    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
+               and not pd.api.types.is_bool_dtype(frame[c])]
+    picked = [keep_indices(frame[c].to_numpy(dtype=float, na_value=np.nan), max_points)
+              for c in numeric]
+    rows = np.unique(np.concatenate(picked)) if picked else np.array([0, len(frame) - 1])
+    return frame.iloc[rows]

@@ -20,13 +20,20 @@ def band_traces(history: pd.DataFrame, until_epoch: int | None, *,
     """Three traces (upper edge, lower edge filled up to it, projected centre), all dashed,
     from the last epoch to `until_epoch`; [] when there is no planned end beyond the last
     epoch or the forecast has nothing to say (too short, too noisy, rising)."""
-    if not until_epoch or "epoch" not in history.columns or history.empty:
-        return []
-    try:
-        fc = forecast(history, int(until_epoch), metric=metric)
-    except ValueError:
-        return []
+    fc = band_forecast(history, until_epoch, metric=metric)
     return [] if fc is None else traces(fc)
+
+
+def band_forecast(history: pd.DataFrame, until_epoch: int | None, *,
+                  metric: str = "val_loss") -> Forecast | None:
+    """The forecast band_traces draws, or None when it draws nothing (a long run's Run page
+    keeps it with its cached diagnosis: data.run_view)."""
+    if not until_epoch or "epoch" not in history.columns or history.empty:
+        return None
+    try:
+        return forecast(history, int(until_epoch), metric=metric)
+    except ValueError:
+        return None
 
 
 def traces(fc: Forecast) -> list[go.Scatter]:

@@ -27,6 +27,7 @@ QP_METRIC = "metric"  # Compare: the column compared
 QP_SMOOTH = "smoothing"  # EMA weight
 QP_X = "x"               # x axis: epoch, step or time
 QP_LOG = "logy"          # log y axis
+QP_EPOCHS = "epochs"     # Run page of a long run: the epoch span drawn in full (first, last)
 
 # widget keys
 RUNS_STATE = "runs-state"

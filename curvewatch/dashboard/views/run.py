@@ -5,9 +5,11 @@ model, and the log tail."""
 
 import re
 
+import numpy as np
 import streamlit as st
 
 from curvewatch.dashboard import actions, data, figures, forecast_band, live_chart, state, tables
+from curvewatch.dashboard.downsample import SCREEN_POINTS
 from curvewatch.dashboard.series import DEFAULT_SMOOTHING, MAX_SMOOTHING
 from curvewatch.diagnosis import with_forecast
 from curvewatch.tracking.annotate import annotate_run
@@ -151,7 +153,15 @@ if running:
 # the view settings live in the URL (bind): a shared link opens the same view; a run that
 # logged no step counts (and gives no steps_per_epoch) has no step axis to offer
 steps_per_epoch = info.data.get("steps_per_epoch")
-axes = figures.axes_of(figures.with_steps(data.load_history(path), steps_per_epoch))
+try:  # the trainer's own judgement of this run
+    thresholds, diagnosis_error = data.thresholds_for(info.config, path), None
+except data.DiagnosisFailed as e:
+    thresholds, diagnosis_error = None, str(e)
+# not followed live: drawn from a cached view (screen-resolution rows, findings and forecast
+# of the whole history), so a rerun of a million-epoch run's page reads nothing again
+stored = None if live else data.run_view(path, thresholds, steps_per_epoch, info.epochs)
+axes = figures.axes_of(stored.history if stored is not None
+                       else figures.with_steps(data.load_history(path), steps_per_epoch))
 with view[0]:
     x = st.radio("x axis", axes or ["epoch"], horizontal=True, key=state.RUN_X,
                  bind="query-params", help="flags sit where their epochs lie on the chosen axis")
@@ -164,10 +174,26 @@ with view[2]:
     log_y = st.toggle("Log y", key=state.RUN_LOG, bind="query-params",
                       help="log scale for losses and the other scalars (accuracy and R² stay "
                       "linear; gradient norms are always on a log scale)")
-try:  # the trainer's own judgement of this run
-    thresholds, diagnosis_error = data.thresholds_for(info.config, path), None
-except data.DiagnosisFailed as e:
-    thresholds, diagnosis_error = None, str(e)
+span = None  # epochs (first, last) drawn at full resolution, when zoomed in
+if stored is not None and stored.rows > SCREEN_POINTS and stored.first_epoch is not None \
+        and stored.last_epoch is not None and stored.last_epoch > stored.first_epoch:
+    whole = (stored.first_epoch, stored.last_epoch)
+    picked = st.slider("Epochs shown", whole[0], whole[1], whole, key=state.QP_EPOCHS,
+                       bind="query-params",
+                       help=f"this run has {stored.rows:,} epochs; the charts draw each "
+                       f"trace's extremes at screen resolution, and every epoch of a span "
+                       f"of at most {SCREEN_POINTS:,}")
+    span = None if tuple(picked) == whole else (int(picked[0]), int(picked[1]))
+
+
+def fit_span(fig, history):
+    """A zoomed chart's x axis fixed to the span's rows (flags outside it would widen it)."""
+    if span is not None:
+        xs = figures.x_values(history, x)
+        xs = xs[np.isfinite(xs)]
+        if xs.size:
+            fig.update_xaxes(range=[float(xs.min()), float(xs.max())])
+    return fig
 
 
 @st.fragment(run_every=interval if live else None)
@@ -179,15 +205,20 @@ def live_view() -> None:
         if now_info.state != "running":  # finished since: redraw the whole page once
             st.rerun()
     else:
-        history = data.load_history(path)
+        history = stored.history if span is None else data.span_history(path, span,
+                                                                         steps_per_epoch)
         now_info = info
     history = figures.with_steps(history, steps_per_epoch)
     layers = data.live_layers(path) if live else data.load_layers(path)
-    try:
-        findings, failed = data.findings_for(history, layers, thresholds, path), diagnosis_error
-        findings = with_forecast(findings, history, now_info.epochs)  # "≈ 2% more expected by …"
-    except data.DiagnosisFailed as e:
-        findings, failed = [], str(e)
+    if not live:
+        findings, failed = list(stored.findings), diagnosis_error or stored.failed
+    else:
+        try:
+            findings, failed = data.findings_for(history, layers, thresholds, path), \
+                diagnosis_error
+            findings = with_forecast(findings, history, now_info.epochs)  # "≈ 2% more …"
+        except data.DiagnosisFailed as e:
+            findings, failed = [], str(e)
     status = now_info.status
 
     m = st.columns(5)
@@ -225,12 +256,13 @@ def live_view() -> None:
                     history, findings, metric=metric, smoothing=smoothing, x=x,
                     best_epoch=now_info.best_epoch if metric == "loss" else None,
                     stop_epoch=stop_epoch, log_y=log_y and metric not in LINEAR_METRICS,
-                    uirevision=f"{info.id}-{metric}")
+                    uirevision=f"{info.id}-{metric}{span or ''}")
                 # issue 13: the projection to the end, not where the loss is rising again
                 # (overfitting: the learning-curve laws it fits only fall)
-                if metric == "loss" and x == "epoch" and not overfitting:
-                    fig.add_traces(forecast_band.band_traces(history, epochs))
-                live_chart.chart(fig, key=f"run-chart-{metric}", live=live)
+                if metric == "loss" and x == "epoch" and not overfitting and span is None:
+                    fig.add_traces(forecast_band.band_traces(history, epochs) if live else
+                                   forecast_band.traces(stored.band) if stored.band else [])
+                live_chart.chart(fit_span(fig, history), key=f"run-chart-{metric}", live=live)
             except ValueError as e:
                 st.warning(f"No {metric} curve: {e}")
     with c2:  # the verdict next to the curves it is drawn on
@@ -238,15 +270,16 @@ def live_view() -> None:
     g1, g2 = st.columns(2)
     with g1:
         if "grad_norm" in history.columns:
-            live_chart.chart(figures.grad_norm_figure(history, findings, x=x,
-                                                      uirevision=f"{info.id}-grad"),
-                             key="run-chart-grad", live=live)
+            live_chart.chart(fit_span(figures.grad_norm_figure(
+                history, findings, x=x, uirevision=f"{info.id}-grad{span or ''}"), history),
+                key="run-chart-grad", live=live)
         else:
             st.info(f"No gradient norms logged (columns: {', '.join(history.columns)}).")
     with g2:
         if "lr" in history.columns:
-            live_chart.chart(figures.lr_figure(history, x=x, uirevision=f"{info.id}-lr"),
-                             key="run-chart-lr", live=live)
+            live_chart.chart(fit_span(figures.lr_figure(
+                history, x=x, uirevision=f"{info.id}-lr{span or ''}"), history),
+                key="run-chart-lr", live=live)
     steps = data.load_steps(path, live=live)
     if len(steps) and "loss" in steps.columns:
         live_chart.chart(figures.steps_figure(steps, smoothing=smoothing,
@@ -267,9 +300,10 @@ def draw_scalar_sections(history) -> None:
             for i, col in enumerate(columns):
                 with grid[i % 3]:
                     fig = figures.scalar_figure(history, col, smoothing=smoothing, x=x,
-                                                log_y=log_y, uirevision=f"{info.id}-{col}")
-                    live_chart.chart(fig, key=f"run-chart-scalar-{s}-{i}-{KEYSAFE.sub('-', col)}",
-                                     live=live)
+                                                log_y=log_y,
+                                                uirevision=f"{info.id}-{col}{span or ''}")
+                    live_chart.chart(fit_span(fig, history), live=live,
+                                     key=f"run-chart-scalar-{s}-{i}-{KEYSAFE.sub('-', col)}")
 
 
 def render_findings(findings, status, failed: str | None = None) -> None:
