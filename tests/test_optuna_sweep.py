@@ -124,6 +124,11 @@ def test_a_worker_killed_mid_trial_leaves_its_trial_failed_and_the_study_goes_on
     assert read_run(runs_dir / run_id).state == "crashed"
     assert "trial 0: its run crashed" in out
     assert len(study.trials) == 2 and study.trials[1].state in FINISHED
+    # the study's one group: the killed worker's trial failed in it, the group partial
+    [group] = list_groups(runs_dir)
+    assert [(m.run_id, m.state) for m in group.members] == [
+        (run_id, "crashed"), (study.trials[1].user_attrs[RUN_ATTR], "completed")]
+    assert group.state == "partial"
 
 
 @pytest.mark.slow

@@ -301,6 +301,8 @@ class Worker:
         while self.stop_reason is None and failures < MAX_FAILURES_IN_A_ROW:
             for n in fail_crashed_trials(self.study, self.runs_dir):
                 self.echo(f"trial {n}: its run crashed (worker gone); marked failed")
+                self._group().update_member(n, outcome="failed", ended_at=time.time(),
+                                            error="its run crashed (worker gone)")
             if trials_taken(self.study) >= trials:
                 break
             if self.group is not None and self.group.stop_requested():
