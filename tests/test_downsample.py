@@ -119,3 +119,21 @@ def test_screen_rows_of_a_span_come_back_whole_when_it_fits_the_screen():
     wide = screen_rows(h, (10_000, 40_000))  # wider than the screen: cut, within the span
     assert len(wide) < 30_001 and wide["epoch"].between(10_000, 40_000).all()
     assert wide["epoch"].iloc[0] == 10_000 and wide["epoch"].iloc[-1] == 40_000
+
+
+def ema_loop(y: np.ndarray, w: float) -> np.ndarray:
+    """TensorBoard's classicSmoothing as written there: one point at a time."""
+    out, last, n = y.copy(), 0.0, 0
+    for i, v in enumerate(y):
+        if math.isfinite(v):
+            last, n = w * last + (1.0 - w) * v, n + 1
+            out[i] = last / (1.0 - w ** n)
+    return out
+
+
+@pytest.mark.parametrize("w", [1e-13, 0.01, 0.6, 0.99, 0.999])
+def test_vectorised_smoothing_equals_the_point_by_point_average(w):
+    from curvewatch.dashboard.series import smooth_ema
+    y = noisy(5_000, 3)
+    y[::97], y[5::211] = math.nan, math.inf  # skipped, passed through
+    np.testing.assert_allclose(smooth_ema(y, w), ema_loop(y, w), rtol=1e-11, atol=1e-14)

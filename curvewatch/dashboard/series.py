@@ -29,12 +29,37 @@ def smooth_ema(values: Sequence[float], weight: float = DEFAULT_SMOOTHING) -> np
     w = min(max(w, 0.0), 1.0)
     if np.all(y == y[0]):
         return out
-    last, n = 0.0, 0
-    for i, v in enumerate(y):
-        if not math.isfinite(v):
-            continue
-        last = w * last + (1.0 - w) * v
-        n += 1
-        debias = 1.0 if w == 1.0 else 1.0 - w ** n
-        out[i] = last / debias
+    finite = np.isfinite(y)
+    f = y[finite]
+    if w == 0.0 or w == 1.0:  # the input back; all zeros (the average never moves from 0)
+        out[finite] = f if w == 0.0 else 0.0
+        return out
+    n = np.arange(1, f.size + 1, dtype=float)
+    out[finite] = _ema(f, w) / (1.0 - w ** n)
+    return out
+
+
+#: Weights below this are averaged by the plain loop (the blocks below would be too short).
+_BLOCK_MIN_WEIGHT = 1e-12
+
+
+def _ema(f: np.ndarray, w: float) -> np.ndarray:
+    """last_k = w last_(k-1) + (1 - w) f_k from last_0 = 0, equal to that loop to float
+    rounding, vectorised: within a block, last_(s+k) = w^k (carry + (1 - w) sum_(j<=k)
+    f_(s+j) w^-j), blocks short enough that w^-k stays a finite float (a Python loop over
+    10,000 points cost ~10 ms a trace: 0.5 s for the Compare page's 20 runs)."""
+    if w < _BLOCK_MIN_WEIGHT:
+        out, last = np.empty_like(f), 0.0
+        for i, v in enumerate(f):
+            last = w * last + (1.0 - w) * v
+            out[i] = last
+        return out
+    block = max(1, min(f.size, int(600.0 / -math.log(w))))
+    grow = w ** -np.arange(1, block + 1, dtype=float)
+    out = np.empty_like(f)
+    carry = 0.0
+    for s in range(0, f.size, block):
+        g = grow[:min(block, f.size - s)]
+        out[s:s + g.size] = (carry + (1.0 - w) * np.cumsum(f[s:s + g.size] * g)) / g
+        carry = float(out[s + g.size - 1])
     return out
