@@ -22,6 +22,7 @@ goals baked into tests). Usage:
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import math
 import os
@@ -179,11 +180,24 @@ def write_run(root: Path, epochs: int, seed: int = 0) -> Path:
 
 
 def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """This process's peak resident memory in MB: VmHWM, which exec starts afresh (getrusage's
+    ru_maxrss keeps the parent's size at fork: this script's, after writing a big run)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: KiB
 
 
-def child(page: str, query: str, diagnose_it: bool) -> None:
-    """In a fresh process: the page's script run twice (first, then rerun), as JSON."""
+def points(v) -> int:
+    """Length of a plotly JSON array: a list, or plotly 6's typed array {'dtype', 'bdata'}."""
+    if isinstance(v, dict) and "bdata" in v:
+        return len(base64.b64decode(v["bdata"])) // np.dtype(v["dtype"]).itemsize
+    return len(v)
+
+
+def child(page: str, query: str, diagnose_it: bool, zoom: str = "") -> None:
+    """In a fresh process: the page's script run twice (first, then rerun), then with the
+    epoch span `zoom` ("A,B": the Run page's "Epochs shown"), as JSON."""
     from streamlit.testing.v1 import AppTest
 
     from curvewatch.dashboard import data as _data, figures as _figures  # noqa: F401  (imported first)
@@ -198,6 +212,14 @@ def child(page: str, query: str, diagnose_it: bool) -> None:
         at.run()
         out[label] = time.perf_counter() - t
         assert not at.exception, at.exception
+    if zoom:
+        t = time.perf_counter()
+        at.slider(key="epochs").set_value(tuple(int(v) for v in zoom.split(","))).run()
+        out["zoom"] = time.perf_counter() - t
+        assert not at.exception, at.exception
+        out["zoom_points"] = max(points(t.get("x", [])) for el in at.get("plotly_chart")
+                                 for t in json.loads(el.proto.spec)["data"])
+    out["rss_page_mb"] = rss_mb()  # the page's peak, before the diagnose below
     if diagnose_it:
         runs = tracking.list_runs(os.environ["CURVEWATCH_RUNS"])
         t = time.perf_counter()
@@ -211,10 +233,11 @@ def child(page: str, query: str, diagnose_it: bool) -> None:
     print(json.dumps(out))
 
 
-def in_child(root: Path, page: str, query: str = "", diagnose_it: bool = False) -> dict:
+def in_child(root: Path, page: str, query: str = "", diagnose_it: bool = False,
+             zoom: str = "") -> dict:
     env = dict(os.environ, CURVEWATCH_RUNS=str(root))
-    done = subprocess.run([sys.executable, __file__, "--child", page, "--query", query]
-                          + (["--diagnose"] if diagnose_it else []), env=env,
+    done = subprocess.run([sys.executable, __file__, "--child", page, "--query", query,
+                           "--zoom", zoom] + (["--diagnose"] if diagnose_it else []), env=env,
                           capture_output=True, text=True, timeout=900)
     if done.returncode:
         raise SystemExit(f"{page} page failed:\n{done.stderr[-3000:]}")
@@ -229,10 +252,13 @@ def drop_history_caches(root: Path) -> None:
 def show(label: str, cold: dict, warm: dict) -> None:
     print(f"  {label}")
     print(f"    cold (no .metrics.arrow, fresh process)  {cold['first']:7.2f} s   "
-          f"peak RSS {cold['rss_peak_mb']:5.0f} MB (imports alone {cold['rss_imported_mb']:.0f})")
+          f"peak RSS {cold['rss_page_mb']:5.0f} MB (imports alone {cold['rss_imported_mb']:.0f})")
     print(f"    warm (cache file, fresh process)         {warm['first']:7.2f} s   "
-          f"peak RSS {warm['rss_peak_mb']:5.0f} MB (imports alone {warm['rss_imported_mb']:.0f})")
+          f"peak RSS {warm['rss_page_mb']:5.0f} MB (imports alone {warm['rss_imported_mb']:.0f})")
     print(f"    rerun (same process, caches hot)         {warm['rerun']:7.2f} s")
+    if "zoom" in warm:
+        print(f"    zoom to a span (re-read at full res.)    {warm['zoom']:7.2f} s   "
+              f"{warm['zoom_points']} points a trace")
 
 
 def bench_million(root: Path, epochs: int) -> None:
@@ -242,8 +268,10 @@ def bench_million(root: Path, epochs: int) -> None:
     print(f"Run of {epochs:,} epochs ({size / 1e6:.0f} MB metrics.jsonl, written in "
           f"{time.perf_counter() - t:.0f} s)")
     drop_history_caches(root)
+    mid = epochs // 2
+    zoom = f"{mid},{mid + 1_000}"  # 1,001 epochs: every one drawn
     cold = in_child(root, "run", f"run={path.name}", diagnose_it=True)
-    warm = in_child(root, "run", f"run={path.name}", diagnose_it=True)
+    warm = in_child(root, "run", f"run={path.name}", diagnose_it=True, zoom=zoom)
     show("Run page", cold, warm)
     print(f"    read_history in the warm process         {warm['read_history']:7.2f} s")
     print(f"    diagnose (cold / warm process)           {cold['diagnose']:7.2f} s / "
@@ -277,9 +305,10 @@ def main() -> None:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--query", default="", help=argparse.SUPPRESS)
     ap.add_argument("--diagnose", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--zoom", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.child, args.query, args.diagnose)
+        child(args.child, args.query, args.diagnose, args.zoom)
         return
     only = set(args.only.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="curvewatch-bench-"))
