@@ -1,5 +1,6 @@
 """Requests a minute of an idle reader of a bucket (issue 18): a page rerunning every second
-over N ended runs and one live run, against moto's S3 server on localhost. The reader's own
+over N ended runs, an ended group of them and one live run, against moto's S3 server on
+localhost. The reader's own
 requests are counted with a botocore event hook on its filesystem; the writer's are not.
 
     .venv/bin/python bench/remote_reader_requests.py [--runs 10] [--seconds 60] [--live 0|1]
@@ -39,10 +40,16 @@ def main() -> None:
     from curvewatch.tracking import object_store, remote_read
     boto3.client("s3").create_bucket(Bucket="bench")
     url = "s3://bench/team"
+    ended = []
     for i in range(args.runs):
         with tracking.Run.create(url, name=f"ended{i}", heartbeat_seconds=0) as run:
             for _ in range(20):
                 run.log_epoch(train_loss=1.0, val_loss=1.0)
+        ended.append({"index": i, "name": f"ended{i}", "run_id": run.id, "state": "completed"})
+    group = tracking.GroupWriter.create(  # a group goes up from the writer's spool
+        object_store.spool_dir(object_store.parse_url(url)), name="seeds", method="repeat",
+        validation="holdout", members=ended)
+    group.finish("completed", aggregate=None)
     live = tracking.Run.create(url, name="live")
     done = threading.Event()
 
@@ -67,7 +74,7 @@ def main() -> None:
     total = sum(counts.values())
     poll = os.environ.get(remote_read.POLL_ENV) or remote_read.POLL_SECONDS
     pace = "an epoch a second" if args.live else "no new epochs, heartbeat only"
-    print(f"{args.runs} ended runs + 1 running run ({pace}), poll {poll} s: "
+    print(f"{args.runs} ended runs + 1 ended group + 1 running run ({pace}), poll {poll} s: "
           f"{total / minutes:.1f} requests/minute ({dict(counts)} in {minutes * 60:.0f} s)")
     server.stop()
 
