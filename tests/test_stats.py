@@ -100,3 +100,15 @@ def test_theil_sen_bracket_that_misses_the_median_is_widened(monkeypatch):
     want = pairwise_slope_median(x)
     for bracket in ((want + 1, want + 2), (want - 2, want - 1), (want, want), (-np.inf, np.inf)):
         assert stats._median_slope_streamed(x, bracket) == want, bracket
+
+
+def test_median_of_last_equals_the_median_of_the_last_finite_values():
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=5_000)
+    x[rng.random(5_000) < 0.7] = np.nan  # sparse: the tail must grow to find k values
+    x[-300:] = np.nan
+    for k in (0, 1, 5, 64, 200, 1_500, 10_000):
+        want = float(np.median(x[np.isfinite(x)][-k:]))
+        assert stats.median_of_last(x, k) == want, k
+    assert np.isnan(stats.median_of_last(np.full(100, np.nan), 5))
+    assert np.isnan(stats.median_of_last(np.array([]), 5))

@@ -86,8 +86,15 @@ def finite(x: np.ndarray) -> np.ndarray:
 
 
 def median_of_last(x: np.ndarray, k: int) -> float:
-    """Median of the last k finite values of x (NaN if none)."""
-    f = finite(x)
+    """Median of the last k finite values of x (NaN if none). Looks at a tail of x that
+    grows until it holds k of them: O(k) for a long, mostly finite series, not O(n)."""
+    n = x.size
+    m = n if k <= 0 else min(n, max(2 * k, 64))
+    while True:
+        f = finite(x[n - m:])
+        if f.size >= k or m == n:
+            break
+        m = min(n, 4 * m)
     if f.size == 0:
         return float("nan")
     return float(np.median(f[-k:]))
