@@ -50,6 +50,18 @@ def _alive(w: Any, now: float) -> bool:
     return isinstance(beat, (int, float)) and now - beat < STALE_HEARTBEATS * HEARTBEAT_SECONDS
 
 
+def _enter(rec: dict[str, Any], me: dict[str, Any], *, prune: bool = False
+           ) -> dict[str, Any]:
+    """`me` listed (its beat refreshed) in a running group: a group that another worker
+    ended, taking this one for gone, runs again. `prune` drops the workers that are gone."""
+    workers = [w for w in rec.get(WORKERS) or [] if not _is_me(w, me)
+               and (not prune or _alive(w, me["beat_at"]))]
+    rec[WORKERS] = [*workers, me]
+    if rec.get("state") != "running":
+        rec.update(state="running", ended_at=None, stop_reason=None, aggregate=None)
+    return rec
+
+
 def final_state(members: list[Mapping[str, Any]], stopped: bool) -> str:
     """A study group's end (pure): a pruned trial is how a study goes, so completed unless
     trials failed (partial; failed when every one did), or stopped when asked to."""
@@ -82,14 +94,7 @@ class StudyGroup:
             pass
         group = cls(P.group_path(runs_dir, group_id))
         me = _me()
-
-        def enter(rec: dict[str, Any]) -> dict[str, Any]:
-            live = [w for w in rec.get(WORKERS) or [] if _alive(w, me["beat_at"])]
-            rec[WORKERS] = [*live, me]
-            if rec.get("state") != "running":
-                rec.update(state="running", ended_at=None, stop_reason=None, aggregate=None)
-            return rec
-        group._update(enter)
+        group._update(lambda rec: _enter(rec, me, prune=True))
         return group
 
     def _update(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
@@ -103,7 +108,10 @@ class StudyGroup:
 
     def add_member(self, trial: int, name: str, params: dict[str, str], run_id: str,
                    seed: int) -> None:
+        me = _me()
+
         def add(rec: dict[str, Any]) -> dict[str, Any]:
+            _enter(rec, me)
             index = len(rec["members"])
             rec["sweep"]["settings"].append(params)
             rec["members"].append({
@@ -127,11 +135,7 @@ class StudyGroup:
         if time.monotonic() - self._beat < HEARTBEAT_SECONDS:
             return
         me = _me()
-
-        def change(rec: dict[str, Any]) -> dict[str, Any]:
-            rec[WORKERS] = [me if _is_me(w, me) else w for w in rec.get(WORKERS) or []]
-            return rec
-        self._update(change)
+        self._update(lambda rec: _enter(rec, me))
 
     def stop_requested(self) -> bool:
         return (self.path / P.STOP).exists()
