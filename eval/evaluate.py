@@ -129,7 +129,9 @@ CLASSIC = {
 #: Kinds scored at the last epoch only (statements about the end of the run).
 AT_END = ("still_improving",)
 #: Info kinds: not a false alarm on a healthy run.
-INFO = ("still_improving", "overconfidence", "converged")
+INFO = ("still_improving", "overconfidence", "converged", "possible_overfitting")
+#: Kinds without a label of their own: counted (runs reported at some epoch), not scored.
+UNSCORED = ("possible_overfitting",)
 #: Kinds scored as another: a run that converged is a plateau at a low loss (the same detector,
 #: the same stop: should_stop's "plateau" stops on it); the labels do not tell them apart.
 SCORED_AS = {"converged": "plateau"}
@@ -182,7 +184,8 @@ def regret(v, test, stop):
 
 def evaluate(runs: list[dict], th: Thresholds | None = None) -> dict:
     th = th or Thresholds()
-    per_kind = {k: {"tp": 0, "fp": 0, "fn": 0, "delays": []} for k in KINDS if k not in SCORED_AS}
+    per_kind = {k: {"tp": 0, "fp": 0, "fn": 0, "delays": []} for k in KINDS
+                if k not in SCORED_AS and k not in UNSCORED}
     stops: dict[str, list[tuple[float, float]]] = {name: [] for name in CLASSIC}
     stops["Curvewatch defaults (overfitting, plateau)"] = []
     healthy: dict[str, list[str]] = {k: [] for k in NOISY_RECIPES}
@@ -240,8 +243,9 @@ def evaluate(runs: list[dict], th: Thresholds | None = None) -> dict:
           for k in NOISY_RECIPES}
     nh["all"] = {"runs": sum(d["runs"] for d in nh.values()), "flagged": sum(d["flagged"] for d in nh.values())}
     conv = sum("converged" in row["detected"] for row in rows)
+    possible = sum("possible_overfitting" in row["detected"] for row in rows)
     return {"runs": len(runs), "kinds": kinds_out, "tradeoff": trade, "noisy_healthy": nh,
-            "converged_runs": conv, "goals": goals.summarise(goal_rows),
+            "converged_runs": conv, "possible_overfitting_runs": possible, "goals": goals.summarise(goal_rows),
             "clean_runs": goals.clean_runs(goal_rows),
             "recipes": {rc: sum(r["recipe"] == rc for r in runs) for rc in sorted({r["recipe"] for r in runs})},
             "synthetic": [check(c, th) for c in CASES], "per_run": rows}
@@ -269,7 +273,8 @@ def report(res: dict) -> str:
     lines = [f"Corpus: {res['runs']} real runs ({rec}).", "",
              goals.report(res["goals"], res["kinds"], res["clean_runs"]), "",
              f"plateau counts a 'converged' finding (a plateau at a low loss, info) as a plateau; "
-             f"{res.get('converged_runs', 0)} runs were reported converged at some epoch.", "",
+             f"{res.get('converged_runs', 0)} runs were reported converged at some epoch; "
+             f"{res.get('possible_overfitting_runs', 0)} possible_overfitting (info, never stops) at some epoch.", "",
              "| kind | labelled | flagged | precision | recall | median delay (epochs) |",
              "|---|---|---|---|---|---|"]
     for k, d in res["kinds"].items():

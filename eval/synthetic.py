@@ -144,7 +144,8 @@ def check(case: Case, th: Thresholds | None = None) -> dict:
         first["plateau"] = min(first["converged"], first.get("plateau", first["converged"]))
     ok = all(k in first and lo <= first[k] <= hi for k, (lo, hi) in case.expect.items())
     shown = {k: e for k, e in first.items()
-             if k not in ("still_improving", "overconfidence", "converged") or k in case.expect
+             if k not in ("still_improving", "overconfidence", "converged", "possible_overfitting")
+             or k in case.expect
              or k in case.forbid}
     ok = ok and not any(k in first for k in case.forbid)
     return {"name": case.name, "epochs": len(h), "ok": bool(ok), "found": shown,

@@ -33,7 +33,8 @@ def test_stop_and_span_kinds_are_derived_from_the_specs_and_the_trainer_uses_the
 
     assert set(STOP_KINDS) == {s.kind for s in REGISTRY if s.stop_rank is not None}
     assert EARLY_STOP_KINDS is STOP_KINDS
-    assert all(k in KINDS for also in STOP_ALSO.values() for k in also)
+    assert STOP_ALSO == {"plateau": ("converged",)}  # possible_overfitting never stops
+    assert all(set(s.stops_too) <= set(s.kinds[1:]) for s in REGISTRY)
     assert set(drawn) == set(SPAN_KINDS) == {k for s in REGISTRY if s.span for k in s.kinds}
 
 
@@ -65,3 +66,23 @@ def test_the_thresholds_table_in_the_docs_lists_every_field_with_its_default():
     for name, default, _ in Thresholds.describe():
         assert name in rows, name
         assert float(rows[name]) == default, name
+
+
+def test_the_run_page_draws_every_span_kind_as_a_labelled_span_possible_overfitting_too():
+    import pandas as pd
+
+    from curvewatch.dashboard import figures
+
+    h = pd.DataFrame({"epoch": range(1, 41), "train_loss": [1.0 / e for e in range(1, 41)],
+                      "val_loss": [1.0 / e + 0.01 * e for e in range(1, 41)]})
+    findings = [{"kind": k, "severity": "info", "start_epoch": 20, "end_epoch": None,
+                 "metric": "val_loss", "message": k, "advice": "", "evidence": {}}
+                for k in SPAN_KINDS]
+    fig = figures.learning_curve_figure(h, findings, metric="loss")
+    shapes = {s.name: s for s in fig.layout.shapes}
+    assert set(SPAN_KINDS) <= set(figures.CURVE_KINDS) | set(figures.GRADIENT_KINDS)
+    for k in set(SPAN_KINDS) & set(figures.CURVE_KINDS):  # (the gradient chart draws the rest)
+        span = shapes[f"flag-{k}"]
+        assert (span.x0, span.x1) == (20, 40) and span.fillcolor == figures.SPAN_KINDS[k]
+    texts = [a.text for a in fig.layout.annotations]
+    assert "possible overfitting →" in texts  # ongoing: the arrow says it runs on

@@ -15,7 +15,7 @@ from tests.diagnosis_cases import decay, epochs, frame, kinds, noisy, u_shape
 def test_kinds_are_exactly_the_contract_strings():
     assert set(KINDS) == {"overfitting", "plateau", "divergence", "unstable", "underfitting",
                           "exploding_gradients", "vanishing_gradients", "overconfidence", "still_improving",
-                          "converged"}
+                          "converged", "possible_overfitting"}
 
 
 @pytest.mark.parametrize("history", [

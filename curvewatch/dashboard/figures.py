@@ -36,6 +36,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 SEVERITY_COLORS = {"info": "#1f77b4", "warning": "#ff9f1c", "critical": "#d62728"}
 #: Span colours by kind; a span kind without one is drawn in SPAN_GREY.
 _SPAN_COLORS = {"overfitting": "rgba(214,39,40,0.12)", "plateau": "rgba(127,127,127,0.15)",
+                "possible_overfitting": "rgba(214,39,40,0.05)",
                 "converged": "rgba(44,160,44,0.10)",
                 "unstable": "rgba(255,159,28,0.12)", "underfitting": "rgba(148,103,189,0.10)",
                 "exploding_gradients": "rgba(214,39,40,0.10)",
@@ -45,8 +46,8 @@ SPAN_GREY = "rgba(127,127,127,0.10)"
 #: the detector registry says which (diagnosis.SPAN_KINDS), this module only colours them.
 SPAN_KINDS = {k: _SPAN_COLORS.get(k, SPAN_GREY) for k in DIAGNOSIS_SPAN_KINDS}
 #: Findings drawn on the learning curves; the gradient chart draws GRADIENT_KINDS.
-CURVE_KINDS = ("divergence", "unstable", "overfitting", "overconfidence", "underfitting",
-               "plateau", "converged")
+CURVE_KINDS = ("divergence", "unstable", "overfitting", "possible_overfitting", "overconfidence",
+               "underfitting", "plateau", "converged")
 GRADIENT_KINDS = ("divergence", "exploding_gradients", "vanishing_gradients")
 X_AXES = {"epoch": "epoch", "step": "step", "time": "wall time (s)"}
 

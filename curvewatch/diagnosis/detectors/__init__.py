@@ -34,10 +34,10 @@ register_kinds(KINDS)
 #: Kinds that `should_stop` (and the trainer's --early-stop) accept, in their stop_rank order.
 STOP_KINDS: tuple[str, ...] = tuple(s.kind for s in sorted((s for s in REGISTRY if s.stop_rank is not None),
                                                            key=lambda s: s.stop_rank or 0))
-#: Kinds a stop kind also covers: the other kinds its detector reports instead (a run stopped
-#: on plateaus stops when it has converged, a plateau at a low loss reported as info).
-STOP_ALSO: dict[str, tuple[str, ...]] = {s.kind: s.kinds[1:] for s in REGISTRY
-                                         if s.stop_rank is not None and len(s.kinds) > 1}
+#: Kinds a stop kind also covers (its spec's stops_too): a run stopped on plateaus stops when it
+#: has converged, a plateau at a low loss reported as info.
+STOP_ALSO: dict[str, tuple[str, ...]] = {s.kind: s.stops_too for s in REGISTRY
+                                         if s.stop_rank is not None and s.stops_too}
 #: Kinds drawn as a shaded span from start to end (to the last epoch while ongoing).
 SPAN_KINDS: tuple[str, ...] = tuple(k for s in REGISTRY if s.span for k in s.kinds)
 

@@ -40,14 +40,17 @@ def _rise(v: np.ndarray, e: int, th: Thresholds, S: np.ndarray,
         return None
     after = finite(ve[max(m + 1, e - th.noise_window):])
     z = float(mann_kendall_z(after, inflation(phi)))
-    # a rise without a significant trend is confirmed by persistence: no new low for `patience`
-    # epochs (what would make a plateau), no falling trend since the minimum, and none since the
-    # rise's highest level either: a rise that is giving itself back is a bump (issue 13, class 3)
-    persist = since >= th.patience and z >= 0 and not _falling_back(ve, S, m, e, phi)
-    if z < th.trend_z and gap < 2 * need and not persist:
-        return None
+    # Two stages (issue 13, class 3): a rise above the needed amount is possible overfitting; it
+    # is confirmed by a significant rising trend since the minimum, by persistence (no new low
+    # for overfit_patience epochs, no falling trend since the minimum) or by its size (a rise of
+    # overfit_clear_factor times the needed amount), and never while a modest rise is giving
+    # itself back since its highest level: that is a bump, often followed by a deeper minimum.
+    big = gap >= th.overfit_clear_factor * need
+    back = not big and _falling_back(ve, S, m, e, phi)
+    persist = since >= th.overfit_patience and z >= 0
+    confirmed = not back and (big or z >= th.trend_z or persist)
     return {"m": m, "best": best, "now": now, "gap": gap, "need": need, "sigma": sigma, "z": z,
-            "since": since, "raw_min": float(ve[m]), "persist": bool(persist)}
+            "since": since, "raw_min": float(ve[m]), "persist": bool(persist), "confirmed": bool(confirmed)}
 
 
 def _falling_back(ve: np.ndarray, S: np.ndarray, m: int, e: int, phi: float) -> bool:
@@ -93,6 +96,7 @@ def _overfitting(h: History, th: Thresholds) -> Finding | None:
             return None
         states.append(r)
     r = states[0]
+    confirmed = all(s["confirmed"] for s in states)
     if no_skill(h, r["best"], th):
         return None  # a rise from a minimum that was never trained (issue 13, class 5)
     ok, t_m, t_now = _train_falling(tr, r["m"], h.n, th)
@@ -100,6 +104,8 @@ def _overfitting(h: History, th: Thresholds) -> Finding | None:
     m_ep = int(ep[r["m"]])
     if not ok:
         return None
+    if not confirmed:
+        return _possible(h, r, m_ep)
     rel = r["gap"] / abs(r["best"]) if r["best"] != 0 else float("inf")
     severity = "critical" if rel >= 0.5 else "warning"
     since_epochs = int(ep[-1] - m_ep)
@@ -117,10 +123,27 @@ def _overfitting(h: History, th: Thresholds) -> Finding | None:
     return Finding("overfitting", severity, m_ep, None, "val_loss", msg, advice, ev)
 
 
+def _possible(h: History, r: dict[str, Any], m_ep: int) -> Finding:
+    """The rise is there but not yet the evidence that it lasts (issue 13, class 3): info."""
+    rel = r["gap"] / abs(r["best"]) if r["best"] != 0 else float("inf")
+    since_epochs = int(h.epochs[-1] - m_ep)
+    msg = (f"Validation loss is {rel:.0%} above its minimum {num(r['raw_min'])} at epoch {m_ep} "
+           f"({since_epochs} epochs ago, now {num(r['now'])}) while training loss kept falling: "
+           f"possibly the start of overfitting, or a bump that will pass.")
+    advice = (f"Nothing to do yet: the run is not stopped for this. If the rise lasts it becomes "
+              f"overfitting; {keep_best(h, m_ep)} in any case.")
+    ev = {"min_epoch": m_ep, "min_val_loss": r["raw_min"], "best_level": r["best"], "level_now": r["now"],
+          "rise": r["gap"], "rise_relative": rel, "rise_needed": r["need"], "sigma": r["sigma"],
+          "trend_z": r["z"], "epochs_since_min": since_epochs}
+    return Finding("possible_overfitting", "info", m_ep, None, "val_loss", msg, advice, ev)
+
+
 def detect(ctx: Context) -> Finding | None:
     return _overfitting(ctx.h, ctx.th)
 
 
-SPEC = Spec(kinds=("overfitting",), columns=("val_loss", "train_loss", "lr"), suppressed_by=("divergence",), stop_rank=1, span=True,
-            thresholds=('confirm', 'min_delta', 'noise_window', 'overfit_min_epochs', 'overfit_rise', 'overfit_step_rise', 'overfit_z', 'patience', 'start_from_epoch', 'trend_z', 'window'),
+SPEC = Spec(kinds=("overfitting", "possible_overfitting"), columns=("val_loss", "train_loss", "lr"), suppressed_by=("divergence",), stop_rank=1, span=True,
+            thresholds=('confirm', 'min_delta', 'noise_window', 'overfit_clear_factor', 'overfit_min_epochs',
+                        'overfit_patience', 'overfit_rise', 'overfit_step_rise', 'overfit_z', 'patience',
+                        'start_from_epoch', 'trend_z', 'window'),
             detect=detect)

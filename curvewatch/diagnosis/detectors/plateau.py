@@ -150,6 +150,6 @@ def detect(ctx: Context) -> Finding | None:
     return _plateau(ctx.h, ctx.th, monitored(ctx.h), ctx.ongoing("unstable"))
 
 
-SPEC = Spec(kinds=("plateau", "converged"), columns=("val_loss", "train_loss", "lr"), reads=("unstable",), suppressed_by=("divergence", "overfitting"), stop_rank=2, span=True,
+SPEC = Spec(kinds=("plateau", "converged"), columns=("val_loss", "train_loss", "lr"), reads=("unstable",), suppressed_by=("divergence", "overfitting", "possible_overfitting"), stop_rank=2, stops_too=("converged",), span=True,
             thresholds=('autocorr', 'converged_level', 'cooldown', 'flat_gain', 'flat_patience', 'min_delta', 'noise_window', 'patience', 'plateau_ci_z', 'plateau_gain', 'start_from_epoch', 'trend_window', 'trend_z', 'window'),
             detect=detect)

@@ -36,7 +36,8 @@ class Spec:
 
     reads: kinds whose findings it reads (they run before it); requires: it runs only when one
     of these was found; suppressed_by: it does not run while one of these holds at the last
-    epoch; stop_rank: None, or its place among the kinds `should_stop` accepts; span: the
+    epoch; stop_rank: None, or its place among the kinds `should_stop` accepts; stops_too: its
+    other kinds that stop a run stopped on its kind (a converged run stops a plateau stop); span: the
     dashboard shades its findings from start to end; thresholds: the `Thresholds` fields it
     reads itself (shared helpers also read window, noise_window and autocorr); columns: the
     history columns it reads (without them it finds nothing); min_rows: the rows it needs."""
@@ -49,6 +50,7 @@ class Spec:
     requires: tuple[str, ...] = ()
     suppressed_by: tuple[str, ...] = ()
     stop_rank: int | None = None
+    stops_too: tuple[str, ...] = ()
     span: bool = False
     min_rows: int = 2
 
