@@ -3,14 +3,17 @@ checkpoints, run-folder writes) against a bare hand-written torch loop with the 
 data, batch size and thread count, in the same process.
 
     .venv/bin/python bench/trainer_overhead.py [--epochs 30] [--short 5] [--rounds 7] [--threads 1]
+        [--case mlp-digits] [--case cnn-digits-images]
     .venv/bin/python bench/trainer_overhead.py --parts   # where the per-epoch cost goes
 
 Each round runs both loops for --short and for --epochs epochs, alternating bare / full so
 machine noise hits both alike. The cost of one more epoch is the slope between the two
 lengths, (T(long) - T(short)) / (long - short); what is left, T(short) - short * slope, is the
-per-run cost (creating the folder, the final checkpoints and diagnosis, fsyncs). Printed: the
-per-epoch ratio (the goal: at most 1.05x), the per-run extra in ms, and the whole-run ratio at
---epochs epochs, all from medians over the rounds, in wall time and in process CPU time.
+per-run cost (creating the folder, the final checkpoints and diagnosis, fsyncs). Printed, in
+wall time and in process CPU time: the median and quartiles of the rounds' per-epoch ratios
+(trainer / bare; the goal: at most 1.02x), the per-run extra in ms, and the whole-run ratio at
+--epochs epochs (medians over the rounds). Which loop goes first alternates between rounds. On
+a shared machine read the CPU line: wall time mostly measures the other jobs.
 """
 from __future__ import annotations
 
@@ -123,21 +126,33 @@ def _fit(short: tuple[float, float], long: tuple[float, float], n_short: int, n_
     return slope, fixed, list(long)
 
 
-def measure(cfg_of, n_short: int, n_long: int, rounds: int, runs_dir: Path) -> dict:
-    """Median per-epoch, per-run and whole-run times of both loops, per clock."""
+def measure(cfg_of, n_short: int, n_long: int, rounds: int, runs_dir: Path
+            ) -> tuple[dict, list[list[float]]]:
+    """Median per-epoch, per-run and whole-run times of both loops, per clock; and per clock,
+    each round's per-epoch ratio (full / bare), sorted."""
     samples: dict[str, list] = {"bare": [], "full": []}
     bare_loop(prepare(cfg_of(2)), 2)  # warm-up: first-call allocations and kernels
     full_trainer(cfg_of(2), 2, runs_dir)
-    for _ in range(rounds):
+    for r in range(rounds):
         times = {}
         for n in (n_short, n_long):
-            times["bare", n] = bare_loop(prepare(cfg_of(n)), n)
-            times["full", n] = full_trainer(cfg_of(n), n, runs_dir)
+            for kind in ("bare", "full") if r % 2 == 0 else ("full", "bare"):  # alternate
+                times[kind, n] = bare_loop(prepare(cfg_of(n)), n) if kind == "bare" \
+                    else full_trainer(cfg_of(n), n, runs_dir)
         for kind in samples:
             samples[kind].append(_fit(times[kind, n_short], times[kind, n_long],
                                       n_short, n_long))
+    ratios = [sorted(f[0][clock] / b[0][clock]
+                     for b, f in zip(samples["bare"], samples["full"], strict=True))
+              for clock in (0, 1)]
     return {kind: [[statistics.median(r[part][clock] for r in rows) for clock in (0, 1)]
-                   for part in range(3)] for kind, rows in samples.items()}
+                   for part in range(3)] for kind, rows in samples.items()}, ratios
+
+
+def _spread(ratios: list[float]) -> str:
+    """Median and quartiles of sorted per-round ratios."""
+    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return f"median {statistics.median(ratios):.3f}x (quartiles {q[0]:.3f}x-{q[2]:.3f}x)"
 
 
 def parts(cfg, epochs: int, rounds: int, runs_dir: Path) -> dict[str, list[float]]:
@@ -174,19 +189,22 @@ def main() -> None:
     ap.add_argument("--short", type=int, default=5, help="the short run's epochs")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--case", choices=list(CASES), action="append",
+                    help="only this case (repeatable; default: all)")
     ap.add_argument("--parts", action="store_true",
                     help="instead: what each piece of monitoring adds to the bare loop")
     args = ap.parse_args()
     if not 1 <= args.short < args.epochs:
         ap.error(f"--short must be >= 1 and below --epochs ({args.epochs}), got {args.short}")
     torch.set_num_threads(args.threads)
+    cases = {k: v for k, v in CASES.items() if not args.case or k in args.case}
     print(f"torch {torch.__version__}, {args.threads} thread(s), "
           + (f"{args.epochs} epochs" if args.parts else
              f"runs of {args.short} and {args.epochs} epochs")
           + f" x {args.rounds} rounds, alternating")
     if args.parts:
         with tempfile.TemporaryDirectory() as tmp:
-            for name, raw in CASES.items():
+            for name, raw in cases.items():
                 got = parts(validate({**raw, "epochs": args.epochs}), args.epochs,
                             args.rounds, Path(tmp))
                 base = got["bare loop"]
@@ -196,14 +214,14 @@ def main() -> None:
                           f"{cpu / base[1]:.3f}x")
         return
     with tempfile.TemporaryDirectory() as tmp:
-        for name, raw in CASES.items():
-            m = measure(lambda n, raw=raw: validate({**raw, "epochs": n}), args.short, args.epochs,
-                        args.rounds, Path(tmp))
+        for name, raw in cases.items():
+            m, ratios = measure(lambda n, raw=raw: validate({**raw, "epochs": n}), args.short,
+                                args.epochs, args.rounds, Path(tmp))
             (b_ep, b_fix, b_run), (f_ep, f_fix, f_run) = m["bare"], m["full"]
             for clock, label in enumerate(("wall", "cpu")):
                 print(f"{name:18s} {label:4s}  per epoch: bare "
                       f"{b_ep[clock] * 1000:6.2f} ms, trainer {f_ep[clock] * 1000:6.2f} ms, "
-                      f"ratio {f_ep[clock] / b_ep[clock]:.3f}x | per run: +"
+                      f"per-round ratio {_spread(ratios[clock])} | per run: +"
                       f"{(f_fix[clock] - b_fix[clock]) * 1000:5.1f} ms | whole "
                       f"{args.epochs}-epoch run: ratio {f_run[clock] / b_run[clock]:.3f}x")
 

@@ -116,7 +116,7 @@ class Trainer:
         # list costs no kernel); they are stacked and reduced once at the end of the epoch.
         step_losses: list[torch.Tensor] = []
         outputs: list[torch.Tensor] = []
-        clipped = torch.zeros((), device=dev)
+        clipped = torch.zeros(1, device=dev)  # 1-d: it joins the epoch's one packed tensor
         clip, want_total = cfg.clip_grad_norm, cfg.clip_grad_norm > 0 or on_step is not None
         for i in range(self.steps_per_epoch):
             idx = order[self.bounds[i]:self.bounds[i + 1]]
@@ -151,13 +151,13 @@ class Trainer:
                             *(self._eval_sums(self.test_t) if self.test_t is not None else ())])
         if self.job is not None:  # every process's sums, added up: exact epoch means
             self.job.sum_(sums)
-        grads = torch.stack([step_totals.sum(), step_totals.max(), clipped])
-        packed = torch.cat([sums, grads, layer_norms]).tolist()
-        k = len(sums)
+        # one host sync for everything; the steps' norms are summed and maxed on the host
+        packed = torch.cat([sums, clipped, step_totals, layer_norms]).tolist()
+        k, steps = len(sums), self.steps_per_epoch
         train_loss, train_correct, val_loss, val_correct = packed[:4]
-        gsum, gmax, n_clipped = packed[k:k + 3]
+        n_clipped, totals = packed[k], packed[k + 1:k + 1 + steps]
+        gsum, gmax = math.fsum(totals), _max(totals)
         seconds = time.perf_counter() - started
-        steps = self.steps_per_epoch
         record = {"epoch": epoch, "step": self.step, "time": time.time(),
                   **self._pair("train", *self._scores(t, train_loss, train_correct)),
                   **self._pair("val", *self._scores(self.val_t, val_loss, val_correct)),
@@ -168,7 +168,7 @@ class Trainer:
         if self.test_t is not None:
             record.update(self._pair("test", *self._scores(self.test_t, *packed[4:6])))
         self.schedule.end_epoch(epoch, record["val_loss"])
-        return record, dict(zip(self.names, packed[k + 3:], strict=True))
+        return record, dict(zip(self.names, packed[k + 1 + steps:], strict=True))
 
     def _scores(self, t: Tensors, loss_sum: float, correct: float) -> tuple[float, float]:
         """(mean loss, accuracy or R^2) of a split from its summed loss and correct count."""
@@ -231,6 +231,11 @@ class Trainer:
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.step = int(state["step"])
+
+
+def _max(values: list[float]) -> float:
+    """max() that is NaN where any value is (as torch's max is; Python's depends on order)."""
+    return math.nan if any(v != v for v in values) else max(values)
 
 
 def _clone(obj: Any) -> Any:

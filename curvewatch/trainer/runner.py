@@ -52,8 +52,11 @@ def describe(trainer: Trainer) -> tuple[dict[str, Any], dict[str, Any]]:
 #: resume replays the epochs trained since (at most this many seconds), without re-logging them.
 CHECKPOINT_SECONDS = 2.0
 CHECKPOINT_ENV = "CURVEWATCH_CHECKPOINT_SECONDS"
-#: How often a running trainer refreshes the diagnosis flags in status.json.
+#: How often a running trainer refreshes the diagnosis flags in status.json ...
 FLAGS_SECONDS = 2.0
+#: ... and at most this share of the run's time goes into it: diagnosing a history takes
+#: longer as it grows (about 20 ms at 3,000 epochs), so a long run refreshes less often.
+FLAGS_SHARE = 0.005
 
 
 def checkpoint_interval() -> float:
@@ -114,14 +117,15 @@ class _Checkpoints:
 class _Diagnosis:
     """The run's diagnosis of its history so far, made at most once an epoch and shared by
     early stopping (every epoch, with --early-stop) and the flags written into status.json
-    (every FLAGS_SECONDS and at the end, so a runs listing shows them without reading any
-    metrics file)."""
+    (every FLAGS_SECONDS, less often once diagnosing the history takes more than
+    FLAGS_SHARE of that time, and at the end, so a runs listing shows them without reading
+    any metrics file)."""
 
     def __init__(self, cfg: TrainConfig, chance_loss: float | None = None):
         self.thresholds = build_thresholds(cfg)  # validated before anything starts
         self.kinds = tuple(cfg.early_stop)
         self.chance_loss = chance_loss
-        self.last = time.monotonic()  # one epoch gives nothing to diagnose
+        self.next = time.monotonic() + FLAGS_SECONDS  # one epoch gives nothing to diagnose
         self._of: tuple[int, list[Any]] = (-1, [])
 
     def findings(self, history: list[dict[str, Any]]) -> list[Any]:
@@ -143,13 +147,14 @@ class _Diagnosis:
         return stopping_finding(self.findings(history), self.kinds)
 
     def flags_due(self, final: bool) -> bool:
-        return final or time.monotonic() - self.last >= FLAGS_SECONDS
+        return final or time.monotonic() >= self.next
 
     def write_flags(self, run: Run, history: list[dict[str, Any]]) -> None:
-        self.last = time.monotonic()
+        began = time.monotonic()
         run.update_status(flags=[{"kind": f.kind, "severity": f.severity,
                                   "start_epoch": f.start_epoch, "end_epoch": f.end_epoch}
                                  for f in self.findings(history)])
+        self.next = began + max(FLAGS_SECONDS, (time.monotonic() - began) / FLAGS_SHARE)
 
 
 def run_epochs(trainer: Trainer, run: Run, *, start_epoch: int = 1,
