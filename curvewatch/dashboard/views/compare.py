@@ -11,6 +11,19 @@ from curvewatch.tracking.groups import group_headline
 MAX_RUNS = 20
 
 
+@st.cache_resource(max_entries=16, show_spinner=False)
+def run_figure(kind: str, runs: tuple, column: str, labels: tuple, colors: tuple,
+               smoothing: float, x: str, log_y: bool):
+    """The overlay (figures.compare_figure) or small multiples of `runs` ((id, folder,
+    steps_per_epoch, metrics.jsonl's (mtime, size)) each), built once per state of their
+    files and view settings: building 20 runs' figures was most of a rerun (0.4-0.8 s at
+    10,000 epochs). st.plotly_chart only serialises it; nothing changes a cached figure."""
+    hs = {rid: figures.with_steps(data.load_history(path), spe) for rid, path, spe, _ in runs}
+    build = figures.compare_figure if kind == "overlay" else figures.small_multiples_figure
+    return build(hs, column, labels=dict(labels), colors=dict(colors), smoothing=smoothing,
+                 x=x, log_y=log_y)
+
+
 
 def render_group(group) -> None:
     """A run group's record: method, members by state, the aggregate scores (mean ± sd over
@@ -134,17 +147,17 @@ tab_overlay, tab_multi = st.tabs(["Overlay", "Small multiples"])
 if not any(column in h.columns for h in drawable.values()):
     st.info(f"None of the runs drawn on the {x} axis has {tables.md(column)}.")
 else:
+    drawn = tuple((rid, str(by_id[rid].path), by_id[rid].data.get("steps_per_epoch"),
+                   data.file_state(by_id[rid].path / data.METRICS_FILE)) for rid in drawable)
+    view = (tuple(labels.items()), tuple(colors.items()), smoothing, x, log_y)
     with tab_overlay:
-        st.plotly_chart(figures.compare_figure(drawable, column, labels=labels, colors=colors,
-                                               smoothing=smoothing, x=x, log_y=log_y),
+        st.plotly_chart(run_figure("overlay", drawn, column, *view),
                         key="compare-chart-overlay", theme=live_chart.THEME)
     with tab_multi:
         pair = column.split("_", 1)[1] if column.startswith(("train_", "val_", "test_")) \
             else None
         metric = pair or column  # a metric without a train/val pair is drawn as it is
-        st.plotly_chart(figures.small_multiples_figure(drawable, metric, labels=labels,
-                                                       colors=colors, smoothing=smoothing,
-                                                       x=x, log_y=log_y),
+        st.plotly_chart(run_figure("multiples", drawn, metric, *view),
                         key="compare-chart-multiples", theme=live_chart.THEME)
 
 st.subheader("Hyperparameters that differ")
