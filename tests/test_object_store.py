@@ -299,19 +299,48 @@ def test_a_run_read_from_a_bucket_is_judged_by_its_heartbeat_not_by_a_pid(
     assert tracking.read_run(tmp_path / "mirror" / "20260101-000000-r-0000").state == "crashed"
 
 
-def test_a_run_without_last_pt_in_the_bucket_is_refused_by_resume_elsewhere(
+def test_resume_elsewhere_refuses_a_running_run_and_one_without_last_pt_in_the_bucket(
         s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     from curvewatch.trainer.cli import main
     run = tracking.Run.create(s3, name="no-ckpt", heartbeat_seconds=0)
     run.log_epoch(train_loss=1.0)
+    run._sync.stop(compact=False)  # synced; this process, its writer, is alive
+    monkeypatch.setenv("CURVEWATCH_SPOOL", str(tmp_path / "machine-b"))
+    assert main(["resume", run.id, "--runs-dir", s3]) == 2
+    assert f"run {run.id} is running on " in capsys.readouterr().err
+    monkeypatch.setenv("CURVEWATCH_SPOOL", str(run.path.parent.parent.parent.parent))
+    run._sync = None
     run.finish("stopped")
+    tracking.sync.Syncer(run.path, object_store.parse_url(s3)).compact()
     monkeypatch.setenv("CURVEWATCH_SPOOL", str(tmp_path / "machine-b"))
     assert main(["resume", run.id, "--runs-dir", s3]) == 2
     err = capsys.readouterr().err
     assert f"run {run.id} has no checkpoints/last.pt in {s3}" in err
     assert "resume it on the machine that wrote it" in err
     assert not (object_store.spool_dir(object_store.parse_url(s3)) / run.id).exists()
+
+
+def test_a_pulled_copy_behind_the_bucket_is_set_aside_and_brought_down_again(
+        s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = object_store.parse_url(s3)
+    with tracking.Run.create(s3, name="moved", heartbeat_seconds=0) as run:
+        run.log_epoch(train_loss=1.0)
+    object_store.filesystem(root).pipe_file(root.key(run.id, "checkpoints", "last.pt"), b"x")
+    machine_a = os.environ["CURVEWATCH_SPOOL"]
+    monkeypatch.setenv("CURVEWATCH_SPOOL", str(tmp_path / "machine-b"))
+    copy = remote_read.pull_run(root, run.id)
+    assert copy is not None and list(history(copy)["epoch"]) == [1]
+    assert (copy / "checkpoints" / "last.pt").read_bytes() == b"x"
+    monkeypatch.setenv("CURVEWATCH_SPOOL", machine_a)  # machine A trains it further
+    with tracking.Run.reopen(run.path, heartbeat_seconds=0) as again:
+        again.log_epoch(train_loss=0.5)
+    monkeypatch.setenv("CURVEWATCH_SPOOL", str(tmp_path / "machine-b"))
+    assert remote_read.pull_run(root, run.id) == copy
+    assert list(history(copy)["epoch"]) == [1, 2]
+    [stale] = copy.parent.glob(f".stale-{run.id}-*")  # the old copy, kept aside
+    assert list(history(stale)["epoch"]) == [1]
+    assert remote_read.pull_run(root, "no-such-run") is None  # a name, for resolve_run
 
 
 def test_a_group_in_a_spool_is_seen_in_the_bucket_and_a_stop_object_reaches_it(

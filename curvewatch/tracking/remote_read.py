@@ -26,6 +26,7 @@ from .object_store import (
     remote_of,
     spool_dir,
 )
+from .reader import derive_state
 from .sync import (
     CHECKPOINT_FILES,
     ENDED,
@@ -194,29 +195,29 @@ class NotResumable(Exception):
 
 def pull_run(root: RemoteRoot, run_id: str, fs: Any = None) -> Path | None:
     """This machine's spool folder of the bucket's run `run_id`, brought down when the spool
-    lacks it (a run another machine wrote): its files as the bucket holds them (every
-    contiguous byte, not only what the last manifest named, so the syncer goes on from the
-    bucket's end) and its checkpoints. None when the bucket holds no run of that id (it may
-    be a name); NotResumable for another machine's group, or a run with no last.pt."""
+    lacks it (a run another machine wrote) or holds less of it than the bucket (it was
+    trained further elsewhere: the old copy is kept aside as `.stale-<id>-<time>`): its files
+    as the bucket holds them (every contiguous byte, not only what the last manifest named,
+    so the syncer goes on from the bucket's end) and its checkpoints. None when the bucket
+    holds no run of that id (it may be a name); NotResumable for another machine's group, a
+    run still running, or one with no last.pt in the bucket."""
     spool = spool_dir(root)
     target = spool / run_id
-    if target.exists():
-        return target  # resumed on the machine that wrote it
     if not P.is_run_id(run_id):
         return None
     fs = fs if fs is not None else filesystem(root)
+    if target.exists():
+        here = (target / P.METRICS).stat().st_size if (target / P.METRICS).exists() else 0
+        if remote_size(fs, root, run_id, P.METRICS)[0] <= here:
+            return target  # as far as the bucket (or further: its syncer sends the rest)
+        target.rename(spool / f".stale-{run_id}-{int(time.time())}")
     if not fs.exists(root.key(run_id, P.RUN_JSON)):
         if fs.exists(root.key(run_id, P.GROUP_JSON)):
             raise NotResumable(f"{run_id} is a group another machine runs: its runner's "
                                "spool holds its plan, so resume it on that machine (or "
                                "resume each member run here by its id)")
         return None
-    last = f"{P.CHECKPOINTS}/last.pt"
-    if not fs.exists(root.key(run_id, *last.split("/"))):
-        raise NotResumable(
-            f"run {run_id} has no {last} in {root.url} (its writer syncs it at the end of the "
-            "run and every few minutes; one killed before that left it in its own spool): "
-            "resume it on the machine that wrote it")
+    _check_resumable(fs, root, run_id)
     staging = Path(tempfile.mkdtemp(prefix=P.STAGING_PREFIX, dir=spool))
     try:
         for name in SEGMENTED:
@@ -226,7 +227,7 @@ def pull_run(root: RemoteRoot, run_id: str, fs: Any = None) -> Path | None:
         (staging / P.CHECKPOINTS).mkdir()
         for name in (P.RUN_JSON, P.STATUS_JSON, *CHECKPOINT_FILES):
             try:
-                atomic_write_bytes(staging / name, _get(fs, root.key(run_id, *name.split("/"))))
+                atomic_write_bytes(staging / name, _get(fs, root.key(run_id, name)))
             except FileNotFoundError:
                 pass  # no best.pt yet
         os.rename(staging, target)
@@ -234,6 +235,26 @@ def pull_run(root: RemoteRoot, run_id: str, fs: Any = None) -> Path | None:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _check_resumable(fs: Any, root: RemoteRoot, run_id: str) -> None:
+    """NotResumable, saying why, for a bucket's run that is running (by its heartbeat) or
+    that has no last.pt there."""
+    try:
+        status = json.loads(_get(fs, root.key(run_id, P.STATUS_JSON)))
+    except (FileNotFoundError, ValueError):
+        status = None
+    # read straight from the bucket, after the writer's last sync: on its own host a gone
+    # process means it crashed, elsewhere only the heartbeat can tell
+    if isinstance(status, dict) and derive_state(status) == "running":
+        raise NotResumable(f"run {run_id} is running on {status.get('host')!s} (its heartbeat "
+                           "is fresh): stop it first, or wait for it to end")
+    last = f"{P.CHECKPOINTS}/last.pt"
+    if not fs.exists(root.key(run_id, last)):
+        raise NotResumable(
+            f"run {run_id} has no {last} in {root.url} (its writer syncs it at the end of the "
+            "run and every 30 s; one killed before that left it in its own spool): resume it "
+            "on the machine that wrote it")
 
 
 def push_stop(run_dir: Path) -> bool:
