@@ -14,7 +14,9 @@ goals baked into tests). Usage:
 4. A run of --million epochs (8 metrics, no layers.jsonl): its Run page, the Runs page with it
    present, and `diagnose` of its history, each page in a fresh process (AppTest): cold (no
    .metrics.arrow), then warm (the cache file present), then a rerun in the same process
-   (Streamlit's caches hot); peak RSS of each process, and its RSS once everything is imported.
+   (Streamlit's caches hot); peak RSS of each process, and its RSS once everything is imported;
+   the warm process also zooms to 1,001 epochs ("Epochs shown"). The Runs page's baseline is
+   the same folder before the long run was written.
 5. The Compare page of --compare-runs runs x --compare-epochs epochs, the same way.
 
     python bench/dashboard_load.py --only million,compare   # sections 4 and 5 alone
@@ -262,6 +264,8 @@ def show(label: str, cold: dict, warm: dict) -> None:
 
 
 def bench_million(root: Path, epochs: int) -> None:
+    write_run(root, 20, seed=1)  # the Runs page's baseline: the same folder without the run
+    without = in_child(root, "runs"), in_child(root, "runs")
     t = time.perf_counter()
     path = write_run(root, epochs)
     size = (path / "metrics.jsonl").stat().st_size
@@ -278,6 +282,7 @@ def bench_million(root: Path, epochs: int) -> None:
           f"{warm['diagnose']:.2f} s  findings {warm['findings']}")
     drop_history_caches(root)
     show("Runs page with it present", in_child(root, "runs"), in_child(root, "runs"))
+    show("baseline: Runs page before it was written (one 20-epoch run)", *without)
 
 
 def bench_compare(root: Path, n: int, epochs: int) -> None:
