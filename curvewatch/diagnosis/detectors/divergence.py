@@ -64,11 +64,13 @@ def _divergence(h0: History, th: Thresholds) -> Finding | None:
 
 
 def _at_chance_from_start(h0: History, th: Thresholds) -> Finding | None:
-    """Issue 13, class 4a: the loss exploded inside epoch 1 (its first value is chance_explode
-    x the chance level or more), has never been below the chance level since, and has sat at
-    it for the last diverge_epochs epochs. A relative rule cannot see it: the run has no good
-    minimum. (A loss still coming down from the explosion, above chance_explode x chance, may
-    be learning: accuracy can be good while the loss is high.)"""
+    """Issue 13, class 4a: the loss exploded (a value of chance_explode x the chance level or
+    more: inside epoch 1, or in a spike), has never been below the chance level, and its last
+    diverge_epochs values sit at it or far above it (explode_factor x the chance level or more:
+    a regression loss still 10^8 x the target variance). A relative rule cannot see it: the run
+    has no good minimum. (A loss between chance_explode and explode_factor x chance, coming down
+    from an explosion, may be learning: accuracy can be good while the loss is high; and one far
+    above chance whose accuracy shows skill is an overconfident model, not a diverged one.)"""
     if h0.chance is None:
         return None  # the history alone cannot tell this from a slow start
     metric = "train_loss" if h0.has("train_loss") else ("val_loss" if h0.has("val_loss") else None)
@@ -76,20 +78,39 @@ def _at_chance_from_start(h0: History, th: Thresholds) -> Finding | None:
         return None
     h = h0.only(metric)
     x = h.cols[metric]
-    level = th.chance_level * h0.chance
-    if h.n < th.diverge_epochs + 1 or not np.isfinite(x[0]) or x[0] < th.chance_explode * h0.chance:
+    c = h0.chance
+    k = th.diverge_epochs
+    if h.n < k + 1 or not (np.isfinite(x) & (x >= th.chance_level * c)).all():
+        return None  # (a non-finite value is the rule above's; one below chance: it learned)
+    boom = np.nonzero(x[:-k] >= th.chance_explode * c)[0]
+    tail = x[-k:]
+    if boom.size == 0 or not (at_chance(tail, h0, th) | (tail >= th.explode_factor * c)).all():
         return None
-    if not (np.isfinite(x[1:]) & (x[1:] >= level)).all() \
-            or not at_chance(x[-th.diverge_epochs:], h0, th).all():
-        return None
-    return Finding("divergence", "critical", int(h.epochs[0]), None, metric,
-                   f"{NAMES[metric]} was {num(x[0])} in epoch {int(h.epochs[0])}, "
-                   f"{x[0] / h0.chance:.3g}x {chance_txt(h0)}, and has stayed at or above that "
-                   f"level for the {h.n - 1} epochs since (now {num(x[-1])}): the run diverged in "
-                   f"its first epoch and has learned nothing.",
+    if _predicts(h0, th):
+        return None  # exploded logits, yet it classifies: overconfident, not diverged
+    b = int(boom[0])
+    where = f"in epoch {int(h.epochs[b])}" if b else "in its first epoch"
+    return Finding("divergence", "critical", int(h.epochs[b]), None, metric,
+                   f"{NAMES[metric]} was {num(x[b])} at epoch {int(h.epochs[b])}, "
+                   f"{x[b] / c:.3g}x {chance_txt(h0)}, has never been below "
+                   f"{th.chance_level:.0%} of it and is now {num(x[-1])} ({x[-1] / c:.3g}x): the "
+                   f"run diverged {where} and has learned nothing.",
                    _diverge_advice(h),
-                   {"first_value": float(x[0]), "chance_loss": h0.chance, "now": float(x[-1]),
-                    "chance_level": th.chance_level, "epochs_at_chance": int(h.n - 1)})
+                   {"first_value": float(x[0]), "exploded_epoch": int(h.epochs[b]),
+                    "exploded_value": float(x[b]), "chance_loss": c, "now": float(x[-1]),
+                    "chance_level": th.chance_level, "epochs_at_chance": int(h.n - 1 - b)})
+
+
+def _predicts(h: History, th: Thresholds) -> bool:
+    """Does a logged accuracy (validation, else training) show skill over its last
+    diverge_epochs values: at least halfway from the chance accuracy 1/K to 1, with K classes
+    = exp(chance loss) under cross-entropy? False without an accuracy (regression)."""
+    name = "val_acc" if h.has("val_acc") else ("train_acc" if h.has("train_acc") else None)
+    if name is None or h.chance is None:
+        return False
+    k_classes = float(np.exp(min(h.chance, 50.0)))
+    recent = finite(h.only(name).cols[name])[-th.diverge_epochs:]
+    return recent.size > 0 and float(np.median(recent)) >= (1.0 + 1.0 / k_classes) / 2.0
 
 
 def _collapsed(h0: History, th: Thresholds) -> Finding | None:
