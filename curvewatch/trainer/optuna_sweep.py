@@ -293,8 +293,8 @@ class Worker:
         self.stop_reason: str | None = None
 
     def run(self, trials: int) -> str:
-        """Take trials until the study has `trials` of them; returns the group's final state
-        ("" when this worker trained none)."""
+        """Take trials until the study has `trials` of them; returns the group's final state,
+        "running" while other workers go on with it, "" when this worker trained none."""
         failures, self.trials = 0, trials
         # Optuna logs a FAIL with its traceback: a surplus trial is no failure to report
         logging.getLogger("optuna.study._optimize").addFilter(lambda _: not self.surplus)
