@@ -32,7 +32,11 @@ def long_run(tmp_path_factory):
         run.log_epoch(epoch=int(e[i]), train_loss=float(train[i]), val_loss=float(val[i]),
                       grad_norm=1.0, lr=1e-3)
     run.finish("completed")
-    return root, run.path.name, train, val
+    other = Run.create(root, name="other", config={}, epochs=2_500, heartbeat_seconds=0)
+    for ep in range(1, 2_501):
+        other.log_epoch(epoch=ep, train_loss=1 / ep, val_loss=1 / ep + 0.1)
+    other.finish("completed")
+    return root, run.path.name, train, val, other.path.name
 
 
 def loss_traces(at: AppTest) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -60,7 +64,7 @@ def open_run(monkeypatch, root: Path, run_id: str, **query) -> AppTest:
 
 
 def test_a_long_run_is_drawn_at_screen_resolution_with_its_extremes(long_run, monkeypatch):
-    root, run_id, train, val = long_run
+    root, run_id, train, val, _ = long_run
     at = open_run(monkeypatch, root, run_id)
     assert not at.exception
     assert at.slider(key="epochs").value == (1, EPOCHS)
@@ -74,7 +78,7 @@ def test_a_long_run_is_drawn_at_screen_resolution_with_its_extremes(long_run, mo
 
 
 def test_an_epoch_span_in_the_url_is_drawn_at_full_resolution(long_run, monkeypatch):
-    root, run_id, train, val = long_run
+    root, run_id, train, val, _ = long_run
     at = open_run(monkeypatch, root, run_id, epochs=["2001", "2600"])
     assert not at.exception
     assert at.slider(key="epochs").value == (2001, 2600)
@@ -83,3 +87,13 @@ def test_an_epoch_span_in_the_url_is_drawn_at_full_resolution(long_run, monkeypa
     np.testing.assert_array_equal(x, np.arange(2001, 2601))  # every epoch of the span
     np.testing.assert_array_equal(y, val[2000:2600])
     assert layout["xaxis"]["range"] == [2001, 2600]
+
+
+def test_another_run_picked_in_the_sidebar_starts_with_all_its_epochs(long_run, monkeypatch):
+    root, run_id, _, _, other = long_run
+    at = open_run(monkeypatch, root, run_id, epochs=["4001", "4600"])
+    at.sidebar.selectbox[0].set_value(other).run()
+    assert not at.exception
+    assert at.slider(key="epochs").value == (1, 2_500)  # not the first run's span
+    traces, _ = loss_traces(at)
+    assert traces["val"][0].min() == 1 and traces["val"][0].max() == 2_500

@@ -21,6 +21,8 @@ LINEAR_METRICS = ("acc", "r2")
 #: What a widget key may hold (Streamlit's `.st-key-<key>` CSS class)
 KEYSAFE = re.compile(r"[^A-Za-z0-9_-]")
 INTERVALS = {"1 s": 1.0, "2 s": 2.0, "5 s": 5.0, "10 s": 10.0, "30 s": 30.0}
+#: session state: the run whose epoch span the "Epochs shown" slider holds
+EPOCHS_OF = "_epochs-of-run"
 
 state.ensure_state()
 root = data.runs_dir()
@@ -178,7 +180,16 @@ span = None  # epochs (first, last) drawn at full resolution, when zoomed in
 if stored is not None and stored.rows > SCREEN_POINTS and stored.first_epoch is not None \
         and stored.last_epoch is not None and stored.last_epoch > stored.first_epoch:
     whole = (stored.first_epoch, stored.last_epoch)
-    picked = st.slider("Epochs shown", whole[0], whole[1], whole, key=state.QP_EPOCHS,
+    # a span belongs to its run: another run (picked in the sidebar) starts whole, and a span
+    # outside this run's epochs is dropped rather than drawing nothing
+    shown = st.session_state.get(state.QP_EPOCHS)
+    reset = st.session_state.get(EPOCHS_OF, run_id) != run_id or (
+        shown is not None and not whole[0] <= shown[0] <= shown[1] <= whole[1])
+    if reset:  # (value=None then: the default is still the whole run, without a warning)
+        st.session_state[state.QP_EPOCHS] = whole
+    st.session_state[EPOCHS_OF] = run_id
+    picked = st.slider("Epochs shown", whole[0], whole[1], None if reset else whole,
+                       key=state.QP_EPOCHS,
                        bind="query-params",
                        help=f"this run has {stored.rows:,} epochs; the charts draw each "
                        f"trace's extremes at screen resolution, and every epoch of a span "
