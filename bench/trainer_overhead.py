@@ -5,6 +5,7 @@ data, batch size and thread count, in the same process.
     .venv/bin/python bench/trainer_overhead.py [--epochs 30] [--short 5] [--rounds 7] [--threads 1]
         [--case mlp-digits] [--case cnn-digits-images]
     .venv/bin/python bench/trainer_overhead.py --parts   # where the per-epoch cost goes
+    .venv/bin/python bench/trainer_overhead.py --interleaved 300   # epoch by epoch
 
 Each round runs both loops for --short and for --epochs epochs, alternating bare / full so
 machine noise hits both alike. The cost of one more epoch is the slope between the two
@@ -155,6 +156,32 @@ def _spread(ratios: list[float]) -> str:
     return f"median {statistics.median(ratios):.3f}x (quartiles {q[0]:.3f}x-{q[2]:.3f}x)"
 
 
+def interleaved(cfg, runs_dir: Path) -> tuple[list[list[float]], list[list[float]]]:
+    """Epoch by epoch, alternating in one process: the trainer's run (run_epochs, all of an
+    epoch's monitoring and writes) calls back after each epoch, and the callback trains one
+    epoch of the bare loop on a second copy. Returns, per clock, the trainer's epoch cycles
+    (callback to callback, the bare epoch taken out) and the bare epochs, in seconds."""
+    bare, trainer = prepare(cfg), prepare(cfg)
+    full: list[list[float]] = [[], []]
+    plain: list[list[float]] = [[], []]
+    mark: list[tuple[float, float]] = []
+
+    def on_epoch(record: dict) -> None:
+        now = _clock()
+        if mark:
+            for clock in (0, 1):
+                full[clock].append(now[clock] - mark[0][clock])
+        took = bare_loop(bare, 1)
+        for clock in (0, 1):
+            plain[clock].append(took[clock])
+        mark[:] = [_clock()]
+
+    bare_loop(bare, 2)
+    run = Run.create(runs_dir, name="interleaved", config=cfg.to_dict(), epochs=cfg.epochs)
+    assert run_epochs(trainer, run, quiet=True, on_epoch=on_epoch) == "completed"
+    return full, plain
+
+
 def parts(cfg, epochs: int, rounds: int, runs_dir: Path) -> dict[str, list[float]]:
     """Median [wall, cpu] seconds per epoch of the bare loop with one monitoring piece added
     at a time, then the trainer's epochs without and with the run-folder writes (process CPU
@@ -191,6 +218,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--case", choices=list(CASES), action="append",
                     help="only this case (repeatable; default: all)")
+    ap.add_argument("--interleaved", type=int, metavar="EPOCHS", default=0,
+                    help="instead: one run of EPOCHS epochs, a bare epoch after each")
     ap.add_argument("--parts", action="store_true",
                     help="instead: what each piece of monitoring adds to the bare loop")
     args = ap.parse_args()
@@ -202,6 +231,20 @@ def main() -> None:
           + (f"{args.epochs} epochs" if args.parts else
              f"runs of {args.short} and {args.epochs} epochs")
           + f" x {args.rounds} rounds, alternating")
+    if args.interleaved:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, raw in cases.items():
+                full, plain = interleaved(validate({**raw, "epochs": args.interleaved}),
+                                          Path(tmp))
+                for clock, label in enumerate(("wall", "cpu")):
+                    after = plain[clock][1:]  # the bare epoch that followed each cycle
+                    pairs = sorted(f / b for f, b in zip(full[clock], after, strict=True))
+                    print(f"{name:18s} {label:4s}  per epoch, {len(pairs)} pairs: bare "
+                          f"{statistics.median(plain[clock]) * 1000:6.2f} ms, trainer "
+                          f"{statistics.median(full[clock]) * 1000:6.2f} ms, ratio "
+                          f"{_spread(pairs)}, of the means "
+                          f"{statistics.fmean(full[clock]) / statistics.fmean(plain[clock]):.3f}x")
+        return
     if args.parts:
         with tempfile.TemporaryDirectory() as tmp:
             for name, raw in cases.items():
