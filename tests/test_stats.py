@@ -112,3 +112,8 @@ def test_median_of_last_equals_the_median_of_the_last_finite_values():
         assert stats.median_of_last(x, k) == want, k
     assert np.isnan(stats.median_of_last(np.full(100, np.nan), 5))
     assert np.isnan(stats.median_of_last(np.array([]), 5))
+
+
+def test_theil_sen_refuses_a_series_whose_pairs_would_take_hours():
+    with pytest.raises(ValueError, match=r"theil_sen_slope of 50,001 values .*at most 50,000"):
+        stats.theil_sen_slope(np.zeros(stats.MAX_SLOPE_VALUES + 1))
