@@ -54,13 +54,14 @@ test: setup browser
 test-fast: setup
 	$(PY) -m pytest -m "not slow and not browser"
 
-bench: setup
+bench: setup browser
 	$(PY) bench/trainer_overhead.py
 	$(PY) bench/log_epoch.py
 	$(PY) bench/diagnose_speed.py
 	$(PY) bench/history_load.py
 	$(PY) bench/dashboard_load.py --only runs,live,chart
 	$(PY) bench/dashboard_load.py --only million,compare  # writes a 266 MB run; minutes
+	$(PY) bench/dashboard_browser.py  # the million-epoch Run page in Chromium; minutes
 	$(PY) bench/wandb_log.py
 	$(PY) bench/remote_reader_requests.py
 	$(PY) bench/sweep_parallel.py
