@@ -298,7 +298,7 @@ def _frame(table: pa.Table) -> pd.DataFrame:
     columns = table.columns
     frame = _to_pandas(table, columns)
     holes = [(n, c.is_null().to_numpy(zero_copy_only=False))
-             for n, c in zip(table.column_names, columns, strict=True) if c.null_count]
+             for n, c in zip(table.schema.names, columns, strict=True) if c.null_count]
     if holes:
         frame[_ABSENT] = _absent_labels(holes, table.num_rows)
     epochs = table.column(_KEY).to_numpy()
@@ -330,7 +330,7 @@ def _to_pandas(table: pa.Table, columns: list[pa.ChunkedArray]) -> pd.DataFrame:
                 block[row] = columns[i].to_numpy()
             blocks.append((block, np.array(idx)))
     frame = create_dataframe_from_blocks(blocks, index=pd.RangeIndex(rows),
-                                         columns=_columns(tuple(table.column_names)))
+                                         columns=_columns(tuple(table.schema.names)))
     return frame
 
 
