@@ -9,7 +9,7 @@ goals baked into tests). Usage:
 2. Live tick on a run with --long-epochs epochs: HistoryReader.read() after one appended
    epoch (only the new bytes) against a line-by-line read of the whole file, and a new
    follower's first read, which starts from the history cache.
-3. A 100,000-point trace: the figure the dashboard sends (Scattergl + extreme-keeping
+3. A 100,000-point trace: the figure the dashboard sends (extreme-keeping
    downsampling) against a plain go.Scatter of every point: JSON bytes and build time.
 4. A run of --million epochs (8 metrics, no layers.jsonl): its Run page, the Runs page with it
    present, and `diagnose` of its history, each page in a fresh process (AppTest): cold (no

@@ -53,15 +53,20 @@ def test_downsample_keeps_extremes_endpoints_and_nonfinite():
     assert 77_777 in xs and xs[0] == 0 and xs[-1] == 99_999
 
 
-def test_long_traces_use_webgl_and_are_bounded():
+def test_trace_type_follows_the_drawn_length_not_the_history_length():
     n = 100_000
     hist = pd.DataFrame({"epoch": np.arange(1, n + 1), "train_loss": np.linspace(2, 0.1, n),
                          "val_loss": np.linspace(2, 0.2, n)})
     fig = figures.learning_curve_figure(hist, metric="loss")
-    assert all(isinstance(t, go.Scattergl) for t in fig.data)
     assert all(len(t.x) <= figures.MAX_POINTS + 2 for t in fig.data)
+    assert all(type(t) is go.Scatter for t in fig.data), "a downsampled trace is SVG"
     short = figures.learning_curve_figure(hist.head(100), metric="loss")
     assert all(type(t) is go.Scatter for t in short.data)
+    drawn = figures.WEBGL_POINTS + 1
+    x = np.arange(drawn, dtype=float)
+    long = figures.line_trace(x, np.sin(x), name="long", color="#000000", max_points=drawn)
+    assert isinstance(long, go.Scattergl) and len(long.x) == drawn, \
+        "a trace drawn with more than WEBGL_POINTS points is WebGL"
 
 
 # ------------------------------------------------------------------ figures
@@ -343,7 +348,7 @@ def test_steps_follower_and_a_100k_step_figure(tmp_path):
     steps = pd.DataFrame({"step": np.arange(1, n + 1), "loss": np.linspace(3, 0.1, n),
                           "grad_norm": np.ones(n)})
     fig = figures.steps_figure(steps, smoothing=0.9)
-    assert all(isinstance(t, go.Scattergl) for t in fig.data)
+    assert all(type(t) is go.Scatter for t in fig.data), "downsampled traces are SVG"
     assert all(len(t.x) <= figures.MAX_POINTS + 2 for t in fig.data)
     assert fig.layout.yaxis2.type == "log"
 

@@ -22,7 +22,9 @@ from .downsample import SCREEN_POINTS, downsample
 from .series import smooth_ema
 
 TEMPLATE = "plotly_white"
-#: Above this many points a trace is drawn with WebGL (Scattergl).
+#: Above this many drawn points (after downsampling) a trace is drawn with WebGL (Scattergl):
+#: below it SVG draws faster in a browser without a GPU, and a page gets only ~16 WebGL
+#: contexts (README, Performance: bench/dashboard_browser.py).
 WEBGL_POINTS = 5_000
 #: Above this many points a trace is also downsampled to screen resolution, keeping each
 #: bucket's extremes (dashboard.downsample).
@@ -122,13 +124,13 @@ def line_trace(x: Sequence[float], y: Sequence[float], *, name: str, color: str,
                width: float = 2.0, opacity: float = 1.0, showlegend: bool = True,
                legendgroup: str | None = None, dash: str | None = None,
                hovertemplate: str | None = None, max_points: int = MAX_POINTS) -> go.Scatter:
-    """A line trace that stays fast: Scattergl above WEBGL_POINTS points, and extreme-keeping
-    downsampling above max_points."""
+    """A line trace that stays fast: extreme-keeping downsampling above max_points, and
+    Scattergl where more than WEBGL_POINTS points remain to draw (SVG otherwise)."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
-    cls = go.Scattergl if len(y) > WEBGL_POINTS else go.Scatter
     if len(y) > max_points:
         x, y = downsample(x, y, max_points)
+    cls = go.Scattergl if len(y) > WEBGL_POINTS else go.Scatter
     # plotly shows NaN as a gap; +/-inf would be dropped silently, so draw them as gaps too
     y = np.where(np.isfinite(y), y, np.nan)
     return cls(x=x, y=y, mode="lines", name=name, opacity=opacity, showlegend=showlegend,
@@ -557,7 +559,7 @@ def aggregate_curve_figure(curves: pd.DataFrame, column: str, *, label: str = "g
 def steps_figure(steps: pd.DataFrame, *, smoothing: float = 0.0,
                  uirevision: str | None = None) -> go.Figure:
     """Per-step training loss (and gradient norm on a second axis), every logged step: the
-    view where a 100,000-step run needs WebGL and extreme-keeping downsampling."""
+    view where a 100,000-step run needs extreme-keeping downsampling."""
     _require(steps, "step")
     _require(steps, "loss")
     x = pd.to_numeric(steps["step"], errors="coerce").to_numpy(dtype=float)
