@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from curvewatch.diagnosis import diagnose, should_stop, stopping_finding
+from curvewatch.diagnosis import Thresholds, diagnose, should_stop, stopping_finding
 from curvewatch.tracking import HistoryReader, Run, read_history
 from tests.diagnosis_cases import decay, epochs, noisy, u_shape
 
@@ -492,6 +492,34 @@ def test_a_trained_plateau_and_overfitting_are_unchanged_by_the_chance_level():
         [f.kind for f in diagnose(plateau)]
     assert {f.kind: f for f in diagnose(_overfit(), chance_loss=LN10)}["overfitting"] == \
         {f.kind: f for f in diagnose(_overfit())}["overfitting"]
+
+
+def _noise_free_creep(tau, n=100):
+    """A noise-free validation loss that approaches 0.1 (a quarter of its first value)
+    exponentially: it sets a new low by more than min_delta every few epochs, so the wait
+    restarts again and again while the gains stop mattering."""
+    e = epochs(n)
+    val = 0.1 + 0.3 * np.exp(-(e - 1) / tau)
+    return pd.DataFrame({"epoch": e, "train_loss": val * 0.8, "val_loss": val})
+
+
+def _plateau_stop(h, th=None):
+    t = next((t for t in range(2, len(h) + 1) if should_stop(h.iloc[:t], ["plateau"], th)), None)
+    return t, (should_stop(h.iloc[:t], ["plateau"], th) if t else None)
+
+
+def test_a_noise_free_creep_too_small_to_matter_is_a_plateau_before_the_wait_completes():
+    # before: only the wait stopped it, once the new lows had become smaller than min_delta
+    h = _noise_free_creep(10)
+    t, f = _plateau_stop(h)
+    waited, _ = _plateau_stop(h, Thresholds(creep_level=0.0))  # the creep rule switched off
+    assert t is not None and waited is not None and t < waited
+    assert "creeping" in f.message and f.evidence["expected_gain_high"] <= Thresholds().plateau_gain
+
+
+def test_a_slow_fall_that_still_gains_more_than_the_plateau_gain_is_no_plateau():
+    h = _noise_free_creep(40)  # still 1.5% per 10 epochs at epoch 100
+    assert not any(should_stop(h.iloc[:t], ["plateau"]) for t in range(50, 101, 5))
 
 
 # ------------------------------------------------------------------ class 3: mild rises and bumps

@@ -64,6 +64,11 @@ class Thresholds:
     flat_gain: float = _f(0.005, "Relative change (0.005 = 0.5%) that the last patience epochs' trend may "
                           "project over the next patience epochs for the loss to count as flat "
                           "(flat_patience).", lo=0.0)
+    creep_level: float = _f(0.5, "A loss that sets a new low every few epochs (so the wait never reaches "
+                            "patience) is a plateau when its last 2*patience epochs fall steadily by at "
+                            "most flat_gain per patience epochs (upper confidence bound) and its level is "
+                            "at most this fraction of its first value: a slow creep at a higher loss can "
+                            "be a slow start that speeds up.", lo=0.0)
     converged_level: float = _f(0.2, "A plateau at or below this fraction of the monitored loss's "
                                 "first value is a run that converged (info, 'converged'); above it, "
                                 "a plateau is a problem (warning, 'plateau'). Both stop a run that "

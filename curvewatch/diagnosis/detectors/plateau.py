@@ -31,6 +31,26 @@ def _back_from_bump(x: np.ndarray, S: np.ndarray, low: int, n: int, th: Threshol
     return mann_kendall_z(recent, inflation(th.autocorr)) < -_BACK_Z and gain > th.plateau_gain
 
 
+def _creep_start(x: np.ndarray, h: History, th: Thresholds, st: dict[str, Any], first: int) -> int:
+    """Issue 13, class 2, a wait that never comes: a noise-free curve sets a new low every few
+    epochs by amounts too small to matter. Row where the last 2*patience epochs (all after row
+    `first`: start_from_epoch, the last learning-rate step) begin when they fall steadily (a
+    significant Mann-Kendall trend) at a level of at most creep_level of the first value, and
+    the upper confidence bound of the gain their Theil-Sen trend projects over the next
+    patience epochs is at most flat_gain; else -1."""
+    lo = h.n - 2 * th.patience
+    if lo <= first or st["best"] == 0:
+        return -1
+    seg = finite(x[lo:])
+    if seg.size < 2 * th.patience or not np.median(seg[-th.window:]) <= th.creep_level * finite(x)[0]:
+        return -1  # (a creep at a high loss can be a slow start that speeds up: the wait judges it)
+    if mann_kendall_z(seg, inflation(th.autocorr)) >= -th.trend_z:
+        return -1  # not a steady fall: noise or a rise, which the wait judges
+    se = st["sigma"] * np.sqrt(12.0 * inflation(th.autocorr) / seg.size ** 3) * 1.1
+    gain_hi = (-theil_sen_slope(seg) + th.plateau_ci_z * se) * th.patience / abs(st["best"])
+    return lo if gain_hi <= th.flat_gain else -1
+
+
 def _plateau(h: History, th: Thresholds, metric: str | None, unstable: bool = False) -> Finding | None:
     if metric is None or h.epochs[-1] < th.start_from_epoch:
         return None
@@ -55,7 +75,12 @@ def _plateau(h: History, th: Thresholds, metric: str | None, unstable: bool = Fa
     anchor = max(anchor, int(np.searchsorted(h.epochs, th.start_from_epoch)))
     wait = h.n - 1 - anchor
     quick = th.flat_patience <= wait < th.patience and not unstable
-    if wait < th.patience and not quick:
+    creep_from = -1
+    if wait < th.patience and not unstable:
+        since = max(int(np.searchsorted(h.epochs, th.start_from_epoch)), c, 0)
+        creep_from = _creep_start(x, h, th, st, since)
+        quick = quick and creep_from < 0  # a creep is a significant fall: judged as after the wait
+    if wait < th.patience and not quick and creep_from < 0:
         return None
     # trend tests over the last trend_window epochs (the plateau segment if it is longer)
     seg = x[max(0, min(j0, h.n - th.trend_window), h.n - th.noise_window):]
@@ -91,7 +116,11 @@ def _plateau(h: History, th: Thresholds, metric: str | None, unstable: bool = Fa
     name = NAMES[metric]
     j0 = min(st["j_sig"], anchor)
     flat_txt = (f", with a flat trend ({-flat_change:+.1%} projected over the next {th.patience} epochs)"
-                if wait < th.patience else "")
+                if quick else "")
+    if creep_from >= 0:  # new lows every few epochs, each too small to matter
+        j0 = creep_from
+        flat_txt = (f", only creeping down ({gain:.2%} projected over the next {th.patience} epochs, "
+                    f"at most {gain_hi:.2%})")
     ev = {"wait": int(wait), "patience": th.patience, "best_level": st["best"],
           "min_delta_used": st["delta"], "sigma": st["sigma"], "trend_z": z,
           "trend_window": w, "expected_gain": gain, "expected_gain_high": gain_hi,
@@ -109,7 +138,8 @@ def _plateau(h: History, th: Thresholds, metric: str | None, unstable: bool = Fa
         low = float(np.nanmin(np.where(np.isfinite(x), x, np.nan)))
         low_txt = (f"; its lowest value {num(low)} was at epoch {b_ep}, "
                    f"{int(ep[-1]) - b_ep} epochs ago")
-    msg = (f"{name} has not improved significantly since epoch {int(ep[j0])}{flat_txt} (smoothed "
+    what = "has gained little" if creep_from >= 0 else "has not improved significantly"
+    msg = (f"{name} {what} since epoch {int(ep[j0])}{flat_txt} (smoothed "
            f"level {num(level)}"
            + (f", {level / first:.0%} of its first value {num(first)}" if first > 0 else "")
            + f"){low_txt}: training has plateaued.")
@@ -151,5 +181,5 @@ def detect(ctx: Context) -> Finding | None:
 
 
 SPEC = Spec(kinds=("plateau", "converged"), columns=("val_loss", "train_loss", "lr"), reads=("unstable",), suppressed_by=("divergence", "overfitting", "possible_overfitting"), stop_rank=2, stops_too=("converged",), span=True,
-            thresholds=('autocorr', 'converged_level', 'cooldown', 'flat_gain', 'flat_patience', 'min_delta', 'noise_window', 'patience', 'plateau_ci_z', 'plateau_gain', 'start_from_epoch', 'trend_window', 'trend_z', 'window'),
+            thresholds=('autocorr', 'converged_level', 'cooldown', 'creep_level', 'flat_gain', 'flat_patience', 'min_delta', 'noise_window', 'patience', 'plateau_ci_z', 'plateau_gain', 'start_from_epoch', 'trend_window', 'trend_z', 'window'),
             detect=detect)
