@@ -94,8 +94,6 @@ def _plateau(h: History, th: Thresholds, metric: str | None, unstable: bool = Fa
     # epoch is statistically certain and practically flat.
     if z < -th.trend_z and (quick or gain > th.plateau_gain):
         return None
-    if z > th.trend_z:
-        return None  # rising significantly: flat means flat both ways; a rise is for overfitting
     if _back_from_bump(x, st["S"], anchor, h.n, th, st["best"]):
         return None  # on the way back down from a bump: no plateau (issue 13, class 3)
     flat_change = float("nan")
