@@ -24,12 +24,13 @@ from curvewatch.tracking import (
     StepsReader,
     safeio,
 )
+from curvewatch.tracking.history_cache import CACHE_MIN_BYTES
 from curvewatch.tracking.paths import RUNS_ENV
 from curvewatch.tracking.remote_read import local_runs_dir
 from curvewatch.trainer.config import run_thresholds
 from curvewatch.trainer.errors import ConfigError
 
-from . import forecast_band
+from . import forecast_band, summaries
 from .downsample import screen_rows
 from .figures import with_steps
 
@@ -249,19 +250,25 @@ def _run_name(run: Any) -> str:
     return Path(run).name if run is not None else "(unnamed)"
 
 
+_FROM_RUN: Any = object()
+
+
 def findings_for(history: pd.DataFrame, layers: pd.DataFrame | None = None,
-                 thresholds: Any = None, run_dir: Any = None) -> list[Any]:
+                 thresholds: Any = None, run_dir: Any = None, *,
+                 chance: Any = _FROM_RUN) -> list[Any]:
     """diagnose() on a history ([] for an empty one); DiagnosisFailed naming the run when it
     raises, so a page shows the error instead of "no problems". With `run_dir`, the advice
     names the run's best checkpoint when it has one (best.pt), and only then (own loops and
-    imports have none)."""
+    imports have none). `chance`: the chance loss when already read (a worker thread has no
+    Streamlit cache), else chance_loss(run_dir)."""
     if history is None or history.empty:
         return []
     try:
         return list(diagnose(history, thresholds=thresholds,
                              layers=layers if layers is not None and not layers.empty else None,
                              best_checkpoint=best_checkpoint(run_dir),
-                             chance_loss=chance_loss(run_dir)))
+                             chance_loss=chance_loss(run_dir) if chance is _FROM_RUN
+                             else chance))
     except Exception as e:  # any bug or bad value: reported with the run's name, not hidden
         raise DiagnosisFailed(f"the diagnosis of run {_run_name(run_dir)} failed: "
                               f"{type(e).__name__}: {e}") from e
@@ -302,15 +309,19 @@ def read_best_checkpoint(run_dir: Any) -> bytes:
     return safeio.read_regular(path, MAX_CHECKPOINT_BYTES)
 
 
-@st.cache_data(max_entries=2048, show_spinner=False)
-def _summary_cached(run_dir: str, mtime_ns: int, size: int, patience: Any = None,
-                    overrides: tuple = ()) -> dict[str, Any]:
+#: run_summary's row while a large run's summary is made in the background
+PENDING = {"flags": (), "best_val_acc": None, "source": "pending"}
+_FAILED = summaries.Summary((("diagnosis_failed", "critical"),), None)
+
+
+def _summarise(run_dir: str, thresholds: Any, chance: Any) -> summaries.Summary:
+    """The summary of a run's whole history (no Streamlit call: it runs in a worker too)."""
     history = tracking.read_history(run_dir)
     try:
-        th = thresholds_for({"patience": patience, "thresholds": dict(overrides)}, run_dir)
-        flags = tuple((f.kind, f.severity) for f in findings_for(history, None, th, run_dir))
+        flags = tuple((f.kind, f.severity) for f in findings_for(
+            history, None, thresholds, run_dir, chance=chance))
     except DiagnosisFailed:  # a flag, never a clean row; the Run page shows the message
-        flags = (("diagnosis_failed", "critical"),)
+        flags = _FAILED.flags
     best_acc = None
     for col in ("val_acc", "val_r2"):
         if col in history.columns:
@@ -318,16 +329,55 @@ def _summary_cached(run_dir: str, mtime_ns: int, size: int, patience: Any = None
             if v.notna().any():
                 best_acc = float(v.max())
             break
-    return {"flags": flags, "best_val_acc": best_acc, "source": "metrics"}
+    return summaries.Summary(flags, best_acc)
 
 
-def run_summary(info: RunInfo) -> dict[str, Any]:
+@st.cache_data(max_entries=2048, show_spinner=False)
+def _summary_cached(run_dir: str, mtime_ns: int, size: int, patience: Any = None,
+                    overrides: tuple = ()) -> summaries.Summary:
+    try:
+        th = thresholds_for({"patience": patience, "thresholds": dict(overrides)}, run_dir)
+    except DiagnosisFailed:
+        return _FAILED
+    chance = chance_loss(run_dir)
+    if size < CACHE_MIN_BYTES:  # diagnosed about as fast as a stored summary is read
+        return _summarise(run_dir, th, chance)
+    made_from = summaries.basis(size, mtime_ns, _judged(run_dir, th, chance))
+    return summaries.stored_or_made(run_dir, made_from,
+                                    lambda: _summarise(run_dir, th, chance))
+
+
+def _judged(run_dir: str, thresholds: Any, chance: Any) -> tuple[Any, ...]:
+    """What a summary depends on besides metrics.jsonl and the diagnosis code."""
+    return repr(thresholds), repr(chance), best_checkpoint(run_dir)
+
+
+def _in_background(info: RunInfo, mtime_ns: int, size: int, patience: Any,
+                   overrides: tuple, wait: bool) -> summaries.Summary | None:
+    """A large run's summary made in a worker (summaries.in_background); None while it is
+    being made, unless `wait`."""
+    run_dir = str(info.path)
+    try:
+        th = thresholds_for({"patience": patience, "thresholds": dict(overrides)}, run_dir)
+    except DiagnosisFailed:
+        return _FAILED
+    chance = chance_loss(run_dir)
+    made_from = summaries.basis(size, mtime_ns, _judged(run_dir, th, chance))
+    job = summaries.in_background(run_dir, made_from, lambda: _summarise(run_dir, th, chance),
+                                  failed=_FAILED)
+    return job.result() if wait or job.done() else None
+
+
+def run_summary(info: RunInfo, *, wait: bool = True) -> dict[str, Any]:
     """{'flags': ((kind, severity), ...), 'best_val_acc': float | None, 'source': ...}.
 
     The trainer writes its findings (`flags`) and `best_val_acc` into status.json (every 2 s
     and at the end), so for its runs nothing but status.json is read ('source': 'status').
     Runs without `flags` in status.json (a user's own loop through tracking.Run) fall back to
-    diagnosing their metrics.jsonl, cached by the file's (mtime, size) ('source': 'metrics').
+    diagnosing their metrics.jsonl ('source': 'metrics'), once per state of the file: kept in
+    memory and, from 64 KiB, in `.summary.json` (dashboard.summaries). A metrics.jsonl over
+    summaries.BACKGROUND_BYTES is diagnosed in a worker thread; without `wait` its row is
+    PENDING ('source': 'pending') until that is done.
     """
     empty = {"flags": (), "best_val_acc": None, "source": "none"}
     if info.state == "unreadable":
@@ -344,8 +394,15 @@ def run_summary(info: RunInfo) -> dict[str, Any]:
     if size == 0:
         return empty
     th = info.config.get("thresholds") if isinstance(info.config.get("thresholds"), dict) else {}
-    return _summary_cached(str(info.path), mtime, size, info.config.get("patience"),
-                           tuple(sorted((str(k), str(v)) for k, v in th.items())))
+    judged = (info.config.get("patience"), tuple(sorted((str(k), str(v)) for k, v in th.items())))
+    if size <= summaries.BACKGROUND_BYTES:
+        made = _summary_cached(str(info.path), mtime, size, *judged)
+    else:
+        made_or_not = _in_background(info, mtime, size, *judged, wait)
+        if made_or_not is None:
+            return PENDING
+        made = made_or_not
+    return {"flags": made.flags, "best_val_acc": made.best_val_acc, "source": "metrics"}
 
 
 def run_flags(info: RunInfo) -> tuple[tuple[str, str], ...]:

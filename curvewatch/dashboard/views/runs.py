@@ -2,7 +2,8 @@
 current flags; filter, sort, select to open or compare; run groups as one expandable row
 each. Reads run.json + status.json only (the trainer writes its flags and best val accuracy
 there); only runs without `flags` in status.json (a user's own loop) have their metrics read,
-cached by file state, for the rows on the visible page."""
+once per file state, for the rows on the visible page, a large one in a worker thread while
+its row says "diagnosing…" (data.run_summary)."""
 import hashlib
 
 import streamlit as st
@@ -63,6 +64,9 @@ if not runs:
 
 by_id = {r.id: r for r in runs}
 RUNS_REFRESH_SECONDS = 5
+#: how often a page with a summary being made checks whether it is done
+PENDING_POLL_SECONDS = 1
+DIAGNOSING = "diagnosing…"
 
 
 def _signature(rs) -> tuple:
@@ -107,9 +111,21 @@ if n_pages > 1:
     page_no = st.number_input(f"Page (of {n_pages}, {PAGE_SIZE} runs each)", 1, n_pages, 1,
                               key=state.RUNS_PAGE)
 visible = shown[(page_no - 1) * PAGE_SIZE: page_no * PAGE_SIZE]
-summaries = {r.id: data.run_summary(r) for r in visible}
+summaries = {r.id: data.run_summary(r, wait=False) for r in visible}
 frame = tables.runs_frame(visible, {k: v["flags"] for k, v in summaries.items()},
                           best_acc={k: v["best_val_acc"] for k, v in summaries.items()})
+pending = [r for r in visible if summaries[r.id] is data.PENDING]
+if pending:  # a large run's history is diagnosed in a worker: its row says so until done
+    frame.loc[frame["id"].isin([r.id for r in pending]), ["flags", "severity"]] = [
+        DIAGNOSING, None]
+
+    @st.fragment(run_every=PENDING_POLL_SECONDS)
+    def _wait_for_summaries() -> None:
+        """The whole page again once a pending summary is made (its file state is re-read)."""
+        if any(data.run_summary(r, wait=False) is not data.PENDING for r in pending):
+            st.rerun()
+
+    _wait_for_summaries()
 frame.insert(1, "open", [f"/run?run={rid}#{name}" for rid, name in zip(frame["id"],
                                                                         frame["name"],
                                                                         strict=True)])
