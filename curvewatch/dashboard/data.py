@@ -363,9 +363,14 @@ def _in_background(info: RunInfo, mtime_ns: int, size: int, patience: Any,
         return _FAILED
     chance = chance_loss(run_dir)
     made_from = summaries.basis(size, mtime_ns, _judged(run_dir, th, chance))
-    job = summaries.in_background(run_dir, made_from, lambda: _summarise(run_dir, th, chance),
-                                  failed=_FAILED)
-    return job.result() if wait or job.done() else None
+    while True:
+        job, current = summaries.in_background(
+            run_dir, made_from, lambda: _summarise(run_dir, th, chance), failed=_FAILED)
+        if not (wait or job.done()):
+            return None
+        made = job.result()  # of an earlier state of the file, unless current: ask again
+        if current:
+            return made
 
 
 def run_summary(info: RunInfo, *, wait: bool = True) -> dict[str, Any]:

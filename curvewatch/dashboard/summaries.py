@@ -108,45 +108,49 @@ def stored_or_made(run_dir: str | Path, made_from: str, make: Callable[[], Summa
 # ------------------------------------------------------------------ in the background
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="curvewatch-summary")
 _lock = threading.Lock()
-_jobs: dict[tuple[str, str], Future[Summary]] = {}  # (run_dir, basis) -> the job making it
+_jobs: dict[str, tuple[str, Future[Summary]]] = {}  # run_dir -> (basis, the job making it)
 _remembered: dict[tuple[str, str], Summary] = {}  # made but not stored (or failed)
 
 
 def in_background(run_dir: str | Path, made_from: str, make: Callable[[], Summary], *,
-                  failed: Summary) -> Future[Summary]:
-    """A future of the run's summary: done at once when one is stored or remembered, else the
-    job making it, started here unless one (from any session of this server) already is.
+                  failed: Summary) -> tuple[Future[Summary], bool]:
+    """(a future, whether it is of this summary): done at once when the summary is stored or
+    remembered, else the job making it, started here unless one (from any session of this
+    server) already is. A run has at most one job at a time: while one makes the summary of
+    an earlier state of its metrics.jsonl (a live run grew), that job comes back with False.
     A job that raises gives `failed`, kept in memory (not stored: the next process retries)."""
-    key = (os.fspath(run_dir), made_from)
+    where = os.fspath(run_dir)
     with _lock:
-        job = _jobs.get(key)
-        if job is not None:
-            return job
-        known = _remembered.get(key)
+        running = _jobs.get(where)
+        known = _remembered.get((where, made_from))
+    if running is not None:
+        return running[1], running[0] == made_from
     if known is None:
         known = load(run_dir, made_from)
     if known is not None:
         done: Future[Summary] = Future()
         done.set_result(known)
-        return done
+        return done, True
     with _lock:
-        job = _jobs.get(key)
-        if job is None:
-            job = _jobs[key] = _executor.submit(_run, key, make, failed)
-    return job
+        running = _jobs.get(where)
+        if running is None:
+            running = _jobs[where] = (made_from, _executor.submit(_run, where, made_from,
+                                                                  make, failed))
+    return running[1], running[0] == made_from
 
 
-def _run(key: tuple[str, str], make: Callable[[], Summary], failed: Summary) -> Summary:
+def _run(run_dir: str, made_from: str, make: Callable[[], Summary], failed: Summary
+         ) -> Summary:
     try:
         made = make()
-        save(key[0], key[1], made)
-        stored = load(key[0], key[1]) == made
+        save(run_dir, made_from, made)
+        stored = load(run_dir, made_from) == made
     except Exception:  # the row shows the failure; the Run page says why
         made, stored = failed, False
     with _lock:
         if not stored:
             if len(_remembered) >= MAX_REMEMBERED:
                 _remembered.clear()
-            _remembered[key] = made
-        _jobs.pop(key, None)
+            _remembered[(run_dir, made_from)] = made
+        _jobs.pop(run_dir, None)
     return made
