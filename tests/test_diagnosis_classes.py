@@ -337,30 +337,26 @@ def test_an_explosion_inside_epoch_one_is_a_divergence_given_the_chance_level():
     assert not {"plateau", "overfitting", "converged"} & {x.kind for x in diagnose(h, chance_loss=LN10)}
 
 
-def test_a_regression_loss_exploded_in_epoch_one_and_stuck_far_above_chance_is_a_divergence():
-    # MSE of standardised targets (chance level 1.0): 1e11 in epoch 1, falling by orders of
-    # magnitude, then stuck at 1e7. before: never 'at chance' (0.9-2x), so nothing
-    n = 60
+def test_a_regression_loss_far_above_chance_after_an_explosion_is_left_running():
+    # MSE of standardised targets (chance level 1.0): 1e11 in epoch 1, 1e7 forty epochs later.
+    # Such a loss still falls by factors after stalls (a corpus run fell 10x after 10 epochs
+    # without a new low), and stopping restores a checkpoint many times worse: no divergence
+    n = 40
     e = epochs(n)
     train = noisy(1e7 + 1e11 * np.exp(-(e - 1) / 2.0), 0.05, 3)
     h = pd.DataFrame({"epoch": e, "train_loss": train, "val_loss": train * 3})
-    diverged = [t for t in range(1, n + 1)
-                if "divergence" in [f.kind for f in diagnose(h.iloc[:t], chance_loss=1.0)]]
-    # not while each epoch sets a new low by orders of magnitude (its best checkpoint keeps
-    # improving: stopping there would restore a far worse one); once stuck for `patience`
-    # epochs (no new low), it is diverged
-    assert diverged and min(diverged) > 25 and n in diverged
-    assert {f.kind: f for f in diagnose(h, chance_loss=1.0)}["divergence"].start_epoch == 1
+    for t in range(1, n + 1):
+        assert "divergence" not in [f.kind for f in diagnose(h.iloc[:t], chance_loss=1.0)], t
 
 
-def test_exploded_logits_with_an_accuracy_that_shows_skill_are_no_divergence():
-    # a 3-class run whose loss sits at 1e8 (exploded logits) while it classifies 97% of the
-    # validation set: overconfident, not diverged (a run of this kind is in the corpus)
+def test_a_loss_at_chance_with_an_accuracy_that_shows_skill_is_no_divergence():
+    # a 3-class run whose first epoch exploded (3e8) and whose loss then sits at ln 3 while it
+    # classifies 97% of the validation set: badly calibrated, not diverged
     n, ln3 = 30, float(np.log(3))
     e = epochs(n)
-    train = np.full(n, 1e8)
+    train = noisy(np.full(n, 1.1 * ln3), 0.01, 7)
     train[0] = 3e8
-    h = pd.DataFrame({"epoch": e, "train_loss": train, "val_loss": train * 2,
+    h = pd.DataFrame({"epoch": e, "train_loss": train, "val_loss": train * 1.02,
                       "val_acc": np.minimum(0.97, 0.8 + 0.05 * e)})
     assert "divergence" not in [f.kind for f in diagnose(h, chance_loss=ln3)]
     chance_acc = h.assign(val_acc=0.34)  # the same losses at chance accuracy (1/3): diverged

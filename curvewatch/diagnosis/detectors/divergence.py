@@ -66,12 +66,10 @@ def _divergence(h0: History, th: Thresholds) -> Finding | None:
 def _at_chance_from_start(h0: History, th: Thresholds) -> Finding | None:
     """Issue 13, class 4a: the loss exploded (a value of chance_explode x the chance level or
     more: inside epoch 1, or in a spike), has never been below the chance level, and its last
-    diverge_epochs values sit at it, or its last patience values far above it (explode_factor x
-    the chance level or more: a regression loss stuck at 10^8 x the target variance) without a
-    new low. A relative rule cannot see it: the run
-    has no good minimum. (A loss between chance_explode and explode_factor x chance, coming down
-    from an explosion, may be learning: accuracy can be good while the loss is high; and one far
-    above chance whose accuracy shows skill is an overconfident model, not a diverged one.)"""
+    diverge_epochs values sit at it. A relative rule cannot see it: the run has no good minimum.
+    (A loss above chance_explode x chance, coming down from an explosion, may be learning:
+    accuracy can be good while the loss is high; and a loss at chance whose accuracy shows skill
+    is a badly calibrated model, not a diverged one.)"""
     if h0.chance is None:
         return None  # the history alone cannot tell this from a slow start
     metric = "train_loss" if h0.has("train_loss") else ("val_loss" if h0.has("val_loss") else None)
@@ -85,15 +83,13 @@ def _at_chance_from_start(h0: History, th: Thresholds) -> Finding | None:
         return None  # (a non-finite value is the rule above's; one below chance: it learned)
     boom = np.nonzero(x[:-k] >= th.chance_explode * c)[0]
     tail = x[-k:]
-    # far above chance counts once it has stopped falling, no new low for `patience` epochs (as
-    # Keras would stop): a loss still falling by orders of magnitude is left to run, since its
-    # best checkpoint keeps getting better by factors
-    p = th.patience
-    far = h.n > p and bool((x[-p:] >= th.explode_factor * c).all()) and x[-p:].min() >= x[:-p].min()
-    if boom.size == 0 or not (far or at_chance(tail, h0, th).all()):
+    # (A loss far above chance is not judged here: a regression run at 1e8 x the target variance
+    # that stalled for `patience` epochs fell 10x more later in the corpus; stopping it restored
+    # a checkpoint 11x worse.)
+    if boom.size == 0 or not at_chance(tail, h0, th).all():
         return None
     if _predicts(h0, th):
-        return None  # exploded logits, yet it classifies: overconfident, not diverged
+        return None  # at chance, yet it classifies: badly calibrated, not diverged
     b = int(boom[0])
     where = f"in epoch {int(h.epochs[b])}" if b else "in its first epoch"
     return Finding("divergence", "critical", int(h.epochs[b]), None, metric,
@@ -183,5 +179,5 @@ def detect(ctx: Context) -> Finding | None:
 
 
 SPEC = Spec(kinds=("divergence",), columns=("train_loss", "val_loss"), stop_rank=3, min_rows=1,
-            thresholds=('chance_explode', 'chance_level', 'diverge_epochs', 'explode_factor', 'patience'),
+            thresholds=('chance_explode', 'chance_level', 'diverge_epochs', 'explode_factor'),
             detect=detect)
