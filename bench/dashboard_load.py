@@ -16,7 +16,10 @@ goals baked into tests). Usage:
    .metrics.arrow), then warm (the cache file present), then a rerun in the same process
    (Streamlit's caches hot); peak RSS of each process, and its RSS once everything is imported;
    the warm process also zooms to 1,001 epochs ("Epochs shown"). The Runs page's baseline is
-   the same folder before the long run was written.
+   the same folder before the long run was written. The run is an own loop's (no flags in
+   status.json), so the Runs page summarises its history in a worker: cold is also without
+   .summary.json, and each Runs page process reruns until its row's flags are shown.
+   `--only runs-million` measures the Runs page rows alone.
 5. The Compare page of --compare-runs runs x --compare-epochs epochs, the same way.
 
     python bench/dashboard_load.py --only million,compare   # sections 4 and 5 alone
@@ -46,6 +49,7 @@ import plotly.graph_objects as go  # noqa: E402
 
 from curvewatch import tracking  # noqa: E402
 from curvewatch.dashboard import figures  # noqa: E402
+from curvewatch.dashboard.summaries import SUMMARY_NAME  # noqa: E402
 from curvewatch.tracking.history_cache import CACHE_NAME  # noqa: E402
 from curvewatch.tracking.jsonio import dumps  # noqa: E402
 
@@ -209,6 +213,7 @@ def child(page: str, query: str, diagnose_it: bool, zoom: str = "") -> None:
     for k, v in (kv.split("=", 1) for kv in query.split("&") if kv):
         at.query_params[k] = v
     out: dict = {"rss_imported_mb": imported}
+    started = time.perf_counter()
     for label in ("first", "rerun"):
         t = time.perf_counter()
         at.run()
@@ -222,6 +227,12 @@ def child(page: str, query: str, diagnose_it: bool, zoom: str = "") -> None:
         out["zoom_points"] = max(points(t.get("x", [])) for el in at.get("plotly_chart")
                                  for t in json.loads(el.proto.spec)["data"])
     out["rss_page_mb"] = rss_mb()  # the page's peak, before the diagnose below
+    if page == "runs":  # a large own-loop run's flags come from a worker: wait for them
+        out["pending"] = diagnosing(at)
+        while diagnosing(at):
+            time.sleep(0.05)  # the page's own poll (a fragment) reruns it every second
+            at.run()
+        out["flags_shown"] = time.perf_counter() - started
     if diagnose_it:
         runs = tracking.list_runs(os.environ["CURVEWATCH_RUNS"])
         t = time.perf_counter()
@@ -233,6 +244,12 @@ def child(page: str, query: str, diagnose_it: bool, zoom: str = "") -> None:
         out["findings"] = [f.kind for f in findings]
     out["rss_peak_mb"] = rss_mb()
     print(json.dumps(out))
+
+
+def diagnosing(at) -> bool:
+    """Whether a row of the Runs table still waits for its summary (views/runs.py's
+    DIAGNOSING label)."""
+    return bool(at.dataframe) and bool((at.dataframe[0].value["flags"] == "diagnosing…").any())
 
 
 def in_child(root: Path, page: str, query: str = "", diagnose_it: bool = False,
@@ -247,8 +264,9 @@ def in_child(root: Path, page: str, query: str = "", diagnose_it: bool = False,
 
 
 def drop_history_caches(root: Path) -> None:
-    for p in root.glob(f"*/{CACHE_NAME}"):
-        p.unlink()
+    for name in (CACHE_NAME, SUMMARY_NAME):
+        for p in root.glob(f"*/{name}"):
+            p.unlink()
 
 
 def show(label: str, cold: dict, warm: dict) -> None:
@@ -258,12 +276,19 @@ def show(label: str, cold: dict, warm: dict) -> None:
     print(f"    warm (cache file, fresh process)         {warm['first']:7.2f} s   "
           f"peak RSS {warm['rss_page_mb']:5.0f} MB (imports alone {warm['rss_imported_mb']:.0f})")
     print(f"    rerun (same process, caches hot)         {warm['rerun']:7.2f} s")
+    if "flags_shown" in cold:
+        print(f"    flags shown (background), cold / warm    {cold['flags_shown']:7.2f} s / "
+              f"{warm['flags_shown']:.2f} s   peak RSS then {cold['rss_peak_mb']:.0f} MB / "
+              f"{warm['rss_peak_mb']:.0f} MB; a row said diagnosing… at first: "
+              f"{cold['pending']} / {warm['pending']}")
     if "zoom" in warm:
         print(f"    zoom to a span (re-read at full res.)    {warm['zoom']:7.2f} s   "
               f"{warm['zoom_points']} points a trace")
 
 
-def bench_million(root: Path, epochs: int) -> None:
+def bench_million(root: Path, epochs: int, run_page: bool = True) -> None:
+    """The Run page of a run of `epochs` epochs (unless not `run_page`) and the Runs page with
+    it present, cold (no .metrics.arrow, no .summary.json) and warm."""
     write_run(root, 20, seed=1)  # the Runs page's baseline: the same folder without the run
     without = in_child(root, "runs"), in_child(root, "runs")
     t = time.perf_counter()
@@ -271,6 +296,14 @@ def bench_million(root: Path, epochs: int) -> None:
     size = (path / "metrics.jsonl").stat().st_size
     print(f"Run of {epochs:,} epochs ({size / 1e6:.0f} MB metrics.jsonl, written in "
           f"{time.perf_counter() - t:.0f} s)")
+    if run_page:
+        bench_run_page(root, path, epochs)
+    drop_history_caches(root)
+    show("Runs page with it present", in_child(root, "runs"), in_child(root, "runs"))
+    show("baseline: Runs page before it was written (one 20-epoch run)", *without)
+
+
+def bench_run_page(root: Path, path: Path, epochs: int) -> None:
     drop_history_caches(root)
     mid = epochs // 2
     zoom = f"{mid},{mid + 1_000}"  # 1,001 epochs: every one drawn
@@ -280,9 +313,6 @@ def bench_million(root: Path, epochs: int) -> None:
     print(f"    read_history in the warm process         {warm['read_history']:7.2f} s")
     print(f"    diagnose (cold / warm process)           {cold['diagnose']:7.2f} s / "
           f"{warm['diagnose']:.2f} s  findings {warm['findings']}")
-    drop_history_caches(root)
-    show("Runs page with it present", in_child(root, "runs"), in_child(root, "runs"))
-    show("baseline: Runs page before it was written (one 20-epoch run)", *without)
 
 
 def bench_compare(root: Path, n: int, epochs: int) -> None:
@@ -294,7 +324,7 @@ def bench_compare(root: Path, n: int, epochs: int) -> None:
     show("Compare page", in_child(root, "compare", query), in_child(root, "compare", query))
 
 
-SECTIONS = ("runs", "live", "chart", "million", "compare")
+SECTIONS = ("runs", "live", "chart", "million", "compare", "runs-million")
 
 
 def main() -> None:
@@ -329,6 +359,8 @@ def main() -> None:
             bench_chart()
         if "million" in only:
             bench_million(tmp / "million", args.million)
+        if "runs-million" in only and "million" not in only:  # the Runs page rows alone
+            bench_million(tmp / "million", args.million, run_page=False)
         if "compare" in only:
             bench_compare(tmp / "compare", args.compare_runs, args.compare_epochs)
     finally:
