@@ -55,7 +55,8 @@ test-fast: setup
 	$(PY) -m pytest -m "not slow and not browser"
 
 bench: setup browser
-	$(PY) bench/trainer_overhead.py
+	$(PY) bench/trainer_overhead.py --case mlp-digits --interleaved 400
+	$(PY) bench/trainer_overhead.py --case cnn-digits-images --interleaved 80
 	$(PY) bench/log_epoch.py
 	$(PY) bench/diagnose_speed.py
 	$(PY) bench/history_load.py
