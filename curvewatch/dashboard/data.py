@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -332,43 +333,43 @@ def _summarise(run_dir: str, thresholds: Any, chance: Any) -> summaries.Summary:
     return summaries.Summary(flags, best_acc)
 
 
+def _summary_job(run_dir: str, mtime_ns: int, size: int, patience: Any, overrides: tuple
+                 ) -> tuple[str, Callable[[], summaries.Summary]] | None:
+    """The basis of a run's summary (summaries.basis) and how to make it; None when its
+    thresholds are invalid (its summary is then _FAILED, no history read)."""
+    try:
+        th = thresholds_for({"patience": patience, "thresholds": dict(overrides)}, run_dir)
+    except DiagnosisFailed:
+        return None
+    chance = chance_loss(run_dir)  # read here: a worker thread has no Streamlit cache
+    judged = (repr(th), repr(chance), best_checkpoint(run_dir))
+    return (summaries.basis(size, mtime_ns, judged),
+            lambda: _summarise(run_dir, th, chance))
+
+
 @st.cache_data(max_entries=2048, show_spinner=False)
 def _summary_cached(run_dir: str, mtime_ns: int, size: int, patience: Any = None,
                     overrides: tuple = ()) -> summaries.Summary:
-    try:
-        th = thresholds_for({"patience": patience, "thresholds": dict(overrides)}, run_dir)
-    except DiagnosisFailed:
+    job = _summary_job(run_dir, mtime_ns, size, patience, overrides)
+    if job is None:
         return _FAILED
-    chance = chance_loss(run_dir)
     if size < CACHE_MIN_BYTES:  # diagnosed about as fast as a stored summary is read
-        return _summarise(run_dir, th, chance)
-    made_from = summaries.basis(size, mtime_ns, _judged(run_dir, th, chance))
-    return summaries.stored_or_made(run_dir, made_from,
-                                    lambda: _summarise(run_dir, th, chance))
+        return job[1]()
+    return summaries.stored_or_made(run_dir, *job)
 
 
-def _judged(run_dir: str, thresholds: Any, chance: Any) -> tuple[Any, ...]:
-    """What a summary depends on besides metrics.jsonl and the diagnosis code."""
-    return repr(thresholds), repr(chance), best_checkpoint(run_dir)
-
-
-def _in_background(info: RunInfo, mtime_ns: int, size: int, patience: Any,
-                   overrides: tuple, wait: bool) -> summaries.Summary | None:
+def _in_background(run_dir: str, mtime_ns: int, size: int, patience: Any, overrides: tuple,
+                   wait: bool) -> summaries.Summary | None:
     """A large run's summary made in a worker (summaries.in_background); None while it is
     being made, unless `wait`."""
-    run_dir = str(info.path)
-    try:
-        th = thresholds_for({"patience": patience, "thresholds": dict(overrides)}, run_dir)
-    except DiagnosisFailed:
+    job = _summary_job(run_dir, mtime_ns, size, patience, overrides)
+    if job is None:
         return _FAILED
-    chance = chance_loss(run_dir)
-    made_from = summaries.basis(size, mtime_ns, _judged(run_dir, th, chance))
     while True:
-        job, current = summaries.in_background(
-            run_dir, made_from, lambda: _summarise(run_dir, th, chance), failed=_FAILED)
-        if not (wait or job.done()):
+        future, current = summaries.in_background(run_dir, *job, failed=_FAILED)
+        if not (wait or future.done()):
             return None
-        made = job.result()  # of an earlier state of the file, unless current: ask again
+        made = future.result()  # of an earlier state of the file, unless current: ask again
         if current:
             return made
 
@@ -403,7 +404,7 @@ def run_summary(info: RunInfo, *, wait: bool = True) -> dict[str, Any]:
     if size <= summaries.BACKGROUND_BYTES:
         made = _summary_cached(str(info.path), mtime, size, *judged)
     else:
-        made_or_not = _in_background(info, mtime, size, *judged, wait)
+        made_or_not = _in_background(str(info.path), mtime, size, *judged, wait)
         if made_or_not is None:
             return PENDING
         made = made_or_not
