@@ -1,7 +1,8 @@
-"""Headline figures of the engine on the committed real-curve corpus (eval/corpus.jsonl.gz).
-
-The exact table is in docs/diagnosis.md (`python -m eval.evaluate`); these pins leave honest
-margins so that a regression fails while a harmless change of the last digit does not.
+"""Headline figures of the engine on the held-out (odd) half of the committed real-curve corpus
+(eval/corpus.jsonl.gz): the half docs/diagnosis.md reports (`python -m eval.evaluate --half
+odd`); the even half is the one the thresholds were tuned on. These pins leave honest margins so
+that a regression fails while a harmless change of the last digit does not. Evaluating one half
+halves the slowest setup of the suite.
 """
 
 from __future__ import annotations
@@ -28,11 +29,16 @@ RIVALS = ("Keras patience 10", "ReduceLROnPlateau-style (rel 1e-4, patience 10)"
 
 
 @functools.cache
+def _runs() -> list[dict]:
+    return load()
+
+
+@functools.cache
 def _evaluated() -> dict:
-    """The corpus evaluated once per process (over a minute). Cached here, not by fixture scope:
-    an xdist worker that runs out of queued tests tears every fixture down, session-scoped ones
-    too, and the next test of this module evaluated the corpus again (seen in CI)."""
-    return evaluate(load())
+    """The held-out half evaluated once per process (half a minute). Cached here, not by fixture
+    scope: an xdist worker that runs out of queued tests tears every fixture down, session-scoped
+    ones too, and the next test of this module evaluated the corpus again (seen in CI)."""
+    return evaluate([r for r in _runs() if in_half(r["id"], "odd")])
 
 
 @pytest.fixture
@@ -40,13 +46,14 @@ def result():
     return _evaluated()
 
 
-def test_the_corpus_holds_at_least_400_real_runs_and_the_noisy_healthy_additions(result):
-    assert result["runs"] >= 400
-    assert result["recipes"].get("noisy_healthy", 0) >= 35
+def test_the_corpus_holds_at_least_400_real_runs_and_the_noisy_healthy_additions():
+    runs = _runs()
+    assert len(runs) >= 400
+    assert sum(r["recipe"] == "noisy_healthy" for r in runs) >= 35
 
 
 def test_the_corpus_varies_what_the_held_out_set_varies():
-    runs = load()
+    runs = _runs()
     recipes = {r["recipe"] for r in runs}
     # schedules with warm-up, long runs, small and large validation sets, early divergence,
     # recovering spikes, saddles and regression targets (eval/make_corpus.py, _wave2)
@@ -60,7 +67,7 @@ def test_the_corpus_varies_what_the_held_out_set_varies():
 
 
 def test_the_halves_split_the_corpus_once_by_run_id():
-    ids = [r["id"] for r in load()]
+    ids = [r["id"] for r in _runs()]
     even = {i for i in ids if in_half(i, "even")}
     odd = {i for i in ids if in_half(i, "odd")}
     assert not even & odd and even | odd == set(ids)
@@ -82,7 +89,7 @@ def test_the_goal_table_scores_the_engine_and_the_baselines_on_the_same_runs(res
 
 def test_overfitting_is_flagged_with_high_precision_and_recall_within_10_epochs(result):
     of = result["kinds"]["overfitting"]
-    assert of["labelled"] >= 40
+    assert of["labelled"] >= 40  # (of 112 in the whole corpus)
     assert of["precision"] >= PIN["of_precision"] and of["recall"] >= PIN["of_recall"]
     assert of["median_delay"] <= PIN["of_delay"]
 
@@ -110,7 +117,7 @@ def test_default_early_stopping_regret_stays_small(result):
 
 def test_noisy_but_healthy_runs_are_rarely_flagged(result):
     nh = result["noisy_healthy"]["all"]
-    assert nh["runs"] >= 30 and nh["flagged"] / nh["runs"] <= PIN["max_false_alarms"]
+    assert nh["runs"] >= 15 and nh["flagged"] / nh["runs"] <= PIN["max_false_alarms"]
 
 
 def test_still_improving_at_the_end_and_exploding_gradients_by_their_definitions(result):
@@ -135,7 +142,14 @@ def test_every_synthetic_edge_curve_passes(result):
 # harder (overfitting P 0.91 -> 0.87, delay 9 -> 11) and make the rivals' relative regret
 # explode on saddles (a stop at the saddle keeps a checkpoint 10-45x worse), where the defaults
 # wait (0.06 more epochs than Keras patience 10): the pins below follow the new corpus.
-PIN = {"of_precision": 0.84, "of_recall": 0.93, "of_delay": 12, "epochs_margin": 0.08, "max_epochs": 0.68,
+# Issue 13 (this session): the pins judge the held-out odd half only (201 runs; the thresholds
+# are tuned on the even half). Measured there (docs/diagnosis.md, "the held-out half"):
+# overfitting precision 0.84, recall 0.98, median delay 11; early stopping 0.610 of the epochs
+# at -0.0001 mean regret (Keras patience 10: 0.542 / +0.389, ReduceLROnPlateau-style 0.549 /
+# +0.266); 0 of 18 noisy-but-healthy runs flagged; still_improving 0.66 / 0.91; exploding
+# gradients 5 of 5. The pins stay as they were except the overfitting precision (0.84 -> 0.80:
+# the held-out half measures 0.84 itself).
+PIN = {"of_precision": 0.80, "of_recall": 0.93, "of_delay": 12, "epochs_margin": 0.08, "max_epochs": 0.68,
        "max_regret": 0.005, "max_false_alarms": 0.1, "si_precision": 0.5, "si_recall": 0.9}
 
 
