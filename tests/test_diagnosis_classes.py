@@ -421,6 +421,23 @@ def test_a_spike_that_collapses_the_model_to_chance_level_is_a_divergence(chance
     assert "overfitting" not in [x.kind for x in diagnose(h, chance_loss=chance)]
 
 
+def test_a_collapse_to_chance_from_a_loss_only_1_5x_below_it_is_a_divergence_when_accuracy_shows_it():
+    # a binary classifier that learned to 0.45 (0.65 ln 2, 80% accuracy), then collapses at
+    # epoch 20 to ln 2 and 50% accuracy for good. before: the loss came back only 1.5x its
+    # minimum (not chance_explode = 2x), so nothing; the accuracy says the skill is gone
+    n, ln2 = 40, float(np.log(2))
+    e = epochs(n)
+    learned = 0.45 + 0.3 * np.exp(-(e - 1) / 3.0)
+    train = noisy(np.where(e < 20, learned, 1.01 * ln2), 0.01, 3)
+    val = noisy(np.where(e < 20, learned + 0.02, 1.0 * ln2), 0.01, 4)
+    acc = np.where(e < 20, 0.8, 0.5)
+    h = pd.DataFrame({"epoch": e, "train_loss": train, "val_loss": val, "val_acc": acc})
+    f = {x.kind: x for x in diagnose(h, chance_loss=ln2)}["divergence"]
+    assert f.start_epoch == 20 and f.ongoing
+    # without an accuracy the 2x rule stands: a 1.5x return is not called a collapse
+    assert "divergence" not in [x.kind for x in diagnose(h.drop(columns="val_acc"), chance_loss=ln2)]
+
+
 def test_a_spike_that_recovers_is_no_divergence():
     h = _collapsed()
     h.loc[36:, ["train_loss", "val_loss"]] = [0.25, 0.3]  # back to trained two epochs later

@@ -103,22 +103,45 @@ def _at_chance_from_start(h0: History, th: Thresholds) -> Finding | None:
                     "chance_level": th.chance_level, "epochs_at_chance": int(h.n - 1 - b)})
 
 
-def _predicts(h: History, th: Thresholds) -> bool:
-    """Does a logged accuracy (validation, else training) show skill over its last
-    diverge_epochs values: at least halfway from the chance accuracy 1/K to 1, with K classes
-    = exp(chance loss) under cross-entropy? False without an accuracy (regression)."""
+def _accuracy(h: History) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """(epochs, values, skill mark) of the logged accuracy (validation, else training); the mark
+    is halfway from the chance accuracy 1/K to 1, K = exp(chance loss) classes under
+    cross-entropy. None without an accuracy (regression) or a chance level."""
     name = "val_acc" if h.has("val_acc") else ("train_acc" if h.has("train_acc") else None)
     if name is None or h.chance is None:
+        return None
+    ha = h.only(name)
+    ok = np.isfinite(ha.cols[name])
+    return ha.epochs[ok], ha.cols[name][ok], (1.0 + 1.0 / float(np.exp(min(h.chance, 50.0)))) / 2.0
+
+
+def _predicts(h: History, th: Thresholds) -> bool:
+    """Does the accuracy show skill (the median of its last diverge_epochs values at the mark)?"""
+    acc = _accuracy(h)
+    return acc is not None and acc[1].size > 0 and float(np.median(acc[1][-th.diverge_epochs:])) >= acc[2]
+
+
+def _lost_skill(h: History, th: Thresholds, since: int) -> bool:
+    """Had the accuracy skill before epoch `since` (a window-mean a quarter of the way from the
+    chance accuracy to 1) and has it lost it since (below the mark)? Class 4b without the 2x:
+    a collapse from a loss only 1.4-1.6x below chance."""
+    acc = _accuracy(h)
+    if acc is None:
         return False
-    k_classes = float(np.exp(min(h.chance, 50.0)))
-    recent = finite(h.only(name).cols[name])[-th.diverge_epochs:]
-    return recent.size > 0 and float(np.median(recent)) >= (1.0 + 1.0 / k_classes) / 2.0
+    ep, a, mark = acc
+    before = a[ep < since]
+    if before.size < th.window or (a[ep >= since]).size < th.diverge_epochs:
+        return False
+    level = np.convolve(before, np.ones(th.window) / th.window, mode="valid").max()
+    chance_acc = 2.0 * mark - 1.0  # 1/K
+    had = chance_acc + (1.0 - chance_acc) / 4  # a quarter of the way from chance to perfect
+    return bool(level >= had) and not _predicts(h, th)
 
 
 def _collapsed(h0: History, th: Thresholds) -> Finding | None:
     """Issue 13, class 4b: the training loss came back from its minimum to chance_explode x it
-    or more and has stayed at the untrained level for the last diverge_epochs epochs: the model
-    collapsed. The untrained level is the chance-level loss; without it, the training loss's
+    or more (or, with an accuracy, to where the accuracy lost the skill it had) and has stayed at
+    the untrained level for the last diverge_epochs epochs: the model collapsed. The untrained level is the chance-level loss; without it, the training loss's
     first value (where this run started: overfitting and noise never return there)."""
     if not h0.has("train_loss", th.diverge_epochs + 2):
         return None  # a validation loss above chance can be overfitting, not a collapse
@@ -138,7 +161,8 @@ def _collapsed(h0: History, th: Thresholds) -> Finding | None:
     if before.size == 0:
         return None
     low = float(before.min())
-    if not (low > 0 and float(x[i:].min()) >= th.chance_explode * low):
+    doubled = low > 0 and float(x[i:].min()) >= th.chance_explode * low
+    if not (doubled or _lost_skill(h0, th, int(h.epochs[i]))):
         return None
     b_ep = int(h.epochs[int(np.nanargmin(np.where(np.isfinite(x[:i]), x[:i], np.nan)))])
     scale = chance_txt(h0) or f"its first value {num(untrained)}"
@@ -179,5 +203,5 @@ def detect(ctx: Context) -> Finding | None:
 
 
 SPEC = Spec(kinds=("divergence",), columns=("train_loss", "val_loss"), stop_rank=3, min_rows=1,
-            thresholds=('chance_explode', 'chance_level', 'diverge_epochs', 'explode_factor'),
+            thresholds=('chance_explode', 'chance_level', 'diverge_epochs', 'explode_factor', 'window'),
             detect=detect)
