@@ -6,13 +6,14 @@ producing a file that other tools refuse to parse.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
 NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -90,18 +91,16 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Replace `path` with `data` so that a reader sees the old or the new file, never a mix.
-
-    The temp file lives in the same folder (rename is only atomic within a file system) and is
-    fsynced before the rename when `durable`, so a power loss cannot leave an empty file behind
-    a completed rename. On any error the temp file is removed and the old file is untouched.
-    """
+@contextlib.contextmanager
+def atomic_file(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
+    """A new binary file that replaces `path` when the block ends without an error, so that
+    a reader sees the old or the new file, never a mix (atomic_write_bytes, written piece by
+    piece)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             if durable:
                 os.fsync(f.fileno())
@@ -114,6 +113,17 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace `path` with `data` so that a reader sees the old or the new file, never a mix.
+
+    The temp file lives in the same folder (rename is only atomic within a file system) and is
+    fsynced before the rename when `durable`, so a power loss cannot leave an empty file behind
+    a completed rename. On any error the temp file is removed and the old file is untouched.
+    """
+    with atomic_file(path, durable=durable) as f:
+        f.write(data)
 
 
 def atomic_write_json(path: Path, obj: Any, *, durable: bool = True) -> None:
