@@ -83,13 +83,19 @@ def plateau_state(h: History, name: str, th: Thresholds) -> dict[str, Any] | Non
     return {"j0": j0, "j_sig": j_sig, "best": best, "delta": delta, "sigma": sigma, "phi": phi, "S": S}
 
 
+#: The most values `since_peak` returns (the last ones): the trend tests run on them, and
+#: Theil-Sen's slope costs O(n^2) (a plateau of 200,000 epochs after a bump would take minutes;
+#: stats.theil_sen_slope refuses it). Over 3x the longest run of the corpus (300 epochs).
+SINCE_PEAK_MAX = 1_000
+
+
 def since_peak(x: np.ndarray, S: np.ndarray, m: int, e: int) -> np.ndarray:
-    """The finite values of rows < e from the highest smoothed level after row m (a minimum) on:
-    the way back down from a rise, if it has begun."""
+    """The finite values of rows < e from the highest smoothed level after row m (a minimum) on,
+    at most the last SINCE_PEAK_MAX of them: the way back down from a rise, if it has begun."""
     rise = S[m + 1:e]
     if not np.isfinite(rise).any():
         return x[:0]
-    return finite(x[m + 1 + int(np.nanargmax(rise)):e])
+    return finite(x[m + 1 + int(np.nanargmax(rise)):e])[-SINCE_PEAK_MAX:]
 
 
 def chance_txt(h: History) -> str:
