@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from curvewatch.tracking import HistoryReader, read_history
+from curvewatch.tracking import HistoryReader, history_cache, read_history
 from curvewatch.tracking.history_cache import CACHE_MIN_BYTES, CACHE_NAME, _load
 from curvewatch.tracking.jsonio import dumps
 
@@ -134,6 +134,21 @@ def test_fast_path_matches_the_plain_reader(tmp_path, shape):
         assert "absent" not in frame, "a logged NaN is a value, not an absent cell"
     if shape is duplicates:
         assert frame["epoch"].is_unique and frame.loc[5, "lr"] == 0.5
+
+
+@pytest.mark.parametrize("shape", [sparse, mixed_kinds, late_metric])
+def test_many_parse_blocks_read_as_one(tmp_path, monkeypatch, shape):
+    """pyarrow parses a piece in blocks on its threads: with blocks of a few lines, a column
+    that turns float, or first appears, or has holes in a later block, reads as in one, its
+    columns in the plain reader's order whichever block its threads finish first (a race:
+    read cold a few times)."""
+    monkeypatch.setattr(history_cache, "BLOCK_BYTES", 4096)
+    run = write(tmp_path / "r", shape(trainer_lines()))
+    assert (run / "metrics.jsonl").stat().st_size > 20 * history_cache.BLOCK_BYTES
+    for _ in range(5):
+        (run / CACHE_NAME).unlink(missing_ok=True)
+        assert_same(run)
+        assert cached(run)
 
 
 def test_torn_last_line_is_left_for_the_next_read(tmp_path):
@@ -365,7 +380,7 @@ def test_readers_racing_a_writer_see_whole_prefixes(tmp_path):
 CHILD = """
 import sys
 import pandas as pd
-from curvewatch.tracking import HistoryReader, read_history
+from curvewatch.tracking import HistoryReader, history_cache, read_history
 run = sys.argv[1]
 pd.testing.assert_frame_equal(read_history(run), HistoryReader(run, cache=False).read())
 print("same")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import zlib
 from dataclasses import dataclass
@@ -118,7 +119,17 @@ def seed(run_dir: str | Path, *, filename: str = "metrics.jsonl"
         current = None
     finally:
         os.close(fd)
-    return None if current is None else (_frame(current[0]), current[1])
+    if current is None:
+        return None
+    table, covered = current
+    del current
+    frame = _frame(table)
+    if table.nbytes >= CHUNK_BYTES:
+        del table
+        # pyarrow's allocator keeps what a parse freed (100 MB for a million epochs) for
+        # itself: given back, the page's later numpy work reuses it instead of growing
+        pa.default_memory_pool().release_unused()
+    return frame, covered
 
 
 def cache_name(filename: str) -> str:
@@ -189,11 +200,11 @@ def _parse_range(fd: int, start: int, end: int) -> tuple[pa.Table, int] | None:
 def _parse_chunk(data: bytes) -> pa.Table | None:
     """Whole lines of JSON objects as a table, or None unless pyarrow reads them exactly as
     tracking.safeio.loads_bounded does."""
-    lines = _plain_lines(data)
+    ends = _line_ends(data)
     # each search for a word runs only where its rare letter is there at all (memchr, 20x
     # faster than a search for a word whose first letters are common in metric names)
     has_n, has_i = b"N" in data, b"I" in data
-    if not lines or (b"u" in data and b"null" in data) or (has_n and b"-NaN" in data) \
+    if ends is None or (b"u" in data and b"null" in data) or (has_n and b"-NaN" in data) \
             or (has_i and data.count(b"Inf") != data.count(b"Infinity")):
         return None
     if not data.isascii():  # pyarrow does not refuse bad UTF-8
@@ -201,6 +212,7 @@ def _parse_chunk(data: bytes) -> pa.Table | None:
             data.decode("utf-8")
         except UnicodeDecodeError:
             return None
+    raw = data
     for quoted, bare in _NONFINITE:
         if (has_n if b"N" in quoted else has_i) and quoted in data:
             if b"\\" + quoted in data:  # an escaped quote: only the plain reader knows
@@ -211,28 +223,46 @@ def _parse_chunk(data: bytes) -> pa.Table | None:
             use_threads=True, block_size=BLOCK_BYTES))
     except (pa.ArrowException, ValueError):  # bad JSON, bad UTF-8, duplicate keys
         return None
-    if table.num_rows != lines:  # two objects on a line
+    if table.num_rows != len(ends):  # two objects on a line
         return None
     table = _scalar_columns(table)
     if table is not None and _has_inf(table) and _HUGE_INT in data.translate(_DIGITS):
         return None
-    return table
+    return None if table is None else _first_seen_order(table, raw, ends)
+
+
+def _first_seen_order(table: pa.Table, data: bytes, ends: np.ndarray) -> pa.Table | None:
+    """The table's columns in the plain reader's order: by the line each first appears in,
+    then by its place in that line (pyarrow's threads join the blocks' columns in the order
+    the blocks finish). None where a key is not found as json.dumps spells it."""
+    keys = []
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        row = int(np.argmax(col.is_valid().to_numpy(zero_copy_only=False))) \
+            if col.null_count else 0
+        start = int(ends[row - 1]) + 1 if row else 0
+        place = data.find(json.dumps(name, ensure_ascii=False).encode("utf-8") + b":",
+                          start, int(ends[row]))
+        if place < 0:
+            return None
+        keys.append((place, name))
+    order = [name for _, name in sorted(keys)]
+    return table if order == table.column_names else table.select(order)
 
 
 def _has_inf(table: pa.Table) -> bool:
     return any(c.type.id == _FLOAT and np.isinf(c.to_numpy()).any() for c in table.columns)
 
 
-def _plain_lines(data: bytes) -> int:
-    """The number of lines, 0 unless every line is one `{...}` of at most MAX_LINE_BYTES
-    (what json.dumps writes)."""
+def _line_ends(data: bytes) -> np.ndarray | None:
+    """Where each line ends (its newline), None unless every line is one `{...}` of at most
+    MAX_LINE_BYTES (what json.dumps writes)."""
     arr = np.frombuffer(data, np.uint8)
     ends = np.flatnonzero(arr == 10)
     starts = np.concatenate(([0], ends[:-1] + 1))
     lengths = ends - starts
     plain = (len(ends) and lengths.min() >= 2 and lengths.max() <= MAX_LINE_BYTES
              and (arr[starts] == ord("{")).all() and (arr[ends - 1] == ord("}")).all())
-    return len(ends) if plain else 0
+    return ends if plain else None
 
 
 def _scalar_columns(table: pa.Table) -> pa.Table | None:
