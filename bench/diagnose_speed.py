@@ -4,6 +4,10 @@ in the same run.
     python bench/diagnose_speed.py            # 1,000 epochs, 100,000 and 1,000,000 rows
     python bench/diagnose_speed.py --quick    # fewer repeats
 
+Peak memory (`diag MB`, `fc MB`): the most that one `diagnose` (one `forecast`) call holds
+at once on top of the history frame, by tracemalloc (which sees numpy's buffers); `frame MB`
+is the frame itself. Issue 17 asks <= 300 MB for the Run page of a million-epoch run.
+
 Targets (issue 3): <= 5 ms for a 1,000-epoch history, <= 100 ms for 100,000 rows; issue 13:
 `diagnose` plus `forecast` (of val_loss to 1.2x the epochs seen) <= 5 ms for 1,000 epochs;
 issue 17: the same 5 ms per 1,000 epochs for a million (5 s). The
@@ -18,6 +22,7 @@ import argparse
 import statistics
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +62,16 @@ def timeit(fn, repeats: int) -> float:
     return statistics.median(ts) * 1e3
 
 
+def peak_mb(fn) -> float:
+    """The most memory fn() holds at once above what was allocated before it, in MB."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+
+
 def baseline(h: pd.DataFrame) -> None:
     for c in ("train_loss", "val_loss"):
         h[c].rolling(5, min_periods=1).median().to_numpy()
@@ -74,14 +89,19 @@ def main(argv=None) -> int:
         t_layers = timeit(lambda h=h, lf=lf: diagnose(h, layers=lf), reps)
         t_base = timeit(lambda h=h: baseline(h), reps)
         t_fc = timeit(lambda h=h, n=n: forecast(h, int(1.2 * n)), reps)
-        rows.append((n, t_diag, t_layers, t_fc, t_base, target))
+        mem = (h.memory_usage(deep=True).sum() / 1e6, peak_mb(lambda h=h: diagnose(h)),
+               peak_mb(lambda h=h, n=n: forecast(h, int(1.2 * n))))
+        rows.append((n, t_diag, t_layers, t_fc, t_base, target, mem))
     print(f"{'rows':>8} {'diagnose ms':>12} {'+layers ms':>11} {'forecast ms':>12} {'d+f ms':>7} "
-          f"{'baseline ms':>12} {'ratio':>7} {'d+f ratio':>10} {'target ms':>10}  verdict")
-    for n, td, tl, tf, tb, target in rows:
+          f"{'baseline ms':>12} {'ratio':>7} {'d+f ratio':>10} {'target ms':>10}  verdict "
+          f"{'frame MB':>9} {'diag MB':>8} {'fc MB':>6}")
+    for n, td, tl, tf, tb, target, (fm, dm, fcm) in rows:
         print(f"{n:>8,} {td:>12.2f} {tl:>11.2f} {tf:>12.2f} {td + tf:>7.2f} {tb:>12.2f} {td / tb:>6.1f}x "
-              f"{(td + tf) / tb:>9.1f}x {target:>10.0f}  {'ok' if max(td, tl, td + tf) <= target else 'OVER'}")
+              f"{(td + tf) / tb:>9.1f}x {target:>10.0f}  {'ok' if max(td, tl, td + tf) <= target else 'OVER':<7} "
+              f"{fm:>9.1f} {dm:>8.1f} {fcm:>6.1f}")
     print("ratio = diagnose / baseline (a pandas rolling median of train and val loss); d+f = diagnose "
-          "+ forecast; medians of repeated calls")
+          "+ forecast; medians of repeated calls; diag MB / fc MB: peak memory of one call above the "
+          "frame (tracemalloc)")
     return 0
 
 

@@ -12,7 +12,8 @@ import pandas as pd
 
 from .stats import rolling_median
 
-__all__ = ["History", "prepare", "COLUMNS", "ABSENT", "NAMES", "num", "best_epoch", "keep_best"]
+__all__ = ["History", "prepare", "COLUMNS", "ABSENT", "NAMES", "num", "best_epoch", "keep_best", "float_column",
+           "in_epoch_order"]
 
 #: History columns the engine reads; any other column is ignored.
 COLUMNS: tuple[str, ...] = ("train_loss", "val_loss", "train_acc", "val_acc", "grad_norm",
@@ -86,40 +87,73 @@ class History:
 
 def prepare(history: Any) -> History | None:
     """The history as float arrays, or None when it has no epoch. Untyped callers may pass
-    None or anything pd.DataFrame() accepts (records, a dict of columns)."""
+    None or anything pd.DataFrame() accepts (records, a dict of columns).
+
+    A frame already in epoch order, one row per epoch, with float64 columns (what
+    tracking's reader returns) is not copied: the arrays are pandas's read-only views of its
+    columns (a million-epoch history is 64 MB of them)."""
     if history is None:
         return None
     frame = history if isinstance(history, pd.DataFrame) else pd.DataFrame(history)
     n = len(frame)
     if n < 1:
         return None
-    if "epoch" in frame.columns:
-        ep = pd.to_numeric(frame["epoch"], errors="coerce").to_numpy(dtype=float)
+    if "epoch" not in frame.columns:
+        ep = np.arange(1, n + 1)
+    elif frame["epoch"].dtype == np.int64:
+        ep = frame["epoch"].to_numpy()
     else:
-        ep = np.arange(1, n + 1, dtype=float)
+        ep = float_column(frame["epoch"])
+    order: np.ndarray | None = None  # None: the rows are already in order, one per epoch
+    if not in_epoch_order(ep):
+        order, ep = _epoch_order(ep.astype(float, copy=False))
+        if ep.size < 1:
+            return None
+    cols = {}
+    for c in COLUMNS:
+        if c in frame.columns:
+            col = float_column(frame[c])
+            cols[c] = col if order is None else col[order]
+    present = {}
+    if ABSENT in frame.columns and cols:
+        names = frame[ABSENT].to_numpy(dtype=object)
+        # a few distinct labels (the combinations of metrics a record lacked): parse each once
+        codes, labels = pd.factorize(names if order is None else names[order])
+        for c, x in cols.items():
+            # a cell with a value is present whatever the column says; a NaN named absent is not
+            named = np.array([isinstance(a, str) and c in a.split(",") for a in labels] + [False])
+            present[c] = ~np.isnan(x) | ~named[codes]  # (code -1, a NaN label: the False at the end)
+    epochs = ep if ep.dtype == np.int64 else ep.astype(np.int64)
+    return History(epochs=epochs, cols=cols, n=int(epochs.size), present=present)
+
+
+def float_column(col: pd.Series) -> np.ndarray:
+    """A column as float64, non-numbers as NaN: the column's own array when it already is
+    one, so no copy is made."""
+    if col.dtype == np.float64:
+        out: np.ndarray = col.to_numpy()
+        return out
+    return pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
+
+
+def in_epoch_order(ep: np.ndarray) -> bool:
+    """Are the epochs finite and strictly increasing (sorted, one row per epoch)?"""
+    if ep.dtype.kind == "f" and not (np.isfinite(ep[0]) and np.isfinite(ep[-1])):
+        return False
+    return ep.size < 2 or bool((ep[1:] > ep[:-1]).all())  # (a NaN compares False)
+
+
+def _epoch_order(ep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows in epoch order, their epochs): rows without a finite epoch dropped, and of the
+    rows of one epoch the last written kept."""
     keep = np.isfinite(ep)
     order = np.argsort(np.where(keep, ep, np.inf), kind="stable")
     order = order[keep[order]]
     ep = ep[order]
-    # one row per epoch: the last row written for an epoch wins
     if ep.size > 1:
         last = np.append(ep[1:] != ep[:-1], True)
         order, ep = order[last], ep[last]
-    if ep.size < 1:
-        return None
-    cols = {}
-    for c in COLUMNS:
-        if c in frame.columns:
-            col = pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float)
-            cols[c] = col[order]
-    present = {}
-    if ABSENT in frame.columns and cols:
-        names = frame[ABSENT].to_numpy(dtype=object)[order]
-        absent = [set(a.split(",")) if isinstance(a, str) and a else set() for a in names]
-        for c, x in cols.items():
-            # a cell with a value is present whatever the column says; a NaN named absent is not
-            present[c] = ~np.isnan(x) | np.array([c not in a for a in absent], dtype=bool)
-    return History(epochs=ep.astype(np.int64), cols=cols, n=int(ep.size), present=present)
+    return order, ep
 
 
 def best_epoch(h: History, metric: str) -> int | None:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .history import History, num
-from .stats import finite, inflation, level_sd, mann_kendall_z, noise
+from .stats import inflation, last_finite, level_sd, mann_kendall_z, noise
 from .thresholds import Thresholds
 
 #: A learning-rate change by this factor (or more) in one epoch is a step (1.999: halving counts).
@@ -22,7 +22,9 @@ NOISE_SKIP = 3
 
 def level_noise(x: np.ndarray, th: Thresholds) -> tuple[float, float, float]:
     """(sigma, phi, sd of a window-median level) from the trailing noise window."""
-    f = finite(x)
+    # (the values it may skip and the window: the tail holds every finite value, or the
+    # window lies after the first NOISE_SKIP of them)
+    f = last_finite(x, th.noise_window + NOISE_SKIP)
     if f.size >= NOISE_SKIP + 8:
         f = f[NOISE_SKIP:]  # the first epochs' steep fall is a transient, not noise
     f = f[-th.noise_window:]
@@ -41,9 +43,16 @@ def lr_steps(h: History) -> np.ndarray:
     if lr is None:
         return np.zeros(0, dtype=np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        a, b = np.abs(lr[:-1]), np.abs(lr[1:])
-        ch = (np.maximum(a, b) >= LR_STEP * np.minimum(a, b)) & (np.maximum(a, b) > 0)
-    ch &= np.isfinite(lr[1:]) & np.isfinite(lr[:-1])
+        m = np.abs(lr)
+        a, b = m[:-1], m[1:]
+        hi = np.maximum(a, b)
+        lo = np.minimum(a, b)
+        lo *= LR_STEP  # (in place: three arrays of n at most, 24 MB for a million epochs)
+        ch = hi >= lo
+        ch &= hi > 0
+    del m, hi, lo
+    ch &= np.isfinite(lr[1:])
+    ch &= np.isfinite(lr[:-1])
     return np.nonzero(ch)[0] + 1
 
 
@@ -54,7 +63,7 @@ def last_lr_change(h: History) -> int:
 
 
 def trend(x: np.ndarray, th: Thresholds, width: int) -> tuple[float, int]:
-    f = finite(x)[-width:]
+    f = last_finite(x, width)
     return float(mann_kendall_z(f, inflation(th.autocorr))), int(f.size)
 
 
@@ -69,18 +78,31 @@ def plateau_state(h: History, name: str, th: Thresholds) -> dict[str, Any] | Non
     if fin.sum() < 3 or not fin[-1]:
         return None
     S = h.smooth(name, th.window)
-    Sf = np.where(np.isfinite(S), S, np.inf)
-    C = np.minimum.accumulate(Sf)
+    fs = np.isfinite(S)
+    Sf = S if fs.all() else np.where(fs, S, np.inf)
+    del fs
+    C = np.minimum.accumulate(Sf)  # the best smoothed level up to each row
     best = float(C[-1])
     sigma, phi, s_med = level_noise(x, th)
     delta = max(th.min_delta, th.min_rel_delta * abs(best), th.plateau_z * s_med)
-    suff = np.minimum.accumulate(Sf[::-1])[::-1]
-    suff_next = np.append(suff[1:], np.inf)
-    j0 = int(np.argmax(suff_next >= C - delta))
+    # the lowest smoothed level after each row (but the last: _first_settled)
+    after = np.minimum.accumulate(Sf[:0:-1])[::-1]
+    del Sf
+    j0 = _first_settled(after, C, delta)
     # where *significant* improvement stopped (noise-scaled margin): the reported start
     delta_sig = max(delta, th.plateau_start_z * s_med)
-    j_sig = int(np.argmax(suff_next >= C - delta_sig))
+    j_sig = _first_settled(after, C, delta_sig)
     return {"j0": j0, "j_sig": j_sig, "best": best, "delta": delta, "sigma": sigma, "phi": phi, "S": S}
+
+
+def _first_settled(after: np.ndarray, C: np.ndarray, delta: float) -> int:
+    """The first row j whose later levels never go below its best C[j] by more than delta
+    (after[j]: the lowest level after row j). Nothing comes after the last row: it settles
+    unless C[-1] - delta is NaN, and then row 0 (np.argmax of no True)."""
+    ok = after >= C[:-1] - delta
+    if ok.any():
+        return int(np.argmax(ok))
+    return C.size - 1 if np.inf >= C[-1] - delta else 0
 
 
 #: The most values `since_peak` returns (the last ones): the trend tests run on them, and
@@ -93,9 +115,12 @@ def since_peak(x: np.ndarray, S: np.ndarray, m: int, e: int) -> np.ndarray:
     """The finite values of rows < e from the highest smoothed level after row m (a minimum) on,
     at most the last SINCE_PEAK_MAX of them: the way back down from a rise, if it has begun."""
     rise = S[m + 1:e]
-    if not np.isfinite(rise).any():
+    fin = np.isfinite(rise)
+    if not fin.any():
         return x[:0]
-    return finite(x[m + 1 + int(np.nanargmax(rise)):e])[-SINCE_PEAK_MAX:]
+    # (np.nanargmax copies the whole stretch; a level without NaN needs no copy)
+    top = int(np.argmax(rise)) if fin.all() else int(np.nanargmax(rise))
+    return last_finite(x[m + 1 + top:e], SINCE_PEAK_MAX)
 
 
 def chance_txt(h: History) -> str:

@@ -188,13 +188,21 @@ def _diverge_advice(h: History) -> str:
 
 def _exploded(x: np.ndarray, th: Thresholds) -> tuple[np.ndarray, np.ndarray]:
     """Per epoch: loss above explode_factor x its running minimum before it and above its first value."""
-    xf = np.where(np.isfinite(x), x, np.inf)
-    prev_min = np.minimum.accumulate(xf)
-    prev_min = np.concatenate(([np.inf], prev_min[:-1]))
-    fin = finite(x)
-    first = fin[0] if fin.size else np.inf
+    fin = np.isfinite(x)
+    xf = x if fin.all() else np.where(fin, x, np.inf)
+    prev_min = np.empty(x.size)  # the running minimum before each row (none before row 0)
+    prev_min[0] = np.inf
+    np.minimum.accumulate(xf[:-1], out=prev_min[1:])
+    first = x[np.argmax(fin)] if fin.any() else np.inf
+    # (in place, three arrays of n at most: 24 MB for a million epochs)
     with np.errstate(invalid="ignore"):
-        ex = np.isfinite(x) & (x > th.explode_factor * np.maximum(prev_min, 0)) & (x > first) & (prev_min > 0)
+        tmp = np.maximum(prev_min, 0)
+        tmp *= th.explode_factor
+        ex = fin
+        ex &= x > tmp
+        del tmp
+        ex &= x > first
+        ex &= prev_min > 0
     return ex, prev_min
 
 

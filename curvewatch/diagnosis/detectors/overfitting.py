@@ -22,7 +22,8 @@ def _rise(v: np.ndarray, e: int, th: Thresholds, S: np.ndarray,
     fin = np.isfinite(ve)
     if fin.sum() < th.window + 1 or not fin[-1]:
         return None
-    m = int(np.nanargmin(np.where(fin, ve, np.nan)))
+    # the lowest finite value (np.nanargmin would copy ve once more)
+    m = int(np.argmin(ve)) if fin.all() else int(np.argmin(np.where(fin, ve, np.inf)))
     since = int(fin[m + 1:].sum())
     if since < th.overfit_min_epochs:
         return None

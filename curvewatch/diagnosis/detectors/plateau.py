@@ -31,6 +31,20 @@ def _back_from_bump(x: np.ndarray, S: np.ndarray, low: int, n: int, th: Threshol
     return mann_kendall_z(recent, inflation(th.autocorr)) < -_BACK_Z and gain > th.plateau_gain
 
 
+def _last_record(x: np.ndarray, min_delta: float) -> int:
+    """Row of the last value below every value before it by more than min_delta (row 0 if
+    finite: nothing came before), or -1. Non-finite values never count."""
+    fin = np.isfinite(x)
+    xf = x if fin.all() else np.where(fin, x, np.inf)
+    del fin
+    prev_min = np.minimum.accumulate(xf[:-1])
+    prev_min -= min_delta  # (in place: two arrays of n at most)
+    rec = np.nonzero(xf[1:] < prev_min)[0]
+    if rec.size:
+        return int(rec[-1]) + 1
+    return 0 if xf[0] < np.inf - min_delta else -1
+
+
 def _creep_start(x: np.ndarray, h: History, th: Thresholds, st: dict[str, Any], first: int) -> int:
     """Issue 13, class 2, a wait that never comes: a noise-free curve sets a new low every few
     epochs by amounts too small to matter. Row where the last 2*patience epochs (all after row
@@ -67,11 +81,9 @@ def _plateau(h: History, th: Thresholds, metric: str | None, unstable: bool = Fa
         return None  # give a learning-rate step `cooldown` epochs to show its effect
     anchor = j0
     # a raw record (a new lowest value by more than min_delta) also resets the wait, as in Keras
-    xf = np.where(np.isfinite(x), x, np.inf)
-    prev_min = np.concatenate(([np.inf], np.minimum.accumulate(xf)[:-1]))
-    rec = np.nonzero(xf < prev_min - th.min_delta)[0]
-    if rec.size:
-        anchor = max(anchor, int(rec[-1]))
+    rec = _last_record(x, th.min_delta)
+    if rec >= 0:
+        anchor = max(anchor, rec)
     anchor = max(anchor, int(np.searchsorted(h.epochs, th.start_from_epoch)))
     wait = h.n - 1 - anchor
     quick = th.flat_patience <= wait < th.patience and not unstable

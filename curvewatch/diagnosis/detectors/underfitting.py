@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..findings import Finding
 from ..history import History, num
 from ..signals import plateau_state, trend, trend_width
-from ..stats import finite, median_of_last, theil_sen_slope
+from ..stats import last_finite, median_of_last, theil_sen_slope
 from ..thresholds import Thresholds
 from .spec import Context, Spec
 
@@ -21,10 +23,9 @@ def _underfitting(h: History, th: Thresholds) -> Finding | None:
     wait = h.n - 1 - st["j0"]
     if wait < th.patience:
         return None
-    f = finite(tr)
-    first, now = float(f[0]), median_of_last(tr, th.window)
+    first, now = float(tr[np.argmax(np.isfinite(tr))]), median_of_last(tr, th.window)
     z, w = trend(tr, th, trend_width(th))
-    gain = -theil_sen_slope(f[-w:]) * th.patience / abs(now) if now else 0.0
+    gain = -theil_sen_slope(last_finite(tr, w)) * th.patience / abs(now) if now else 0.0
     if z < -th.trend_z and gain > th.plateau_gain:
         return None  # still learning at a rate that matters
     if not (first > 0 and now >= th.underfit_level * first):
