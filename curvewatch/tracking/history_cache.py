@@ -368,8 +368,11 @@ def _to_pandas(table: pa.Table, columns: list[pa.ChunkedArray]) -> pd.DataFrame:
     for kind, idx in kinds.items():
         if idx:
             block = np.empty((len(idx), rows), np.int64 if kind == _INT else np.float64)
-            for row, i in enumerate(idx):  # one copy a column, straight from Arrow's buffer
-                block[row] = columns[i].to_numpy()
+            for row, i in enumerate(idx):  # one copy a value, straight from Arrow's buffers
+                at = 0
+                for chunk in columns[i].chunks:  # (not the column joined first, then copied)
+                    block[row, at:at + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+                    at += len(chunk)
             blocks.append((block, np.array(idx)))
     frame = create_dataframe_from_blocks(blocks, index=pd.RangeIndex(rows),
                                          columns=_columns(tuple(table.schema.names)))
