@@ -6,7 +6,10 @@ in the same run.
 
 Peak memory (`diag MB`, `fc MB`): the most that one `diagnose` (one `forecast`) call holds
 at once on top of the history frame, by tracemalloc (which sees numpy's buffers); `frame MB`
-is the frame itself. Issue 17 asks <= 300 MB for the Run page of a million-epoch run.
+is the frame itself. Issue 17 asks <= 300 MB for the Run page of a million-epoch run. The line
+after the table: a fresh process's resident memory with the 1,000,000-row frame built, and how
+much more its peak (VmHWM, reset once the frame is built: Linux) reached during `diagnose` and
+then `forecast`.
 
 Targets (issue 3): <= 5 ms for a 1,000-epoch history, <= 100 ms for 100,000 rows; issue 13:
 `diagnose` plus `forecast` (of val_loss to 1.2x the epochs seen) <= 5 ms for 1,000 epochs;
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -72,6 +76,33 @@ def peak_mb(fn) -> float:
         tracemalloc.stop()
 
 
+def _status_mb(key: str) -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":")) / 1024
+
+
+def rss_child(n: int) -> None:
+    """In this (fresh) process: print the resident MB with the frame built and the MB its
+    peak grows by during diagnose, then forecast."""
+    h = history(n)
+    diagnose(h.iloc[:2000])  # imports and first-call caches: not the history's cost
+    forecast(h.iloc[:2000], 3000)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # VmHWM := VmRSS
+    rss = _status_mb("VmRSS")
+    diagnose(h)
+    forecast(h, int(1.2 * n))
+    print(f"{rss:.0f} {_status_mb('VmHWM') - rss:.0f}")
+
+
+def rss_peak(n: int) -> tuple[float, float]:
+    """(resident MB with the n-row frame, MB more at the peak of diagnose + forecast) of a
+    fresh process."""
+    out = subprocess.run([sys.executable, __file__, "--rss-child", str(n)], capture_output=True,
+                         text=True, check=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
 def baseline(h: pd.DataFrame) -> None:
     for c in ("train_loss", "val_loss"):
         h[c].rolling(5, min_periods=1).median().to_numpy()
@@ -80,7 +111,11 @@ def baseline(h: pd.DataFrame) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.rss_child:
+        rss_child(a.rss_child)
+        return 0
     rows = []
     for n, target, reps in ((1_000, 5.0, 50), (100_000, 100.0, 7), (1_000_000, 5_000.0, 3)):
         reps = max(1 if n > 100_000 else 3, reps // 5) if a.quick else reps
@@ -102,6 +137,9 @@ def main(argv=None) -> int:
     print("ratio = diagnose / baseline (a pandas rolling median of train and val loss); d+f = diagnose "
           "+ forecast; medians of repeated calls; diag MB / fc MB: peak memory of one call above the "
           "frame (tracemalloc)")
+    rss, more = rss_peak(1_000_000)
+    print(f"1,000,000 rows in a fresh process: {rss:.0f} MB resident with the frame, peak +{more:.0f} MB "
+          f"during diagnose and forecast (VmHWM)")
     return 0
 
 
