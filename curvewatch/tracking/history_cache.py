@@ -123,11 +123,14 @@ def seed(run_dir: str | Path, *, filename: str = "metrics.jsonl"
         return None
     table, covered = current
     del current
+    # pyarrow's allocator keeps what a parse freed (100 MB for a million epochs) for itself:
+    # given back before the frame is made and once the table is gone, numpy reuses it
+    big = table.nbytes >= CHUNK_BYTES
+    if big:
+        pa.default_memory_pool().release_unused()
     frame = _frame(table)
-    if table.nbytes >= CHUNK_BYTES:
+    if big:
         del table
-        # pyarrow's allocator keeps what a parse freed (100 MB for a million epochs) for
-        # itself: given back, the page's later numpy work reuses it instead of growing
         pa.default_memory_pool().release_unused()
     return frame, covered
 
