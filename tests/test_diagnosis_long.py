@@ -10,7 +10,7 @@ import pandas as pd
 
 from curvewatch.diagnosis import diagnose
 from curvewatch.diagnosis.history import prepare
-from curvewatch.diagnosis.signals import SINCE_PEAK_MAX, since_peak
+from curvewatch.diagnosis.signals import BLOCK, SINCE_PEAK_MAX, lr_steps, since_peak
 from curvewatch.diagnosis.stats import finite, last_finite
 
 
@@ -75,7 +75,7 @@ def test_an_ordered_frame_is_read_without_copies():
 def test_diagnose_holds_less_than_the_frame_on_top_of_it():
     # Issue 17: the Run page of a million-epoch run in 300 MB. Before, diagnose held 2.2x the
     # frame on top of it (every column copied, then up to nine float temporaries in one
-    # detector); now 0.74x (views, in-place temporaries: three arrays of n at most per detector).
+    # detector); now 0.70x (views, in-place or blockwise temporaries: three arrays of n at most).
     frame = _bench_like(200_000)
     size = frame.memory_usage(deep=True).sum()
     diagnose(frame)
@@ -98,3 +98,16 @@ def test_last_finite_is_the_tail_of_the_finite_values():
         f = finite(x)
         for k in (0, 1, 3, 40, 64, 600):
             np.testing.assert_array_equal(last_finite(x, k), f[-k:] if k else f)
+
+
+def test_learning_rate_steps_across_blocks():
+    # lr_steps reads BLOCK rows at a time: steps on either side of a block's edge all count
+    n = 2 * BLOCK + 10
+    lr = np.full(n, 1e-3)
+    edges = [BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK, n - 1]
+    for k, b in enumerate(edges):
+        lr[b:] = 1e-3 / 3 ** (k + 1)
+    lr[BLOCK + 5] = np.nan  # a missing rate: no step into or out of it
+    h = prepare(pd.DataFrame({"epoch": np.arange(1, n + 1), "lr": lr}))
+    assert h is not None
+    np.testing.assert_array_equal(lr_steps(h), edges)

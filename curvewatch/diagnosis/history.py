@@ -77,7 +77,8 @@ class History:
         key = (name, window)
         if key not in self._smooth:
             x = self.cols[name]
-            self._smooth[key] = rolling_median(np.where(np.isfinite(x), x, np.nan), window)
+            fin = np.isfinite(x)
+            self._smooth[key] = rolling_median(x if fin.all() else np.where(fin, x, np.nan), window)
         return self._smooth[key]
 
     def has(self, name: str, min_finite: int = 2) -> bool:

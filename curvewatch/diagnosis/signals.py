@@ -14,6 +14,10 @@ from .thresholds import Thresholds
 #: A learning-rate change by this factor (or more) in one epoch is a step (1.999: halving counts).
 LR_STEP = 1.999
 
+#: Rows a blockwise pass reads at a time: its float temporaries are 0.5 MB each, where whole
+#: columns' are 8 MB for a million epochs.
+BLOCK = 1 << 16
+
 
 #: Epochs at the start left out of the noise estimate (when 8 or more others exist): the steep
 #: initial fall of a loss inflates second differences there without being noise.
@@ -42,18 +46,16 @@ def lr_steps(h: History) -> np.ndarray:
     lr = h.cols.get("lr")
     if lr is None:
         return np.zeros(0, dtype=np.int64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        m = np.abs(lr)
-        a, b = m[:-1], m[1:]
-        hi = np.maximum(a, b)
-        lo = np.minimum(a, b)
-        lo *= LR_STEP  # (in place: three arrays of n at most, 24 MB for a million epochs)
-        ch = hi >= lo
-        ch &= hi > 0
-    del m, hi, lo
-    ch &= np.isfinite(lr[1:])
-    ch &= np.isfinite(lr[:-1])
-    return np.nonzero(ch)[0] + 1
+    steps = [np.zeros(0, dtype=np.int64)]
+    for s in range(0, lr.size - 1, BLOCK):  # (a block at a time: its temporaries stay small)
+        e = min(s + BLOCK, lr.size - 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            a, b = np.abs(lr[s:e]), np.abs(lr[s + 1:e + 1])
+            hi = np.maximum(a, b)
+            ch = (hi >= LR_STEP * np.minimum(a, b)) & (hi > 0)
+        ch &= np.isfinite(a) & np.isfinite(b)
+        steps.append(np.nonzero(ch)[0] + (s + 1))
+    return np.concatenate(steps)
 
 
 def last_lr_change(h: History) -> int:
@@ -99,9 +101,11 @@ def _first_settled(after: np.ndarray, C: np.ndarray, delta: float) -> int:
     """The first row j whose later levels never go below its best C[j] by more than delta
     (after[j]: the lowest level after row j). Nothing comes after the last row: it settles
     unless C[-1] - delta is NaN, and then row 0 (np.argmax of no True)."""
-    ok = after >= C[:-1] - delta
-    if ok.any():
-        return int(np.argmax(ok))
+    for s in range(0, after.size, BLOCK):  # (a block at a time, and the first found ends it)
+        e = min(s + BLOCK, after.size)
+        ok = after[s:e] >= C[s:e] - delta
+        if ok.any():
+            return s + int(np.argmax(ok))
     return C.size - 1 if np.inf >= C[-1] - delta else 0
 
 
