@@ -16,38 +16,19 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT), str(ROOT / "tests")]
 
 from dashboard_load import write_run  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run"]
+from servers import CHROMIUM, LAUNCH_ARGS, free_port, serving, streamlit_cmd  # noqa: E402
+
 TIMEOUT_MS = 300_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-            return bool(r.read() == b"ok")
-    except OSError:
-        return False
 
 
 def memory_mb(pid: int) -> tuple[float, float]:
@@ -55,24 +36,6 @@ def memory_mb(pid: int) -> tuple[float, float]:
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text()
                   .splitlines() if ":" in line)
     return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
-
-
-def start_server(runs: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "CURVEWATCH_RUNS": str(runs), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port),
-         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not healthy(url):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"streamlit did not start; see {log}")
-        time.sleep(0.2)
-    return proc, url
 
 
 def time_to_chart(browser, url: str, chart: str) -> tuple[float, dict]:
@@ -107,7 +70,6 @@ def main() -> None:
         size = (path / "metrics.jsonl").stat().st_size
         print(f"Run of {args.epochs:,} epochs ({size / 1e6:.0f} MB metrics.jsonl, written in "
               f"{time.perf_counter() - t:.0f} s); Chromium {CHROMIUM}")
-        proc, url = start_server(tmp / "runs", tmp / "streamlit.log")
         mid = args.epochs // 2
         visits = [("baseline: a 20-epoch run's Run page", f"run?run={small.name}",
                    "run-chart-loss"),
@@ -118,22 +80,21 @@ def main() -> None:
                    f"&epochs={mid + 1_000}", "run-chart-loss"),
                   ("Runs page with it present", "", ""),
                   ("baseline again", f"run?run={small.name}", "run-chart-loss")]
-        try:
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-                for label, query, chart in visits:
-                    if chart:
-                        drawn, extra = time_to_chart(browser, f"{url}/{query}", chart)
-                    else:
-                        drawn, extra = runs_page(browser, url)
-                    rss, peak = memory_mb(proc.pid)
-                    print(f"  {label:<46} chart drawn {drawn:6.2f} s, script done "
-                          f"{extra['done']:6.2f} s, {extra.get('points', '-')} points; "
-                          f"server RSS {rss:4.0f} MB (peak {peak:4.0f} MB)")
-                browser.close()
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+        port = free_port()
+        env = {**os.environ, "CURVEWATCH_RUNS": str(tmp / "runs"), "PYTHONPATH": str(ROOT)}
+        with serving(streamlit_cmd(port), port, cwd=ROOT, env=env, timeout=120,
+                     log=tmp / "streamlit.log") as server, sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+            for label, query, chart in visits:
+                if chart:
+                    drawn, extra = time_to_chart(browser, f"{server.url}/{query}", chart)
+                else:
+                    drawn, extra = runs_page(browser, server.url)
+                rss, peak = memory_mb(server.proc.pid)
+                print(f"  {label:<46} chart drawn {drawn:6.2f} s, script done "
+                      f"{extra['done']:6.2f} s, {extra.get('points', '-')} points; "
+                      f"server RSS {rss:4.0f} MB (peak {peak:4.0f} MB)")
+            browser.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -95,7 +95,7 @@ def browser() -> Iterator[Any]:
     themselves where it is absent)."""
     from playwright.sync_api import sync_playwright
 
-    from test_browser_dashboard import CHROMIUM, LAUNCH_ARGS
+    from servers import CHROMIUM, LAUNCH_ARGS
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         yield b

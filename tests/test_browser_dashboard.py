@@ -4,10 +4,7 @@ fixture runs directory, driven by Debian's headless Chromium through Playwright.
 Every wait is a poll with a deadline (Playwright's `expect` retries, or `wait_for`); nothing
 sleeps to synchronise. Screenshots go to artifacts/ (gitignored)."""
 import os
-import socket
-import subprocess
 import sys
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -16,8 +13,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dashboard_fixtures as dfx  # noqa: E402
+from servers import CHROMIUM, free_port, serving, streamlit_cmd  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = dfx.ROOT / "artifacts"
 pytestmark = [
     # the fixture runs are real trainings, built once per worker: one worker takes both files
@@ -26,23 +23,7 @@ pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM),
                        reason=f"{CHROMIUM} is absent (make test installs Debian's chromium)"),
 ]
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run"]
 LOAD_TIMEOUT_MS = 60_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-            return r.read() == b"ok"
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -53,28 +34,12 @@ def fx():
 @contextmanager
 def streamlit_server(runs_dir: Path, log_name: str) -> Iterator[str]:
     """`streamlit run app.py` on a free port over `runs_dir`; yields its URL once healthy."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "CURVEWATCH_RUNS": str(runs_dir), "PYTHONPATH": str(dfx.ROOT)}
     ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / f"{log_name}.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port),
-         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-        cwd=dfx.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        dfx.wait_for(lambda: proc.poll() is not None or healthy(url), timeout=90, every=0.2,
-                     what="streamlit to answer /_stcore/health")
-        assert proc.poll() is None, f"streamlit exited; see artifacts/{log_name}.log"
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    port = free_port()
+    env = {**os.environ, "CURVEWATCH_RUNS": str(runs_dir), "PYTHONPATH": str(dfx.ROOT)}
+    with serving(streamlit_cmd(port), port, cwd=dfx.ROOT, env=env,
+                 log=ARTIFACTS / f"{log_name}.log") as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")

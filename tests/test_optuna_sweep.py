@@ -7,7 +7,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,6 +30,7 @@ from curvewatch.trainer.optuna_sweep import (
     taken_count,
     trial_outcome,
 )
+from servers import free_port
 
 #: A trial that ran to its end: complete, or pruned (with --pruner none: had it diverged).
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -297,12 +297,6 @@ def _pg_bin() -> Path | None:
     return Path(found).resolve().parent if found else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def postgres() -> Iterator[str]:
     """A throwaway PostgreSQL server on a free port (Debian's postgresql package), as the
@@ -323,7 +317,7 @@ def postgres() -> Iterator[str]:
     data = Path(tempfile.mkdtemp(prefix="curvewatch-pg-"))
     if as_user:
         shutil.chown(data, "postgres")
-    port = _free_port()
+    port = free_port()
     pg_ctl = [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data / "db")]
     subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data / "db"), "-U",
                     "postgres", "--auth=trust"], check=True, capture_output=True)

@@ -10,21 +10,20 @@ install's finder, are not run), so `curvewatch`, `tracking`, `dashboard` ... are
 the wheel's copies in the fresh venv, which come first; the test checks that they do."""
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
 import textwrap
 import tomllib
-import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, only_run, wait_for
+from conftest import ROOT, only_run
 from curvewatch.dashboard import state
 from curvewatch.tracking import read_run
+from servers import answers, free_port, serving
 
 pytestmark = pytest.mark.slow
 
@@ -105,20 +104,6 @@ def test_a_users_loop_logs_with_the_installed_package(venv, tmp_path):
     assert info.state == "completed" and info.epoch == 3
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def answers(url: str) -> bytes | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.read() if r.status == 200 else None
-    except OSError:
-        return None
-
-
 def test_curvewatch_ui_serves_the_dashboard_over_the_users_runs(venv, tmp_path):
     runs = tmp_path / "runs"
     run([str(venv / "python"), "-c", "import curvewatch as wandb\n"
@@ -139,22 +124,8 @@ def test_curvewatch_ui_serves_the_dashboard_over_the_users_runs(venv, tmp_path):
     assert Path(listing[-2]).is_relative_to(venv.parent) and listing[-1] == "['served']"
 
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = open(tmp_path / "ui.log", "w")
-    proc = subprocess.Popen([str(venv / "curvewatch"), "ui", "--runs-dir", str(runs),
-                             "--port", str(port)], cwd=tmp_path, env=user_env(), stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: proc.poll() is not None or answers(f"{base}/_stcore/health"),
-                 timeout=90, every=0.2, what="curvewatch ui to answer /_stcore/health")
-        assert proc.poll() is None, (tmp_path / "ui.log").read_text()
-        page = answers(f"{base}/")
+    with serving([str(venv / "curvewatch"), "ui", "--runs-dir", str(runs), "--port", str(port)],
+                 port, cwd=tmp_path, env=user_env(), log=tmp_path / "ui.log") as server:
+        page = answers(f"{server.url}/")
         assert page is not None and b"<div id=\"root\">" in page
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
     assert f"over {runs.resolve()}" in (tmp_path / "ui.log").read_text()

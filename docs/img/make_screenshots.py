@@ -20,12 +20,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from conftest import wait_for  # noqa: E402
 from curvewatch import tracking  # noqa: E402
 from curvewatch.tracking.annotate import annotate_run  # noqa: E402
-from test_browser_dashboard import (  # noqa: E402
-    CHROMIUM,
-    LAUNCH_ARGS,
-    open_page,
-    streamlit_server,
-)
+from servers import CHROMIUM, LAUNCH_ARGS  # noqa: E402
+from test_browser_dashboard import open_page, streamlit_server  # noqa: E402
 
 THREADS = ("--threads", "1")
 
