@@ -615,6 +615,48 @@ def test_a_15_percent_bump_falling_back_to_a_deeper_minimum_is_possible_overfitt
     assert sum(possible) >= 7, possible
 
 
+#: The overfitting rule before persistence needed the label's size and the trend test its own z
+#: (what commit 101749b's defaults did: persistence confirmed any rise above the needed amount,
+#: and the trend test needed trend_z = 2.3).
+_BEFORE_PERSIST_GATE = Thresholds(overfit_persist_rise=0.0, overfit_persist_z=0.0, overfit_trend_z=2.3)
+
+
+def _step_up(seed, rise, n=70, at=30, noise=0.005):
+    """The validation loss steps up by `rise` (relative) after epoch `at` and stays there, no
+    trend on either side; the training loss keeps falling."""
+    e = epochs(n)
+    base = 0.6 + 1.7 * np.exp(-(e - 1) / 4.0)
+    return pd.DataFrame({"epoch": e, "train_loss": noisy(base - 0.1 - 0.002 * e, 0.003, seed + 1),
+                         "val_loss": noisy(base * (1 + np.where(e > at, rise, 0)), noise, seed)})
+
+
+def _stop_with(h, th):
+    return next((t for t in range(2, len(h) + 1) if should_stop(h.iloc[:t], ["overfitting"], th)), None)
+
+
+def test_persistence_alone_no_longer_confirms_a_rise_smaller_than_the_labels_5_percent():
+    # A 4% step up that then stays flat: above the needed 3%, below the 5% (and 4 noise units) the
+    # corpus label calls overfitting. Before, persistence (10 epochs without a new low) confirmed
+    # it on all 8 seeds at epochs 38-58; now persistence needs the label's size, and only a
+    # significant trend (seeds whose noise makes the step read as one) or more growth confirms it.
+    before = [_stop_with(_step_up(seed, 0.04), _BEFORE_PERSIST_GATE) for seed in range(8)]
+    after = [_stop_with(_step_up(seed, 0.04), None) for seed in range(8)]
+    assert all(s is not None for s in before), before
+    assert sum(s is not None for s in after) <= 3, after
+    # what is not confirmed is still shown: possible_overfitting (info) at the end of the run
+    h = _step_up(1, 0.04)
+    assert "possible_overfitting" in {f.kind for f in diagnose(h)}
+
+
+def test_a_step_up_of_the_labels_size_still_stops_no_later_than_before():
+    # an 8% step that stays: persistence still confirms it, and the trend test at overfit_trend_z
+    # (1.96, the training loss falling too) confirms some seeds sooner than trend_z 2.3 did
+    for seed in range(8):
+        h = _step_up(seed, 0.08)
+        before, after = _stop_with(h, _BEFORE_PERSIST_GATE), _stop_with(h, None)
+        assert before is not None and after is not None and after <= before, (seed, before, after)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_a_sustained_rise_of_one_percent_an_epoch_stops_within_12_epochs_of_the_minimum(seed):
     e = epochs(80)

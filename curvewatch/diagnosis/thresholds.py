@@ -78,7 +78,8 @@ class Thresholds:
     trend_window: int = _f(20, "Trailing epochs of the trend tests that keep a plateau from being "
                            "reported while the loss still falls.", lo=3)
     trend_z: float = _f(2.3, "Mann-Kendall z (autocorrelation-corrected) that makes a trend "
-                        "significant: blocks a plateau while the loss still falls, confirms a rise.",
+                        "significant: a loss still falling blocks a plateau or underfitting and is "
+                        "still_improving; overfitting has its own, overfit_trend_z.",
                         lo=0.0, lo_open=True)
     start_from_epoch: int = _f(5, "No overfitting or plateau finding before this epoch (warm-up "
                                "guard, Keras start_from_epoch).", lo=1)
@@ -93,6 +94,18 @@ class Thresholds:
                                   "percent.", lo=0.0)
     overfit_z: float = _f(3.0, "The rise must also exceed overfit_z times the noise of a "
                           "window-median (sigma * sqrt(inflation / window)).", lo=0.0)
+    overfit_persist_z: float = _f(4.0, "Persistence (no new low for overfit_patience epochs) confirms "
+                                  "only a rise of at least this many noise units of a window-median "
+                                  "(the corpus label's 4): a rise that persistence alone confirms has "
+                                  "no significant trend, so its size must carry the evidence.", lo=0.0)
+    overfit_persist_rise: float = _f(0.05, "Persistence confirms only a rise of at least this "
+                                     "fraction of the smoothed minimum (the corpus label's 5%).", lo=0.0)
+    overfit_trend_z: float = _f(1.96, "Mann-Kendall z (autocorrelation-corrected) of the values "
+                                "since the validation minimum that confirms overfitting: lower than "
+                                "trend_z because overfitting also needs the rise above the noise and "
+                                "a falling training loss (the generalisation gap), so the trend test "
+                                "is one of three pieces of evidence, not the only one.", lo=0.0,
+                                lo_open=True)
     overfit_min_epochs: int = _f(3, "Epochs after the validation minimum before overfitting can be "
                                  "reported.", lo=1)
     overfit_patience: int = _f(10, "Epochs without a new low of the validation loss after which a rise "

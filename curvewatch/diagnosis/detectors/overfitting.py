@@ -42,14 +42,19 @@ def _rise(v: np.ndarray, e: int, th: Thresholds, S: np.ndarray,
     after = finite(ve[max(m + 1, e - th.noise_window):])
     z = float(mann_kendall_z(after, inflation(phi)))
     # Two stages (issue 13, class 3): a rise above the needed amount is possible overfitting; it
-    # is confirmed by a significant rising trend since the minimum, by persistence (no new low
-    # for overfit_patience epochs, no falling trend since the minimum) or by its size (a rise of
+    # is confirmed by a significant rising trend since the minimum (overfit_trend_z), by persistence
+    # (no new low for overfit_patience epochs, no falling trend since the minimum, a rise of the
+    # label's size: persist_need below) or by its size (a rise of
     # overfit_clear_factor times the needed amount), and never while a modest rise is giving
     # itself back since its highest level: that is a bump, often followed by a deeper minimum.
     big = gap >= th.overfit_clear_factor * need
     back = not big and _falling_back(ve, S, m, e, phi)
-    persist = since >= th.overfit_patience and z >= 0
-    confirmed = not back and (big or z >= th.trend_z or persist)
+    # persistence is the weakest evidence (no trend, only time): it confirms only a rise of the
+    # size the hindsight label calls overfitting (overfit_persist_rise and overfit_persist_z: the
+    # 5% and 4 noise units of eval/labels.py); a smaller rise needs the trend test or more growth
+    persist_need = max(need, th.overfit_persist_rise * abs(best), th.overfit_persist_z * s_med)
+    persist = since >= th.overfit_patience and z >= 0 and gap >= persist_need
+    confirmed = not back and (big or z >= th.overfit_trend_z or persist)
     return {"m": m, "best": best, "now": now, "gap": gap, "need": need, "sigma": sigma, "z": z,
             "since": since, "raw_min": float(ve[m]), "persist": bool(persist), "confirmed": bool(confirmed)}
 
@@ -145,6 +150,6 @@ def detect(ctx: Context) -> Finding | None:
 
 SPEC = Spec(kinds=("overfitting", "possible_overfitting"), columns=("val_loss", "train_loss", "lr"), suppressed_by=("divergence",), stop_rank=1, span=True,
             thresholds=('confirm', 'min_delta', 'noise_window', 'overfit_clear_factor', 'overfit_min_epochs',
-                        'overfit_patience', 'overfit_rise', 'overfit_step_rise', 'overfit_z', 'patience',
-                        'start_from_epoch', 'trend_z', 'window'),
+                        'overfit_patience', 'overfit_persist_rise', 'overfit_persist_z', 'overfit_rise', 'overfit_step_rise', 'overfit_trend_z', 'overfit_z',
+                        'patience', 'start_from_epoch', 'window'),
             detect=detect)
