@@ -22,7 +22,7 @@ from curvewatch.tracking.paths import check_name
 
 from .config import TrainConfig, validate
 from .errors import ConfigError, did_you_mean, shown
-from .sweep import parse_grid, parse_range
+from .sweep import parse_grid, parse_range, refuse_repeats
 
 PRUNERS = ("median", "hyperband", "none")
 #: URL schemes handed to Optuna's RDBStorage (SQLAlchemy), a driver after '+' allowed.
@@ -176,10 +176,7 @@ def axes_from_args(grid_specs: list[str], range_specs: list[str],
             dist = FloatDistribution(low, high, log=r.log)
         _check_values(base, r.name, (str(low), str(high)))
         axes.append(Axis(r.name, dist))
-    names = [a.name for a in axes]
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        raise ConfigError(f"--grid/--range give {', '.join(dup)} more than once")
+    refuse_repeats([a.name for a in axes], "--grid/--range")
     if not axes:
         raise ConfigError("--optuna needs at least one --grid NAME=V1,V2 or --range "
                           "NAME=LOW:HIGH[:log] to search")

@@ -107,6 +107,13 @@ def grid_settings(grid: list[tuple[str, tuple[str, ...]]]) -> list[dict[str, str
     return [dict(zip(names, c, strict=True)) for c in combos]
 
 
+def refuse_repeats(names: list[str], flags: str) -> None:
+    """ConfigError naming every setting that `flags` give more than once."""
+    dup = sorted({x for x in names if names.count(x) > 1})
+    if dup:
+        raise ConfigError(f"{flags} give {', '.join(dup)} more than once")
+
+
 def random_settings(n: int, ranges: list[Range], grid: list[tuple[str, tuple[str, ...]]],
                     seed: int) -> list[dict[str, str]]:
     """`n` settings drawn with numpy's generator seeded by `seed`: each range uniformly (or
@@ -114,9 +121,7 @@ def random_settings(n: int, ranges: list[Range], grid: list[tuple[str, tuple[str
     if not 1 <= n <= MAX_SETTINGS:
         raise ConfigError(f"--random must be between 1 and {MAX_SETTINGS}, got {n}")
     names = [r.name for r in ranges] + [g for g, _ in grid]
-    if len(set(names)) != len(names):
-        dup = sorted({x for x in names if names.count(x) > 1})
-        raise ConfigError(f"--range/--grid give {', '.join(dup)} more than once")
+    refuse_repeats(names, "--range/--grid")
     if not names:
         raise ConfigError("--random N needs at least one --range NAME=LOW:HIGH[:log] or "
                           "--grid NAME=V1,V2")
