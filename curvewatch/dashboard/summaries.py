@@ -83,16 +83,17 @@ def load(run_dir: str | Path, made_from: str) -> Summary | None:
     return Summary(tuple((k, s) for k, s in flags), None if acc is None else float(acc))
 
 
-def save(run_dir: str | Path, made_from: str, summary: Summary) -> None:
-    """Write the summary atomically (no fsync: a torn one is recomputed); a folder that cannot
-    be written to keeps none."""
+def save(run_dir: str | Path, made_from: str, summary: Summary) -> bool:
+    """Write the summary atomically (no fsync: a torn one is recomputed); whether it was
+    written (a folder that cannot be written to keeps none)."""
     record = {"format": _FORMAT, "basis": made_from,
               "flags": [list(f) for f in summary.flags], "best_val_acc": summary.best_val_acc}
     try:
         jsonio.atomic_write_bytes(Path(run_dir) / SUMMARY_NAME,
                                   jsonio.dumps(record).encode("utf-8"), durable=False)
     except OSError:
-        pass
+        return False
+    return True
 
 
 def stored_or_made(run_dir: str | Path, made_from: str, make: Callable[[], Summary]
@@ -143,8 +144,7 @@ def _run(run_dir: str, made_from: str, make: Callable[[], Summary], failed: Summ
          ) -> Summary:
     try:
         made = make()
-        save(run_dir, made_from, made)
-        stored = load(run_dir, made_from) == made
+        stored = save(run_dir, made_from, made)
     except Exception:  # the row shows the failure; the Run page says why
         made, stored = failed, False
     with _lock:
