@@ -4,7 +4,7 @@
   `log_step`), `gradient_norms`, and the readers (`read_run`, `read_history`, `list_runs`).
 - The diagnosis: `diagnose(history)` gives the findings.
 - A wandb-style API, so that `import curvewatch as wandb` runs a wandb script: `init`, `log`,
-  `watch`, `finish`, `config`, `summary`, `run` (curvewatch/wandb_api.py; README.md lists
+  `watch`, `finish`, `config`, `summary`, `run` (curvewatch/wandb_api.py; docs/own-project.md lists
   the subset).
 
 Integrations (curvewatch.lightning, curvewatch.transformers) are imported only by the users

@@ -1,5 +1,5 @@
 """The wandb-style API: `init`, `log`, `config`, `summary`, `finish`, `run`, so that a script
-written for wandb runs with `import curvewatch as wandb` (the subset in README.md).
+written for wandb runs with `import curvewatch as wandb` (the subset in docs/own-project.md).
 
 One run is active per process. Rows become epoch and step lines by curvewatch.rows; the lines
 are written through tracking.Run as they complete. A script that ends without `finish()`
