@@ -128,7 +128,9 @@ with c1:
 with c2:
     # x, smoothing and log y live in the URL (bind), as on the Run page: a link shares the view
     smoothing = st.slider("Smoothing (EMA)", 0.0, MAX_SMOOTHING, DEFAULT_SMOOTHING, 0.01,
-                          key=state.QP_SMOOTH, bind="query-params")
+                          key=state.QP_SMOOTH, bind="query-params",
+                          help="TensorBoard's debiased EMA (exponential moving average), "
+                          "display only; 0 draws the values as logged")
 with c3:
     log_y = st.toggle("Log y", key=state.QP_LOG, bind="query-params")
 with c4:

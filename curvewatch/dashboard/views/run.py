@@ -170,7 +170,8 @@ with view[0]:
 with view[1]:
     smoothing = st.slider("Smoothing", 0.0, MAX_SMOOTHING, 0.0, 0.01, key=state.RUN_SMOOTH,
                           bind="query-params",
-                          help="TensorBoard's debiased EMA, display only; flags use raw "
+                          help="TensorBoard's debiased EMA (exponential moving average), display "
+                          "only; flags use raw "
                           f"values. {DEFAULT_SMOOTHING} is a common choice.")
 with view[2]:
     log_y = st.toggle("Log y", key=state.RUN_LOG, bind="query-params",
@@ -339,7 +340,7 @@ def render_findings(findings, status, failed: str | None = None) -> None:
                 return getattr(f, k)
         kind, sev = get("kind"), get("severity")
         span = f"epoch {get('start_epoch')}" + (
-            f"–{get('end_epoch')}" if get("end_epoch") is not None else " → now")
+            f"–{get('end_epoch')}" if get("end_epoch") is not None else " onwards")
         box = SEVERITY_BOX.get(sev, st.info)
         with st.container(border=True, key=f"finding-{kind}"):
             box(f"**{tables.md(kind.replace('_', ' ').capitalize())}** · {tables.md(sev)} · "
@@ -347,7 +348,7 @@ def render_findings(findings, status, failed: str | None = None) -> None:
             st.markdown(f"**What to try:** {get('advice')}")
             ev = get("evidence")
             if ev:
-                with st.expander("Evidence"):
+                with st.expander("Evidence: the figures it was judged on (docs/diagnosis.md)"):
                     st.json(dict(ev))
 
 
