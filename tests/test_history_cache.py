@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 import pandas as pd
@@ -115,13 +116,18 @@ def many_sparse(lines: list) -> list:
                        if (r["epoch"] + k) % (k % 4 + 2)}) for r in lines]
 
 
+def int_holes(lines: list) -> list:
+    """An int metric logged every other epoch (pandas reads it as floats with NaN)."""
+    return [r if r["epoch"] % 2 else {k: v for k, v in r.items() if k != "step"} for r in lines]
+
+
 def late_metric(lines: list) -> list:
     """A metric that first appears after many epochs (after the first parse chunk too)."""
     return [dict(r, ema=r["val_loss"] * 0.9) if r["epoch"] > 450 else r for r in lines]
 
 
 @pytest.mark.parametrize("shape", [sparse, nan_logged, duplicates, mixed_kinds, late_metric,
-                                   many_sparse])
+                                   many_sparse, int_holes])
 def test_fast_path_matches_the_plain_reader(tmp_path, shape):
     run = write(tmp_path / "r", shape(trainer_lines()))
     frame = assert_same(run)
@@ -136,7 +142,7 @@ def test_fast_path_matches_the_plain_reader(tmp_path, shape):
         assert frame["epoch"].is_unique and frame.loc[5, "lr"] == 0.5
 
 
-@pytest.mark.parametrize("shape", [sparse, mixed_kinds, late_metric])
+@pytest.mark.parametrize("shape", [sparse, mixed_kinds, late_metric, int_holes])
 def test_many_parse_blocks_read_as_one(tmp_path, monkeypatch, shape):
     """pyarrow parses a piece in blocks on its threads: with blocks of a few lines, a column
     that turns float, or first appears, or has holes in a later block, reads as in one, its
@@ -149,6 +155,37 @@ def test_many_parse_blocks_read_as_one(tmp_path, monkeypatch, shape):
         (run / CACHE_NAME).unlink(missing_ok=True)
         assert_same(run)
         assert cached(run)
+
+
+@pytest.mark.parametrize("shape", [sparse, late_metric, int_holes, nan_logged])
+def test_a_history_parsed_in_pieces_is_cached_in_one_record_batch(tmp_path, monkeypatch, shape):
+    """However many pieces and blocks the parse took (holes, a column first seen in a later
+    piece, an int column turned float), the cache holds each column in one chunk, which a
+    later read views without joining, and reads as the plain reader."""
+    monkeypatch.setattr(history_cache, "CHUNK_BYTES", 32 << 10)
+    monkeypatch.setattr(history_cache, "BLOCK_BYTES", 4096)
+    run = write(tmp_path / "r", shape(trainer_lines()))
+    assert (run / "metrics.jsonl").stat().st_size > 4 * history_cache.CHUNK_BYTES
+    assert_same(run)
+    _, table = _load(run / CACHE_NAME)
+    assert [c.num_chunks for c in table.columns] == [1] * table.num_columns
+
+
+def test_a_cached_history_is_read_without_a_copy_of_its_columns(tmp_path):
+    """From the cache, the frame's columns view the bytes read from the file: the read
+    allocates about one frame (tracemalloc sees the bytes and numpy), not the bytes and a
+    copy of every column as well."""
+    run = write(tmp_path / "r", trainer_lines(20_000))
+    read_history(run)  # cold: builds the cache
+    tracemalloc.start()
+    try:
+        frame = read_history(run)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert cached(run)
+    size = frame.memory_usage(index=False).sum()
+    assert peak < 1.5 * size, (peak, size)
 
 
 def test_torn_last_line_is_left_for_the_next_read(tmp_path):

@@ -44,8 +44,9 @@ CACHE_MIN_BYTES = 64 << 10
 REWRITE_SHARE = 4
 #: Bytes hashed at each end of the covered prefix to recognise it.
 PROBE_BYTES = 4096
-#: metrics.jsonl is parsed in pieces of this size (bounded memory for a million epochs).
-CHUNK_BYTES = 16 << 20
+#: metrics.jsonl is parsed in pieces of this size: what a parse holds besides its table (its
+#: own buffers, about 3x the piece) is bounded by it (16 MiB: 30 MB more at a million epochs).
+CHUNK_BYTES = 4 << 20
 #: pyarrow parses a piece in blocks of this size on its threads (a block holds a whole line).
 BLOCK_BYTES = 2 * MAX_LINE_BYTES
 #: Bytes the cache's header takes (JSON padded with spaces): it is written after the body,
@@ -62,6 +63,7 @@ _ABSENT = "absent"  # tracking.reader.ABSENT (reader imports this module)
 _INT, _FLOAT, _BOOL = pa.int64().id, pa.float64().id, pa.bool_().id  # ids compare fastest
 _STRING = pa.string().id
 _SCALARS = frozenset((_INT, _FLOAT, _BOOL, _STRING))
+_NUMBERS = frozenset((pa.int64(), pa.float64()))
 #: tracking.safeio reads these spellings as floats; pyarrow reads them bare.
 _NONFINITE = ((b'"NaN"', b"NaN"), (b'"-Infinity"', b"-Infinity"), (b'"Infinity"', b"Infinity"))
 #: pyarrow reads an integer past int64 as a double (Python keeps the int): a double column
@@ -122,17 +124,7 @@ def seed(run_dir: str | Path, *, filename: str = "metrics.jsonl"
     if current is None:
         return None
     table, covered = current
-    del current
-    # pyarrow's allocator keeps what a parse freed (100 MB for a million epochs) for itself:
-    # given back before the frame is made and once the table is gone, numpy reuses it
-    big = table.nbytes >= CHUNK_BYTES
-    if big:
-        pa.default_memory_pool().release_unused()
-    frame = _frame(table)
-    if big:
-        del table
-        pa.default_memory_pool().release_unused()
-    return frame, covered
+    return _frame(table), covered
 
 
 def cache_name(filename: str) -> str:
@@ -193,6 +185,8 @@ def _parse_range(fd: int, start: int, end: int) -> tuple[pa.Table, int] | None:
         if table is None:
             return None
         tables.append(table)
+        # the parse's own buffers, freed, stay with pyarrow's allocator unless given back
+        pa.default_memory_pool().release_unused()
         pos += cut
     if not tables:
         return _empty(), pos
@@ -222,7 +216,7 @@ def _parse_chunk(data: bytes) -> pa.Table | None:
                 return None
             data = data.replace(quoted, bare)
     try:
-        table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(
+        table = pj.read_json(pa.BufferReader(data), read_options=pj.ReadOptions(
             use_threads=True, block_size=BLOCK_BYTES))
     except (pa.ArrowException, ValueError):  # bad JSON, bad UTF-8, duplicate keys
         return None
@@ -300,22 +294,78 @@ def _deeper_than(t: pa.DataType, limit: int) -> bool:
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table | None:
-    """Tables one after another, columns in order of first appearance; a column that is
-    int64 in one and double in another becomes double (as pandas makes of such a column);
-    None for any other mix of kinds, or where the result breaks _valid."""
+    """Tables one after another (`tables` is emptied), columns in order of first appearance;
+    a column that is int64 in one and double in another becomes double (as pandas makes of
+    such a column); None for any other mix of kinds, or where the result breaks _valid.
+    Where every column is int64 or double (a history's usual shape) each comes in one chunk
+    (_joined): the cache file is then one record batch, whose columns a frame views without
+    a copy (_to_pandas)."""
     kinds: dict[str, set[pa.DataType]] = {}
     for t in tables:
         for f in t.schema:
             kinds.setdefault(f.name, set()).add(f.type)
     if any(len(k) > 1 and k != {pa.int64(), pa.float64()} for k in kinds.values()):
         return None
-    if len(tables) == 1:
-        return tables[0] if _valid(tables[0]) else None
+    chunked = len(tables) > 1 or any(c.num_chunks > 1 for c in tables[0].columns)
+    if chunked and all(k <= _NUMBERS for k in kinds.values()):
+        merged = _joined(tables, kinds)
+    else:
+        merged = _chained(tables) if len(tables) > 1 else tables[0]
+    tables.clear()
+    return merged if merged is not None and _valid(merged) else None
+
+
+def _chained(tables: list[pa.Table]) -> pa.Table | None:
+    """concat_tables of a mix of kinds (bool, string): the pieces' chunks kept as they are."""
     try:
-        merged = pa.concat_tables(tables, promote_options="permissive")
+        return pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowException, ValueError):
         return None
-    return merged if _valid(merged) else None
+
+
+def _joined(tables: list[pa.Table], kinds: dict[str, set[pa.DataType]]) -> pa.Table:
+    """Int64 and double tables as one table of one chunk a column, `tables` emptied as they
+    are copied: each piece's memory is given back once its rows are in (the whole is filled
+    as the pieces go, so a million epochs are held about once, not twice)."""
+    rows = sum(t.num_rows for t in tables)
+    types = {n: pa.float64() if pa.float64() in k else pa.int64() for n, k in kinds.items()}
+    values = {n: np.empty(rows, t.to_pandas_dtype()) for n, t in types.items()}
+    valid: dict[str, np.ndarray] = {}  # of the columns with holes
+    at = 0
+    while tables:
+        piece = tables.pop(0)
+        for name in types:
+            i = piece.schema.get_field_index(name)
+            if i < 0:  # not in these lines: null
+                valid.setdefault(name, np.ones(rows, bool))[at:at + piece.num_rows] = False
+                continue
+            _copy_into(piece.column(i), values[name], valid, name, at)
+        at += piece.num_rows
+        del piece
+        pa.default_memory_pool().release_unused()
+    return pa.table({n: _arrow_array(values[n], valid.get(n), types[n]) for n in types})
+
+
+def _copy_into(col: pa.ChunkedArray, out: np.ndarray, valid: dict[str, np.ndarray],
+               name: str, at: int) -> None:
+    """A column's values into out[at:], its holes (if any) into valid[name]."""
+    for chunk in col.chunks:
+        n = len(chunk)
+        if chunk.null_count:
+            valid.setdefault(name, np.ones(len(out), bool))[at:at + n] = \
+                chunk.is_valid().to_numpy(zero_copy_only=False)
+            chunk = chunk.fill_null(0)
+        out[at:at + n] = chunk.to_numpy(zero_copy_only=False)
+        at += n
+
+
+def _arrow_array(values: np.ndarray, valid: np.ndarray | None, kind: pa.DataType) -> pa.Array:
+    """An Arrow array over numpy's buffer (no copy), null where not `valid`."""
+    if valid is None or valid.all():
+        return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
+    bits = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(kind, len(values), [bits, pa.py_buffer(values)],
+                                 null_count=int(len(valid) - valid.sum()))
 
 
 def _valid(table: pa.Table) -> bool:
@@ -354,32 +404,36 @@ def _frame(table: pa.Table) -> pd.DataFrame:
 
 
 def _to_pandas(table: pa.Table, columns: list[pa.ChunkedArray]) -> pd.DataFrame:
-    """table.to_pandas(), built from one 2-D block per dtype where every column is a whole
-    int64 or a double (a history's usual shape): a third of the time, which counts for 100
-    runs. `columns` are the table's."""
-    kinds: dict[int, list[int]] = {_INT: [], _FLOAT: []}
-    frame: pd.DataFrame
+    """table.to_pandas(), built from one block per column where every column is a whole
+    int64 or a double (a history's usual shape): a column in one chunk without holes is a
+    read-only view of Arrow's buffer (for a cache file, of the bytes read: a million epochs
+    are not held twice), any other is copied chunk by chunk. `columns` are the table's."""
+    blocks = []
     for i, col in enumerate(columns):
         kind = col.type.id
-        if kind not in kinds or (kind == _INT and col.null_count) \
+        if kind not in (_INT, _FLOAT) or (kind == _INT and col.null_count) \
                 or create_dataframe_from_blocks is None:
-            frame = table.to_pandas(use_threads=False)
+            frame: pd.DataFrame = table.to_pandas(use_threads=False)
             return frame
-        kinds[kind].append(i)
-    rows = table.num_rows
-    blocks = []
-    for kind, idx in kinds.items():
-        if idx:
-            block = np.empty((len(idx), rows), np.int64 if kind == _INT else np.float64)
-            for row, i in enumerate(idx):  # one copy a value, straight from Arrow's buffers
-                at = 0
-                for chunk in columns[i].chunks:  # (not the column joined first, then copied)
-                    block[row, at:at + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
-                    at += len(chunk)
-            blocks.append((block, np.array(idx)))
-    frame = create_dataframe_from_blocks(blocks, index=pd.RangeIndex(rows),
+        blocks.append((_values(col, np.int64 if kind == _INT else np.float64).reshape(1, -1),
+                       np.array([i])))
+    frame = create_dataframe_from_blocks(blocks, index=pd.RangeIndex(table.num_rows),
                                          columns=_columns(tuple(table.schema.names)))
     return frame
+
+
+def _values(col: pa.ChunkedArray, dtype: type) -> np.ndarray:
+    """A column's values as numpy: a view of its one chunk without holes, else a copy (a
+    hole reads NaN), filled chunk by chunk rather than joined first and then copied."""
+    if col.num_chunks == 1 and not col.null_count:
+        view: np.ndarray = col.chunk(0).to_numpy(zero_copy_only=True)
+        return view
+    values: np.ndarray = np.empty(len(col), dtype)
+    at = 0
+    for chunk in col.chunks:
+        values[at:at + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+        at += len(chunk)
+    return values
 
 
 _indexes: dict[tuple[str, ...], pd.Index] = {}
