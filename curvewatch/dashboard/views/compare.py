@@ -102,7 +102,8 @@ selected = st.multiselect("Runs (2 to 20)", list(by_id), key=state.CMP_RUNS,
 if selected:
     st.query_params[state.QP_RUNS] = ",".join(selected)
 if len(selected) < 2:
-    st.error("Please select at least two runs to compare.")
+    st.error("Select at least two runs to compare: pick them in the box above, or tick "
+             "their rows on the Runs page and press Compare.")
     st.stop()
 
 sel = [by_id[rid] for rid in selected]
