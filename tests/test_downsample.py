@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from curvewatch.dashboard import figures
+from curvewatch.dashboard import downsample as downsample_module, figures
 from curvewatch.dashboard.downsample import SCREEN_POINTS, downsample, keep_indices, screen_rows
 
 
@@ -62,6 +62,27 @@ def test_every_bucket_keeps_its_low_and_high():
         assert y[inside].min() <= y[stretch].min() and y[inside].max() >= y[stretch].max()
 
 
+@pytest.mark.parametrize("slice_points", [1, 4_099, 1 << 16])
+@pytest.mark.parametrize("gaps", [False, True])
+def test_each_buckets_extremes_are_kept_whatever_slice_it_is_compared_in(
+        monkeypatch, slice_points, gaps):
+    """keep_indices compares a slice of whole buckets at a time (bounded memory): every
+    bucket's lowest and highest finite value is kept, as one comparison of all would."""
+    monkeypatch.setattr(downsample_module, "SLICE_POINTS", slice_points)
+    n, max_points = 123_457, 1_000
+    y = noisy(n, seed=5)
+    if gaps:
+        y[::13], y[40_000:47_000], y[99] = math.nan, math.nan, -math.inf
+    idx = set(keep_indices(y, max_points).tolist())
+    size = math.ceil(n / ((max_points - 2) // (4 if gaps else 2)))
+    for start in range(0, n, size):
+        bucket = y[start:start + size]
+        ok = np.flatnonzero(np.isfinite(bucket))
+        if ok.size:
+            assert start + ok[np.argmin(bucket[ok])] in idx
+            assert start + ok[np.argmax(bucket[ok])] in idx
+
+
 def test_where_a_run_goes_non_finite_is_kept():
     n = 300_000
     y = noisy(n)
@@ -111,6 +132,15 @@ def test_screen_rows_keep_every_columns_extremes_of_a_long_history():
     assert 30_000 in rows.index and rows.index[0] == 0 and rows.index[-1] == len(h) - 1
     short = history_frame(SCREEN_POINTS)
     assert screen_rows(short) is short  # a short history comes back as it is
+
+
+def test_screen_rows_read_a_nullable_column_with_missing_values():
+    h = history_frame(50_000)
+    h["val_acc"] = pd.array(np.linspace(0, 1, len(h)), dtype="Float64")
+    h.loc[::3, "val_acc"] = pd.NA
+    rows = screen_rows(h)
+    assert len(rows) < len(h)
+    assert h["val_acc"].idxmax() in rows.index and h["val_acc"].idxmin() in rows.index
 
 
 def test_screen_rows_of_a_span_come_back_whole_when_it_fits_the_screen():

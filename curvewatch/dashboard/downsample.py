@@ -21,7 +21,7 @@ def keep_indices(y: Sequence[float], max_points: int = SCREEN_POINTS,
     else the first and last point, each bucket's minimum and maximum finite value, each
     bucket's first and last non-finite point (a NaN is shown as a gap), and `keep`. At most
     max_points + len(keep) indices; max_points below 6 keeps everything."""
-    y = np.asarray(y, dtype=float)
+    y = np.asarray(y)
     n = len(y)
     if n <= max_points or max_points < 6:
         return np.arange(n)
@@ -29,14 +29,11 @@ def keep_indices(y: Sequence[float], max_points: int = SCREEN_POINTS,
     per_bucket = 2 if finite.all() else 4
     size = -(-n // ((max_points - 2) // per_bucket))  # ceil: buckets of equal size
     rows = -(-n // size)
-    pad = rows * size - n
-    lo = np.concatenate([np.where(finite, y, np.inf), np.full(pad, np.inf)]).reshape(rows, size)
-    hi = np.concatenate([np.where(finite, y, -np.inf), np.full(pad, -np.inf)]).reshape(rows,
-                                                                                      size)
     base = np.arange(rows) * size
-    picked = [[0, n - 1], base + lo.argmin(axis=1), base + hi.argmax(axis=1),
-              np.asarray(keep, dtype=np.int64)]
+    low, high = _extremes(y, finite, size)
+    picked = [[0, n - 1], low, high, np.asarray(keep, dtype=np.int64)]
     if per_bucket == 4:
+        pad = rows * size - n
         bad = np.concatenate([~finite, np.zeros(pad, bool)]).reshape(rows, size)
         any_bad = bad.any(axis=1)
         first = bad.argmax(axis=1)
@@ -44,6 +41,30 @@ def keep_indices(y: Sequence[float], max_points: int = SCREEN_POINTS,
         picked += [(base + first)[any_bad], (base + last)[any_bad]]
     idx = np.unique(np.concatenate(picked))
     return idx[(idx >= 0) & (idx < n)]
+
+
+#: Points keep_indices compares at a time (whole buckets): a copy of a million-point column
+#: as floats, twice, was most of a long run's Run page's memory above its history.
+SLICE_POINTS = 1 << 16
+
+
+def _extremes(y: np.ndarray, finite: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per bucket of `size` points, the index of its lowest and of its highest finite value
+    (a bucket without one gives its first index), a slice of whole buckets at a time."""
+    step = size * max(1, SLICE_POINTS // size)
+    low, high = [], []
+    for start in range(0, len(y), step):
+        part = y[start:start + step].astype(float, copy=False)
+        ok = finite[start:start + step]
+        buckets = -(-len(part) // size)
+        lo = np.full(buckets * size, np.inf)
+        hi = np.full(buckets * size, -np.inf)
+        np.copyto(lo[:len(part)], part, where=ok)
+        np.copyto(hi[:len(part)], part, where=ok)
+        at = start + np.arange(buckets) * size
+        low.append(at + lo.reshape(buckets, size).argmin(axis=1))
+        high.append(at + hi.reshape(buckets, size).argmax(axis=1))
+    return np.concatenate(low), np.concatenate(high)
 
 
 def downsample(x: Sequence[float], y: Sequence[float], max_points: int = SCREEN_POINTS,
@@ -69,7 +90,15 @@ def screen_rows(frame: pd.DataFrame, span: tuple[float, float] | None = None, *,
         return frame
     numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
                and not pd.api.types.is_bool_dtype(frame[c])]
-    picked = [keep_indices(frame[c].to_numpy(dtype=float, na_value=np.nan), max_points)
-              for c in numeric]
+    picked = [keep_indices(_values(frame[c]), max_points) for c in numeric]
     rows = np.unique(np.concatenate(picked)) if picked else np.array([0, len(frame) - 1])
     return frame.iloc[rows]
+
+
+def _values(column: pd.Series) -> np.ndarray:
+    """A numeric column as numpy, without a copy where its dtype is numpy's own (a nullable
+    one's missing values read NaN)."""
+    if isinstance(column.dtype, np.dtype):
+        return column.to_numpy()
+    values: np.ndarray = column.to_numpy(dtype=float, na_value=np.nan)
+    return values
