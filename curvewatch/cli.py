@@ -13,10 +13,12 @@ from curvewatch.trainer import cli as trainer_cli
 
 from .ui import APP
 
-#: what the checkout's .streamlit/config.toml sets, given as flags: `ui` runs from any folder
+#: what the checkout's .streamlit/config.toml sets, given as flags: `ui` runs from any folder.
+#: No theme, as there: the page follows the browser's light or dark preference, and the
+#: charts follow the page (dashboard/live_chart.py, chart_component/index.html).
 STREAMLIT_OPTIONS = {
     "server.headless": "true", "server.fileWatcherType": "none", "server.runOnSave": "false",
-    "browser.gatherUsageStats": "false", "client.toolbarMode": "minimal", "theme.base": "light",
+    "browser.gatherUsageStats": "false", "client.toolbarMode": "minimal",
 }
 
 

@@ -9,11 +9,13 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, only_run
+from curvewatch.cli import streamlit_command
 from curvewatch.tracking import Run, read_history, read_run, read_steps
 
 
@@ -112,6 +114,21 @@ def test_bad_input_to_the_curvewatch_command_exits_2_naming_it(tmp_path, args, m
     done = curvewatch(*args, cwd=tmp_path)
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_curvewatch_ui_serves_with_the_checkouts_streamlit_settings_and_no_forced_theme(
+        tmp_path):
+    """`curvewatch ui` and `make run` (the checkout's .streamlit/config.toml) serve alike: the
+    same settings, and no theme, so the page follows the browser's light or dark choice."""
+    argv, env = streamlit_command(tmp_path, 8600, "127.0.0.1")
+    flags = {a[2:]: b for a, b in zip(argv, argv[1:], strict=False) if a.startswith("--")}
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    # the addresses are `ui --host`'s to set
+    wanted = {f"{section}.{key}": str(value).lower() for section, keys in config.items()
+              for key, value in keys.items() if not key.lower().endswith("address")}
+    assert {k: flags.get(k) for k in wanted} == wanted
+    assert not [k for k in flags if k.startswith("theme.")] and "theme" not in config
+    assert flags["server.port"] == "8600" and env["CURVEWATCH_RUNS"] == str(tmp_path.resolve())
 
 
 def readme_block(starting: str) -> str:
