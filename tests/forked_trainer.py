@@ -9,6 +9,15 @@ killed with SIGKILL like any other. It waits at a gate until released, so that a
 attach before its first system call of the run. Nothing has run in the server before a
 fork, so every child starts from the state a fresh `python -m trainer` has after its imports,
 but for one torch thread where the command does not set `--threads` (see `child`).
+
+The trainer's own subprocesses are forked the same way: a child's `subprocess.Popen` of
+`python -m curvewatch.trainer ARGS` (a detached run's worker, a group's runner and members,
+the demo's launches) forks the child instead of starting an interpreter that would import
+torch again (3-5 s of CPU each; test_groups.py alone started 23). The forked process gets
+what the Popen asked for (its stdin/stdout/stderr, a new session, cwd, environment, no other
+inherited descriptor, default SIGTERM/SIGINT handlers, sys.argv as `python -m` sets it) and
+runs the same `main`; its torch thread count is its parent's, as in `child`. Any other
+command, or one with options this does not mimic (shell, preexec_fn, user), starts as usual.
 """
 from __future__ import annotations
 
@@ -24,12 +33,31 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 SERVER = r"""
-import json, os, sys, traceback
+import importlib.util, io, json, os, signal, subprocess, sys, traceback
 import curvewatch.diagnosis, pandas, sklearn.datasets
 import sklearn.model_selection, sklearn.preprocessing
 import torch, torch._dynamo  # what building an optimizer imports
 import curvewatch.trainer.runner
 from curvewatch.trainer.cli import main
+
+TRAINER = [sys.executable, "-m", "curvewatch.trainer"]
+TRAINER_MAIN = importlib.util.find_spec("curvewatch.trainer.__main__").origin
+
+
+def run_main(argv):
+    # as `python -m trainer` ends: sys.exit(main()); never returns
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+        if not isinstance(e.code, int) and e.code is not None:
+            print(e.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def child(req, gate):
@@ -43,18 +71,74 @@ def child(req, gate):
     # on two cores, where a training's default thread a core stalls on the other's (an
     # epoch of 0.03 s took 2 s at load 11). The only way a child differs from a fresh start.
     torch.set_num_threads(1)
-    try:  # as `python -m trainer` ends: sys.exit(main())
-        code = main(req["argv"])
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
-        if not isinstance(e.code, int) and e.code is not None:
-            print(e.code, file=sys.stderr)
-    except BaseException:
-        traceback.print_exc()
-        code = 1
-    sys.stdout.flush()
+    run_main(req["argv"])
+
+
+def member(argv, cwd, env, stdio, pass_fds, new_session):
+    # In the forked process: what exec'ing `python -m curvewatch.trainer ARGV` would set up.
+    if new_session:
+        os.setsid()
+    for fd, target in enumerate(stdio):
+        if target != -1:
+            os.dup2(target, fd)
+    # Every other inherited descriptor (a run's lock, a pipe's end) now refers to /dev/null,
+    # as close_fds would drop it, yet keeps its number: a Python object of the parent still
+    # holding that number may close it later without closing a file this process opened.
+    blank = os.open(os.devnull, os.O_RDWR)
+    for fd in map(int, os.listdir("/proc/self/fd")):
+        if fd > 2 and fd != blank and fd not in pass_fds:
+            try:
+                os.dup2(blank, fd)
+            except OSError:
+                pass
+    if cwd is not None:
+        os.chdir(cwd)
+    if env is not None:
+        os.environ.clear()
+        os.environ.update({os.fsdecode(k): os.fsdecode(v) for k, v in env.items()})
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a fresh interpreter's handlers
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=unbuffered)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True,
+                                  errors="backslashreplace")
+    sys.argv = [TRAINER_MAIN, *argv]
+    run_main(argv)
+
+
+_spawn = subprocess.Popen._execute_child
+
+
+def execute_child(self, args, executable, preexec_fn, close_fds, pass_fds, cwd, env,
+                  startupinfo, creationflags, shell, p2cread, p2cwrite, c2pread, c2pwrite,
+                  errread, errwrite, restore_signals, gid, gids, uid, umask,
+                  start_new_session, process_group):
+    # The trainer's own subprocesses (detached workers, group members and runners, demo
+    # launches) fork from this pre-imported process instead of exec'ing a new interpreter.
+    argv = [os.fspath(a) for a in args] if isinstance(args, (list, tuple)) else None
+    plain = (not shell and preexec_fn is None and executable is None and gid is None
+             and gids is None and uid is None and umask < 0 and process_group == -1)
+    if not plain or argv is None or argv[:3] != TRAINER:
+        return _spawn(self, args, executable, preexec_fn, close_fds, pass_fds, cwd, env,
+                      startupinfo, creationflags, shell, p2cread, p2cwrite, c2pread,
+                      c2pwrite, errread, errwrite, restore_signals, gid, gids, uid, umask,
+                      start_new_session, process_group)
+    sys.stdout.flush()  # else the child would write the parent's pending output again
     sys.stderr.flush()
-    os._exit(code)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            member(argv[3:], cwd, env, (p2cread, c2pwrite, errwrite), pass_fds,
+                   start_new_session)
+        except BaseException:
+            traceback.print_exc()
+            os._exit(1)
+    self.pid = pid
+    self._child_created = True
+    self._close_pipe_fds(p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite)
+
+
+subprocess.Popen._execute_child = execute_child
 
 
 gates = {}
