@@ -62,6 +62,7 @@ bench: setup browser
 	$(PY) bench/history_load.py
 	$(PY) bench/dashboard_load.py --only runs,live,chart
 	$(PY) bench/dashboard_load.py --only million,compare  # writes a 266 MB run; minutes
+	$(PY) bench/run_page_memory.py  # each step of that Run page's memory; writes the run again
 	$(PY) bench/dashboard_browser.py  # the million-epoch Run page in Chromium; minutes
 	$(PY) bench/wandb_log.py
 	$(PY) bench/remote_reader_requests.py
