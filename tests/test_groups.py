@@ -235,3 +235,29 @@ def test_a_stopped_group_resumes_its_stopped_member_and_starts_the_rest(runs_dir
     assert nothing.returncode == 2
     assert f"group {gid} has nothing to resume: every member has ended (3 completed)" \
         in nothing.stderr
+
+
+@pytest.mark.slow
+def test_a_completed_group_trains_longer_with_resume_epochs(runs_dir):
+    """`resume GROUP --epochs N` (the advice when every fold was still improving): each
+    completed member goes on from its last.pt up to N epochs, none repeated or skipped."""
+    done = _env_runner(runs_dir, "run", *FAST, "--validation", "kfold:2", "--parallel", "2")
+    assert done.returncode == 0, done.stderr + done.stdout
+    gid = _only_group(runs_dir).id
+    bad = _env_runner(runs_dir, "resume", gid, "--epochs", "0")
+    assert bad.returncode == 2 and "epochs" in bad.stderr, bad.stderr
+
+    longer = _env_runner(runs_dir, "resume", gid, "--epochs", "5")
+    assert longer.returncode == 0, longer.stderr + longer.stdout
+    assert "2 to resume, 0 to start, each up to 5 epochs" in longer.stdout
+    group = _only_group(runs_dir)
+    assert group.state == "completed" and len(group.run_ids) == 2
+    for info in _members(runs_dir, group):
+        assert info.state == "completed" and info.config["epochs"] == 5
+        assert read_history(info.path)["epoch"].tolist() == [1, 2, 3, 4, 5]
+        assert info.status.get("resumes") == 1
+    assert group.aggregate is not None and group.aggregate.scores["val_loss"]["n"] == 2
+
+    nothing = _env_runner(runs_dir, "resume", gid, "--epochs", "5")
+    assert nothing.returncode == 2
+    assert "completed with fewer than 5 epochs" in nothing.stderr, nothing.stderr

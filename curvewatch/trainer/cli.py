@@ -214,10 +214,13 @@ def build_parser(prog: str = "python -m trainer",
                          epilog=exit_codes_text(EXIT_OK, EXIT_FAILED, EXIT_USAGE))
     res.add_argument("run", help="run or group id (folder name) or unique name; a group "
                                  "resumes its stopped and crashed members and starts the ones "
-                                 "that never started")
+                                 "that never started (with --epochs, its completed members "
+                                 "train on too)")
     res.add_argument("--runs-dir", metavar="DIR", help=RUNS_HELP)
     res.add_argument("--detach", action="store_true", help="resume in the background")
-    res.add_argument("--epochs", help="train up to this many epochs in all (default: as planned)")
+    res.add_argument("--epochs", help="train up to this many epochs in all; a group's "
+                                      "members too, completed ones included (default: as "
+                                      "planned)")
 
     demo = sub.add_parser("demo", help="start the three demo runs in the background")
     demo.add_argument("--runs-dir", metavar="DIR", help=RUNS_HELP)
@@ -625,9 +628,10 @@ def _resume_group(group_dir: Path, args: argparse.Namespace) -> int:
     from .groups import plan_resume, reopen_group, run_group
     from .launch import RunLocked, lock_run, spawn_group
 
-    if args.epochs is not None:
-        raise UsageError("--epochs applies to one run; a group resumes its members as planned "
-                         "(resume a member run by its id to train it longer)")
+    epochs = None
+    if args.epochs is not None:  # the rule and message of `run --epochs`
+        epochs = validate({**read_group(group_dir, curves=False).base_config,
+                           "epochs": args.epochs}).epochs
     if (read_group(group_dir, curves=False).sweep or {}).get("mode") == "optuna":
         raise UsageError(f"group {group_dir.name} holds an Optuna study's trials, and Optuna "
                          "decides which trial runs next: start a worker again (python -m "
@@ -639,10 +643,11 @@ def _resume_group(group_dir: Path, args: argparse.Namespace) -> int:
             from None
     try:
         group = read_group(group_dir, curves=False)
-        plan = plan_resume(group)
-        writer = reopen_group(group, plan, detached=args.detach)
+        plan = plan_resume(group, epochs)
+        writer = reopen_group(group, plan, detached=args.detach, epochs=epochs)
         fresh = sum(rid is None for rid in plan.values())
-        what = f"{len(plan) - fresh} to resume, {fresh} to start"
+        what = (f"{len(plan) - fresh} to resume, {fresh} to start"
+                + (f", each up to {epochs} epochs" if epochs is not None else ""))
         if args.detach:
             lock.close()  # the runner takes the lock over
             pid = spawn_group(writer.path)

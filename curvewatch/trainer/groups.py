@@ -195,7 +195,9 @@ def _start(writer: GroupWriter, index: int) -> _Live:
     being resumed)."""
     m = writer.record["members"][index]
     rid = m.get("run_id")
-    args = ["resume", rid, "--runs-dir", str(writer.path.parent)] if rid else m["args"]
+    args = ["resume", rid, "--runs-dir", str(writer.path.parent)] if rid else list(m["args"])
+    if m.get("epochs"):  # set by `resume GROUP --epochs N`; the last --epochs given counts
+        args += ["--epochs", str(m["epochs"])]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     threads = writer.record.get("threads") or 0
     if threads > 0:  # BLAS/OpenMP pools too, not only torch's
@@ -212,10 +214,12 @@ def _start(writer: GroupWriter, index: int) -> _Live:
     return _Live(proc, log, run_id=rid)
 
 
-def plan_resume(group: GroupInfo) -> dict[int, str | None]:
+def plan_resume(group: GroupInfo, epochs: int | None = None) -> dict[int, str | None]:
     """The members that resuming `group` trains: index -> the run id to resume (a run that
-    stopped or crashed), or None to start the member afresh (it never created its run).
-    Raises ConfigError naming why when the group cannot be resumed now."""
+    stopped or crashed; with `epochs`, also one that completed), or None to start the member
+    afresh (it never created its run). With `epochs` a member whose run has trained that many
+    epochs already is left as it is. Raises ConfigError naming why when the group cannot be
+    resumed now."""
     if group.problem or group.state == "unreadable":
         raise ConfigError(f"group {group.id} cannot be read: {group.problem}")
     if group.state == "running":
@@ -232,30 +236,38 @@ def plan_resume(group: GroupInfo) -> dict[int, str | None]:
             raise ConfigError(f"member {m.name} ({rid}) of group {group.id} is still "
                               "training; wait for it, or stop it first: python -m trainer "
                               f"stop {rid}")
-        if rid and state in RESUMABLE_STATES:
+        longer = (*RESUMABLE_STATES, "completed") if epochs is not None else RESUMABLE_STATES
+        if rid and state in longer and (
+                epochs is None or read_run(group.path.parent / rid).epoch < epochs):
             plan[m.index] = rid
         elif not rid and state in (MEMBER_PENDING, MEMBER_NOT_STARTED):
             plan[m.index] = None
         states.append(state)
     if not plan:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(Counter(states).items()))
-        raise ConfigError(f"group {group.id} has nothing to resume: every member has ended "
-                          f"({counts}); only members that stopped, crashed or never started "
-                          "are resumed")
+        raise ConfigError(
+            f"group {group.id} has nothing to resume: every member has ended ({counts}); "
+            + ("only members that stopped, crashed or never started are resumed (--epochs N "
+               "trains completed ones longer too)" if epochs is None else
+               f"with --epochs {epochs}, only members that stopped, crashed, completed with "
+               f"fewer than {epochs} epochs or never started are resumed"))
     return plan
 
 
 def reopen_group(group: GroupInfo, plan: Mapping[int, str | None], *,
-                 detached: bool) -> GroupWriter:
+                 detached: bool, epochs: int | None = None) -> GroupWriter:
     """Take over a group's record to resume it: the planned members back to pending (a
     resumed one keeps its run id, so it is resumed rather than started again), the group back
     to running. `detached`: a runner process is about to take over (only the heartbeat
-    judges it until then)."""
+    judges it until then). `epochs`: the planned members train up to that many epochs in all
+    (their `epochs` in the record, which _start passes on)."""
     writer = GroupWriter.take_over(group.path)
     rec = writer.record
     for i, rid in plan.items():
         rec["members"][i].update(state=MEMBER_PENDING, run_id=rid, exit_code=None, error=None,
                                  ended_at=None)
+        if epochs is not None:
+            rec["members"][i]["epochs"] = epochs
     resumes = rec.get("resumes") if isinstance(rec.get("resumes"), int) else 0
     rec.update(state="running", ended_at=None, stop_reason=None, aggregate=None,
                resumes=resumes + 1, resumed_at=time.time())
