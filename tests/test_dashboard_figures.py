@@ -188,6 +188,33 @@ def test_small_multiples_draw_the_chosen_metric_not_loss():
     assert acc.layout.title.text.startswith("Accuracy") and len(acc.data) == 4
 
 
+def test_group_and_compare_charts_are_titled_in_words_not_column_names():
+    """The Group and Compare pages title a chart as the Run page does ("Validation accuracy",
+    not val_acc); the column name stays on the y axis, and a scalar of the user's own keeps
+    its name."""
+    h = _hist()
+    curves = pd.DataFrame({"epoch": [1, 2], "val_acc_mean": [0.5, 0.6],
+                           "val_acc_std": [0.1, 0.1], "n": [2, 2]})
+    figs = {
+        "group": figures.group_metric_figure(curves, "val_acc", {"m1": h}),
+        "sweep": figures.setting_curves_figure({"lr=0.1": {"m1": h}}, "val_acc"),
+        "compare": figures.compare_figure({"r1": h, "r2": h}, "val_acc"),
+        "bands": figures.group_band_figure({"g": [h, h]}, "val_acc"),
+        "aggregate": figures.aggregate_curve_figure(curves, "val_acc"),
+    }
+    for where, fig in figs.items():
+        assert fig.layout.title.text.startswith("Validation accuracy"), where
+        assert "val_acc" not in fig.layout.title.text, where
+    assert figs["compare"].layout.yaxis.title.text == "val_acc"
+    assert figures.group_metric_figure(curves.rename(columns=lambda c: c.replace(
+        "val_acc", "train_loss")), "train_loss").layout.title.text == "Training loss"
+    assert figures.small_multiples_figure({"r1": h}, "grad_norm").layout.title.text == \
+        "Gradient norm"
+    mine = h.assign(custom_temperature=1.0)
+    assert figures.compare_figure({"r1": mine}, "custom_temperature").layout.title.text == \
+        "custom_temperature"
+
+
 def test_group_band_mean_and_spread():
     a, b = _hist(), _hist()
     b["val_loss"] = b["val_loss"] + 0.2
@@ -420,3 +447,4 @@ def test_run_names_in_charts_are_plain_text_not_plotly_markup():
         text = fig.to_json()
         assert "<a href" not in text and "<b>" not in text
         assert "&lt;a href" in text
+

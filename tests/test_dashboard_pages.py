@@ -4,6 +4,10 @@ Each page file runs on its own (`AppTest.from_file("curvewatch/dashboard/views/<
 runs the default page. Widgets are found by key, charts read back from their plotly spec."""
 import base64
 import json
+import os
+import re
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -275,7 +279,7 @@ def test_compare_small_multiples_follow_a_metric_without_train_val_pairs(runs_en
     at = page("compare", runs=",".join(ids), metric="grad_norm").run()
     assert not at.exception
     multiples = chart(at, "compare-chart-multiples")
-    assert multiples["layout"]["title"]["text"] == "grad_norm"
+    assert multiples["layout"]["title"]["text"] == "Gradient norm"
     assert len(multiples["data"]) == 2
     h = dfx.tracking.read_history(runs_env.root / ids[1])
     assert arr(multiples["data"][1]["y"]) == pytest.approx(h["grad_norm"].to_numpy())
@@ -355,6 +359,25 @@ def test_group_page_kfold_mean_band_members_and_cross_validated_score(runs_env):
     at.button(key="group-compare").click().run()
     assert at.query_params["group"] == gid
     assert sorted(at.query_params["runs"].split(",")) == sorted(group.run_ids)
+
+
+def test_group_page_trains_a_completed_group_longer_with_epochs_in_all(runs_env, monkeypatch):
+    """Resume group on a completed group: refused as planned (nothing to resume), offered
+    once Epochs in all is set, and then it asks the CLI for `resume GROUP --epochs N`."""
+    from curvewatch.dashboard import actions
+    gid = runs_env.ids["real_group"]
+    real_resume, calls = actions.resume, []
+    monkeypatch.setattr(actions, "resume", lambda root, rid, epochs=None: calls.append(
+        (rid, epochs)) or actions.CliResult(False, None, "", "refused here", 2))
+    at = page("group", group=gid).run()
+    assert at.button(key="group-resume").disabled
+    at.number_input(key="group-resume-epochs").set_value(60).run()
+    assert not at.button(key="group-resume").disabled
+    at.button(key="group-resume").click().run()
+    assert not at.exception and calls == [(gid, 60)] and "refused here" in texts(at.error)
+    # the CLI takes the epochs: each member already has 1, so this one is refused, by its rule
+    res = real_resume(runs_env.root, gid, epochs=1)
+    assert res.returncode == 2 and "with --epochs 1, only members" in res.message, res.stderr
 
 
 def test_group_page_counts_stopped_and_never_started_members_as_such(monkeypatch):
@@ -456,6 +479,27 @@ def test_launch_rejects_bad_input_with_the_clis_message(runs_env):
     at.text_input(key="launch-warmup-epochs").set_value("50")
     at.button(key="launch-submit").click().run()
     assert "warmup_epochs must be >= 0 and < epochs (30)" in texts(at.error)
+
+
+def test_launch_caption_and_shell_expander_name_one_command_that_works_when_installed(
+        runs_env, tmp_path):
+    """The caption and "The same run from a shell" name the same command, with the tags the
+    form sends, and that command runs outside the checkout (`python -m trainer` would not)."""
+    at = page("launch").run()
+    at.text_input(key="launch-tags").set_value("first, second")
+    at.text_input(key="launch-lr").set_value("abc")  # a form applies on submit: refused here
+    at.button(key="launch-submit").click().run()
+    assert "lr" in texts(at.error)
+    command = re.search(r"Starts `(.+?) --detach`", texts(at.caption)).group(1)
+    shell = at.expander[0].code[0].value
+    assert shell.startswith(f"{command} --detach --runs-dir {runs_env.root}")
+    assert "--tag first --tag second" in shell
+    python, *module = shlex.split(command.removesuffix(" run"))
+    assert python == "python"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, *module, "run", "--help"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.slow

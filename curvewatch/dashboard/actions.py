@@ -18,6 +18,11 @@ from curvewatch import tracking
 ROOT = Path(__file__).resolve().parents[2]  # the folder that holds curvewatch/
 STARTED_RE = re.compile(r"^started (\S+) \(pid (\d+)\)")
 CLI_TIMEOUT = 120.0
+#: The trainer's CLI as the pages run it, and as they write it for a shell: the module works
+#: from a checkout and from an installed package alike (`python -m trainer` is a
+#: checkout-only shim, the `curvewatch` command exists only once the package is installed).
+TRAINER_MODULE = "curvewatch.trainer"
+SHELL_TRAINER = f"python -m {TRAINER_MODULE}"
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ def _cli(args: Sequence[str], timeout: float = CLI_TIMEOUT) -> CliResult:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     try:
-        proc = subprocess.run([sys.executable, "-m", "curvewatch.trainer", *args], cwd=str(ROOT),
+        proc = subprocess.run([sys.executable, "-m", TRAINER_MODULE, *args], cwd=str(ROOT),
                               capture_output=True, text=True, timeout=timeout, env=env,
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as e:
@@ -65,13 +70,13 @@ def runs_arg(runs_dir: Path) -> str:
 def launch_run(runs_dir: Path, name: str, config: Mapping[str, Any],
                tags: Sequence[str] = (), group_options: Mapping[str, Any] | None = None
                ) -> CliResult:
-    """`python -m trainer run --detach --runs-dir DIR --name NAME [options]`: `config` is the
-    form's raw options (what `trainer.config.validate` takes), passed on as
-    `trainer.config.to_args` spells them; group options (repeat, parallel) become `--repeat N
-    --parallel K`. A group launch prints the group id. What the dashboard may not ask of the
-    machine (dashboard/launch_policy.py: a csv: path outside the data folders, a factory not
-    allowed, more members than cores) or what the CLI would reject is refused here, before
-    any process starts."""
+    """Start the trainer with launch_args (`run --detach --runs-dir DIR --name NAME
+    [options]`) as a process: `config` is the form's raw options (what
+    `trainer.config.validate` takes), passed on as `trainer.config.to_args` spells them;
+    group options (repeat, parallel) become `--repeat N --parallel K`. A group launch prints
+    the group id. What the dashboard may not ask of the machine (dashboard/launch_policy.py:
+    a csv: path outside the data folders, a factory not allowed, more members than cores)
+    or what the CLI would reject is refused here, before any process starts."""
     from curvewatch.dashboard import launch_policy
     from curvewatch.trainer.config import to_args, validate
     from curvewatch.trainer.errors import ConfigError
@@ -82,6 +87,14 @@ def launch_run(runs_dir: Path, name: str, config: Mapping[str, Any],
         return CliResult(False, None, "", f"refused by the dashboard: {e}", 2)
     except ConfigError as e:
         return CliResult(False, None, "", f"python -m trainer run: error: {e}", 2)
+    return _cli(launch_args(runs_dir, name, to_args(cfg), tags, group_options))
+
+
+def launch_args(runs_dir: Path, name: str, config_args: Sequence[str] = (),
+                tags: Sequence[str] = (), group_options: Mapping[str, Any] | None = None
+                ) -> list[str]:
+    """The trainer's arguments for a launch (`config_args`: trainer.config.to_args of the
+    validated options): what launch_run runs, and what the Launch page shows for a shell."""
     args = ["run", "--detach", "--runs-dir", runs_arg(runs_dir)]
     for k, v in (group_options or {}).items():
         args += [f"--{k}", str(v)]
@@ -89,7 +102,7 @@ def launch_run(runs_dir: Path, name: str, config: Mapping[str, Any],
         args += ["--name", name]
     for t in tags:
         args += ["--tag", t]
-    return _cli(args + to_args(cfg))
+    return args + list(config_args)
 
 
 def stop_run(runs_dir: Path, run_id: str) -> CliResult:
@@ -99,11 +112,14 @@ def stop_run(runs_dir: Path, run_id: str) -> CliResult:
     return _cli(["stop", run_id, "--runs-dir", runs_arg(runs_dir)], timeout=60)
 
 
-def resume(runs_dir: Path, run_id: str) -> CliResult:
-    """`python -m trainer resume RUN --detach`: a stopped or crashed run goes on from last.pt;
-    a group id resumes the group's stopped, crashed and never-started members."""
+def resume(runs_dir: Path, run_id: str, epochs: int | None = None) -> CliResult:
+    """`python -m trainer resume RUN --detach [--epochs N]`: a stopped or crashed run goes on
+    from last.pt; a group id resumes the group's stopped, crashed and never-started members
+    (with `epochs`, its completed ones too, each up to that many epochs in all)."""
     tracking.run_path(runs_dir, run_id)  # refuse anything that is not a folder here
-    return _cli(["resume", run_id, "--detach", "--runs-dir", runs_arg(runs_dir)], timeout=60)
+    more = ["--epochs", str(epochs)] if epochs is not None else []
+    return _cli(["resume", run_id, "--detach", "--runs-dir", runs_arg(runs_dir), *more],
+                timeout=60)
 
 
 def start_demo(runs_dir: Path) -> CliResult:

@@ -206,12 +206,27 @@ def learning_curve_figure(history: pd.DataFrame, findings: Iterable[Any] = (), *
             fig.add_trace(line_trace(xs, y, name=split, color=colors[split]))
     add_flags(fig, history, [f for f in findings or () if _finding_get(f, "kind") in CURVE_KINDS],
               metric=metric, best_epoch=best_epoch, stop_epoch=stop_epoch, x=x)
-    return _layout(fig, title=title or _metric_title(metric), xtitle=X_AXES.get(x, x),
+    return _layout(fig, title=title or column_title(metric), xtitle=X_AXES.get(x, x),
                    ytitle=metric, log_y=log_y, uirevision=uirevision or f"curve-{metric}")
 
 
-def _metric_title(metric: str) -> str:
-    return {"loss": "Loss", "acc": "Accuracy", "r2": "R²"}.get(metric, metric)
+#: The human names of what the trainer logs, for chart titles (one map for every page):
+#: a metric of a train/val/test pair, the split it was measured on, and the other columns.
+METRIC_WORDS = {"loss": "loss", "acc": "accuracy", "r2": "R²"}
+SPLIT_WORDS = {"train": "training", "val": "validation", "test": "test"}
+COLUMN_WORDS = {"grad_norm": "gradient norm", "grad_norm_max": "largest gradient norm",
+                "lr": "learning rate"}
+
+
+def column_title(column: str) -> str:
+    """A chart title for a metric or history column: "val_acc" -> "Validation accuracy",
+    "loss" -> "Loss", "lr" -> "Learning rate"; a name the trainer does not log stays as it is."""
+    split, _, metric = column.partition("_")
+    if split in SPLIT_WORDS and metric in METRIC_WORDS:
+        words = f"{SPLIT_WORDS[split]} {METRIC_WORDS[metric]}"
+    else:
+        words = METRIC_WORDS.get(column) or COLUMN_WORDS.get(column) or ""
+    return words[:1].upper() + words[1:] if words else column
 
 
 def epoch_to_x(history: pd.DataFrame, x: str = "epoch") -> Callable[[float], float]:
@@ -325,8 +340,8 @@ def grad_norm_figure(history: pd.DataFrame, findings: Iterable[Any] = (), *,
     add_flags(fig, history,
               [f for f in findings or () if _finding_get(f, "kind") in GRADIENT_KINDS],
               metric="__none__", x=x)
-    return _layout(fig, title="Gradient norm", xtitle=X_AXES.get(x, x), ytitle="L2 norm",
-                   log_y=True, uirevision=uirevision or "grad-norm")
+    return _layout(fig, title=column_title("grad_norm"), xtitle=X_AXES.get(x, x),
+                   ytitle="L2 norm", log_y=True, uirevision=uirevision or "grad-norm")
 
 
 def _positive(col: pd.Series) -> np.ndarray:
@@ -344,7 +359,7 @@ def lr_figure(history: pd.DataFrame, *, x: str = "epoch",
     log_y = bool(finite.size) and bool((finite > 0).all())
     fig = go.Figure(line_trace(x_values(history, x), lr, name="lr",
                                color="#17becf", hovertemplate="lr: %{y:.3g}<extra></extra>"))
-    fig = _layout(fig, title="Learning rate", xtitle=X_AXES.get(x, x), ytitle="lr",
+    fig = _layout(fig, title=column_title("lr"), xtitle=X_AXES.get(x, x), ytitle="lr",
                   uirevision=uirevision or "lr", height=280, log_y=log_y)
     fig.update_yaxes(exponentformat="power")
     fig.update_layout(showlegend=False)
@@ -437,8 +452,8 @@ def compare_figure(histories: Mapping[str, pd.DataFrame], column: str, *,
         any_cols = sorted({c for h in histories.values() for c in h.columns})
         raise ValueError(f"Value of {column!r} is not the name of a column in any run. "
                          f"Expected one of {any_cols} but received: {column}")
-    return _layout(fig, title=column, xtitle=X_AXES.get(x, x), ytitle=column, log_y=log_y,
-                   uirevision=uirevision or f"compare-{column}", height=420)
+    return _layout(fig, title=column_title(column), xtitle=X_AXES.get(x, x), ytitle=column,
+                   log_y=log_y, uirevision=uirevision or f"compare-{column}", height=420)
 
 
 def small_multiples_figure(histories: Mapping[str, pd.DataFrame], metric: str = "loss", *,
@@ -475,8 +490,8 @@ def small_multiples_figure(histories: Mapping[str, pd.DataFrame], metric: str = 
             fig.add_trace(line_trace(xs, y, name=f"{labels.get(rid, rid)} {split or metric}",
                                      color=colors[rid], dash=dash, showlegend=False,
                                      legendgroup=rid), row=r, col=c)
-    title = (f"{_metric_title(metric)}: train (dotted) and val (solid)" if paired
-             else metric)
+    title = (f"{column_title(metric)}: train (dotted) and val (solid)" if paired
+             else column_title(metric))
     fig = _layout(fig, title=title,
                   xtitle="", ytitle="", log_y=log_y, height=260 * rows + 60,
                   uirevision=uirevision or f"multiples-{metric}")
@@ -512,9 +527,9 @@ def group_band_figure(groups: Mapping[str, Sequence[pd.DataFrame]], column: str,
                                  legendgroup=g))
         fig.add_trace(line_trace(xs, mean, name=f"{g} (n={int(agg['n'].max())})",
                                  color=colors[g], legendgroup=g))
-    return _layout(fig, title=f"{column}: group mean ± 1 sd", xtitle=X_AXES.get(x, x),
-                   ytitle=column, log_y=log_y, uirevision=uirevision or f"groups-{column}",
-                   height=420)
+    return _layout(fig, title=f"{column_title(column)}: group mean ± 1 sd",
+                   xtitle=X_AXES.get(x, x), ytitle=column, log_y=log_y,
+                   uirevision=uirevision or f"groups-{column}", height=420)
 
 
 def band_trace(x: np.ndarray, mean: np.ndarray, std: np.ndarray, *, color: str,
@@ -552,8 +567,8 @@ def aggregate_curve_figure(curves: pd.DataFrame, column: str, *, label: str = "g
                              line=dict(color=color, width=2), customdata=n,
                              hovertemplate="epoch %{x}: %{y:.4g} (n=%{customdata})"
                                            "<extra></extra>"))
-    return _layout(fig, title=f"{column}: {label} mean ± 1 sd", xtitle="epoch", ytitle=column,
-                   uirevision=uirevision or f"group-{column}", height=380)
+    return _layout(fig, title=f"{column_title(column)}: {label} mean ± 1 sd", xtitle="epoch",
+                   ytitle=column, uirevision=uirevision or f"group-{column}", height=380)
 
 
 def steps_figure(steps: pd.DataFrame, *, smoothing: float = 0.0,
@@ -614,7 +629,7 @@ def group_metric_figure(curves: pd.DataFrame, column: str,
                                  line=dict(color=color, width=3), customdata=n,
                                  hovertemplate="mean %{y:.4g} (n=%{customdata})"
                                                "<extra></extra>"))
-    return _layout(fig, title=column, xtitle="epoch",
+    return _layout(fig, title=column_title(column), xtitle="epoch",
                    ytitle=column, log_y=log_y, uirevision=uirevision or f"group-{column}",
                    height=340)
 
@@ -645,7 +660,7 @@ def setting_curves_figure(settings: Mapping[str, Mapping[str, pd.DataFrame]], co
         fig.add_trace(band_trace(ep, mean, std, color=colors[label], legendgroup=label))
         fig.add_trace(line_trace(ep, mean, name=f"{label} (mean of {len(hs)})",
                                  color=colors[label], width=3, legendgroup=label))
-    fig = _layout(fig, title=f"{column} by setting", xtitle="epoch", ytitle=column,
+    fig = _layout(fig, title=f"{column_title(column)} by setting", xtitle="epoch", ytitle=column,
                   log_y=log_y, uirevision=uirevision or f"settings-{column}", height=380)
     # settings' names are long: their legend goes under the chart, clear of the title
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, x=0,

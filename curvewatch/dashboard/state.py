@@ -63,6 +63,7 @@ GROUP_INTERVAL = "group-interval"
 GROUP_COMPARE = "group-compare"
 GROUP_STOP = "group-stop"
 GROUP_RESUME = "group-resume"
+GROUP_RESUME_EPOCHS = "group-resume-epochs"
 GROUP_LAUNCH_BEST = "group-launch-best"
 
 CMP_RUNS = "compare-runs"

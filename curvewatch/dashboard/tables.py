@@ -22,6 +22,10 @@ SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
 #: A flag's icon by severity: characters DejaVu Sans has, so every browser here shows them.
 FLAG_ICONS = {"critical": "✖", "warning": "⚠", "info": "ℹ"}
 FLAGS_HELP = "current findings of the diagnosis: ✖ critical, ⚠ warning, ℹ info"
+#: The help of the "Every" selector beside Live (Run and Group pages).
+REFRESH_HELP = ("how often the page rereads the files the training writes and redraws, while "
+                "Live is on; a longer interval spares this machine's CPU. It stops by itself "
+                "when the training ends")
 #: Text colour of a flags cell, by its worst severity (readable on light and dark themes).
 SEVERITY_TEXT = {"critical": "#e5484d", "warning": "#e08a00", "info": "#3b82f6"}
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}

@@ -18,6 +18,9 @@ INTERVALS = {"2 s": 2.0, "5 s": 5.0, "10 s": 10.0, "30 s": 30.0}
 #: metrics drawn, in this order, when the members logged them
 CHART_METRICS = ("val_loss", "val_acc", "val_r2", "train_loss", "train_acc", "train_r2",
                  "grad_norm", "lr")
+#: What this page's own controls do about a group finding (its advice names the CLI).
+PAGE_REMEDY = {"still_improving": "From this page, once the group has ended: set **Epochs in "
+                                  "all** below and press **Resume group**."}
 
 state.ensure_state()
 root = data.runs_dir()
@@ -117,6 +120,8 @@ def _group_findings(group, rows: list[dict]) -> None:
             st.warning(f"**{f.kind.replace('_', ' ').capitalize()}** in every member · "
                        f"{f.message}")
             st.markdown(f"**What to try:** {f.advice}")
+            if f.kind in PAGE_REMEDY:
+                st.caption(PAGE_REMEDY[f.kind])
 
 
 def _charts(group, rows: list[dict], live: bool) -> None:
@@ -213,7 +218,7 @@ if running:
                          help="redraw while members train")
     with c2:
         label = st.selectbox("Every", list(INTERVALS), index=1, key=state.GROUP_INTERVAL,
-                             disabled=not live)
+                             disabled=not live, help=tables.REFRESH_HELP)
     with c3:
         st.toggle("Log y", key=state.QP_LOG, bind="query-params")
     interval = INTERVALS[label]
@@ -238,18 +243,29 @@ _live()
 # after Stop or Resume the page follows the group until its state shows the change
 pending = state.follow("group", group.id,
                        lambda: data.tracking.read_group(group.path, curves=False).state)
-a1, a2, a3, a4 = st.columns([1.4, 1.4, 1, 1])
+a1, a2, a3, a4, a5 = st.columns([1.4, 1.4, 1, 1, 1], vertical_alignment="bottom")
 res = None
 with a3:
     if st.button("Stop group", key=state.GROUP_STOP, disabled=pending or group.state != "running",
                  help="stop every running member after its current epoch; start no more"):
         res = actions.stop_run(root, group.id)
 with a4:
+    planned = (group.base_config or {}).get("epochs")
+    longer = st.number_input(
+        "Epochs in all", min_value=1, step=1, value=None, key=state.GROUP_RESUME_EPOCHS,
+        disabled=pending or group.state == "running",
+        placeholder=f"as planned ({planned})" if planned else "as planned",
+        help="for Resume group: every member trains up to this many epochs in all, the "
+             "completed ones too, from their last checkpoint (`resume GROUP --epochs N`); "
+             "empty: as planned")
+with a5:
     if st.button("Resume group", key=state.GROUP_RESUME,
-                 disabled=pending or group.state not in (*RESUMABLE_STATES, "partial"),
+                 disabled=pending or group.state == "running" or (
+                     longer is None and group.state not in (*RESUMABLE_STATES, "partial")),
                  help="in the background: stopped and crashed members go on from their last "
-                      "checkpoint, members never started start"):
-        res = actions.resume(root, group.id)
+                      "checkpoint, members never started start; with **Epochs in all** set, "
+                      "completed members train on too, each up to that many epochs"):
+        res = actions.resume(root, group.id, epochs=longer)
 if res is not None and res.ok:
     state.expect_change("group", group.id, leaving=group.state,
                         message=res.message or "done")

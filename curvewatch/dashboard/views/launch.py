@@ -12,7 +12,8 @@ from curvewatch.trainer.config import to_args
 state.ensure_state()
 root = data.runs_dir()
 st.title("Launch a run")
-st.caption(f"Starts `python -m trainer run --detach` in `{root}`. A `csv:` dataset must be a "
+st.caption(f"Starts `{actions.SHELL_TRAINER} run --detach` in `{root}`; the whole command is "
+           f"under **The same run from a shell**, below the form. A `csv:` dataset must be a "
            f".csv file in {', '.join(f'`{r}`' for r in launch_policy.data_roots())} "
            f"(`{launch_policy.DATA_ROOT_ENV}`); factories must be listed in "
            f"`{launch_policy.ALLOW_FACTORY_ENV}`.")
@@ -72,6 +73,9 @@ with st.form(state.LAUNCH_FORM):
     # form they would be out of sight)
     feedback = st.empty()
 
+group_opts = {k: v.strip() for k, v in (("repeat", repeat), ("parallel", parallel))
+              if v.strip() not in ("", "1")}
+tag_list = [t.strip() for t in tags.split(",") if t.strip()]
 if submitted:
     cfg, problem = launch_form.validate(values)
     name_problem = None
@@ -80,8 +84,6 @@ if submitted:
             tracking.paths.check_name(run_name)
         except ValueError as e:
             name_problem = str(e)
-    group_opts = {k: v.strip() for k, v in (("repeat", repeat), ("parallel", parallel))
-                  if v.strip() not in ("", "1")}
     refusal = None
     if not (problem or name_problem):
         try:  # what the form may ask of this machine: data folders, factories, cores
@@ -91,7 +93,6 @@ if submitted:
     if problem or name_problem or refusal:
         feedback.error(f"python -m trainer run: error: {problem or name_problem or refusal}")
     else:
-        tag_list = [t.strip() for t in tags.split(",") if t.strip()]
         with feedback, st.spinner("Starting the run… (loading the data and building the model "
                                   "first, a few seconds)"):
             res = actions.launch_run(root, run_name.strip(), opts, tag_list,
@@ -106,14 +107,7 @@ if submitted:
             feedback.error(res.message or f"the trainer exited with status {res.returncode}")
 
 with st.expander("The same run from a shell"):
-    argv = ["python", "-m", "curvewatch.trainer", "run", "--detach", "--runs-dir", str(root)]
-    if run_name.strip():
-        argv += ["--name", run_name.strip()]
-    extra = []
-    for k in ("repeat", "parallel"):
-        v = str(st.session_state.get(f"launch-{k}", "1")).strip()
-        if v not in ("", "1"):
-            extra += [f"--{k}", v]
     shown, _ = launch_form.validate(values)  # the flags launch_run passes: to_args
-    st.code(shlex.join(argv + extra + (to_args(shown) if shown is not None else [])),
-            language="bash")
+    st.code(shlex.join([*shlex.split(actions.SHELL_TRAINER), *actions.launch_args(
+        root, run_name.strip(), to_args(shown) if shown is not None else (), tag_list,
+        group_opts)]), language="bash")
