@@ -3,31 +3,47 @@ Keras' own History, epochs without validation leave val absent, and the diagnosi
 overfitting fit through model.stop_training."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import runpy
+from types import ModuleType
 
+import numpy as np
 import pytest
 
+from conftest import ROOT
+from curvewatch.diagnosis import diagnose
+from curvewatch.tracking import read_history, read_run
+
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported
-keras = pytest.importorskip("keras")
-if keras.backend.backend() != "torch":
-    pytest.skip(f"keras runs on {keras.backend.backend()} here, not torch",
-                allow_module_level=True)
-import numpy as np  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-
-from conftest import ROOT  # noqa: E402
-from curvewatch.diagnosis import diagnose  # noqa: E402
-from curvewatch.keras import CurvewatchCallback  # noqa: E402
-from curvewatch.tracking import read_history, read_run  # noqa: E402
-
+# Keras is imported by the fixture, not here: collection imports every module on every
+# worker, and keras with what it pulls in costs seconds of CPU; its group keeps its tests,
+# and so that import, on one worker.
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread"),
+              pytest.mark.xdist_group("keras"),
+              pytest.mark.skipif(importlib.util.find_spec("keras") is None,
+                                 reason="keras is not installed"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:keras.*")]
+
+
+@pytest.fixture(scope="module")
+def keras() -> ModuleType:
+    import keras
+    if keras.backend.backend() != "torch":
+        pytest.skip(f"keras runs on {keras.backend.backend()} here, not torch")
+    return keras
+
+
+@pytest.fixture(scope="module")
+def CurvewatchCallback(keras):  # the class, under its own name
+    from curvewatch.keras import CurvewatchCallback
+    return CurvewatchCallback
 
 
 def digits(n_train: int, label_noise: float = 0.0):
     """Train and validation splits of sklearn's digits; `label_noise` of the training labels
     redrawn at random (a big enough model memorises them: it overfits)."""
+    from sklearn.datasets import load_digits
     x, y = load_digits(return_X_y=True)
     rng = np.random.default_rng(0)
     order = rng.permutation(len(x))
@@ -39,7 +55,7 @@ def digits(n_train: int, label_noise: float = 0.0):
     return (x[tr], y_tr), (x[va], y[va])
 
 
-def mlp(hidden: int, lr: float) -> keras.Model:
+def mlp(keras: ModuleType, hidden: int, lr: float):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(hidden, activation="relu"),
                               keras.layers.Dense(hidden, activation="relu"),
@@ -50,10 +66,11 @@ def mlp(hidden: int, lr: float) -> keras.Model:
     return model
 
 
-def test_one_row_per_epoch_with_keras_own_values_and_val_absent_between_validations(tmp_path):
+def test_one_row_per_epoch_with_keras_own_values_and_val_absent_between_validations(
+        tmp_path, keras, CurvewatchCallback):
     (x, y), val = digits(400)
     callback = CurvewatchCallback(tmp_path / "runs", config={"hidden": 32}, tags=["keras"])
-    fitted = mlp(32, 3e-3).fit(x, y, validation_data=val, validation_freq=2, epochs=4,
+    fitted = mlp(keras, 32, 3e-3).fit(x, y, validation_data=val, validation_freq=2, epochs=4,
                                batch_size=64, verbose=0, callbacks=[callback])
     history = read_history(callback.run.path)
     assert history["epoch"].tolist() == [1, 2, 3, 4]  # Keras' epochs 0-3
@@ -70,11 +87,11 @@ def test_one_row_per_epoch_with_keras_own_values_and_val_absent_between_validati
     assert info.config["optimizer"]["name"] == "adam" and info.epochs == 4
 
 
-def test_the_diagnosis_ends_an_overfitting_fit(tmp_path):
+def test_the_diagnosis_ends_an_overfitting_fit(tmp_path, keras, CurvewatchCallback):
     (x, y), val = digits(100, label_noise=0.3)
     callback = CurvewatchCallback(tmp_path / "runs", name="memorise",
                                   early_stop=("overfitting",))
-    fitted = mlp(256, 1e-2).fit(x, y, validation_data=val, epochs=100, batch_size=100,
+    fitted = mlp(keras, 256, 1e-2).fit(x, y, validation_data=val, epochs=100, batch_size=100,
                                 verbose=0, callbacks=[callback])
     trained = len(fitted.history["loss"])
     assert trained < 100
@@ -83,29 +100,29 @@ def test_the_diagnosis_ends_an_overfitting_fit(tmp_path):
     assert read_history(callback.run.path)["epoch"].iloc[-1] == trained
 
 
-class StopAtEpoch(keras.callbacks.Callback):
-    """Asks the run to stop as the dashboard's Stop button does (a STOP file)."""
+def test_a_stop_file_ends_the_fit_after_the_epoch_as_stopped(tmp_path, keras,
+                                                             CurvewatchCallback):
+    class StopAtEpoch(keras.callbacks.Callback):
+        """Asks the run to stop as the dashboard's Stop button does (a STOP file)."""
 
-    def __init__(self, callback: CurvewatchCallback, epoch: int):
-        super().__init__()
-        self.callback, self.epoch = callback, epoch
+        def __init__(self, callback, epoch: int):
+            super().__init__()
+            self.callback, self.epoch = callback, epoch
 
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            (self.callback.run.path / "STOP").touch()
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == self.epoch:
+                (self.callback.run.path / "STOP").touch()
 
-
-def test_a_stop_file_ends_the_fit_after_the_epoch_as_stopped(tmp_path):
     (x, y), val = digits(64)
     callback = CurvewatchCallback(tmp_path / "runs", name="stop-button")
-    mlp(16, 1e-3).fit(x, y, validation_data=val, epochs=20, verbose=0,
-                      callbacks=[StopAtEpoch(callback, 1), callback])
+    mlp(keras, 16, 1e-3).fit(x, y, validation_data=val, epochs=20, verbose=0,
+                             callbacks=[StopAtEpoch(callback, 1), callback])
     info = read_run(callback.run.path)
     assert info.state == "stopped" and info.status["stop_reason"] == "stop requested (STOP file)"
     assert read_history(callback.run.path)["epoch"].tolist() == [1, 2]
 
 
-def test_unknown_early_stop_kinds_are_rejected_by_name():
+def test_unknown_early_stop_kinds_are_rejected_by_name(CurvewatchCallback):
     with pytest.raises(ValueError, match="'overfit'"):
         CurvewatchCallback(early_stop=("overfit",))
 
@@ -116,7 +133,7 @@ def quick_start() -> str:
         .split("```", 1)[0]
 
 
-def test_the_quick_start_in_the_docs_is_the_example_and_runs(tmp_path, monkeypatch):
+def test_the_quick_start_in_the_docs_is_the_example_and_runs(tmp_path, monkeypatch, keras):
     example = ROOT / "examples" / "keras_quickstart.py"
     assert quick_start() in example.read_text()
     monkeypatch.setenv("CURVEWATCH_RUNS", str(tmp_path / "runs"))

@@ -13,94 +13,41 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-pytest.importorskip("lightning")
-import lightning.pytorch as L  # noqa: E402
-import torch  # noqa: E402
-from lightning.pytorch.callbacks import LearningRateMonitor  # noqa: E402
-from lightning.pytorch.loggers import CSVLogger  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-from torch import nn  # noqa: E402
+from conftest import ROOT
+from curvewatch.diagnosis import diagnose
+from curvewatch.tracking import read_history, read_layers, read_run, read_steps
 
-from conftest import ROOT  # noqa: E402
-from curvewatch.diagnosis import diagnose  # noqa: E402
-from curvewatch.lightning import (  # noqa: E402
-    CurvewatchLogger,
-    DiagnosisEarlyStopping,
-    GradNormMonitor,
-)
-from curvewatch.tracking import read_history, read_layers, read_run, read_steps  # noqa: E402
-
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
-
-
-class Digits(L.LightningModule):
-    """An MLP on sklearn's digits; `step_loss` also logs the training loss on every step."""
-
-    def __init__(self, lr: float = 1e-2, hidden: int = 64, step_loss: bool = False,
-                 fail_at_epoch: int | None = None):
-        super().__init__()
-        self.save_hyperparameters()
-        self.net = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
-                                 nn.ReLU(), nn.Linear(hidden, 10))
-
-    def training_step(self, batch, _):
-        if self.current_epoch == self.hparams.fail_at_epoch:
-            raise RuntimeError("the data loader broke")
-        x, y = batch
-        out = self.net(x)
-        loss = nn.functional.cross_entropy(out, y)
-        self.log("train_loss", loss, on_step=self.hparams.step_loss, on_epoch=True)
-        self.log("train_acc", (out.argmax(1) == y).float().mean(), on_epoch=True)
-        return loss
-
-    def validation_step(self, batch, _):
-        x, y = batch
-        out = self.net(x)
-        self.log("val_loss", nn.functional.cross_entropy(out, y))
-        self.log("val_acc", (out.argmax(1) == y).float().mean())
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
-
-
-def loaders(n_train: int, batch_size: int, label_noise: float = 0.0):
-    """Train and validation loaders on digits (fixed split; `label_noise` of the training
-    labels redrawn at random, which a big enough model memorises: it overfits)."""
-    x, y = load_digits(return_X_y=True)
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y)
-    perm = torch.randperm(len(x), generator=g)
-    tr, va = perm[:n_train], perm[n_train:n_train + 500]
-    y_tr = y[tr].clone()
-    noisy = torch.rand(n_train, generator=g) < label_noise
-    y_tr[noisy] = torch.randint(0, 10, (int(noisy.sum()),), generator=g)
-    data = torch.utils.data
-    return (data.DataLoader(data.TensorDataset(x[tr], y_tr), batch_size=batch_size,
-                            shuffle=True, generator=g),
-            data.DataLoader(data.TensorDataset(x[va], y[va]), batch_size=500))
-
-
-def trainer(tmp: Path, **kw) -> L.Trainer:
-    opts = dict(enable_progress_bar=False, enable_checkpointing=False,
-                enable_model_summary=False, default_root_dir=tmp, accelerator="cpu",
-                log_every_n_steps=2)
-    return L.Trainer(**{**opts, **kw})
+# Lightning is imported by the fixture `lit` (tests/lightning_digits.py), not here: collection
+# imports every module on every worker, and Lightning with what it pulls in costs seconds of
+# CPU; its group keeps its tests, and so that import, on one worker.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread"),
+              pytest.mark.xdist_group("lightning"),
+              pytest.mark.skipif(importlib.util.find_spec("lightning") is None,
+                                 reason="lightning is not installed")]
 
 
 @pytest.fixture(scope="module")
-def fitted(tmp_path_factory):
+def lit() -> ModuleType:
+    """tests/lightning_digits.py: Lightning, the model, its data and a Trainer."""
+    import lightning_digits
+    return lightning_digits
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory, lit):
     """One 4-epoch fit validating every 2nd epoch, logged by Curvewatch and by Lightning's
     CSVLogger side by side."""
     tmp = tmp_path_factory.mktemp("lightning")
-    torch.manual_seed(0)
-    cw = CurvewatchLogger(tmp / "runs", name="digits-lightning", tags=["pl"])
-    csv_logger = CSVLogger(tmp / "csv", name="digits")
-    t = trainer(tmp, max_epochs=4, check_val_every_n_epoch=2, logger=[cw, csv_logger],
-                callbacks=[GradNormMonitor()])
-    t.fit(Digits(lr=3e-3, step_loss=True), *loaders(400, 64))
+    lit.torch.manual_seed(0)
+    cw = lit.CurvewatchLogger(tmp / "runs", name="digits-lightning", tags=["pl"])
+    csv_logger = lit.CSVLogger(tmp / "csv", name="digits")
+    t = lit.trainer(tmp, max_epochs=4, check_val_every_n_epoch=2, logger=[cw, csv_logger],
+                    callbacks=[lit.GradNormMonitor()])
+    t.fit(lit.Digits(lr=3e-3, step_loss=True), *lit.loaders(400, 64))
     with open(Path(csv_logger.log_dir) / "metrics.csv") as f:
         logged = list(csv.DictReader(f))
     return cw.run.path, logged
@@ -170,12 +117,12 @@ def test_per_step_values_go_to_steps_and_gradient_norms_to_layers(fitted):
     assert (layers.drop(columns="epoch") > 0).all().all()
 
 
-def test_diagnosis_early_stopping_ends_an_overfitting_run(tmp_path):
-    torch.manual_seed(0)
-    cw = CurvewatchLogger(tmp_path / "runs", name="overfit")
-    stopper = DiagnosisEarlyStopping(kinds=("overfitting",))
-    t = trainer(tmp_path, max_epochs=100, logger=cw, callbacks=[stopper])
-    t.fit(Digits(lr=1e-2, hidden=256), *loaders(100, 100, label_noise=0.3))
+def test_diagnosis_early_stopping_ends_an_overfitting_run(tmp_path, lit):
+    lit.torch.manual_seed(0)
+    cw = lit.CurvewatchLogger(tmp_path / "runs", name="overfit")
+    stopper = lit.DiagnosisEarlyStopping(kinds=("overfitting",))
+    t = lit.trainer(tmp_path, max_epochs=100, logger=cw, callbacks=[stopper])
+    t.fit(lit.Digits(lr=1e-2, hidden=256), *lit.loaders(100, 100, label_noise=0.3))
     assert t.current_epoch < 100 and stopper.finding is not None
     info = read_run(cw.run.path)
     assert info.state == "early_stopped"
@@ -188,29 +135,14 @@ def test_diagnosis_early_stopping_ends_an_overfitting_run(tmp_path):
     assert "overfitting" in {f.kind for f in diagnose(history) if f.ongoing}
 
 
-class Scheduled(Digits):
-    """Digits with the lr halved after every epoch, logging its loss on step only (as
-    Lightning does by default in training_step): no epoch record closes an epoch, the next
-    epoch's first record does."""
-
-    def training_step(self, batch, _):
-        loss = nn.functional.cross_entropy(self.net(batch[0]), batch[1])
-        self.log("train_loss", loss)
-        return loss
-
-    def configure_optimizers(self):
-        opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
-        return [opt], [torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)]
-
-
 @pytest.mark.parametrize("interval", ["epoch", "step"])
-def test_learning_rate_monitor_lr_lands_in_the_epoch_that_used_it(tmp_path, interval):
+def test_learning_rate_monitor_lr_lands_in_the_epoch_that_used_it(tmp_path, interval, lit):
     """LearningRateMonitor logs without Lightning's epoch, at the start of an epoch or a
     batch; each row's lr is the one that epoch trained with."""
-    cw = CurvewatchLogger(tmp_path / "runs", name="lr")
-    t = trainer(tmp_path, max_epochs=4, logger=cw, log_every_n_steps=1,
-                callbacks=[LearningRateMonitor(logging_interval=interval)])
-    t.fit(Scheduled(lr=1e-2), *loaders(64, 32))
+    cw = lit.CurvewatchLogger(tmp_path / "runs", name="lr")
+    t = lit.trainer(tmp_path, max_epochs=4, logger=cw, log_every_n_steps=1,
+                    callbacks=[lit.LearningRateMonitor(logging_interval=interval)])
+    t.fit(lit.Scheduled(lr=1e-2), *lit.loaders(64, 32))
     history = read_history(cw.run.path)
     assert history["lr"].tolist() == pytest.approx([1e-2 * 0.5 ** e for e in range(4)])
     steps = read_steps(cw.run.path)
@@ -218,11 +150,11 @@ def test_learning_rate_monitor_lr_lands_in_the_epoch_that_used_it(tmp_path, inte
     assert history["train_loss"].tolist() == pytest.approx(losses.tolist())
 
 
-def test_two_validations_an_epoch_give_the_row_the_epochs_last(tmp_path):
-    cw = CurvewatchLogger(tmp_path / "runs", name="half-epoch-val")
-    csv_logger = CSVLogger(tmp_path / "csv")
-    t = trainer(tmp_path, max_epochs=2, logger=[cw, csv_logger], val_check_interval=0.5)
-    t.fit(Digits(), *loaders(256, 32))
+def test_two_validations_an_epoch_give_the_row_the_epochs_last(tmp_path, lit):
+    cw = lit.CurvewatchLogger(tmp_path / "runs", name="half-epoch-val")
+    csv_logger = lit.CSVLogger(tmp_path / "csv")
+    t = lit.trainer(tmp_path, max_epochs=2, logger=[cw, csv_logger], val_check_interval=0.5)
+    t.fit(lit.Digits(), *lit.loaders(256, 32))
     with open(Path(csv_logger.log_dir) / "metrics.csv") as f:
         val = csv_values(list(csv.DictReader(f)), "val_loss")
     assert [len(val[e]) for e in (0, 1)] == [2, 2]
@@ -230,55 +162,44 @@ def test_two_validations_an_epoch_give_the_row_the_epochs_last(tmp_path):
     assert history["val_loss"].tolist() == pytest.approx([val[0][-1], val[1][-1]], rel=1e-6)
 
 
-class StopAtEpoch(L.Callback):
-    """Asks the run to stop as the dashboard's Stop button does (a STOP file)."""
-
-    def __init__(self, logger: CurvewatchLogger, epoch: int):
-        self.logger, self.epoch = logger, epoch
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            (self.logger.run.path / "STOP").touch()
-
-
-def test_a_stop_file_ends_training_at_the_epoch_end_as_stopped(tmp_path):
-    cw = CurvewatchLogger(tmp_path / "runs", name="stop-button")
-    t = trainer(tmp_path, max_epochs=20, logger=cw,
-                callbacks=[StopAtEpoch(cw, 1), DiagnosisEarlyStopping()])
-    t.fit(Digits(), *loaders(64, 64))
+def test_a_stop_file_ends_training_at_the_epoch_end_as_stopped(tmp_path, lit):
+    cw = lit.CurvewatchLogger(tmp_path / "runs", name="stop-button")
+    t = lit.trainer(tmp_path, max_epochs=20, logger=cw,
+                    callbacks=[lit.StopAtEpoch(cw, 1), lit.DiagnosisEarlyStopping()])
+    t.fit(lit.Digits(), *lit.loaders(64, 64))
     info = read_run(cw.run.path)
     assert info.state == "stopped" and info.status["stop_reason"] == "stop requested (STOP file)"
     assert read_history(cw.run.path)["epoch"].tolist() == [1, 2]
 
 
-def test_diagnosis_early_stopping_rejects_unknown_kinds():
+def test_diagnosis_early_stopping_rejects_unknown_kinds(lit):
     with pytest.raises(ValueError, match="'overfit'"):
-        DiagnosisEarlyStopping(kinds=("overfit",))
+        lit.DiagnosisEarlyStopping(kinds=("overfit",))
 
 
-def test_diagnosis_early_stopping_without_a_curvewatch_logger_says_so(tmp_path):
-    t = trainer(tmp_path, max_epochs=1, logger=CSVLogger(tmp_path),
-                callbacks=[DiagnosisEarlyStopping()])
+def test_diagnosis_early_stopping_without_a_curvewatch_logger_says_so(tmp_path, lit):
+    t = lit.trainer(tmp_path, max_epochs=1, logger=lit.CSVLogger(tmp_path),
+                    callbacks=[lit.DiagnosisEarlyStopping()])
     with pytest.raises(ValueError, match="needs a CurvewatchLogger.*CSVLogger"):
-        t.fit(Digits(), *loaders(64, 64))
+        t.fit(lit.Digits(), *lit.loaders(64, 64))
 
 
-def test_an_exception_in_training_marks_the_run_failed_with_its_traceback(tmp_path):
-    cw = CurvewatchLogger(tmp_path / "runs", name="broken")
-    t = trainer(tmp_path, max_epochs=3, logger=cw)
+def test_an_exception_in_training_marks_the_run_failed_with_its_traceback(tmp_path, lit):
+    cw = lit.CurvewatchLogger(tmp_path / "runs", name="broken")
+    t = lit.trainer(tmp_path, max_epochs=3, logger=cw)
     with pytest.raises(RuntimeError, match="the data loader broke"):
-        t.fit(Digits(fail_at_epoch=1), *loaders(64, 64))
+        t.fit(lit.Digits(fail_at_epoch=1), *lit.loaders(64, 64))
     info = read_run(cw.run.path)
     assert info.state == "failed"
     assert "the data loader broke" in info.status["error"]
     assert read_history(cw.run.path)["epoch"].tolist() == [1]
 
 
-def test_metrics_logged_after_fit_are_not_dropped_silently(tmp_path):
-    cw = CurvewatchLogger(tmp_path / "runs", name="then-test")
-    t = trainer(tmp_path, max_epochs=1, logger=cw)
-    model = Digits()
-    train, val = loaders(64, 64)
+def test_metrics_logged_after_fit_are_not_dropped_silently(tmp_path, lit):
+    cw = lit.CurvewatchLogger(tmp_path / "runs", name="then-test")
+    t = lit.trainer(tmp_path, max_epochs=1, logger=cw)
+    model = lit.Digits()
+    train, val = lit.loaders(64, 64)
     t.fit(model, train, val)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -317,7 +238,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, {tests!r})
-import test_integration_lightning as t
+import lightning_digits as t
 from curvewatch.lightning import CurvewatchLogger, DiagnosisEarlyStopping
 
 if __name__ == "__main__":
@@ -348,7 +269,7 @@ def test_under_ddp_rank_zero_writes_the_run_and_its_stop_ends_every_rank(tmp_pat
 
 
 def test_with_only_pytorch_lightning_installed_the_logger_is_one_of_its_loggers(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, lit):
     """The module loaded again with `lightning.pytorch` unimportable, as where only the older
     package is installed: it takes pytorch_lightning's classes, and that Trainer logs with it."""
     pl = pytest.importorskip("pytorch_lightning")
@@ -363,24 +284,24 @@ def test_with_only_pytorch_lightning_installed_the_logger_is_one_of_its_loggers(
     class OldDigits(pl.LightningModule):
         def __init__(self):
             super().__init__()
-            self.net = nn.Linear(64, 10)
+            self.net = lit.nn.Linear(64, 10)
 
         def training_step(self, batch, _):
-            loss = nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+            loss = lit.nn.functional.cross_entropy(self.net(batch[0]), batch[1])
             self.log("train_loss", loss, on_epoch=True)
             return loss
 
         def validation_step(self, batch, _):
-            self.log("val_loss", nn.functional.cross_entropy(self.net(batch[0]), batch[1]))
+            self.log("val_loss", lit.nn.functional.cross_entropy(self.net(batch[0]), batch[1]))
 
         def configure_optimizers(self):
-            return torch.optim.Adam(self.parameters(), lr=1e-2)
+            return lit.torch.optim.Adam(self.parameters(), lr=1e-2)
 
     cw = module.CurvewatchLogger(tmp_path / "runs", name="old-package")
     t = pl.Trainer(max_epochs=2, logger=cw, enable_progress_bar=False,
                    enable_checkpointing=False, enable_model_summary=False,
                    default_root_dir=tmp_path, accelerator="cpu")
-    t.fit(OldDigits(), *loaders(64, 32))
+    t.fit(OldDigits(), *lit.loaders(64, 32))
     history = read_history(cw.run.path)
     assert history["epoch"].tolist() == [1, 2]
     assert {"train_loss", "val_loss"} <= set(history.columns)

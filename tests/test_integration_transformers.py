@@ -4,30 +4,33 @@ fractional epoch kept, the training logs' loss, grad_norm and learning_rate are 
 the diagnosis ends an overfitting run through control.should_training_stop."""
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import runpy
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+
+from conftest import ROOT
+from curvewatch.tracking import read_history, read_run, read_steps
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # a test that tried to download would fail, not hang
-pytest.importorskip("transformers")
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from transformers import (  # noqa: E402
-    BertConfig,
-    BertForSequenceClassification,
-    Trainer,
-    TrainerCallback,
-    TrainingArguments,
-)
+# transformers is imported by the tests (through the helpers below), not here: collection
+# imports every module on every worker, and transformers costs seconds of CPU; its group
+# keeps its tests, and so that import, on one worker.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread"),
+              pytest.mark.xdist_group("transformers"),
+              pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
+                                 reason="transformers is not installed")]
 
-from conftest import ROOT  # noqa: E402
-from curvewatch.tracking import read_history, read_run, read_steps  # noqa: E402
-from curvewatch.transformers import CurvewatchCallback  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
+@pytest.fixture(scope="module")
+def CurvewatchCallback():  # the class, under its own name
+    from curvewatch.transformers import CurvewatchCallback
+    return CurvewatchCallback
 
 
 class Tokens(torch.utils.data.Dataset):
@@ -48,7 +51,8 @@ class Tokens(torch.utils.data.Dataset):
                 "labels": self.y[i]}
 
 
-def tiny_bert() -> BertForSequenceClassification:
+def tiny_bert():
+    from transformers import BertConfig, BertForSequenceClassification
     torch.manual_seed(0)
     return BertForSequenceClassification(BertConfig(
         vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
@@ -59,19 +63,26 @@ def accuracy(pred) -> dict[str, float]:
     return {"accuracy": float((np.argmax(pred.predictions, -1) == pred.label_ids).mean())}
 
 
-def args(tmp: Path, **kw) -> TrainingArguments:
+def args(tmp: Path, **kw):
+    from transformers import TrainingArguments
     opts = dict(output_dir=str(tmp / "hf"), report_to=[], use_cpu=True, save_strategy="no",
                 disable_tqdm=True, seed=0, per_device_eval_batch_size=256)
     return TrainingArguments(**{**opts, **kw})
 
 
+def hf_trainer(**kw):
+    """transformers.Trainer(**kw)."""
+    from transformers import Trainer
+    return Trainer(**kw)
+
+
 @pytest.fixture(scope="module")
-def step_evals(tmp_path_factory):
+def step_evals(tmp_path_factory, CurvewatchCallback):
     """Two epochs of 8 steps, evaluated every 5 steps (rounds at HF epochs 0.625, 1.25,
     1.875 and 2.0, the last at the end of training), training logs every 2 steps."""
     tmp = tmp_path_factory.mktemp("hf")
     callback = CurvewatchCallback(tmp / "runs", name="tiny-bert", tags=["hf"])
-    trainer = Trainer(model=tiny_bert(), args=args(
+    trainer = hf_trainer(model=tiny_bert(), args=args(
         tmp, eval_strategy="steps", eval_steps=5, logging_steps=2, num_train_epochs=2,
         per_device_train_batch_size=16, learning_rate=1e-3),
         train_dataset=Tokens(128, 0), eval_dataset=Tokens(128, 1),
@@ -120,10 +131,11 @@ def test_the_run_records_arguments_model_config_and_its_end(step_evals):
     assert info.status["summary"]["train_loss"] == pytest.approx(summary["train_loss"])
 
 
-def test_the_diagnosis_stops_an_overfitting_run_through_should_training_stop(tmp_path):
+def test_the_diagnosis_stops_an_overfitting_run_through_should_training_stop(
+        tmp_path, CurvewatchCallback):
     callback = CurvewatchCallback(tmp_path / "runs", name="memorise",
                                   early_stop=("overfitting",))
-    trainer = Trainer(model=tiny_bert(), args=args(
+    trainer = hf_trainer(model=tiny_bert(), args=args(
         tmp_path, eval_strategy="epoch", logging_strategy="epoch", num_train_epochs=60,
         per_device_train_batch_size=32, learning_rate=1e-2),
         train_dataset=Tokens(64, 0, random_labels=True),
@@ -138,20 +150,23 @@ def test_the_diagnosis_stops_an_overfitting_run_through_should_training_stop(tmp
     assert read_history(callback.run.path)["epoch"].iloc[-1] == rounds
 
 
-class StopAfterRound(TrainerCallback):
-    """Asks the run to stop as the dashboard's Stop button does (a STOP file), after a round."""
+def test_a_stop_file_ends_training_after_the_next_round_as_stopped(tmp_path,
+                                                                  CurvewatchCallback):
+    from transformers import TrainerCallback
 
-    def __init__(self, callback: CurvewatchCallback, round_: int):
-        self.callback, self.round = callback, round_
+    class StopAfterRound(TrainerCallback):
+        """Asks the run to stop as the dashboard's Stop button does (a STOP file), after a
+        round."""
 
-    def on_evaluate(self, args, state, control, **kwargs):
-        if len(read_history(self.callback.run.path)) == self.round:
-            (self.callback.run.path / "STOP").touch()
+        def __init__(self, callback, round_: int):
+            self.callback, self.round = callback, round_
 
+        def on_evaluate(self, args, state, control, **kwargs):
+            if len(read_history(self.callback.run.path)) == self.round:
+                (self.callback.run.path / "STOP").touch()
 
-def test_a_stop_file_ends_training_after_the_next_round_as_stopped(tmp_path):
     callback = CurvewatchCallback(tmp_path / "runs", name="stopped")
-    trainer = Trainer(model=tiny_bert(), args=args(
+    trainer = hf_trainer(model=tiny_bert(), args=args(
         tmp_path, eval_strategy="epoch", num_train_epochs=10, per_device_train_batch_size=64),
         train_dataset=Tokens(64, 0), eval_dataset=Tokens(64, 1),
         callbacks=[callback, StopAfterRound(callback, 2)])
@@ -162,14 +177,15 @@ def test_a_stop_file_ends_training_after_the_next_round_as_stopped(tmp_path):
     assert not (callback.run.path / "STOP").exists()
 
 
-def test_unknown_early_stop_kinds_are_rejected_by_name():
+def test_unknown_early_stop_kinds_are_rejected_by_name(CurvewatchCallback):
     with pytest.raises(ValueError, match="'overfit'"):
         CurvewatchCallback(early_stop=("overfit",))
 
 
-def test_evaluate_after_train_is_not_dropped_silently_and_train_again_is_a_new_run(tmp_path):
+def test_evaluate_after_train_is_not_dropped_silently_and_train_again_is_a_new_run(
+        tmp_path, CurvewatchCallback):
     callback = CurvewatchCallback(tmp_path / "runs", name="then-evaluate")
-    trainer = Trainer(model=tiny_bert(), args=args(
+    trainer = hf_trainer(model=tiny_bert(), args=args(
         tmp_path, eval_strategy="epoch", num_train_epochs=1, per_device_train_batch_size=64),
         train_dataset=Tokens(64, 0), eval_dataset=Tokens(64, 1), callbacks=[callback])
     trainer.train()
