@@ -60,8 +60,8 @@ def _rise(v: np.ndarray, e: int, th: Thresholds, S: np.ndarray,
     # lifts a 5-epoch median, not a 10-epoch one); a smaller or briefer rise needs the trend test
     # or more growth
     persist_need = max(need, th.overfit_persist_rise * abs(best), th.overfit_persist_z * s_med)
-    held = median_of_last(ve, th.overfit_patience) - best
-    persist = since >= th.overfit_patience and z >= 0 and gap >= persist_need and held >= need
+    persist = (since >= th.overfit_patience and z >= 0 and gap >= persist_need
+               and median_of_last(ve, th.overfit_patience) - best >= need)
     confirmed = not back and not receding and (big or z >= th.overfit_trend_z or persist)
     return {"m": m, "best": best, "now": now, "gap": gap, "need": need, "sigma": sigma, "z": z,
             "since": since, "raw_min": float(ve[m]), "persist": bool(persist), "confirmed": bool(confirmed)}
