@@ -109,13 +109,16 @@ class Thresholds:
     overfit_min_epochs: int = _f(3, "Epochs after the validation minimum before overfitting can be "
                                  "reported.", lo=1)
     overfit_patience: int = _f(10, "Epochs without a new low of the validation loss after which a rise "
-                               "above the needed amount, with no falling trend since the minimum, is "
-                               "confirmed as overfitting without a significant rising trend "
-                               "(persistence); before that it is possible_overfitting (info, no stop).",
+                               "above the needed amount, with no falling trend since the minimum and "
+                               "the median of these epochs above the needed rise too, is confirmed as "
+                               "overfitting without a significant rising trend (persistence); before "
+                               "that it is possible_overfitting (info, no stop).",
                                lo=1)
     overfit_clear_factor: float = _f(4.0, "A rise of this many times the needed rise is overfitting at "
-                                     "once, even while it eases back; a smaller rise whose values since "
-                                     "its highest level trend down is a bump, not overfitting.",
+                                     "once, even while it eases back, unless the values since the "
+                                     "minimum trend down significantly (z <= -overfit_trend_z); a "
+                                     "smaller rise whose values since its highest level trend down is "
+                                     "a bump, not overfitting.",
                                      lo=1.0)
     confirm: int = _f(2, "Consecutive epochs a rise must hold before overfitting is reported "
                       "(persistence against one noisy epoch).", lo=1)

@@ -49,12 +49,20 @@ def _rise(v: np.ndarray, e: int, th: Thresholds, S: np.ndarray,
     # itself back since its highest level: that is a bump, often followed by a deeper minimum.
     big = gap >= th.overfit_clear_factor * need
     back = not big and _falling_back(ve, S, m, e, phi)
+    # nor, however big, while the values since the minimum trend down significantly: a level that
+    # a spike lifted and that has been recovering since is no overfitting (the rise only looks big
+    # once the spike leaves the noise window and the needed rise shrinks)
+    receding = z <= -th.overfit_trend_z
     # persistence is the weakest evidence (no trend, only time): it confirms only a rise of the
     # size the hindsight label calls overfitting (overfit_persist_rise and overfit_persist_z: the
-    # 5% and 4 noise units of eval/labels.py); a smaller rise needs the trend test or more growth
+    # 5% and 4 noise units of eval/labels.py), and only one the median of the overfit_patience
+    # epochs it waited holds above the needed rise (a cluster of 3 high values on a flat level
+    # lifts a 5-epoch median, not a 10-epoch one); a smaller or briefer rise needs the trend test
+    # or more growth
     persist_need = max(need, th.overfit_persist_rise * abs(best), th.overfit_persist_z * s_med)
-    persist = since >= th.overfit_patience and z >= 0 and gap >= persist_need
-    confirmed = not back and (big or z >= th.overfit_trend_z or persist)
+    persist = (since >= th.overfit_patience and z >= 0 and gap >= persist_need
+               and median_of_last(ve, th.overfit_patience) - best >= need)
+    confirmed = not back and not receding and (big or z >= th.overfit_trend_z or persist)
     return {"m": m, "best": best, "now": now, "gap": gap, "need": need, "sigma": sigma, "z": z,
             "since": since, "raw_min": float(ve[m]), "persist": bool(persist), "confirmed": bool(confirmed)}
 
