@@ -781,3 +781,52 @@ def test_the_dashboard_diagnoses_with_the_chance_level_its_run_recorded(tmp_path
     (paths["unknown"] / "run.json").write_text(json.dumps(info))
     with pytest.raises(data.DiagnosisFailed, match="chance_loss must be a finite number > 0.*'ln 10'"):
         data.findings_for(read_history(paths["unknown"]), None, None, paths["unknown"])
+
+
+# ------------------------------------------------------------------ plateau or the start of overfitting
+
+def _u_bottom(seed, n=80, low=22, flat=14, rise=0.005, noise=0.01):
+    """A validation loss that settles by epoch `low`, stays flat for `flat` epochs, then rises by
+    `rise` per epoch, while the training loss falls all along (the generalisation gap grows)."""
+    e = epochs(n)
+    val = 0.5 + 1.8 * np.exp(-(e - 1) / 4.0) + rise * np.maximum(e - low - flat, 0)
+    train = decay(n, start=2.2, floor=0.02, tau=14.0)
+    return pd.DataFrame({"epoch": e, "train_loss": noisy(train, noise / 2, seed + 1),
+                         "val_loss": noisy(val, noise, seed)})
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_flat_bottom_of_an_overfitting_curve_stops_as_overfitting_not_a_plateau(seed):
+    # before: the wait ran out on the flat bottom and 6 of 8 seeds stopped as plateaus at 38-41
+    h = _u_bottom(seed)
+    stop = next(f for t in range(2, len(h) + 1)
+                if (f := should_stop(h.iloc[:t], ["overfitting", "plateau"])) is not None)
+    assert stop.kind == "overfitting"
+
+
+def test_a_flat_validation_loss_with_a_falling_training_loss_waits_gap_patience_then_plateaus():
+    h = _u_bottom(3, rise=0.0)  # no rise ever comes
+    th = Thresholds()
+    t, f = _plateau_stop(h)
+    early, _ = _plateau_stop(h, Thresholds(gap_patience=th.patience))  # the longer wait switched off
+    assert f is not None and f.evidence["patience"] == th.gap_patience
+    assert f.evidence["wait"] >= th.gap_patience
+    assert early is not None and t is not None and early < t
+
+
+def _rising(seed, n=60, at=20, rate=0.01, noise=0.01):
+    """A validation loss rising by `rate` of its level per epoch from epoch `at`; the training
+    loss flat (so no overfitting finding: nothing says the model memorises)."""
+    e = epochs(n)
+    base = 0.5 + 1.8 * np.exp(-(e - 1) / 4.0)
+    return pd.DataFrame({"epoch": e, "train_loss": noisy(base * 0.9, noise, seed + 1),
+                         "val_loss": noisy(base * (1 + rate * np.maximum(e - at, 0)), noise, seed)})
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_validation_loss_that_rises_significantly_is_not_a_plateau_after_the_full_wait(seed):
+    # before: the full wait only asked for no gain, so a steady rise was a plateau at 31-38
+    # (6 of 8 seeds); flat means flat both ways there too
+    h = _rising(seed)
+    for t in range(2, len(h) + 1):
+        assert not {"plateau", "converged"} & {f.kind for f in diagnose(h.iloc[:t])}, t

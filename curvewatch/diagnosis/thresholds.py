@@ -69,6 +69,12 @@ class Thresholds:
                             "most flat_gain per patience epochs (upper confidence bound) and its level is "
                             "at most this fraction of its first value: a slow creep at a higher loss can "
                             "be a slow start that speeds up.", lo=0.0)
+    gap_patience: int = _f(20, "The wait a plateau of the validation loss needs while the training loss "
+                           "still falls significantly (Mann-Kendall z < -trend_z over trend_window "
+                           "epochs) by more than plateau_gain of the validation level per patience "
+                           "epochs: the generalisation gap grows, the usual start of overfitting, so "
+                           "the short flat wait is off too. gap_patience <= patience switches it off.",
+                           lo=1)
     converged_level: float = _f(0.2, "A plateau at or below this fraction of the monitored loss's "
                                 "first value is a run that converged (info, 'converged'); above it, "
                                 "a plateau is a problem (warning, 'plateau'). Both stop a run that "

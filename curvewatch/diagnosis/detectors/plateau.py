@@ -1,5 +1,6 @@
 """`plateau` (a problem: warning) or `converged` (a plateau at a low loss: info): the monitored loss
-has set no significant new low for `patience` epochs (or `flat_patience` when it is flat both ways)."""
+has set no significant new low for `patience` epochs (or `flat_patience` when it is flat both ways;
+`gap_patience` while the training loss still falls, the usual start of overfitting), and is not rising."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 from ..findings import Finding
 from ..history import NAMES, History, best_epoch, keep_best, num
 from ..signals import last_lr_change, monitored, no_skill, plateau_state, since_peak, trend
-from ..stats import finite, inflation, mann_kendall_z, median_of_last, theil_sen_slope
+from ..stats import finite, inflation, last_finite, mann_kendall_z, median_of_last, theil_sen_slope
 from ..thresholds import Thresholds
 from .spec import Context, Spec
 
@@ -29,6 +30,21 @@ def _back_from_bump(x: np.ndarray, S: np.ndarray, low: int, n: int, th: Threshol
         return False
     gain = -theil_sen_slope(recent) * th.patience / abs(best)
     return mann_kendall_z(recent, inflation(th.autocorr)) < -_BACK_Z and gain > th.plateau_gain
+
+
+def _gap_growing(h: History, th: Thresholds, metric: str, best: float) -> bool:
+    """Issue 13: a flat validation loss while the training loss still falls is the usual start
+    of overfitting (the generalisation gap grows), not yet a plateau. True when the training
+    loss's last trend_window values fall significantly (Mann-Kendall z < -trend_z) and their
+    Theil-Sen slope projects a fall of more than plateau_gain of the validation level `best`
+    over the next patience epochs."""
+    tr = h.cols.get("train_loss")
+    if metric != "val_loss" or tr is None or best == 0:
+        return False
+    seg = last_finite(tr, th.trend_window)
+    if seg.size < th.patience or mann_kendall_z(seg, inflation(th.autocorr)) >= -th.trend_z:
+        return False
+    return -theil_sen_slope(seg) * th.patience / abs(best) > th.plateau_gain
 
 
 def _last_record(x: np.ndarray, min_delta: float) -> int:
@@ -86,13 +102,17 @@ def _plateau(h: History, th: Thresholds, metric: str | None, unstable: bool = Fa
         anchor = max(anchor, rec)
     anchor = max(anchor, int(np.searchsorted(h.epochs, th.start_from_epoch)))
     wait = h.n - 1 - anchor
-    quick = th.flat_patience <= wait < th.patience and not unstable
+    patience, hold = th.patience, False
+    if th.gap_patience > patience and wait >= th.flat_patience and _gap_growing(h, th, metric, st["best"]):
+        # the gap grows: wait longer, for a rise to show or not; no short flat wait
+        patience, hold = th.gap_patience, True
+    quick = th.flat_patience <= wait < patience and not unstable and not hold
     creep_from = -1
-    if wait < th.patience and not unstable:
+    if wait < patience and not unstable:
         since = max(int(np.searchsorted(h.epochs, th.start_from_epoch)), c, 0)
         creep_from = _creep_start(x, h, th, st, since)
         quick = quick and creep_from < 0  # a creep is a significant fall: judged as after the wait
-    if wait < th.patience and not quick and creep_from < 0:
+    if wait < patience and not quick and creep_from < 0:
         return None
     # trend tests over the last trend_window epochs (the plateau segment if it is longer)
     seg = x[max(0, min(j0, h.n - th.trend_window), h.n - th.noise_window):]
@@ -124,6 +144,8 @@ def _plateau(h: History, th: Thresholds, metric: str | None, unstable: bool = Fa
     gain_hi = (-slope + th.plateau_ci_z * se) * scale
     if gain_hi > th.plateau_gain:
         return None  # a gain that matters is still possible: no evidence of a plateau yet
+    if z > th.trend_z and -gain > th.plateau_gain:
+        return None  # rising significantly, by an amount that matters: flat means flat both ways
     ep = h.epochs
     name = NAMES[metric]
     j0 = min(st["j_sig"], anchor)
@@ -133,7 +155,7 @@ def _plateau(h: History, th: Thresholds, metric: str | None, unstable: bool = Fa
         j0 = creep_from
         flat_txt = (f", only creeping down ({gain:.2%} projected over the next {th.patience} epochs, "
                     f"at most {gain_hi:.2%})")
-    ev = {"wait": int(wait), "patience": th.patience, "best_level": st["best"],
+    ev = {"wait": int(wait), "patience": patience, "best_level": st["best"],
           "min_delta_used": st["delta"], "sigma": st["sigma"], "trend_z": z,
           "trend_window": w, "expected_gain": gain, "expected_gain_high": gain_hi,
           "flat_patience": th.flat_patience,
@@ -193,5 +215,5 @@ def detect(ctx: Context) -> Finding | None:
 
 
 SPEC = Spec(kinds=("plateau", "converged"), columns=("val_loss", "train_loss", "lr"), reads=("unstable",), suppressed_by=("divergence", "overfitting", "possible_overfitting"), stop_rank=2, stops_too=("converged",), span=True,
-            thresholds=('autocorr', 'converged_level', 'cooldown', 'creep_level', 'flat_gain', 'flat_patience', 'min_delta', 'noise_window', 'patience', 'plateau_ci_z', 'plateau_gain', 'start_from_epoch', 'trend_window', 'trend_z', 'window'),
+            thresholds=('autocorr', 'converged_level', 'cooldown', 'creep_level', 'flat_gain', 'flat_patience', 'gap_patience', 'min_delta', 'noise_window', 'patience', 'plateau_ci_z', 'plateau_gain', 'start_from_epoch', 'trend_window', 'trend_z', 'window'),
             detect=detect)
