@@ -41,7 +41,8 @@ def _still_improving(h: History, th: Thresholds, metric: str | None) -> Finding 
     name = NAMES[metric]
     return Finding("still_improving", "info", start, None, metric,
                    f"{name} is still falling at the last epoch ({num(before)} to {num(now)} over the last "
-                   f"{win.size} epochs, trend z={z:.1f}): training longer should help.",
+                   f"{win.size} epochs, a steady fall well beyond its epoch-to-epoch noise): training "
+                   "longer should help.",
                    "Train for more epochs" + (" (resume from the last checkpoint)" if h.best_checkpoint
                                               else "") + ", or raise the learning rate if progress "
                    "is slow.",
