@@ -5,7 +5,8 @@ data, batch size and thread count, in the same process.
     .venv/bin/python bench/trainer_overhead.py [--epochs 30] [--short 5] [--rounds 7] [--threads 1]
         [--case mlp-digits] [--case cnn-digits-images]
     .venv/bin/python bench/trainer_overhead.py --parts   # where the per-epoch cost goes
-    .venv/bin/python bench/trainer_overhead.py --interleaved 300   # epoch by epoch
+    .venv/bin/python bench/trainer_overhead.py --interleaved 300   # epoch by epoch, with
+        # the trainer's cycle split into its train_epoch and the rest (run_epochs' writes)
 
 Each round runs both loops for --short and for --epochs epochs, alternating bare / full so
 machine noise hits both alike. The cost of one more epoch is the slope between the two
@@ -156,15 +157,26 @@ def _spread(ratios: list[float]) -> str:
     return f"median {statistics.median(ratios):.3f}x (quartiles {q[0]:.3f}x-{q[2]:.3f}x)"
 
 
-def interleaved(cfg, runs_dir: Path) -> tuple[list[list[float]], list[list[float]]]:
+def interleaved(cfg, runs_dir: Path) -> tuple[list[list[float]], ...]:
     """Epoch by epoch, alternating in one process: the trainer's run (run_epochs, all of an
     epoch's monitoring and writes) calls back after each epoch, and the callback trains one
     epoch of the bare loop on a second copy. Returns, per clock, the trainer's epoch cycles
-    (callback to callback, the bare epoch taken out) and the bare epochs, in seconds."""
+    (callback to callback, the bare epoch taken out), the bare epochs and, within each cycle,
+    its Trainer.train_epoch (the rest is run_epochs' writes and checks), in seconds."""
     bare, trainer = prepare(cfg), prepare(cfg)
     full: list[list[float]] = [[], []]
     plain: list[list[float]] = [[], []]
+    inner: list[list[float]] = [[], []]
     mark: list[tuple[float, float]] = []
+    train_epoch = trainer.train_epoch
+
+    def timed_epoch(*args, **kwargs):
+        start = _clock()
+        try:
+            return train_epoch(*args, **kwargs)
+        finally:
+            for clock, took in enumerate(_since(start)):
+                inner[clock].append(took)
 
     def on_epoch(record: dict) -> None:
         now = _clock()
@@ -177,9 +189,11 @@ def interleaved(cfg, runs_dir: Path) -> tuple[list[list[float]], list[list[float
         mark[:] = [_clock()]
 
     bare_loop(bare, 2)
+    trainer.train_epoch = timed_epoch
     run = Run.create(runs_dir, name="interleaved", config=cfg.to_dict(), epochs=cfg.epochs)
     assert run_epochs(trainer, run, quiet=True, on_epoch=on_epoch) == "completed"
-    return full, plain
+    # the first epoch has no cycle (its callback starts the clock)
+    return full, plain, [times[1:len(full[0]) + 1] for times in inner]
 
 
 def parts(cfg, epochs: int, rounds: int, runs_dir: Path) -> dict[str, list[float]]:
@@ -234,16 +248,21 @@ def main() -> None:
     if args.interleaved:
         with tempfile.TemporaryDirectory() as tmp:
             for name, raw in cases.items():
-                full, plain = interleaved(validate({**raw, "epochs": args.interleaved}),
-                                          Path(tmp))
+                full, plain, inner = interleaved(
+                    validate({**raw, "epochs": args.interleaved}), Path(tmp))
                 for clock, label in enumerate(("wall", "cpu")):
                     after = plain[clock][1:]  # the bare epoch that followed each cycle
                     pairs = sorted(f / b for f, b in zip(full[clock], after, strict=True))
+                    epochs = sorted(e / b for e, b in zip(inner[clock], after, strict=True))
+                    rest = statistics.median(f - e for f, e in zip(full[clock], inner[clock],
+                                                                   strict=True))
                     print(f"{name:18s} {label:4s}  per epoch, {len(pairs)} pairs: bare "
                           f"{statistics.median(plain[clock]) * 1000:6.2f} ms, trainer "
                           f"{statistics.median(full[clock]) * 1000:6.2f} ms, ratio "
                           f"{_spread(pairs)}, of the means "
-                          f"{statistics.fmean(full[clock]) / statistics.fmean(plain[clock]):.3f}x")
+                          f"{statistics.fmean(full[clock]) / statistics.fmean(plain[clock]):.3f}x"
+                          f"; train_epoch alone {_spread(epochs)}, the rest of the cycle "
+                          f"{rest * 1e6:.0f} us")
         return
     if args.parts:
         with tempfile.TemporaryDirectory() as tmp:
