@@ -121,13 +121,25 @@ def int_holes(lines: list) -> list:
     return [r if r["epoch"] % 2 else {k: v for k, v in r.items() if k != "step"} for r in lines]
 
 
+def thinning(lines: list) -> list:
+    """After 250 epochs only the losses are logged: shorter lines, more rows a byte than the
+    first lines (a reader sizing its columns from them must make room)."""
+    return [r if r["epoch"] <= 250 else {k: r[k] for k in ("epoch", "train_loss", "val_loss")}
+            for r in lines]
+
+
+def int_turns_float(lines: list) -> list:
+    """A count logged as an int, then (from epoch 250) as a float."""
+    return [dict(r, count=r["epoch"] if r["epoch"] < 250 else r["epoch"] + 0.5) for r in lines]
+
+
 def late_metric(lines: list) -> list:
     """A metric that first appears after many epochs (after the first parse chunk too)."""
     return [dict(r, ema=r["val_loss"] * 0.9) if r["epoch"] > 450 else r for r in lines]
 
 
 @pytest.mark.parametrize("shape", [sparse, nan_logged, duplicates, mixed_kinds, late_metric,
-                                   many_sparse, int_holes])
+                                   many_sparse, int_holes, thinning, int_turns_float])
 def test_fast_path_matches_the_plain_reader(tmp_path, shape):
     run = write(tmp_path / "r", shape(trainer_lines()))
     frame = assert_same(run)
@@ -157,12 +169,13 @@ def test_many_parse_blocks_read_as_one(tmp_path, monkeypatch, shape):
         assert cached(run)
 
 
-@pytest.mark.parametrize("shape", [sparse, late_metric, int_holes, nan_logged])
+@pytest.mark.parametrize("shape", [sparse, late_metric, int_holes, nan_logged, thinning,
+                                   int_turns_float])
 def test_a_history_parsed_in_pieces_is_cached_in_one_record_batch(tmp_path, monkeypatch, shape):
     """However many pieces and blocks the parse took (holes, a column first seen in a later
     piece, an int column turned float), the cache holds each column in one chunk, which a
     later read views without joining, and reads as the plain reader."""
-    monkeypatch.setattr(history_cache, "CHUNK_BYTES", 32 << 10)
+    monkeypatch.setattr(history_cache, "CHUNK_BYTES", 16 << 10)
     monkeypatch.setattr(history_cache, "BLOCK_BYTES", 4096)
     run = write(tmp_path / "r", shape(trainer_lines()))
     assert (run / "metrics.jsonl").stat().st_size > 4 * history_cache.CHUNK_BYTES

@@ -44,9 +44,10 @@ CACHE_MIN_BYTES = 64 << 10
 REWRITE_SHARE = 4
 #: Bytes hashed at each end of the covered prefix to recognise it.
 PROBE_BYTES = 4096
-#: metrics.jsonl is parsed in pieces of this size: what a parse holds besides its table (its
-#: own buffers, about 3x the piece) is bounded by it (16 MiB: 30 MB more at a million epochs).
-CHUNK_BYTES = 4 << 20
+#: metrics.jsonl is parsed in pieces of this size (each a whole line or more): what a parse
+#: holds besides the history (its own buffers, a few times the piece) is bounded by it
+#: (a million epochs read cold: pieces of 4 MiB peak 17 MB higher).
+CHUNK_BYTES = 2 * MAX_LINE_BYTES
 #: pyarrow parses a piece in blocks of this size (a block holds a whole line).
 BLOCK_BYTES = 2 * MAX_LINE_BYTES
 #: Bytes the cache's header takes (JSON padded with spaces): it is written after the body,
@@ -173,7 +174,8 @@ def _parse_range(fd: int, start: int, end: int) -> tuple[pa.Table, int] | None:
     """Complete lines of bytes start..end as one raw table (one row per line, a key a line
     lacks is null) and the offset after the last of them; None where only the plain reader
     reads them right."""
-    tables, pos = [], start
+    tables: list[pa.Table] = []  # pieces kept whole, once one holds other kinds than numbers
+    joiner, pos = None, start  # until then each piece is copied into one array a column
     while pos < end:
         data = safeio.read_fd(fd, min(CHUNK_BYTES, end - pos), offset=pos)
         cut = data.rfind(b"\n") + 1
@@ -184,10 +186,21 @@ def _parse_range(fd: int, start: int, end: int) -> tuple[pa.Table, int] | None:
         table = _parse_chunk(data[:cut])
         if table is None:
             return None
-        tables.append(table)
+        if not tables and all(f.type in _NUMBERS for f in table.schema):
+            if joiner is None:  # room for the rows of the whole range at this piece's density
+                joiner = _Joiner(table.num_rows * (end - start) // cut * 21 // 20 + 1)
+            joiner.add(table)
+        else:
+            if joiner is not None:
+                tables.append(joiner.table())
+                joiner = None
+            tables.append(table)
+        del table
         # the parse's own buffers, freed, stay with pyarrow's allocator unless given back
         pa.default_memory_pool().release_unused()
         pos += cut
+    if joiner is not None:
+        tables.append(joiner.table())
     if not tables:
         return _empty(), pos
     merged = _concat(tables)
@@ -310,7 +323,7 @@ def _concat(tables: list[pa.Table]) -> pa.Table | None:
         return None
     chunked = len(tables) > 1 or any(c.num_chunks > 1 for c in tables[0].columns)
     if chunked and all(k <= _NUMBERS for k in kinds.values()):
-        merged = _joined(tables, kinds)
+        merged = _joined(tables)
     else:
         merged = _chained(tables) if len(tables) > 1 else tables[0]
     tables.clear()
@@ -325,27 +338,67 @@ def _chained(tables: list[pa.Table]) -> pa.Table | None:
         return None
 
 
-def _joined(tables: list[pa.Table], kinds: dict[str, set[pa.DataType]]) -> pa.Table:
+def _joined(tables: list[pa.Table]) -> pa.Table:
     """Int64 and double tables as one table of one chunk a column, `tables` emptied as they
-    are copied: each piece's memory is given back once its rows are in (the whole is filled
-    as the pieces go, so a million epochs are held about once, not twice)."""
-    rows = sum(t.num_rows for t in tables)
-    types = {n: pa.float64() if pa.float64() in k else pa.int64() for n, k in kinds.items()}
-    values = {n: np.empty(rows, t.to_pandas_dtype()) for n, t in types.items()}
-    valid: dict[str, np.ndarray] = {}  # of the columns with holes
-    at = 0
+    are copied, each piece's memory given back once its rows are in."""
+    joiner = _Joiner(sum(t.num_rows for t in tables))
     while tables:
-        piece = tables.pop(0)
-        for name in types:
-            i = piece.schema.get_field_index(name)
-            if i < 0:  # not in these lines: null
-                valid.setdefault(name, np.ones(rows, bool))[at:at + piece.num_rows] = False
-                continue
-            _copy_into(piece.column(i), values[name], valid, name, at)
-        at += piece.num_rows
-        del piece
+        joiner.add(tables.pop(0))
         pa.default_memory_pool().release_unused()
-    return pa.table({n: _arrow_array(values[n], valid.get(n), types[n]) for n in types})
+    return joiner.table()
+
+
+class _Joiner:
+    """Int64 and double tables added one after another into one array a column, filled as
+    they come (a parse's pieces are never all held beside the whole): columns in order of
+    first appearance, an int64 column turned double where a piece has doubles, a key a piece
+    lacks null. Room for `rows` rows, grown where that was short (an estimate); the room
+    never written to is never resident."""
+
+    def __init__(self, rows: int):
+        self.capacity, self.rows = max(rows, 1), 0
+        self.values: dict[str, np.ndarray] = {}
+        self.valid: dict[str, np.ndarray] = {}  # of the columns with holes
+
+    def add(self, table: pa.Table) -> None:
+        n = table.num_rows
+        if self.rows + n > self.capacity:
+            self._grow(max(self.rows + n, self.capacity * 3 // 2))
+        for name, col in zip(table.column_names, table.columns, strict=True):
+            out = self.values.get(name)
+            double = col.type.id == _FLOAT
+            if out is None:
+                out = self.values[name] = np.empty(self.capacity,
+                                                   np.float64 if double else np.int64)
+                if self.rows:
+                    self._holes(name)[:self.rows] = False
+            elif double and out.dtype != np.float64:
+                out = self.values[name] = self._moved(out, self.capacity, np.float64)
+            _copy_into(col, out, self.valid, name, self.rows)
+        for name in self.values.keys() - set(table.column_names):
+            self._holes(name)[self.rows:self.rows + n] = False
+        self.rows += n
+
+    def table(self) -> pa.Table:
+        kinds = {np.dtype(np.float64): pa.float64(), np.dtype(np.int64): pa.int64()}
+        return pa.table({name: _arrow_array(
+            v[:self.rows], self.valid[name][:self.rows] if name in self.valid else None,
+            kinds[v.dtype]) for name, v in self.values.items()})
+
+    def _holes(self, name: str) -> np.ndarray:
+        return self.valid.setdefault(name, np.ones(self.capacity, bool))
+
+    def _grow(self, capacity: int) -> None:
+        self.values = {n: self._moved(v, capacity, v.dtype) for n, v in self.values.items()}
+        for name, mask in self.valid.items():
+            self.valid[name] = np.ones(capacity, bool)
+            self.valid[name][:self.rows] = mask[:self.rows]
+        self.capacity = capacity
+
+    def _moved(self, values: np.ndarray, capacity: int, dtype: Any) -> np.ndarray:
+        out: np.ndarray = np.empty(capacity, dtype)
+        out[:self.rows] = values[:self.rows]
+        return out
 
 
 def _copy_into(col: pa.ChunkedArray, out: np.ndarray, valid: dict[str, np.ndarray],
