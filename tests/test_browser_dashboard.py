@@ -189,22 +189,25 @@ def test_live_run_shows_new_epochs_without_a_reload_and_keeps_zoom(server, fx, p
 
 
 def test_make_runs_demo_runs_fill_their_pages_epoch_by_epoch(tmp_path, browser):
-    """What `make run` does on a fresh machine: the demo starts in the empty runs directory,
-    then the dashboard serves it; each demo run's page shows its epochs arriving.
+    """What `make run` does on a fresh machine: the demo starts in the empty runs directory
+    and the dashboard serves it; each demo run's page shows its epochs arriving.
 
     The three pages are open side by side (tabs of one browser), so every page is watched
-    while its run is young, however long the others took to load on a busy machine."""
+    while its run is young, however long the others took to load on a busy machine. The
+    server is started first, so the runs' pacing has only the pages' loading to cover (the
+    demo's trainings, forked from the test's pre-imported trainer, start at once)."""
     from playwright.sync_api import expect
     expect.set_options(timeout=LOAD_TIMEOUT_MS)
     runs_dir = tmp_path / "runs"
     runs_dir.mkdir()
-    # paced slower than make run's minute: loading three pages under CI load must not
-    # outlast a run (its epochs: 15 for the CNN, 8 s apart; 80 for the others, 1.5 s)
-    started = dfx.trainer("demo", "--if-empty", "--runs-dir", str(runs_dir), "--seconds", "120")
-    assert started.returncode == 0, started.stderr
     ctx = browser.new_context(viewport={"width": 1400, "height": 1900})
     try:
         with streamlit_server(runs_dir, "streamlit-demo") as url:
+            # paced slower than make run's minute: loading three pages under CI load must not
+            # outlast a run (its epochs: 15 for the CNN, 8 s apart; 80 for the others, 1.5 s)
+            started = dfx.trainer("demo", "--if-empty", "--runs-dir", str(runs_dir),
+                                  "--seconds", "120")
+            assert started.returncode == 0, started.stderr
             runs = sorted(dfx.tracking.list_runs(runs_dir), key=lambda r: r.name)
             assert len(runs) == 3
             pages = []
