@@ -189,7 +189,9 @@ def test_two_writers_with_their_own_spools_share_a_bucket(s3: str, tmp_path: Pat
 
 @pytest.mark.slow
 def test_a_writer_killed_mid_sync_then_resumed_loses_and_repeats_no_epoch(s3: str) -> None:
-    proc = writer(s3, 40, 0.05)
+    # paced so that 40 epochs outlast the first upload on a loaded machine (at 0.05 s an epoch
+    # the writer had finished before the kill once); the kill waits on the upload, not the pace
+    proc = writer(s3, 40, 0.5)
     assert proc.stdout is not None
     run_dir = Path(proc.stdout.readline().strip())
     root = object_store.parse_url(s3)
