@@ -3,11 +3,10 @@ reads the frame without copying it."""
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import pandas as pd
 
+from allocations import traced_peak
 from curvewatch.diagnosis import diagnose
 from curvewatch.diagnosis.history import prepare
 from curvewatch.diagnosis.signals import BLOCK, SINCE_PEAK_MAX, lr_steps, since_peak
@@ -79,12 +78,7 @@ def test_diagnose_holds_less_than_the_frame_on_top_of_it():
     frame = _bench_like(200_000)
     size = frame.memory_usage(deep=True).sum()
     diagnose(frame)
-    tracemalloc.start()
-    try:
-        found = diagnose(frame)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    found, peak = traced_peak(lambda: diagnose(frame))
     assert [f.kind for f in found][:1] == ["overfitting"]
     assert peak < size, (peak / size)
 

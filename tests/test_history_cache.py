@@ -11,12 +11,12 @@ import subprocess
 import sys
 import threading
 import time
-import tracemalloc
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from allocations import traced_peak
 from curvewatch.tracking import HistoryReader, history_cache, read_history
 from curvewatch.tracking.history_cache import CACHE_MIN_BYTES, CACHE_NAME, _load
 from curvewatch.tracking.jsonio import dumps
@@ -190,12 +190,7 @@ def test_a_cached_history_is_read_without_a_copy_of_its_columns(tmp_path):
     copy of every column as well."""
     run = write(tmp_path / "r", trainer_lines(20_000))
     read_history(run)  # cold: builds the cache
-    tracemalloc.start()
-    try:
-        frame = read_history(run)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    frame, peak = traced_peak(lambda: read_history(run))
     assert cached(run)
     size = frame.memory_usage(index=False).sum()
     assert peak < 1.5 * size, (peak, size)
