@@ -9,9 +9,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from curvewatch.dashboard import figures, launch_form, tables  # noqa: E402
+from curvewatch.dashboard import evidence, figures, launch_form, tables  # noqa: E402
 from curvewatch.dashboard.series import downsample_minmax, smooth_ema  # noqa: E402
 
 
@@ -448,3 +449,59 @@ def test_run_names_in_charts_are_plain_text_not_plotly_markup():
         assert "<a href" not in text and "<b>" not in text
         assert "&lt;a href" in text
 
+
+# ------------------------------------------------------------------ Run page: config, evidence
+def test_config_table_says_not_set_for_an_unset_option_never_none():
+    rows = tables.config_rows({"target": None, "fold": None, "train_size": None, "lr": 0.001,
+                               "hidden": [64, 32], "early_stop": [], "seed": 0})
+    values = dict(zip(rows["option"], rows["value"], strict=True))
+    assert values == {"target": "not set", "fold": "not set", "train_size": "not set",
+                      "lr": "0.001", "hidden": "64,32", "early_stop": "not set", "seed": "0"}
+
+
+def _evidence_keys_written_by_the_detectors() -> set[str]:
+    """Every key a detector (or the forecast) writes into a finding's evidence, read from the
+    source: dict literals given as Finding's 8th argument, as evidence=, or assigned to `ev`;
+    a nested dict's keys as `outer.inner`."""
+    import ast
+
+    def keys(node, prefix=""):
+        out = set()
+        if isinstance(node, ast.Dict):
+            for k, v in zip(node.keys, node.values, strict=True):
+                if isinstance(k, ast.Constant) and isinstance(k.value, str):
+                    out.add(prefix + k.value)
+                    out |= keys(v, f"{prefix}{k.value}.")
+        return out
+
+    found = set()
+    for path in (ROOT / "curvewatch" / "diagnosis").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Finding" \
+                    and len(node.args) >= 8:
+                found |= keys(node.args[7])
+            elif isinstance(node, ast.keyword) and node.arg == "evidence":
+                found |= keys(node.value)
+            elif isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "ev"
+                                                      for t in node.targets):
+                found |= keys(node.value)
+    return found
+
+
+def test_every_evidence_key_the_detectors_write_has_a_plain_meaning():
+    written = _evidence_keys_written_by_the_detectors()
+    assert {"sigma", "trend_z", "rise_needed", "best_level", "forecast.gain"} <= written
+    assert sorted(k for k in written if evidence.meaning("any", k) is None) == []
+
+
+def test_evidence_rows_give_each_figure_its_value_and_meaning():
+    rows = evidence.evidence_rows("exploding_gradients", {
+        "peak": 1234.5678, "factor": 10.0, "layers": ["0.weight", "2.weight"],
+        "forecast": {"gain": 0.02}, "invented_key": float("nan")})
+    by = {r["figure"]: r for r in rows}
+    assert by["peak"]["value"] == "1235" and "gradient norm" in by["peak"]["meaning"]
+    assert "grad_explode_factor" in by["factor"]["meaning"]  # this kind's own meaning
+    assert "explode_factor" in evidence.meaning("divergence", "factor")
+    assert by["layers"]["value"] == "0.weight, 2.weight"
+    assert by["forecast.gain"]["value"] == "0.02" and by["forecast.gain"]["meaning"]
+    assert by["invented_key"] == {"figure": "invented_key", "value": "NaN", "meaning": ""}

@@ -131,14 +131,19 @@ def test_runs_selection_comes_from_and_goes_to_the_url(runs_env):
 
 
 def test_empty_runs_dir_shows_how_to_start(monkeypatch):
+    """With the command Launch names (one that works installed too), on every page."""
+    from curvewatch.dashboard.actions import SHELL_TRAINER
     monkeypatch.setenv("CURVEWATCH_RUNS", str(dfx.empty_runs_dir()))
     for name in ("runs", "run", "compare"):
         at = page(name).run()
         assert not at.exception, name
-        assert "python -m trainer demo" in texts(at.info) + texts(at.code), name
+        assert f"{SHELL_TRAINER} demo" in texts(at.info) + texts(at.code), name
+    at = page("group").run()
+    assert f"{SHELL_TRAINER} sweep" in texts(at.code)
     at = page("runs").run()
     assert at.button(key="runs-demo").label == "Start the demo runs"
-    assert "python -m trainer import" in texts(at.code)  # bring TensorBoard runs over
+    assert f"{SHELL_TRAINER} import" in texts(at.code)  # bring TensorBoard runs over
+    assert "python -m trainer " not in texts(at.code)
 
 
 # ------------------------------------------------------------------ Run
@@ -158,6 +163,20 @@ def test_run_page_overfitting_run_shows_flag_on_curve_and_advice(runs_env):
     assert chart(at, "run-chart-grad")["layout"]["yaxis"]["type"] == "log"
     metric_labels = [m.label for m in at.metric]
     assert metric_labels[:4] == ["Epoch", "Best val loss", "Learning rate", "Grad norm"]
+
+
+def test_run_page_says_what_its_config_heatmap_and_evidence_figures_mean(runs_env):
+    """For a newcomer: an unset option reads "not set" (never Python's None), the per-layer
+    heatmap says what a cell is, and a finding's evidence is a table of plain meanings."""
+    at = page("run", run=runs_env.ids["real_overfit"]).run()
+    assert not at.exception
+    config = frame_with(at, "option", "value")
+    values = dict(zip(config["option"], config["value"], strict=True))
+    assert values["target"] == "not set" and "None" not in set(config["value"])
+    assert any("gradient L2 norm" in c.value and "log10" in c.value for c in at.caption)
+    evidence = next(t.value for t in at.table if "meaning" in t.value.columns)
+    assert "rise_needed" in evidence.index and "sigma" in evidence.index
+    assert evidence["meaning"].str.len().min() > 0  # every figure of the finding explained
 
 
 def test_run_page_diverged_run_shows_error_divergence_and_nan_gap(runs_env):

@@ -400,6 +400,15 @@ def scalar_figure(history: pd.DataFrame, column: str, *, smoothing: float = 0.0,
     return fig
 
 
+#: What a cell of layer_heatmap_figure is (docs/run-format.md, layers.jsonl), for its caption.
+LAYER_HEATMAP_CAPTION = (
+    "A cell is one parameter tensor (a row, named as PyTorch names it: `1.weight` is the "
+    "weight of the model's module 1) in one epoch (a column), coloured by log10 of that "
+    "tensor's gradient L2 norm over the epoch's steps (the root mean square of the per-step "
+    "norms, before clipping): −2 is 0.01, each step of 1 a factor of 10. Hover a cell for "
+    "its value.")
+
+
 def layer_heatmap_figure(layers: pd.DataFrame, *, uirevision: str | None = None
                          ) -> go.Figure:
     """Per-layer gradient norm: epoch × parameter tensor, colour on a log10 scale."""

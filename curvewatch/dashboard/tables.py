@@ -255,6 +255,18 @@ def flatten_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _fmt_value(v) for k, v in (cfg or {}).items()}
 
 
+#: A configuration option left unset (None, or an empty list): the Config tab's word for it.
+NOT_SET = "not set"
+
+
+def config_rows(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The Config tab's table: {"option": names, "value": texts}, an unset option as
+    NOT_SET (never Python's "None")."""
+    flat = flatten_config(cfg)
+    return {"option": list(flat),
+            "value": [NOT_SET if v is None or v == "" else str(v) for v in flat.values()]}
+
+
 def hparam_diff(runs: Sequence[Any], labels: Mapping[str, str] | None = None,
                 ignore: Iterable[str] = IGNORED_DIFF) -> pd.DataFrame:
     """The hyperparameters that differ between runs: one row per run, one column per key

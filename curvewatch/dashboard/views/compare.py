@@ -3,7 +3,7 @@ axis, epoch / step / wall-time axis), the hyperparameters that differ, a summary
 group aggregation (mean ± sd) for folds, seeds and sweeps. One colour per run everywhere."""
 import streamlit as st
 
-from curvewatch.dashboard import data, figures, live_chart, state, tables
+from curvewatch.dashboard import actions, data, figures, live_chart, state, tables
 from curvewatch.dashboard.series import DEFAULT_SMOOTHING, MAX_SMOOTHING
 from curvewatch.tracking.aggregate import score_words, setting_words
 from curvewatch.tracking.groups import group_headline
@@ -84,7 +84,7 @@ readable = [r for r in runs if r.state != "unreadable"]
 if len(readable) < 2:
     st.info("Compare needs at least two readable runs in "
             f"`{root}`. Start some on the Launch page or with "
-            f"`python -m trainer demo --runs-dir {root}`.")
+            f"`{actions.SHELL_TRAINER} demo --runs-dir {root}`.")
     st.stop()
 by_id = {r.id: r for r in readable}
 

@@ -29,8 +29,8 @@ st.title("Group")
 if not groups:
     st.info("No run groups in this runs directory yet. A group is started by "
             "`--validation kfold:K` or `bootstrap:B`, `--repeat N`, or a sweep:")
-    st.code(f"python -m trainer run --runs-dir {root} --validation kfold:5 --detach\n"
-            f"python -m trainer sweep --runs-dir {root} --grid lr=1e-3,1e-2 --parallel 2 "
+    st.code(f"{actions.SHELL_TRAINER} run --runs-dir {root} --validation kfold:5 --detach\n"
+            f"{actions.SHELL_TRAINER} sweep --runs-dir {root} --grid lr=1e-3,1e-2 --parallel 2 "
             "--detach", language="bash")
     st.stop()
 

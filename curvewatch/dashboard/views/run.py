@@ -6,9 +6,19 @@ model, and the log tail."""
 import re
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
-from curvewatch.dashboard import actions, data, figures, forecast_band, live_chart, state, tables
+from curvewatch.dashboard import (
+    actions,
+    data,
+    evidence,
+    figures,
+    forecast_band,
+    live_chart,
+    state,
+    tables,
+)
 from curvewatch.dashboard.downsample import SCREEN_POINTS
 from curvewatch.dashboard.series import DEFAULT_SMOOTHING, MAX_SMOOTHING
 from curvewatch.diagnosis import with_forecast
@@ -30,7 +40,7 @@ runs = data.list_runs(root)
 if not runs:
     st.title("Run")
     st.info("No runs yet. Start some from the Launch page, or with "
-            f"`python -m trainer demo --runs-dir {root}`.")
+            f"`{actions.SHELL_TRAINER} demo --runs-dir {root}`.")
     st.stop()
 
 by_id = {r.id: r for r in runs}
@@ -150,7 +160,7 @@ if running:
                          help="refresh the curves while the run trains")
     with view[4]:
         label = st.selectbox("Every", list(INTERVALS), index=1, key=state.RUN_INTERVAL,
-                             disabled=not live)
+                             disabled=not live, help=tables.REFRESH_HELP)
         interval = INTERVALS[label]
 # the view settings live in the URL (bind): a shared link opens the same view; a run that
 # logged no step counts (and gives no steps_per_epoch) has no step axis to offer
@@ -301,6 +311,7 @@ def live_view() -> None:
     if not layers.empty and len(layers.columns) > 1:
         live_chart.chart(figures.layer_heatmap_figure(layers, uirevision=f"{info.id}-layers"),
                          key="run-chart-layers", live=live)
+        st.caption(figures.LAYER_HEATMAP_CAPTION)
 
 
 def draw_scalar_sections(history) -> None:
@@ -349,7 +360,7 @@ def render_findings(findings, status, failed: str | None = None) -> None:
             ev = get("evidence")
             if ev:
                 with st.expander("Evidence: the figures it was judged on (docs/diagnosis.md)"):
-                    st.json(dict(ev))
+                    st.table(pd.DataFrame(evidence.evidence_rows(kind, ev)).set_index("figure"))
 
 
 def notes_editor(info) -> None:
@@ -375,9 +386,7 @@ live_view()
 tab_cfg, tab_notes, tab_data, tab_log = st.tabs(["Config", "Notes & tags", "Data & model",
                                                 "Log"])
 with tab_cfg:
-    cfg = tables.flatten_config(info.config)
-    st.dataframe({"option": list(cfg), "value": [str(v) for v in cfg.values()]},
-                 hide_index=True, key="run-config")
+    st.dataframe(tables.config_rows(info.config), hide_index=True, key="run-config")
 with tab_data:
     d = {k: v for k, v in info.data.items() if k != "split_index"}
     c1, c2 = st.columns(2)

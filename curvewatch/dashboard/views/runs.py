@@ -48,9 +48,10 @@ if not runs:
     st.info("No runs yet in this runs directory. Start the three demo runs (one healthy, one "
             "that overfits, one that plateaus) with the button, or from a shell; runs you "
             "logged with TensorBoard can be imported:")
-    st.code(f"python -m trainer demo --runs-dir {root}\n"
-            f"python -m trainer run --runs-dir {root} --detach --dataset digits --epochs 30\n"
-            f"python -m trainer import path/to/tensorboard/logdir --runs-dir {root}",
+    cli = actions.SHELL_TRAINER
+    st.code(f"{cli} demo --runs-dir {root}\n"
+            f"{cli} run --runs-dir {root} --detach --dataset digits --epochs 30\n"
+            f"{cli} import path/to/tensorboard/logdir --runs-dir {root}",
             language="bash")
     if st.button("Start the demo runs", key=state.RUNS_DEMO, type="primary"):
         with st.spinner("Starting the demo runs…"):
