@@ -196,6 +196,23 @@ def test_a_cached_history_is_read_without_a_copy_of_its_columns(tmp_path):
     assert peak < 1.5 * size, (peak, size)
 
 
+
+
+@pytest.mark.parametrize("read", ["cold", "warm"])
+def test_a_history_is_a_frame_its_caller_may_edit(tmp_path, read):
+    """Viewing the parsed columns or the cache's bytes is invisible to the caller: a cell set,
+    a column scaled in place, and no later read sees either."""
+    run = write(tmp_path / "r", trainer_lines(20_000))
+    if read == "warm":
+        read_history(run)
+    frame = read_history(run)
+    assert cached(run)
+    before = frame["val_loss"].iloc[1]
+    frame.loc[0, "val_loss"] = 123.0
+    frame["val_loss"] *= 2
+    assert frame["val_loss"].iloc[0] == 246.0 and frame["val_loss"].iloc[1] == 2 * before
+    again = read_history(run)
+    assert again["val_loss"].iloc[1] == before and again["val_loss"].iloc[0] != 123.0
 def test_torn_last_line_is_left_for_the_next_read(tmp_path):
     lines = trainer_lines()
     run = write(tmp_path / "r", lines, tail=b'{"epoch": 501, "train_lo')
@@ -401,7 +418,8 @@ def test_readers_racing_a_writer_see_whole_prefixes(tmp_path):
     run = write(tmp_path / "r", trainer_lines())
     last = 4000
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(run / "metrics.jsonl"),
-                               str(EPOCHS + 1), str(last + 1)], cwd=ROOT)
+                               str(EPOCHS + 1), str(last + 1)], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})  # allocations
     expected = pd.DataFrame.from_records(trainer_lines(last))
     follower = HistoryReader(run)  # the dashboard's live tick: cache, then appended bytes
     seen, reads = 0, 0

@@ -478,11 +478,17 @@ def _to_pandas(table: pa.Table, columns: list[pa.ChunkedArray]) -> pd.DataFrame:
 
 
 def _values(col: pa.ChunkedArray, dtype: type) -> np.ndarray:
-    """A column's values as numpy: a view of its one chunk without holes, else a copy (a
-    hole reads NaN), filled chunk by chunk rather than joined first and then copied."""
+    """A column's values as numpy: a writable view of its one chunk without holes, else a
+    copy (a hole reads NaN), filled chunk by chunk rather than joined first and then copied."""
     if col.num_chunks == 1 and not col.null_count:
-        view: np.ndarray = col.chunk(0).to_numpy(zero_copy_only=True)
-        return view
+        chunk = col.chunk(0)
+        # np.frombuffer, not to_numpy: Arrow's views are read-only, and a frame over one
+        # raises on `frame.loc[i, c] = v` (pandas writes in place into a block nobody else
+        # references); the buffers here are the cache file's bytearray or the parse's numpy
+        # arrays, both writable and owned by this frame alone
+        view: np.ndarray = np.frombuffer(chunk.buffers()[1], dtype, count=len(chunk),
+                                         offset=chunk.offset * np.dtype(dtype).itemsize)
+        return view if view.flags.writeable else view.copy()
     values: np.ndarray = np.empty(len(col), dtype)
     at = 0
     for chunk in col.chunks:
@@ -580,6 +586,26 @@ def _limit(covered: int) -> int:
     return 16 * covered + (1 << 20)
 
 
+def _writable(table: pa.Table, data: bytearray) -> pa.Table:
+    """The table with each whole int64 or double column re-pointed at its own bytes in `data`,
+    through a writable buffer: the IPC reader hands out read-only slices of the buffer it was
+    given, and a frame viewing them (_values) could not be edited by its caller."""
+    start = np.frombuffer(data, np.uint8).ctypes.data
+    whole = memoryview(data)
+    columns = []
+    for col in table.columns:
+        if col.num_chunks == 1 and not col.null_count and col.type.id in (_INT, _FLOAT):
+            chunk = col.chunk(0)
+            buf = chunk.buffers()[1]
+            at = buf.address - start
+            if 0 <= at and at + buf.size <= len(data):
+                col = pa.chunked_array([pa.Array.from_buffers(
+                    chunk.type, len(chunk), [None, pa.py_buffer(whole[at:at + buf.size])],
+                    offset=chunk.offset)])
+        columns.append(col)
+    return pa.table(columns, schema=table.schema)
+
+
 def _read_whole(path: str | Path, limit: int) -> bytearray:
     """A regular file of at most `limit` bytes (tracking.safeio.open_regular: no symlink,
     FIFO or device), read straight into one buffer: a 100 MB cache is not copied twice."""
@@ -616,7 +642,7 @@ def _load(path: str | Path) -> tuple[Stamp, pa.Table] | None:
             return None
         if length != len(body) or crc != zlib.crc32(body) or len(body) > _limit(stamp.covered):
             return None
-        table = ipc.open_file(pa.py_buffer(body)).read_all()
+        table = _writable(ipc.open_file(pa.py_buffer(body)).read_all(), data)
         kinds = {t.id for t in table.schema.types}
         if not kinds <= _SCALARS:
             return None
