@@ -180,7 +180,7 @@ def test_a_history_parsed_in_pieces_is_cached_in_one_record_batch(tmp_path, monk
     run = write(tmp_path / "r", shape(trainer_lines()))
     assert (run / "metrics.jsonl").stat().st_size > 4 * history_cache.CHUNK_BYTES
     assert_same(run)
-    _, table = _load(run / CACHE_NAME)
+    _, table, _ = _load(run / CACHE_NAME)
     assert [c.num_chunks for c in table.columns] == [1] * table.num_columns
 
 
@@ -276,7 +276,7 @@ def test_appended_epochs_are_seen_and_the_cache_follows(tmp_path):
     with open(run / "metrics.jsonl", "ab") as f:  # many: the cache is rewritten to cover them
         f.write(b"".join(dumps(record(e)).encode() + b"\n" for e in range(EPOCHS + 4, 1200)))
     assert len(assert_same(run)) == 1199
-    stamp, _ = _load(run / CACHE_NAME)
+    stamp, _, _ = _load(run / CACHE_NAME)
     assert stamp.covered == (run / "metrics.jsonl").stat().st_size
 
 

@@ -124,8 +124,8 @@ def seed(run_dir: str | Path, *, filename: str = "metrics.jsonl"
         os.close(fd)
     if current is None:
         return None
-    table, covered = current
-    return _frame(table), covered
+    table, covered, source = current
+    return _frame(table, source), covered
 
 
 def cache_name(filename: str) -> str:
@@ -133,24 +133,27 @@ def cache_name(filename: str) -> str:
     return f".{filename.removesuffix('.jsonl')}.arrow"
 
 
-def _current_table(fd: int, cache: str) -> tuple[pa.Table, int] | None:
+def _current_table(fd: int, cache: str) -> tuple[pa.Table, int, bytearray | None] | None:
+    """The history's raw table, the offset after its last line, and the cache file's bytes
+    where the table's buffers view them (else None)."""
     st = os.fstat(fd)
     end = min(st.st_size, MAX_READ_BYTES)  # what tracking.jsonl.read_from reads at once
     cached = _load(cache)
     if cached is not None:
-        stamp, table = cached
+        stamp, table, source = cached
         if (stamp.size, stamp.mtime_ns) == (st.st_size, st.st_mtime_ns):
-            return table, stamp.covered
+            return table, stamp.covered, source
         if st.st_size > stamp.size and stamp.covered <= end \
                 and _stamp_of(fd, stamp.covered) == (stamp.head, stamp.tail):  # appended to
-            return _extend(fd, cache, stamp, table, end, st)
+            extended = _extend(fd, cache, stamp, table, end, st)
+            return None if extended is None else (*extended, source)
     built = _parse_range(fd, 0, end)
     if built is None:
         return None
     table, covered = built
     if covered >= CACHE_MIN_BYTES:
         _save(cache, fd, table, covered, st)
-    return table, covered
+    return table, covered, None
 
 
 def _extend(fd: int, cache: str, stamp: Stamp, table: pa.Table, end: int,
@@ -442,11 +445,11 @@ def _empty() -> pa.Table:
     return pa.table({_KEY: pa.array([], pa.int64())})
 
 
-def _frame(table: pa.Table) -> pd.DataFrame:
+def _frame(table: pa.Table, source: bytearray | None = None) -> pd.DataFrame:
     """The raw table as tracking.reader._table builds it: the `absent` column from the
     holes, then one row per epoch (the last one kept), sorted."""
     columns = table.columns
-    frame = _to_pandas(table, columns)
+    frame = _to_pandas(table, columns, source)
     holes = [(n, c.is_null().to_numpy(zero_copy_only=False))
              for n, c in zip(table.schema.names, columns, strict=True) if c.null_count]
     if holes:
@@ -458,11 +461,13 @@ def _frame(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def _to_pandas(table: pa.Table, columns: list[pa.ChunkedArray]) -> pd.DataFrame:
+def _to_pandas(table: pa.Table, columns: list[pa.ChunkedArray],
+               source: bytearray | None) -> pd.DataFrame:
     """table.to_pandas(), built from one block per column where every column is a whole
     int64 or a double (a history's usual shape): a column in one chunk without holes is a
-    read-only view of Arrow's buffer (for a cache file, of the bytes read: a million epochs
-    are not held twice), any other is copied chunk by chunk. `columns` are the table's."""
+    view of its bytes (for a cache file, of `source`, the bytes read: a million epochs are
+    not held twice), any other is copied chunk by chunk. `columns` are the table's."""
+    writable = _Writable(source)
     blocks = []
     for i, col in enumerate(columns):
         kind = col.type.id
@@ -470,31 +475,44 @@ def _to_pandas(table: pa.Table, columns: list[pa.ChunkedArray]) -> pd.DataFrame:
                 or create_dataframe_from_blocks is None:
             frame: pd.DataFrame = table.to_pandas(use_threads=False)
             return frame
-        blocks.append((_values(col, np.int64 if kind == _INT else np.float64).reshape(1, -1),
-                       np.array([i])))
+        values = writable.values(col, np.int64 if kind == _INT else np.float64)
+        blocks.append((values.reshape(1, -1), np.array([i])))
     frame = create_dataframe_from_blocks(blocks, index=pd.RangeIndex(table.num_rows),
                                          columns=_columns(tuple(table.schema.names)))
     return frame
 
 
-def _values(col: pa.ChunkedArray, dtype: type) -> np.ndarray:
-    """A column's values as numpy: a writable view of its one chunk without holes, else a
-    copy (a hole reads NaN), filled chunk by chunk rather than joined first and then copied."""
-    if col.num_chunks == 1 and not col.null_count:
-        chunk = col.chunk(0)
-        # np.frombuffer, not to_numpy: Arrow's views are read-only, and a frame over one
-        # raises on `frame.loc[i, c] = v` (pandas writes in place into a block nobody else
-        # references); the buffers here are the cache file's bytearray or the parse's numpy
-        # arrays, both writable and owned by this frame alone
-        view: np.ndarray = np.frombuffer(chunk.buffers()[1], dtype, count=len(chunk),
-                                         offset=chunk.offset * np.dtype(dtype).itemsize)
-        return view if view.flags.writeable else view.copy()
-    values: np.ndarray = np.empty(len(col), dtype)
-    at = 0
-    for chunk in col.chunks:
-        values[at:at + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
-        at += len(chunk)
-    return values
+class _Writable:
+    """Numpy views of whole int64/double columns that their frame's caller may write to.
+    Arrow hands out read-only views, and pandas writes `frame.loc[i, c] = v` in place into a
+    block nobody else references, which then raises; the bytes themselves are this read's
+    own (the cache file's bytearray, `source`, or the parse's numpy arrays), so the views are
+    taken from them, not from Arrow."""
+
+    def __init__(self, source: bytearray | None):
+        self.source = source
+        self.start = np.frombuffer(source, np.uint8).ctypes.data if source else 0
+
+    def values(self, col: pa.ChunkedArray, dtype: type) -> np.ndarray:
+        """A column's values: a view of its one chunk without holes, else a copy (a hole
+        reads NaN), filled chunk by chunk rather than joined first and then copied."""
+        if col.num_chunks == 1 and not col.null_count:
+            chunk = col.chunk(0)
+            buf = chunk.buffers()[1]
+            skip = chunk.offset * np.dtype(dtype).itemsize
+            at = buf.address - self.start
+            view: np.ndarray
+            if self.source is not None and 0 <= at and at + buf.size <= len(self.source):
+                view = np.frombuffer(self.source, dtype, count=len(chunk), offset=at + skip)
+            else:  # writable where Arrow wraps a numpy array (a parse's _Joiner)
+                view = np.frombuffer(buf, dtype, count=len(chunk), offset=skip)
+            return view if view.flags.writeable else view.copy()
+        values: np.ndarray = np.empty(len(col), dtype)
+        at = 0
+        for piece in col.chunks:
+            values[at:at + len(piece)] = piece.to_numpy(zero_copy_only=False)
+            at += len(piece)
+        return values
 
 
 _indexes: dict[tuple[str, ...], pd.Index] = {}
@@ -586,26 +604,6 @@ def _limit(covered: int) -> int:
     return 16 * covered + (1 << 20)
 
 
-def _writable(table: pa.Table, data: bytearray) -> pa.Table:
-    """The table with each whole int64 or double column re-pointed at its own bytes in `data`,
-    through a writable buffer: the IPC reader hands out read-only slices of the buffer it was
-    given, and a frame viewing them (_values) could not be edited by its caller."""
-    start = np.frombuffer(data, np.uint8).ctypes.data
-    whole = memoryview(data)
-    columns = []
-    for col in table.columns:
-        if col.num_chunks == 1 and not col.null_count and col.type.id in (_INT, _FLOAT):
-            chunk = col.chunk(0)
-            buf = chunk.buffers()[1]
-            at = buf.address - start
-            if 0 <= at and at + buf.size <= len(data):
-                col = pa.chunked_array([pa.Array.from_buffers(
-                    chunk.type, len(chunk), [None, pa.py_buffer(whole[at:at + buf.size])],
-                    offset=chunk.offset)])
-        columns.append(col)
-    return pa.table(columns, schema=table.schema)
-
-
 def _read_whole(path: str | Path, limit: int) -> bytearray:
     """A regular file of at most `limit` bytes (tracking.safeio.open_regular: no symlink,
     FIFO or device), read straight into one buffer: a 100 MB cache is not copied twice."""
@@ -626,8 +624,9 @@ def _read_whole(path: str | Path, limit: int) -> bytearray:
     return data[:got] if got < size else data
 
 
-def _load(path: str | Path) -> tuple[Stamp, pa.Table] | None:
-    """The stamp and table of a cache file; None when it is absent or damaged in any way."""
+def _load(path: str | Path) -> tuple[Stamp, pa.Table, bytearray] | None:
+    """The stamp and table of a cache file, and the bytes read, which the table's buffers
+    view; None when it is absent or damaged in any way."""
     try:
         data = _read_whole(path, _limit(MAX_READ_BYTES) + (1 << 16))
         if not data.startswith(_MAGIC):
@@ -642,7 +641,7 @@ def _load(path: str | Path) -> tuple[Stamp, pa.Table] | None:
             return None
         if length != len(body) or crc != zlib.crc32(body) or len(body) > _limit(stamp.covered):
             return None
-        table = _writable(ipc.open_file(pa.py_buffer(body)).read_all(), data)
+        table = ipc.open_file(pa.py_buffer(body)).read_all()
         kinds = {t.id for t in table.schema.types}
         if not kinds <= _SCALARS:
             return None
@@ -650,4 +649,4 @@ def _load(path: str | Path) -> tuple[Stamp, pa.Table] | None:
         table.validate(full=_STRING in kinds)
     except (OSError, ValueError, TypeError, KeyError, AttributeError, pa.ArrowException):
         return None
-    return (stamp, table) if _valid(table) else None
+    return (stamp, table, data) if _valid(table) else None
