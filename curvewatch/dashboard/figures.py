@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from curvewatch.diagnosis import SPAN_KINDS as DIAGNOSIS_SPAN_KINDS
+from curvewatch.diagnosis.history import NAMES
 from curvewatch.tracking.aggregate import curve_stats
 
 from .downsample import SCREEN_POINTS, downsample
@@ -210,17 +211,19 @@ def learning_curve_figure(history: pd.DataFrame, findings: Iterable[Any] = (), *
                    ytitle=metric, log_y=log_y, uirevision=uirevision or f"curve-{metric}")
 
 
-#: The human names of what the trainer logs, for chart titles (one map for every page):
-#: a metric of a train/val/test pair, the split it was measured on, and the other columns.
+#: The human names of what the trainer logs, for chart titles, beyond the diagnosis's own
+#: names (diagnosis.history.NAMES, which its messages use): a metric of a train/val/test
+#: pair, the split it was measured on, and the other columns.
 METRIC_WORDS = {"loss": "loss", "acc": "accuracy", "r2": "R²"}
 SPLIT_WORDS = {"train": "training", "val": "validation", "test": "test"}
-COLUMN_WORDS = {"grad_norm": "gradient norm", "grad_norm_max": "largest gradient norm",
-                "lr": "learning rate"}
+COLUMN_WORDS = {"lr": "learning rate"}
 
 
 def column_title(column: str) -> str:
     """A chart title for a metric or history column: "val_acc" -> "Validation accuracy",
     "loss" -> "Loss", "lr" -> "Learning rate"; a name the trainer does not log stays as it is."""
+    if column in NAMES:
+        return NAMES[column]
     split, _, metric = column.partition("_")
     if split in SPLIT_WORDS and metric in METRIC_WORDS:
         words = f"{SPLIT_WORDS[split]} {METRIC_WORDS[metric]}"
