@@ -37,7 +37,8 @@ MEANINGS = {
                    "confident, not more wrong)",
     # plateau and converged
     "wait": "epochs since the last significant improvement",
-    "patience": "the epochs a plateau waits for an improvement (threshold patience)",
+    "patience": "the epochs a plateau waits for an improvement (threshold patience; "
+                "gap_patience while the training loss still falls)",
     "flat_patience": "the shorter wait for a curve that is flat both ways (flat_patience)",
     "flat_change": "the change the recent slope projects over the next patience epochs "
                    "(a fraction; NaN: not judged as flat)",
