@@ -117,3 +117,23 @@ def test_median_of_last_equals_the_median_of_the_last_finite_values():
 def test_theil_sen_refuses_a_series_whose_pairs_would_take_hours():
     with pytest.raises(ValueError, match=r"theil_sen_slope of 50,001 values .*at most 50,000"):
         stats.theil_sen_slope(np.zeros(stats.MAX_SLOPE_VALUES + 1))
+
+
+@pytest.mark.parametrize("kind", ["noise", "ties", "falling", "constant"])
+def test_median_is_numpys_median_to_the_last_bit(kind):
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 3, 4, 9, 10, 255, 256, 257, 258, 1001, 4000):
+        x = series(kind, n, rng)
+        assert stats.median(x) == float(np.median(x)), n
+
+
+def test_median_of_values_with_nan_or_infinities_is_numpys():
+    with np.errstate(invalid="ignore"):
+        for x in ([1.0, np.nan, 2.0], [np.nan], [np.inf, 1.0], [-np.inf, np.inf],
+                  [np.inf, np.inf, 1.0, 2.0], list(np.r_[np.arange(300.0), np.nan]),
+                  list(np.r_[np.arange(301.0), -np.inf])):
+            a = np.array(x)
+            expect = float(np.median(a))
+            got = stats.median(a)
+            assert got == expect or (np.isnan(got) and np.isnan(expect)), x
+    assert np.isnan(stats.median(np.array([])))

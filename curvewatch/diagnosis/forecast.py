@@ -21,7 +21,7 @@ import pandas as pd
 
 from .findings import Finding
 from .history import float_column, in_epoch_order
-from .stats import MAD_TO_SIGMA, inflation, level_sd, noise
+from .stats import MAD_TO_SIGMA, inflation, level_sd, median, noise
 
 __all__ = ["Forecast", "forecast", "with_forecast", "FAMILIES", "GAIN_KINDS"]
 
@@ -237,7 +237,7 @@ def _law(family: str, p: np.ndarray, x: np.ndarray, y: np.ndarray, sd: float) ->
     the noise) and the AR(1) inflation of correlated per-epoch noise."""
     j = _jac(family, p, x, sd)
     r = (_Law(family, p, 0.0, np.zeros(0)).level(x) - y) / sd
-    spread = max(1.0, MAD_TO_SIGMA * float(np.median(np.abs(r))))
+    spread = max(1.0, MAD_TO_SIGMA * median(np.abs(r)))
     cov = np.linalg.pinv(j.T @ j) * spread * spread * inflation(PHI)
     return _Law(family, p, float(2.0 * (np.sqrt(1.0 + r * r) - 1.0).sum()), cov)
 
@@ -304,7 +304,7 @@ def forecast(history: Any, until_epoch: int, *, metric: str = "val_loss") -> For
     sd = max(level_sd(noise(ys, PHI), PHI, k), 1e-9 * max(1.0, float(np.abs(yb).max())))
     laws = _laws(xb, yb, sd, float(xs[-1]))
     tail = max(2, yb.size // 4)
-    if float(np.median(yb[-tail:] - laws[0].level(xb[-tail:]))) > RISING * sd:
+    if median(yb[-tail:] - laws[0].level(xb[-tail:])) > RISING * sd:
         return None
     px = np.unique(np.linspace(ep[-1], until, PATH_POINTS).round())
     xx = px - ep[start] + 1.0

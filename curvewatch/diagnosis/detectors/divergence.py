@@ -8,7 +8,7 @@ import numpy as np
 from ..findings import Finding
 from ..history import NAMES, History, num
 from ..signals import at_chance, chance_txt
-from ..stats import finite
+from ..stats import finite, median
 from ..thresholds import Thresholds
 from .spec import Context, Spec
 
@@ -118,7 +118,7 @@ def _accuracy(h: History) -> tuple[np.ndarray, np.ndarray, float] | None:
 def _predicts(h: History, th: Thresholds) -> bool:
     """Does the accuracy show skill (the median of its last diverge_epochs values at the mark)?"""
     acc = _accuracy(h)
-    return acc is not None and acc[1].size > 0 and float(np.median(acc[1][-th.diverge_epochs:])) >= acc[2]
+    return acc is not None and acc[1].size > 0 and median(acc[1][-th.diverge_epochs:]) >= acc[2]
 
 
 def _lost_skill(h: History, th: Thresholds, since: int) -> bool:

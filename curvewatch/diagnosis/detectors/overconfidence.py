@@ -7,7 +7,7 @@ import numpy as np
 from ..findings import Finding
 from ..history import History, num
 from ..signals import level_noise
-from ..stats import finite, median_of_last
+from ..stats import finite, median, median_of_last
 from ..thresholds import Thresholds
 from .spec import Context, Spec
 
@@ -25,7 +25,7 @@ def _overconfidence(h: History, th: Thresholds, of: Finding) -> Finding | None:
     now = median_of_last(a, th.window)
     if at_m.size == 0 or not np.isfinite(now):
         return None
-    at_m_v = float(np.median(at_m))
+    at_m_v = median(at_m)
     _, _, s_med = level_noise(a, th)
     if not now - at_m_v > max(1e-9, s_med):
         return None

@@ -10,7 +10,7 @@ import numpy as np
 from ..findings import Finding
 from ..history import History, keep_best, num
 from ..signals import level_noise, lr_steps, no_skill, since_peak
-from ..stats import finite, inflation, mann_kendall_z, median_of_last
+from ..stats import finite, inflation, mann_kendall_z, median, median_of_last
 from ..thresholds import Thresholds
 from .spec import Context, Spec
 
@@ -85,7 +85,7 @@ def _train_falling(tr: np.ndarray | None, m: int, e: int, th: Thresholds) -> tup
     now_v = median_of_last(te, th.window)
     if at_m.size == 0 or not np.isfinite(now_v):
         return False, float("nan"), now_v
-    at_m_v = float(np.median(at_m))
+    at_m_v = median(at_m)
     _, _, s_med = level_noise(te, th)
     tol = max(th.min_delta, th.overfit_z * s_med)
     return now_v < at_m_v - tol, at_m_v, now_v

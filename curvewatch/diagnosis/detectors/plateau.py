@@ -11,7 +11,15 @@ import numpy as np
 from ..findings import Finding
 from ..history import NAMES, History, best_epoch, keep_best, num
 from ..signals import last_lr_change, monitored, no_skill, plateau_state, since_peak, trend
-from ..stats import finite, inflation, last_finite, mann_kendall_z, median_of_last, theil_sen_slope
+from ..stats import (
+    finite,
+    inflation,
+    last_finite,
+    mann_kendall_z,
+    median,
+    median_of_last,
+    theil_sen_slope,
+)
 from ..thresholds import Thresholds
 from .spec import Context, Spec
 
@@ -72,7 +80,7 @@ def _creep_start(x: np.ndarray, h: History, th: Thresholds, st: dict[str, Any], 
     if lo <= first or st["best"] == 0:
         return -1
     seg = finite(x[lo:])
-    if seg.size < 2 * th.patience or not np.median(seg[-th.window:]) <= th.creep_level * finite(x)[0]:
+    if seg.size < 2 * th.patience or not median(seg[-th.window:]) <= th.creep_level * finite(x)[0]:
         return -1  # (a creep at a high loss can be a slow start that speeds up: the wait judges it)
     if mann_kendall_z(seg, inflation(th.autocorr)) >= -th.trend_z:
         return -1  # not a steady fall: noise or a rise, which the wait judges

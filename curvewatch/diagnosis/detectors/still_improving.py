@@ -7,7 +7,7 @@ import numpy as np
 from ..findings import Finding
 from ..history import NAMES, History, num
 from ..signals import level_noise, monitored, trend, trend_width
-from ..stats import finite
+from ..stats import finite, median
 from ..thresholds import Thresholds
 from .spec import Context, Spec
 
@@ -28,7 +28,7 @@ def _still_improving(h: History, th: Thresholds, metric: str | None) -> Finding 
     if z >= -th.trend_z:
         return None
     k = max(1, min(th.window, win.size // 3))
-    before, now = float(np.median(win[:k])), float(np.median(win[-k:]))
+    before, now = median(win[:k]), median(win[-k:])
     sigma, phi, s_med = level_noise(x, th)
     need = max(th.min_delta, th.min_rel_delta * abs(now), th.plateau_z * s_med)
     if before - now <= need:
