@@ -63,6 +63,11 @@ def test_rolling_median_equals_numpy_median_of_each_window(window, monkeypatch):
     got = stats.rolling_median(x, window)
     want = np.array([np.median(x[max(0, i - window + 1): i + 1]) for i in range(x.size)])
     np.testing.assert_array_equal(got, want)
+    for n in (1, window - 1, window, window + 1, 2 * window, 4 * window - 1):  # short series too
+        short = x[:max(n, 1)]
+        np.testing.assert_array_equal(
+            stats.rolling_median(short, window, min_periods=2),
+            pd.Series(short).rolling(window, min_periods=2).median().to_numpy())
     with_nan = x.copy()
     with_nan[::9] = np.nan  # the pandas path, unchanged
     np.testing.assert_array_equal(

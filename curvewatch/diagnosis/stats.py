@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
@@ -38,9 +40,10 @@ def rolling_median(x: np.ndarray, window: int, min_periods: int = 1) -> np.ndarr
     if window <= 1:
         return x.copy()
     n = x.size
-    if n >= 4 * window and not np.isnan(x).any():
+    if not np.isnan(x).any():
         out = np.empty(n)
-        out[window - 1:] = _sliding_median(x, window)
+        if n >= window:
+            out[window - 1:] = _sliding_median(x, window)
         for i in range(min(window - 1, n)):
             out[i] = median(x[: i + 1]) if i + 1 >= min_periods else np.nan
         return out
@@ -195,7 +198,7 @@ def _kendall_s(x: np.ndarray) -> float:
     passes of O(n log n): 1 ms for 4,000 values where the n x n matrix took 1-2 s."""
     n = x.size
     if n <= _PAIRWISE_MAX:
-        return float(np.sign(x[None, :] - x[:, None])[np.triu_indices(n, 1)].sum())
+        return float(np.sign(x[None, :] - x[:, None])[_upper_triangle(n)].sum())
     if np.isnan(x).any() or np.isposinf(x).sum() > 1 or np.isneginf(x).sum() > 1:
         return float("nan")  # as the pairwise sum: sign(NaN) and sign(inf - inf) are NaN
     rank = np.unique(x, return_inverse=True)[1].astype(np.int64).ravel()
@@ -211,6 +214,14 @@ def _kendall_s(x: np.ndarray) -> float:
                  - np.searchsorted(left_keys, key, "right"))
         s += int(below.sum()) - int(above.sum())
     return float(s)
+
+
+@functools.cache
+def _upper_triangle(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """np.triu_indices(n, 1), made once per n <= _PAIRWISE_MAX (diagnose asks thousands of times)."""
+    i, j = np.triu_indices(n, 1)
+    i.flags.writeable = j.flags.writeable = False  # shared by every caller
+    return i, j
 
 
 def theil_sen_slope(x: np.ndarray) -> float:
