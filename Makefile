@@ -7,14 +7,24 @@ PORT   ?= 8501
 
 .PHONY: setup browser run demo dashboard lint test test-fast bench clean
 
+# pip compiles every module of every package it installs, thousands in torch alone that
+# nothing here imports (about 40 s of a CI run); with --no-compile Python writes the bytecode
+# of what it imports, once. Unless PYTHONDONTWRITEBYTECODE is set, as on CI's machine: then
+# every process would compile its imports again (a full import 5.7 -> 12.3 s), so it is
+# not passed to the commands below.
+unexport PYTHONDONTWRITEBYTECODE
+
 # The pinned requirements, then the project itself in editable mode (pyproject.toml; --no-deps:
 # requirements.txt already pinned them), so .venv imports curvewatch (curvewatch.tracking,
-# .diagnosis, .trainer, .dashboard) from any folder and has the `curvewatch` command.
+# .diagnosis, .trainer, .dashboard) from any folder and has the `curvewatch` command. The
+# last step compiles what the trainer and the dashboard import (before the test workers
+# would each compile it at once).
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-compile -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -c "import curvewatch.trainer.runner, curvewatch.dashboard.figures, streamlit.web.bootstrap, pyarrow.json, sklearn.model_selection"
 	touch $@
 
 setup: $(VENV)/.installed
