@@ -4,7 +4,8 @@ process, cold (no .metrics.arrow) and then warm (the cache file present). Usage:
 
     python bench/run_page_memory.py [--epochs 1000000] [--run PATH]
 
-Per step: the process's resident memory before and after, and its peak during the step
+Per step: its wall and CPU time (all the process's threads), the process's resident memory
+before and after, and its peak during the step
 (VmHWM, reset before each step: Linux), also as MB above the memory before it. The baseline,
 measured in the same process: the resident memory once the page's modules are imported, and
 the history frame's own size (each step's peak is printed as a multiple of it as well).
@@ -46,12 +47,12 @@ def child(run: str, epochs: int) -> None:
 
     def step(name, fn):
         reset_peak()
-        before, t = memory()[0], time.perf_counter()
+        before, t, cpu = memory()[0], time.perf_counter(), time.process_time()
         out[name] = fn()
-        seconds = time.perf_counter() - t
+        seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
         after, peak = memory()
         print(json.dumps({"step": name, "before": before, "after": after, "peak": peak,
-                          "seconds": seconds}))
+                          "seconds": seconds, "cpu": cpu}))
     step("read_history", lambda: tracking.read_history(run))
     frame_mb = out["read_history"].memory_usage(index=False).sum() / 2**20
     print(json.dumps({"step": "frame", "mb": frame_mb}))
@@ -77,8 +78,9 @@ def show(label: str, steps: list[dict]) -> None:
     print(f"{label}: imports {imports:.0f} MB, the history frame {frame:.0f} MB")
     for s in steps:
         if "peak" in s:
-            print(f"  {s['step']:14s} {s['seconds']:6.2f} s  RSS {s['before']:5.0f} -> "
-                  f"{s['after']:5.0f} MB  peak {s['peak']:5.0f} MB (+{s['peak'] - s['before']:3.0f}"
+            print(f"  {s['step']:14s} {s['seconds']:6.2f} s ({s['cpu']:4.2f} CPU)  RSS "
+                  f"{s['before']:5.0f} -> {s['after']:5.0f} MB  peak {s['peak']:5.0f} MB "
+                  f"(+{s['peak'] - s['before']:3.0f}"
                   f" above before, {(s['peak'] - imports) / frame:.2f}x the frame above imports)")
 
 

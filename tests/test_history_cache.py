@@ -213,6 +213,23 @@ def test_a_history_is_a_frame_its_caller_may_edit(tmp_path, read):
     assert frame["val_loss"].iloc[0] == 246.0 and frame["val_loss"].iloc[1] == 2 * before
     again = read_history(run)
     assert again["val_loss"].iloc[1] == before and again["val_loss"].iloc[0] != 123.0
+@pytest.mark.parametrize("shape", [thinning, int_turns_float, int_holes, late_metric])
+def test_columns_in_memory_of_their_own_read_and_edit_as_any(tmp_path, monkeypatch, shape):
+    """Columns past HUGE_BYTES are put in memory mapped for them (not numpy's huge pages):
+    whether the room grew, a column turned float or has holes, the frame reads as the plain
+    reader's, outlives the read that made it, and may be edited without a later read
+    seeing it."""
+    monkeypatch.setattr(history_cache, "HUGE_BYTES", 1024)
+    monkeypatch.setattr(history_cache, "CHUNK_BYTES", 16 << 10)
+    run = write(tmp_path / "r", shape(trainer_lines()))
+    frame = read_history(run)
+    assert cached(run)
+    expected = assert_same(run)
+    pd.testing.assert_frame_equal(frame, expected)
+    frame.loc[0, "train_loss"] = 123.0
+    assert read_history(run)["train_loss"].iloc[0] == expected["train_loss"].iloc[0] != 123.0
+
+
 def test_torn_last_line_is_left_for_the_next_read(tmp_path):
     lines = trainer_lines()
     run = write(tmp_path / "r", lines, tail=b'{"epoch": 501, "train_lo')
@@ -253,6 +270,19 @@ PLAIN_ONLY = {
 @pytest.mark.parametrize("case", sorted(PLAIN_ONLY))
 def test_what_pyarrow_would_read_differently_goes_to_the_plain_reader(tmp_path, case):
     run = write(tmp_path / "r", trainer_lines() + PLAIN_ONLY[case])
+    assert_same(run)
+    assert not (run / CACHE_NAME).exists(), "only the pyarrow path's tables are cached"
+
+
+@pytest.mark.parametrize("case", sorted(PLAIN_ONLY))
+def test_a_middle_piece_may_send_the_read_to_the_plain_reader(tmp_path, monkeypatch, case):
+    """A history of many pieces, the pieces before it already joined into columns: a line only
+    the plain reader reads right, in a middle piece, still gives the plain reader's frame and
+    no cache."""
+    monkeypatch.setattr(history_cache, "CHUNK_BYTES", 16 << 10)
+    lines = trainer_lines()
+    run = write(tmp_path / "r", lines[:250] + PLAIN_ONLY[case] + lines[250:])
+    assert (run / "metrics.jsonl").stat().st_size > 8 * history_cache.CHUNK_BYTES
     assert_same(run)
     assert not (run / CACHE_NAME).exists(), "only the pyarrow path's tables are cached"
 
