@@ -616,10 +616,10 @@ def test_a_15_percent_bump_falling_back_to_a_deeper_minimum_is_possible_overfitt
     assert sum(possible) >= 7, possible
 
 
-#: The overfitting rule before persistence needed the label's size and the trend test its own z
-#: (what commit 101749b's defaults did: persistence confirmed any rise above the needed amount,
-#: and the trend test needed trend_z = 2.3).
-_BEFORE_PERSIST_GATE = Thresholds(overfit_persist_rise=0.0, overfit_persist_z=0.0, overfit_trend_z=2.3)
+#: The overfitting rule before a confirmation needed the label's size and the trend test its own z
+#: (what commit 101749b's defaults did: persistence or a trend confirmed any rise above the needed
+#: amount, and the trend test needed trend_z = 2.3).
+_BEFORE_CONFIRM_GATE = Thresholds(overfit_confirm_rise=0.0, overfit_confirm_z=0.0, overfit_trend_z=2.3)
 
 
 def _step_up(seed, rise, n=70, at=30, noise=0.005):
@@ -640,7 +640,7 @@ def test_persistence_alone_no_longer_confirms_a_rise_smaller_than_the_labels_5_p
     # corpus label calls overfitting. Before, persistence (10 epochs without a new low) confirmed
     # it on all 8 seeds at epochs 38-58; now persistence needs the label's size, and only a
     # significant trend (seeds whose noise makes the step read as one) or more growth confirms it.
-    before = [_stop_with(_step_up(seed, 0.04), _BEFORE_PERSIST_GATE) for seed in range(8)]
+    before = [_stop_with(_step_up(seed, 0.04), _BEFORE_CONFIRM_GATE) for seed in range(8)]
     after = [_stop_with(_step_up(seed, 0.04), None) for seed in range(8)]
     assert all(s is not None for s in before), before
     assert sum(s is not None for s in after) <= 3, after
@@ -654,7 +654,7 @@ def test_a_step_up_of_the_labels_size_still_stops_no_later_than_before():
     # (1.96, the training loss falling too) confirms some seeds sooner than trend_z 2.3 did
     for seed in range(8):
         h = _step_up(seed, 0.08)
-        before, after = _stop_with(h, _BEFORE_PERSIST_GATE), _stop_with(h, None)
+        before, after = _stop_with(h, _BEFORE_CONFIRM_GATE), _stop_with(h, None)
         assert before is not None and after is not None and after <= before, (seed, before, after)
 
 
@@ -708,8 +708,40 @@ def test_a_cluster_of_three_high_values_on_a_flat_level_is_not_confirmed_by_pers
     assert sum(s is not None for s in stops) <= 1, stops
 
 
+def _mild_rise_reversing(seed, rise, up, n=80, m=30, noise=0.005):
+    """After its minimum at epoch `m` the validation loss rises by `rise` (relative) linearly over
+    `up` epochs, holds 4 epochs, then falls to 1% below the minimum over 15; the training loss
+    creeps down throughout."""
+    e = epochs(n)
+    base = 0.6 + 1.7 * np.exp(-(e - 1) / 4.0)
+    x = e - m
+    down = np.maximum(rise - (rise + 0.01) * (x - up - 4) / 15, -0.01)
+    b = np.where(x <= 0, 0, np.where(x <= up, rise * x / up, np.where(x <= up + 4, rise, down)))
+    return pd.DataFrame({"epoch": e, "train_loss": noisy(base - 0.1 - 0.002 * e, 0.003, seed + 1),
+                         "val_loss": noisy(base * (1 + b), noise, seed)})
+
+
+def test_a_mild_rise_with_a_rising_trend_that_reverses_is_not_confirmed():
+    # 3-5% rises over 6 or 10 epochs that come back below the minimum: the hindsight label calls
+    # none overfitting. Before, a significant rising trend confirmed any rise above the needed 3%
+    # and 37 of these 48 stopped; now every confirmation needs the label's 5% (and 4 noise
+    # units), so only a few 5% rises whose noise lifts the median over it for confirm epochs stop
+    stops = {}
+    for rise in (0.03, 0.04, 0.05):
+        for up in (6, 10):
+            hs = [_mild_rise_reversing(seed, rise, up) for seed in range(8)]
+            assert not any("overfitting" in label(h) for h in hs)
+            stops[rise, up] = [_first_stop(h) for h in hs]
+    assert sum(s is not None for ss in stops.values() for s in ss) <= 6, stops
+    below = [s for (rise, _), ss in stops.items() if rise < 0.05 for s in ss]
+    assert sum(s is not None for s in below) <= 1, stops
+    # what is not confirmed is still shown, as possible_overfitting (info), while it holds
+    h = _mild_rise_reversing(0, 0.04, 6)
+    assert "possible_overfitting" in {f.kind for f in diagnose(h.iloc[:40])}
+
+
 @pytest.mark.parametrize("seed", range(4))
-def test_a_sustained_rise_of_one_percent_an_epoch_stops_within_12_epochs_of_the_minimum(seed):
+def test_a_sustained_rise_of_one_percent_an_epoch_stops_within_13_epochs_of_the_minimum(seed):
     e = epochs(80)
     base = 0.5 + 1.8 * np.exp(-(e - 1) / 6.0)
     val = base * (1 + np.where(e > 30, 0.01 * (e - 30), 0))
@@ -718,7 +750,9 @@ def test_a_sustained_rise_of_one_percent_an_epoch_stops_within_12_epochs_of_the_
     t = _first_stop(h)
     f = should_stop(h.iloc[:t], ["overfitting"])
     # the rise starts after epoch 30; the flat bottom before it puts the noisy minimum at 25-31
-    assert f is not None and f.kind == "overfitting" and t - 30 <= 12
+    # (13, not 12: a confirmation needs the label's 5%, which at 1% an epoch the median of the
+    # last 5 values clears about 7 epochs after the minimum, and then `confirm` epochs more)
+    assert f is not None and f.kind == "overfitting" and t - 30 <= 13
     assert 25 <= f.start_epoch <= 31  # the minimum, where best.pt is
 
 

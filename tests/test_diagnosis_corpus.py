@@ -164,7 +164,12 @@ def test_every_synthetic_edge_curve_passes(result):
 # the defaults' epochs 0.613 -> 0.628 (Keras patience 10: 0.542), so epochs_margin 0.08 -> 0.09;
 # mean regret -0.0003 -> +0.0026 (every moved stop is later; the rise is runs whose negative
 # regret went to 0).
-PIN = {"of_precision": 0.80, "of_recall": 0.93, "of_delay": 12, "epochs_margin": 0.09, "max_epochs": 0.68,
+# Issue 13, overfitting V1 (every confirmation needs the label's 5% and 4 noise units): on the
+# odd half overfitting precision 0.84 -> 0.92 (64 -> 59 flagged, the same 54 true), recall 0.98,
+# median delay 11 -> 11.5; the defaults' epochs 0.629 -> 0.637 (Keras patience 10: 0.542), so
+# epochs_margin 0.09 -> 0.10; mean regret (+0.0026) and clean stops (4 of 60) unchanged. The
+# precision pin follows it with the margin it had (0.80 -> 0.88), the delay pin too (12 -> 12.5).
+PIN = {"of_precision": 0.88, "of_recall": 0.93, "of_delay": 12.5, "epochs_margin": 0.10, "max_epochs": 0.68,
        "max_regret": 0.005, "max_false_alarms": 0.1, "si_precision": 0.5, "si_recall": 0.9,
        "pl_precision": 0.80, "pl_recall": 0.72}
 

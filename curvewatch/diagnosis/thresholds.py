@@ -100,12 +100,14 @@ class Thresholds:
                                   "percent.", lo=0.0)
     overfit_z: float = _f(3.0, "The rise must also exceed overfit_z times the noise of a "
                           "window-median (sigma * sqrt(inflation / window)).", lo=0.0)
-    overfit_persist_z: float = _f(4.0, "Persistence (no new low for overfit_patience epochs) confirms "
-                                  "only a rise of at least this many noise units of a window-median "
-                                  "(the corpus label's 4): a rise that persistence alone confirms has "
-                                  "no significant trend, so its size must carry the evidence.", lo=0.0)
-    overfit_persist_rise: float = _f(0.05, "Persistence confirms only a rise of at least this "
-                                     "fraction of the smoothed minimum (the corpus label's 5%).", lo=0.0)
+    overfit_confirm_z: float = _f(4.0, "Overfitting is confirmed (by a trend, persistence) only for "
+                                  "a rise of at least this many noise units of a window-median (the "
+                                  "corpus label's 4); a smaller one stays possible_overfitting.",
+                                  lo=0.0)
+    overfit_confirm_rise: float = _f(0.05, "Overfitting is confirmed (by a trend, persistence) only "
+                                     "for a rise of at least this fraction of the smoothed minimum "
+                                     "(the corpus label's 5%); a smaller one stays "
+                                     "possible_overfitting.", lo=0.0)
     overfit_trend_z: float = _f(1.96, "Mann-Kendall z (autocorrelation-corrected) of the values "
                                 "since the validation minimum that confirms overfitting: lower than "
                                 "trend_z because overfitting also needs the rise above the noise and "
@@ -115,10 +117,11 @@ class Thresholds:
     overfit_min_epochs: int = _f(3, "Epochs after the validation minimum before overfitting can be "
                                  "reported.", lo=1)
     overfit_patience: int = _f(10, "Epochs without a new low of the validation loss after which a rise "
-                               "above the needed amount, with no falling trend since the minimum and "
-                               "the median of these epochs above the needed rise too, is confirmed as "
-                               "overfitting without a significant rising trend (persistence); before "
-                               "that it is possible_overfitting (info, no stop).",
+                               "of the confirmed size (overfit_confirm_rise, overfit_confirm_z), with "
+                               "no falling trend since the minimum and the median of these epochs "
+                               "above the needed rise, is confirmed as overfitting without a "
+                               "significant rising trend (persistence); before that it is "
+                               "possible_overfitting (info, no stop).",
                                lo=1)
     overfit_clear_factor: float = _f(4.0, "A rise of this many times the needed rise is overfitting at "
                                      "once, even while it eases back, unless the values since the "

@@ -41,28 +41,27 @@ def _rise(v: np.ndarray, e: int, th: Thresholds, S: np.ndarray,
         return None
     after = finite(ve[max(m + 1, e - th.noise_window):])
     z = float(mann_kendall_z(after, inflation(phi)))
-    # Two stages (issue 13, class 3): a rise above the needed amount is possible overfitting; it
-    # is confirmed by a significant rising trend since the minimum (overfit_trend_z), by persistence
-    # (no new low for overfit_patience epochs, no falling trend since the minimum, a rise of the
-    # label's size: persist_need below) or by its size (a rise of
-    # overfit_clear_factor times the needed amount), and never while a modest rise is giving
-    # itself back since its highest level: that is a bump, often followed by a deeper minimum.
+    # Two stages (issue 13, class 3): a rise above the needed amount is possible overfitting. It
+    # is confirmed only at the size the hindsight label calls overfitting (`material`: the 5% and
+    # 4 noise units of eval/labels.py; a 3-5% rise with a significant trend is how a bump begins
+    # as often as overfitting, so it stays possible until it grows), and only with evidence that
+    # it lasts: a significant rising trend since the minimum (overfit_trend_z), persistence (no
+    # new low for overfit_patience epochs, no falling trend since the minimum, the median of those
+    # epochs above the needed rise: a cluster of 3 high values on a flat level lifts a 5-epoch
+    # median, not a 10-epoch one) or its size (overfit_clear_factor times the needed amount).
+    material = max(need, th.overfit_confirm_rise * abs(best), th.overfit_confirm_z * s_med)
     big = gap >= th.overfit_clear_factor * need
+    # never while a rise under overfit_clear_factor x the needed amount gives itself back since
+    # its highest level: that is a bump, often followed by a deeper minimum
     back = not big and _falling_back(ve, S, m, e, phi)
     # nor, however big, while the values since the minimum trend down significantly: a level that
     # a spike lifted and that has been recovering since is no overfitting (the rise only looks big
     # once the spike leaves the noise window and the needed rise shrinks)
     receding = z <= -th.overfit_trend_z
-    # persistence is the weakest evidence (no trend, only time): it confirms only a rise of the
-    # size the hindsight label calls overfitting (overfit_persist_rise and overfit_persist_z: the
-    # 5% and 4 noise units of eval/labels.py), and only one the median of the overfit_patience
-    # epochs it waited holds above the needed rise (a cluster of 3 high values on a flat level
-    # lifts a 5-epoch median, not a 10-epoch one); a smaller or briefer rise needs the trend test
-    # or more growth
-    persist_need = max(need, th.overfit_persist_rise * abs(best), th.overfit_persist_z * s_med)
-    persist = (since >= th.overfit_patience and z >= 0 and gap >= persist_need
+    persist = (since >= th.overfit_patience and z >= 0
                and median_of_last(ve, th.overfit_patience) - best >= need)
-    confirmed = not back and not receding and (big or z >= th.overfit_trend_z or persist)
+    lasting = big or z >= th.overfit_trend_z or persist
+    confirmed = (big or gap >= material) and not back and not receding and lasting
     return {"m": m, "best": best, "now": now, "gap": gap, "need": need, "sigma": sigma, "z": z,
             "since": since, "raw_min": float(ve[m]), "persist": bool(persist), "confirmed": bool(confirmed)}
 
@@ -157,7 +156,7 @@ def detect(ctx: Context) -> Finding | None:
 
 
 SPEC = Spec(kinds=("overfitting", "possible_overfitting"), columns=("val_loss", "train_loss", "lr"), suppressed_by=("divergence",), stop_rank=1, span=True,
-            thresholds=('confirm', 'min_delta', 'noise_window', 'overfit_clear_factor', 'overfit_min_epochs',
-                        'overfit_patience', 'overfit_persist_rise', 'overfit_persist_z', 'overfit_rise', 'overfit_step_rise', 'overfit_trend_z', 'overfit_z',
+            thresholds=('confirm', 'min_delta', 'noise_window', 'overfit_clear_factor', 'overfit_confirm_rise',
+                        'overfit_confirm_z', 'overfit_min_epochs', 'overfit_patience', 'overfit_rise', 'overfit_step_rise', 'overfit_trend_z', 'overfit_z',
                         'patience', 'start_from_epoch', 'window'),
             detect=detect)
