@@ -185,3 +185,19 @@ def test_a_run_that_ends_at_chance_level_after_an_explosion_or_a_collapse_is_lab
     overfit = pd.DataFrame({"epoch": e, "train_loss": learned * np.exp(-e / 10),
                             "val_loss": np.where(e < 15, learned, learned + 0.2 * (e - 14))})
     assert "divergence" not in label(overfit, ln10) and "overfitting" in label(overfit, ln10)
+
+
+def test_a_run_flat_at_chance_level_is_labelled_a_plateau_only_once_it_has_learned():
+    # issue 13, class 5: no plateau judged from a minimum that was never a trained state; a run
+    # flat at ln 2 is a saddle or a run that never learned (underfitting), not a plateau
+    ln2 = chance_level({"dataset": "moons"})
+    e = np.arange(1, 81)
+    wiggle = 0.002 * np.sin(1.7 * e)
+    flat = pd.DataFrame({"epoch": e, "train_loss": 1.01 * ln2 + wiggle, "val_loss": ln2 + wiggle})
+    assert "plateau" in label(flat)  # without the chance level: as before
+    assert "plateau" not in label(flat, ln2)
+    # a saddle that escapes at epoch 30 and then plateaus at a trained level: the same plateau,
+    # from where it settled, with or without the chance level
+    escaped = 0.2 + (ln2 - 0.2) * np.exp(-np.maximum(e - 30, 0) / 3.0) + wiggle
+    saddle = pd.DataFrame({"epoch": e, "train_loss": 0.9 * escaped, "val_loss": escaped})
+    assert label(saddle, ln2)["plateau"] == label(saddle)["plateau"] > 30
