@@ -114,6 +114,8 @@ def _plateau(h: History, th: Thresholds, metric: str | None, unstable: bool = Fa
     if th.gap_patience > patience and wait >= th.flat_patience and _gap_growing(h, th, metric, st["best"]):
         # the gap grows: wait longer, for a rise to show or not; no short flat wait
         patience, hold = th.gap_patience, True
+    if hold and median_of_last(x, th.window) - st["best"] > th.overfit_rise * abs(st["best"]):
+        return None  # the gap grows and the level has left its best: overfitting's question
     quick = th.flat_patience <= wait < patience and not unstable and not hold
     creep_from = -1
     if wait < patience and not unstable:
@@ -223,5 +225,5 @@ def detect(ctx: Context) -> Finding | None:
 
 
 SPEC = Spec(kinds=("plateau", "converged"), columns=("val_loss", "train_loss", "lr"), reads=("unstable",), suppressed_by=("divergence", "overfitting", "possible_overfitting"), stop_rank=2, stops_too=("converged",), span=True,
-            thresholds=('autocorr', 'converged_level', 'cooldown', 'creep_level', 'flat_gain', 'flat_patience', 'gap_patience', 'min_delta', 'noise_window', 'patience', 'plateau_ci_z', 'plateau_gain', 'start_from_epoch', 'trend_window', 'trend_z', 'window'),
+            thresholds=('autocorr', 'converged_level', 'cooldown', 'creep_level', 'flat_gain', 'flat_patience', 'gap_patience', 'min_delta', 'noise_window', 'overfit_rise', 'patience', 'plateau_ci_z', 'plateau_gain', 'start_from_epoch', 'trend_window', 'trend_z', 'window'),
             detect=detect)
