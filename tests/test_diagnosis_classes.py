@@ -835,6 +835,22 @@ def test_a_lifting_bottom_while_the_gap_grows_is_left_to_overfitting_not_a_plate
     assert stop.kind == "overfitting"
 
 
+def test_raw_lows_smaller_than_the_improvement_margin_do_not_restart_the_wait():
+    # a settled loss whose every third value dips 0.0004 below its lowest (more than min_delta,
+    # less than min_rel_delta of the level): before, each dip was a record that restarted the
+    # wait and no plateau ever came; the smoothed level never moves
+    n = 70
+    e = epochs(n)
+    val = 0.6 + 0.3 * np.exp(-(e - 1) / 2.0)
+    for i in range(20, n, 3):
+        val[i] = val[:i].min() - 0.0004
+    h = pd.DataFrame({"epoch": e, "train_loss": val * 0.9, "val_loss": val})
+    th = Thresholds()
+    assert 0.0004 > th.min_delta and 0.0004 < th.min_rel_delta * 0.6
+    t, f = _plateau_stop(h)
+    assert t is not None and t <= 20 + th.patience + th.window
+
+
 def _rising(seed, n=60, at=20, rate=0.01, noise=0.01):
     """A validation loss rising by `rate` of its level per epoch from epoch `at`; the training
     loss flat (so no overfitting finding: nothing says the model memorises)."""
