@@ -92,10 +92,14 @@ def label(h: pd.DataFrame, chance: float | None = None) -> dict:
                 if np.median(a[-5:]) > np.median(a[max(0, m - 2): m + 3]) + 1e-9:
                     out["overconfidence"] = out["overfitting"]
         else:
-            # plateau: from some epoch p on (>= PLATEAU_TAIL epochs before the end) no improvement > 1%
+            # plateau: from some epoch p on (>= PLATEAU_TAIL epochs before the end) no improvement > 1%,
+            # at a best level that was a trained state (issue 13, class 5: no plateau judged from a
+            # minimum at chance level; a run flat there is a saddle or never learned)
             cm = np.minimum.accumulate(vs)
             suff = np.minimum.accumulate(vs[::-1])[::-1]
             for p in range(n - PLATEAU_TAIL):
+                if _at_chance(cm[p], chance):
+                    continue
                 if suff[p + 1] >= cm[p] - max(PLATEAU_GAIN * abs(cm[p]), 2 * lsd):
                     out["plateau"] = int(ep[p])
                     break
@@ -121,6 +125,12 @@ def label(h: pd.DataFrame, chance: float | None = None) -> dict:
         if onset is not None:
             out["exploding_gradients"] = int(ep[onset])
     return out
+
+
+def _at_chance(level: float, chance: float | None) -> bool:
+    """Is a (smoothed) loss level at the chance level: AT_CHANCE to below CHANCE_EXPLODED times
+    the chance-level loss, the loss of a model that learned nothing? False when it is unknown."""
+    return chance is not None and AT_CHANCE * chance <= level < CHANCE_EXPLODED * chance
 
 
 def _no_skill_onset(tr: np.ndarray, v: np.ndarray, chance: float) -> int | None:

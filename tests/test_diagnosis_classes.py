@@ -848,6 +848,43 @@ def test_a_flat_validation_loss_with_a_falling_training_loss_waits_gap_patience_
     assert early is not None and t is not None and early < t
 
 
+def _lifting(seed, n=100, low=22, lift=0.0012, noise=0.04):
+    """A noisy validation loss that settles by epoch `low` and then lifts by `lift` an epoch (a
+    quarter of a percent of its level), too slowly for its noise to make the rise significant
+    soon, while the training loss falls all along."""
+    e = epochs(n)
+    val = 0.5 + 1.8 * np.exp(-(e - 1) / 4.0) + lift * np.maximum(e - low, 0)
+    train = decay(n, start=2.2, floor=0.02, tau=25.0)
+    return pd.DataFrame({"epoch": e, "train_loss": noisy(train, 0.01, seed + 1),
+                         "val_loss": noisy(val, noise, seed)})
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_lifting_bottom_while_the_gap_grows_is_left_to_overfitting_not_a_plateau(seed):
+    # before: gap_patience ran out while the level sat 4-6% above its best and 5 of 8 seeds
+    # stopped as plateaus at 46-51; a level more than overfit_rise above its best is no plateau
+    h = _lifting(seed)
+    stop = next(f for t in range(2, len(h) + 1)
+                if (f := should_stop(h.iloc[:t], ["overfitting", "plateau"])) is not None)
+    assert stop.kind == "overfitting"
+
+
+def test_raw_lows_smaller_than_the_improvement_margin_do_not_restart_the_wait():
+    # a settled loss whose every third value dips 0.0004 below its lowest (more than min_delta,
+    # less than min_rel_delta of the level): before, each dip was a record that restarted the
+    # wait and no plateau ever came; the smoothed level never moves
+    n = 70
+    e = epochs(n)
+    val = 0.6 + 0.3 * np.exp(-(e - 1) / 2.0)
+    for i in range(20, n, 3):
+        val[i] = val[:i].min() - 0.0004
+    h = pd.DataFrame({"epoch": e, "train_loss": val * 0.9, "val_loss": val})
+    th = Thresholds()
+    assert 0.0004 > th.min_delta and 0.0004 < th.min_rel_delta * 0.6
+    t, f = _plateau_stop(h)
+    assert t is not None and t <= 20 + th.patience + th.window
+
+
 def _rising(seed, n=60, at=20, rate=0.01, noise=0.01):
     """A validation loss rising by `rate` of its level per epoch from epoch `at`; the training
     loss flat (so no overfitting finding: nothing says the model memorises)."""

@@ -73,7 +73,9 @@ class Thresholds:
                            "still falls significantly (Mann-Kendall z < -trend_z over trend_window "
                            "epochs) by more than plateau_gain of the validation level per patience "
                            "epochs: the generalisation gap grows, the usual start of overfitting, so "
-                           "the short flat wait is off too. gap_patience <= patience switches it off.",
+                           "the short flat wait is off too, and no plateau is reported while the "
+                           "validation level lies more than overfit_rise above its best. "
+                           "gap_patience <= patience switches it off.",
                            lo=1)
     converged_level: float = _f(0.2, "A plateau at or below this fraction of the monitored loss's "
                                 "first value is a run that converged (info, 'converged'); above it, "

@@ -104,8 +104,10 @@ def _plateau(h: History, th: Thresholds, metric: str | None, unstable: bool = Fa
     if c >= 0 and h.n - 1 < c + th.cooldown:
         return None  # give a learning-rate step `cooldown` epochs to show its effect
     anchor = j0
-    # a raw record (a new lowest value by more than min_delta) also resets the wait, as in Keras
-    rec = _last_record(x, th.min_delta)
+    # a raw record also resets the wait, as in Keras, when it beats the lowest value before it by
+    # the margin a smoothed improvement needs (min_delta, min_rel_delta of the best): an absolute
+    # min_delta alone means nothing at a loss of 0.001 or 10, and tiny noisy lows kept restarting it
+    rec = _last_record(x, st["delta"])
     if rec >= 0:
         anchor = max(anchor, rec)
     anchor = max(anchor, int(np.searchsorted(h.epochs, th.start_from_epoch)))
@@ -114,6 +116,8 @@ def _plateau(h: History, th: Thresholds, metric: str | None, unstable: bool = Fa
     if th.gap_patience > patience and wait >= th.flat_patience and _gap_growing(h, th, metric, st["best"]):
         # the gap grows: wait longer, for a rise to show or not; no short flat wait
         patience, hold = th.gap_patience, True
+    if hold and median_of_last(x, th.window) - st["best"] > th.overfit_rise * abs(st["best"]):
+        return None  # the gap grows and the level has left its best: overfitting's question
     quick = th.flat_patience <= wait < patience and not unstable and not hold
     creep_from = -1
     if wait < patience and not unstable:
@@ -223,5 +227,5 @@ def detect(ctx: Context) -> Finding | None:
 
 
 SPEC = Spec(kinds=("plateau", "converged"), columns=("val_loss", "train_loss", "lr"), reads=("unstable",), suppressed_by=("divergence", "overfitting", "possible_overfitting"), stop_rank=2, stops_too=("converged",), span=True,
-            thresholds=('autocorr', 'converged_level', 'cooldown', 'creep_level', 'flat_gain', 'flat_patience', 'gap_patience', 'min_delta', 'noise_window', 'patience', 'plateau_ci_z', 'plateau_gain', 'start_from_epoch', 'trend_window', 'trend_z', 'window'),
+            thresholds=('autocorr', 'converged_level', 'cooldown', 'creep_level', 'flat_gain', 'flat_patience', 'gap_patience', 'noise_window', 'overfit_rise', 'patience', 'plateau_ci_z', 'plateau_gain', 'start_from_epoch', 'trend_window', 'trend_z', 'window'),
             detect=detect)
