@@ -54,7 +54,8 @@ def test_launch_run_rejects_what_the_cli_would_with_its_message(tmp_path, monkey
     monkeypatch.setattr(actions, "_cli", lambda args, **k: seen.append(args))
     res = actions.launch_run(tmp_path, "x", {"lr": "-1"})
     assert not res.ok and res.returncode == 2 and seen == []
-    assert res.message == "python -m trainer run: error: lr must be > 0 and <= 10, got -1.0"
+    assert res.message == (f"{actions.SHELL_TRAINER} run: error: lr must be > 0 and <= 10, "
+                           "got -1.0")
 
 
 def test_run_thresholds_is_the_trainers_judgement():

@@ -17,6 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from curvewatch.dashboard import tables
+from curvewatch.dashboard.actions import SHELL_TRAINER
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dashboard_fixtures as dfx  # noqa: E402
@@ -132,7 +133,6 @@ def test_runs_selection_comes_from_and_goes_to_the_url(runs_env):
 
 def test_empty_runs_dir_shows_how_to_start(monkeypatch):
     """With the command Launch names (one that works installed too), on every page."""
-    from curvewatch.dashboard.actions import SHELL_TRAINER
     monkeypatch.setenv("CURVEWATCH_RUNS", str(dfx.empty_runs_dir()))
     for name in ("runs", "run", "compare"):
         at = page(name).run()
@@ -532,7 +532,7 @@ def test_launch_shows_the_clis_own_rejection(runs_env, tmp_path, monkeypatch):
     at.run()
     at.text_input(key="launch-target").set_value("y")
     at.button(key="launch-submit").click().run()
-    assert "python -m trainer run: error:" in texts(at.error)
+    assert f"{SHELL_TRAINER} run: error:" in texts(at.error)
     assert "'y'" in texts(at.error), texts(at.error)
 
 

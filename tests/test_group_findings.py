@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from curvewatch.commands import SHELL_TRAINER
 from curvewatch.diagnosis.group_findings import group_findings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -24,17 +25,17 @@ import dashboard_fixtures as dfx  # noqa: E402
     ([], []),
 ])
 def test_a_group_finding_needs_every_diagnosed_member(kinds, expected):
-    assert [f.kind for f in group_findings(kinds)] == expected
+    assert [f.kind for f in group_findings(kinds, trainer=SHELL_TRAINER)] == expected
 
 
 def test_the_words_name_the_members_their_epochs_and_what_to_do():
     (f,) = group_findings([{"still_improving"}] * 3, method="kfold", epochs=[30, 30, 30],
-                          group="g1")
+                          group="g1", trainer="curvewatch")
     assert f.message.startswith("Every fold (3 of 3) was still improving at its last epoch "
                                 "(30)")
-    assert "python -m trainer resume g1 --epochs N" in f.advice
+    assert "(curvewatch resume g1 --epochs N)" in f.advice  # the caller's command
     (f,) = group_findings([{"overfitting"}, {"overfitting"}], method="repeat",
-                          best_epochs=[14, 8])
+                          best_epochs=[14, 8], trainer=SHELL_TRAINER)
     assert "Every seed (2 of 2) overfits" in f.message and "epochs 8-14" in f.message
     assert "best.pt" in f.advice and "--weight-decay" in f.advice
 
@@ -61,6 +62,31 @@ def test_the_group_page_says_every_fold_overfits(monkeypatch):
     warning = " ".join(str(w.value) for w in at.warning)
     assert "Every fold (2 of 2) overfits" in warning and "epochs 10-11" in warning
     assert "best.pt" in " ".join(str(m.value) for m in at.markdown)
+
+
+def test_the_group_pages_advice_names_a_resume_that_works_outside_the_checkout(monkeypatch):
+    """The page cannot know how its reader calls the trainer: the advice names the module,
+    which works in a checkout and an installed package alike."""
+    root = dfx.empty_runs_dir()
+    monkeypatch.setenv("CURVEWATCH_RUNS", str(root))
+    g = dfx.tracking.GroupWriter.create(
+        root, name="short", method="kfold", validation="kfold:2",
+        members=[{"index": i, "name": f"short fold {i + 1}/2", "fold": i + 1} for i in range(2)])
+    for i in range(2):
+        run = dfx.Run.create(root, name=f"short fold {i + 1}/2", config=dfx.base_config(),
+                             epochs=5, group=g.id, heartbeat_seconds=0)
+        for e in range(1, 6):
+            run.log_epoch(epoch=e, train_loss=1.0 / e, val_loss=1.0 / e + i / 10)
+        run.update_status(flags=[{"kind": "still_improving", "severity": "warning",
+                                  "start_epoch": 5, "end_epoch": None}])
+        run.finish("completed")
+        g.update_member(i, state="completed", run_id=run.id)
+    at = AppTest.from_file("../curvewatch/dashboard/views/group.py", default_timeout=60)
+    at.query_params["group"] = g.id
+    at.run()
+    assert not at.exception
+    advice = " ".join(str(m.value) for m in at.markdown)
+    assert f"python -m curvewatch.trainer resume {g.id} --epochs N" in advice
 
 
 def test_the_sweep_ranking_shows_no_sd_for_a_setting_of_one_run(monkeypatch):

@@ -333,8 +333,10 @@ def test_a_members_log_tail_comes_from_its_groups_log_and_never_from_outside(tmp
 
 
 def test_only_a_group_whose_runner_is_gone_can_be_resumed_and_only_its_unfinished_members():
+    import re
     import tempfile
 
+    from curvewatch.commands import Invocation
     from curvewatch.tracking.jsonio import atomic_write_json, read_json
     from curvewatch.trainer.groups import plan_resume
 
@@ -344,6 +346,9 @@ def test_only_a_group_whose_runner_is_gone_can_be_resumed_and_only_its_unfinishe
                                members=[{"index": i, "name": f"m{i}"} for i in range(3)])
         with pytest.raises(ConfigError, match=f"group {g.id} is still running"):
             plan_resume(read_group(g.path))  # this process is its runner, and alive
+        with pytest.raises(ConfigError, match=re.escape(f"stop it first: curvewatch stop "
+                                                        f"{g.id} --runs-dir 'my runs'")):
+            plan_resume(read_group(g.path), how=Invocation("curvewatch", "my runs"))
         done = Run.create(runs, name="m0", group=g.id, heartbeat_seconds=0)
         done.finish("completed")
         stopped = Run.create(runs, name="m1", group=g.id, heartbeat_seconds=0)

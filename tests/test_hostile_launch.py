@@ -133,7 +133,7 @@ def test_the_launch_page_refuses_and_shows_no_file_content(dataset, tmp_path, mo
     at.button(key="launch-submit").click().run()
     assert not at.exception, at.exception
     shown = "\n".join(str(e.value) for e in at.error)
-    assert "python -m trainer run: error:" in shown
+    assert f"{actions.SHELL_TRAINER} run: error:" in shown
     assert "outside" in shown or "system file" in shown or LP.ALLOW_FACTORY_ENV in shown
     assert "root:" not in shown and "PATH=" not in shown
     assert calls == [] and not runs.exists()

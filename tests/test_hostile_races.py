@@ -101,7 +101,8 @@ def test_a_hostile_last_pt_ends_resume_with_a_one_line_error(trained, tmp_path, 
     assert done.returncode == 2, (done.returncode, done.stdout, done.stderr[-2000:])
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert lines[0].startswith("python -m trainer resume: error: run ") and "last.pt" in lines[0]
+    assert lines[0].startswith("python -m curvewatch.trainer resume: error: run ") \
+        and "last.pt" in lines[0]
     assert "weights_only=False" not in lines[0]  # never the advice to load it unsafely
     assert not (tmp_path / "PWNED").exists()
     assert tracking.read_run(run).state == "completed"  # nothing changed

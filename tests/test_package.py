@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, only_run
+from conftest import ROOT, only_run, wait_for
 from curvewatch.cli import streamlit_command
 from curvewatch.tracking import Run, read_history, read_run, read_steps
 
@@ -114,6 +114,23 @@ def test_bad_input_to_the_curvewatch_command_exits_2_naming_it(tmp_path, args, m
     done = curvewatch(*args, cwd=tmp_path)
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_curvewatch_run_detach_prints_a_stop_command_that_works_where_it_was_typed(tmp_path):
+    """The hints name the `curvewatch` command the user typed (not the checkout's `python -m
+    trainer`), with the --runs-dir as given: run where it was typed, the printed line stops
+    the run."""
+    done = curvewatch("run", "--detach", "--runs-dir", "runs", "--epochs", "100000",
+                      "--hidden", "16", "--threads", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    run = only_run(tmp_path / "runs")
+    (hint,) = [ln.split("stop:", 1)[1].strip() for ln in done.stdout.splitlines()
+               if ln.strip().startswith("stop:")]
+    assert hint == f"curvewatch stop {run.name} --runs-dir runs"
+    wait_for(lambda: read_run(run).epoch >= 1, what="the detached run's first epoch")
+    stopped = curvewatch(*hint.split()[1:], "--wait", "60", cwd=tmp_path)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert read_run(run).state == "stopped"
 
 
 def test_curvewatch_ui_serves_with_the_checkouts_streamlit_settings_and_no_forced_theme(

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,6 +93,18 @@ def test_bad_input_exits_with_code_2_from_the_shell(runs_dir):
     done = run_python_m_trainer("run", "--optimizer", "lbfgs", runs_dir=runs_dir)
     assert done.returncode == 2
     assert "optimizer must be one of sgd, adam, adamw, rmsprop, got 'lbfgs'" in done.stderr
+    assert not any(runs_dir.iterdir())
+
+
+@pytest.mark.parametrize("module", ["curvewatch.trainer", "trainer"])
+def test_an_error_names_the_command_as_the_user_typed_it(module, runs_dir):
+    """`python -m curvewatch.trainer` (anywhere) and the checkout's shim `python -m trainer`
+    each put their own name before `run: error:`."""
+    done = subprocess.run([sys.executable, "-m", module, "run", "--lr", "-1", "--runs-dir",
+                           str(runs_dir)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"python -m {module} run: error: lr must be > 0"), done.stderr
     assert not any(runs_dir.iterdir())
 
 
@@ -291,6 +306,29 @@ def test_detach_returns_at_once_while_the_run_proceeds(runs_dir):
 # always lands before the run could end on its own, however fast its epochs and however slow
 # the machine; resume --epochs N then ends the run a few epochs later.
 ENDLESS = "100000"
+
+
+def test_a_detached_runs_stop_hint_is_a_command_that_works_from_another_folder(runs_dir,
+                                                                                 tmp_path):
+    """Started as `python -m curvewatch.trainer run --detach` (a fresh interpreter, as a user
+    starts it), the run prints how to stop it in the same words with the --runs-dir given;
+    that line, typed in another folder without PYTHONPATH (a user's project), stops it."""
+    done = run_python_m_trainer("run", "--detach", "--runs-dir", str(runs_dir), "--epochs",
+                                ENDLESS, "--hidden", "16", "--threads", "1")
+    assert done.returncode == 0, done.stderr
+    run = only_run(runs_dir)
+    (hint,) = [ln.split("stop:", 1)[1].strip() for ln in done.stdout.splitlines()
+               if ln.strip().startswith("stop:")]
+    assert hint.startswith(f"python -m curvewatch.trainer stop {run.name}"), hint
+    python, *words = shlex.split(hint)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CURVEWATCH_RUNS")}
+    stopped = subprocess.run([sys.executable, *words, "--wait", "60"], cwd=elsewhere, env=env,
+                             capture_output=True, text=True, timeout=240,
+                             stdin=subprocess.DEVNULL)
+    assert python == "python" and stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert read_run(run).state == "stopped"
 
 
 @pytest.mark.slow

@@ -14,15 +14,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from curvewatch import tracking
+from curvewatch.commands import SHELL_TRAINER, TRAINER_MODULE
 
 ROOT = Path(__file__).resolve().parents[2]  # the folder that holds curvewatch/
 STARTED_RE = re.compile(r"^started (\S+) \(pid (\d+)\)")
 CLI_TIMEOUT = 120.0
-#: The trainer's CLI as the pages run it, and as they write it for a shell: the module works
-#: from a checkout and from an installed package alike (`python -m trainer` is a
-#: checkout-only shim, the `curvewatch` command exists only once the package is installed).
-TRAINER_MODULE = "curvewatch.trainer"
-SHELL_TRAINER = f"python -m {TRAINER_MODULE}"
 
 
 @dataclass(frozen=True)
@@ -86,7 +82,7 @@ def launch_run(runs_dir: Path, name: str, config: Mapping[str, Any],
     except launch_policy.Refused as e:
         return CliResult(False, None, "", f"refused by the dashboard: {e}", 2)
     except ConfigError as e:
-        return CliResult(False, None, "", f"python -m trainer run: error: {e}", 2)
+        return CliResult(False, None, "", f"{SHELL_TRAINER} run: error: {e}", 2)
     return _cli(launch_args(runs_dir, name, to_args(cfg), tags, group_options))
 
 
@@ -106,14 +102,14 @@ def launch_args(runs_dir: Path, name: str, config_args: Sequence[str] = (),
 
 
 def stop_run(runs_dir: Path, run_id: str) -> CliResult:
-    """`python -m trainer stop RUN` (writes the STOP file: a graceful stop); a group id stops
+    """`trainer stop RUN` (writes the STOP file: a graceful stop); a group id stops
     the group's members and starts no more."""
     tracking.run_path(runs_dir, run_id)  # refuse anything that is not a folder here
     return _cli(["stop", run_id, "--runs-dir", runs_arg(runs_dir)], timeout=60)
 
 
 def resume(runs_dir: Path, run_id: str, epochs: int | None = None) -> CliResult:
-    """`python -m trainer resume RUN --detach [--epochs N]`: a stopped or crashed run goes on
+    """`trainer resume RUN --detach [--epochs N]`: a stopped or crashed run goes on
     from last.pt; a group id resumes the group's stopped, crashed and never-started members
     (with `epochs`, its completed ones too, each up to that many epochs in all)."""
     tracking.run_path(runs_dir, run_id)  # refuse anything that is not a folder here

@@ -24,13 +24,14 @@ class GroupFinding:
 
 def group_findings(kinds: Sequence[Collection[str]], *, method: str = "kfold",
                    best_epochs: Sequence[int | None] = (),
-                   epochs: Sequence[int | None] = (), group: str = "GROUP"
+                   epochs: Sequence[int | None] = (), group: str = "GROUP", trainer: str
                    ) -> list[GroupFinding]:
     """Findings of a group from its members' finding kinds (`kinds[i]`: member i's, e.g.
     from status.json's flags; an empty collection for a member not diagnosed yet is left
     out). Only when at least two members are diagnosed and every one shares the kind.
     `best_epochs[i]` / `epochs[i]`: member i's best epoch and epochs done, and `group` its
-    id, for the words."""
+    id, for the words; `trainer`: the trainer's command the advice names (the caller's:
+    curvewatch.commands, which diagnosis does not import)."""
     unit = MEMBER_WORDS.get(method, "member")
     seen = [i for i, k in enumerate(kinds) if k]
     if len(seen) < 2:
@@ -43,7 +44,7 @@ def group_findings(kinds: Sequence[Collection[str]], *, method: str = "kfold",
             f"Every {unit} ({len(seen)} of {len(kinds)}) was still improving at its last "
             f"epoch{f' ({last})' if last else ''}: the group's score understates what this "
             "setting reaches.",
-            f"Train longer: resume the group with more epochs (python -m trainer resume {group} "
+            f"Train longer: resume the group with more epochs ({trainer} resume {group} "
             "--epochs N), or raise the learning rate if progress is slow."))
     if all("overfitting" in kinds[i] for i in seen):
         best = _span([best_epochs[i] for i in seen if i < len(best_epochs)])

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from curvewatch.commands import SHELL_TRAINER, Invocation
 from curvewatch.tracking import (
     Run,
     RunNotFound,
@@ -53,7 +54,7 @@ EXIT_CODES = {
                       "started); nothing was changed",
     EXIT_BROKEN_PIPE: "the reader of the output went away (e.g. list | head -1)",
 }
-"""Every exit status of `python -m trainer`, with its meaning (printed by --help)."""
+"""Every exit status of the trainer's command line, with its meaning (printed by --help)."""
 
 
 class UsageError(Exception):
@@ -153,8 +154,10 @@ def _add_launch_options(p: argparse.ArgumentParser, *, config: str, name: str, t
 ExtraCommand = tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]
 
 
-def build_parser(prog: str = "python -m trainer",
+def build_parser(prog: str = SHELL_TRAINER,
                  extra: Sequence[Callable[[Any], None]] = ()) -> argparse.ArgumentParser:
+    """The parser of every command; `prog` is how the user called it (kept in the parsed
+    arguments as `prog`: the commands print hints in the same words, see invocation)."""
     parser = Parser(prog=prog,
                     description="Train PyTorch models into Curvewatch run folders, and list, "
                                 f"stop and resume runs. `{prog} COMMAND --help` shows a "
@@ -264,7 +267,13 @@ def build_parser(prog: str = "python -m trainer",
     gworker.add_argument("group_dir")
     for add in extra:
         add(sub)
+    parser.set_defaults(prog=prog)
     return parser
+
+
+def invocation(args: argparse.Namespace) -> Invocation:
+    """How the user called this command: its prog and --runs-dir, for the commands it prints."""
+    return Invocation(args.prog, getattr(args, "runs_dir", None))
 
 
 def _positive_int(flag: str) -> Any:
@@ -374,7 +383,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _start_group(args, cfg, default_name=f"{cfg.dataset}-{cfg.model}-{kind}")
     if args.parallel > 1:
         raise UsageError(f"--parallel {args.parallel} needs a group: --validation kfold:K or "
-                         "bootstrap:B, --repeat N, or python -m trainer sweep")
+                         f"bootstrap:B, --repeat N, or {args.prog} sweep")
     if args.group is not None and not is_run_id(args.group):
         raise UsageError(f"--group must be a group id, got {args.group!r}")
     name = args.name if args.name is not None else f"{cfg.dataset}-{cfg.model}"
@@ -410,7 +419,7 @@ def _train_one(args: argparse.Namespace, cfg: TrainConfig, name: str, job: Any) 
         pid = spawn_worker(run.path, resume=False)
         print(f"started {run.id} (pid {pid}) in {run.path}")
         print(f"  follow: tail -f {run.path / 'trainer.log'}")
-        print(f"  stop:   python -m trainer stop {run.id}")
+        print(f"  stop:   {invocation(args).command('stop', run.id)}")
         return EXIT_OK
     lock = lock_run(run.path)
     print(f"run {run.id} in {run.path}", flush=True)
@@ -473,8 +482,9 @@ def _start_group(args: argparse.Namespace, cfg: TrainConfig, *, default_name: st
     if args.detach:
         pid = spawn_group(writer.path)
         print(f"started {writer.id} (pid {pid}): {what} in {writer.path}")
-        print(f"  follow: python -m trainer list   (log: {writer.path / 'group.log'})")
-        print(f"  stop:   python -m trainer stop {writer.id}")
+        print(f"  follow: {invocation(args).command('list')}   "
+              f"(log: {writer.path / 'group.log'})")
+        print(f"  stop:   {invocation(args).command('stop', writer.id)}")
         return EXIT_OK
     print(f"group {writer.id}: {what} in {writer.path}", flush=True)
     state = run_group(writer, echo=lambda line: print(line, flush=True))
@@ -634,8 +644,8 @@ def _resume_group(group_dir: Path, args: argparse.Namespace) -> int:
                            "epochs": args.epochs}).epochs
     if (read_group(group_dir, curves=False).sweep or {}).get("mode") == "optuna":
         raise UsageError(f"group {group_dir.name} holds an Optuna study's trials, and Optuna "
-                         "decides which trial runs next: start a worker again (python -m "
-                         "trainer sweep --optuna ...) to go on with the study")
+                         f"decides which trial runs next: start a worker again ({args.prog} "
+                         "sweep --optuna ...) to go on with the study")
     try:
         lock = lock_run(group_dir)
     except RunLocked:
@@ -643,7 +653,7 @@ def _resume_group(group_dir: Path, args: argparse.Namespace) -> int:
             from None
     try:
         group = read_group(group_dir, curves=False)
-        plan = plan_resume(group, epochs)
+        plan = plan_resume(group, epochs, invocation(args))
         writer = reopen_group(group, plan, detached=args.detach, epochs=epochs)
         fresh = sum(rid is None for rid in plan.values())
         what = (f"{len(plan) - fresh} to resume, {fresh} to start"
@@ -703,7 +713,8 @@ def cmd_resume(args: argparse.Namespace, job: Any = None) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     runs = list_runs(_runs_dir(args))
     if not runs:  # a group whose members have not started yet is still listed
-        print(f"no runs in {_runs_dir(args)}; start one with: python -m trainer run")
+        print(f"no runs in {_runs_dir(args)}; start one with: "
+              f"{invocation(args).command('run')}")
         _list_groups(_runs_dir(args))
         return EXIT_OK
     rows = [("ID", "NAME", "STATE", "EPOCH", "BEST VAL LOSS")]
@@ -875,10 +886,11 @@ COMMANDS = {"demo": cmd_demo, "import": cmd_import, "run": cmd_run, "sweep": cmd
             "_group": cmd_group_worker}
 
 
-def main(argv: Sequence[str] | None = None, *, prog: str = "python -m trainer",
+def main(argv: Sequence[str] | None = None, *, prog: str = SHELL_TRAINER,
          extra: Mapping[str, ExtraCommand] | None = None) -> int:
-    """Parse and run one command; `prog` and `extra` let another front end (the `curvewatch`
-    command) reuse this parser and add commands of its own."""
+    """Parse and run one command; `prog` is how the user called it (`python -m trainer` from
+    the checkout's shim, `curvewatch`), and `extra` lets another front end (the `curvewatch`
+    command) add commands of its own."""
     extra = extra or {}
     parser = build_parser(prog, [add for add, _ in extra.values()])
     args = parser.parse_args(argv)

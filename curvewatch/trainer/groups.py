@@ -1,6 +1,6 @@
 """Run groups: plan the members of a K-fold / bootstrap validation, a repeat over seeds or a
-sweep; check them all before anything starts; run them as `python -m trainer run` processes,
-K at a time; stop them together; and write the group's aggregate when they end.
+sweep; check them all before anything starts; run them as `python -m curvewatch.trainer run`
+processes, K at a time; stop them together; and write the group's aggregate when they end.
 
 Each member is a normal run (its own folder, curves, checkpoints and findings) whose run.json
 names the group. The group record (tracking.GroupWriter) is written by this runner only.
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Mapping, Sequence
 
+from curvewatch.commands import ANY_SHELL, Invocation
 from curvewatch.tracking import GroupWriter, read_history, read_run, request_stop
 from curvewatch.tracking.aggregate import aggregate, headline, score_words, setting_words
 from curvewatch.tracking.groups import (
@@ -214,17 +215,18 @@ def _start(writer: GroupWriter, index: int) -> _Live:
     return _Live(proc, log, run_id=rid)
 
 
-def plan_resume(group: GroupInfo, epochs: int | None = None) -> dict[int, str | None]:
+def plan_resume(group: GroupInfo, epochs: int | None = None,
+                how: Invocation = ANY_SHELL) -> dict[int, str | None]:
     """The members that resuming `group` trains: index -> the run id to resume (a run that
     stopped or crashed; with `epochs`, also one that completed), or None to start the member
     afresh (it never created its run). With `epochs` a member whose run has trained that many
     epochs already is left as it is. Raises ConfigError naming why when the group cannot be
-    resumed now."""
+    resumed now (a command to stop it in `how`'s words)."""
     if group.problem or group.state == "unreadable":
         raise ConfigError(f"group {group.id} cannot be read: {group.problem}")
     if group.state == "running":
         raise ConfigError(f"group {group.id} is still running (its runner is alive); wait for "
-                          f"it, or stop it first: python -m trainer stop {group.id}")
+                          f"it, or stop it first: {how.command('stop', group.id)}")
     plan: dict[int, str | None] = {}
     states = []
     for m in group.members:
@@ -234,8 +236,8 @@ def plan_resume(group: GroupInfo, epochs: int | None = None) -> dict[int, str | 
             state = read_run(group.path.parent / rid).state if rid else MEMBER_PENDING
         if state == "running":
             raise ConfigError(f"member {m.name} ({rid}) of group {group.id} is still "
-                              "training; wait for it, or stop it first: python -m trainer "
-                              f"stop {rid}")
+                              "training; wait for it, or stop it first: "
+                              f"{how.command('stop', str(rid))}")
         longer = (*RESUMABLE_STATES, "completed") if epochs is not None else RESUMABLE_STATES
         if rid and state in longer and (
                 epochs is None or read_run(group.path.parent / rid).epoch < epochs):

@@ -114,7 +114,8 @@ def _group_findings(group, rows: list[dict]) -> None:
     """What every member says together (diagnosis.group_findings), with its advice."""
     for f in group_findings([{kind for kind, _ in r["flags"]} for r in rows],
                             method=group.method, best_epochs=[r["best epoch"] for r in rows],
-                            epochs=[r["epochs done"] for r in rows], group=group.id):
+                            epochs=[r["epochs done"] for r in rows], group=group.id,
+                            trainer=actions.SHELL_TRAINER):
         with st.container(border=True, key=f"group-finding-{f.kind}"):
             # the words are diagnosis's own (the group id in them is a checked run id)
             st.warning(f"**{f.kind.replace('_', ' ').capitalize()}** in every member · "

@@ -91,7 +91,8 @@ if submitted:
         except launch_policy.Refused as e:
             refusal = str(e)
     if problem or name_problem or refusal:
-        feedback.error(f"python -m trainer run: error: {problem or name_problem or refusal}")
+        feedback.error(f"{actions.SHELL_TRAINER} run: error: "
+                       f"{problem or name_problem or refusal}")
     else:
         with feedback, st.spinner("Starting the run… (loading the data and building the model "
                                   "first, a few seconds)"):
