@@ -287,6 +287,29 @@ def test_a_middle_piece_may_send_the_read_to_the_plain_reader(tmp_path, monkeypa
     assert not (run / CACHE_NAME).exists(), "only the pyarrow path's tables are cached"
 
 
+def test_a_line_nested_thousands_deep_never_reaches_pyarrows_parser(tmp_path, monkeypatch):
+    """pyarrow takes about a second over one line nested 3,000 deep, which the plain reader
+    refuses at once: such a piece goes to the plain reader without being parsed."""
+    parsed: list[bytes] = []
+    parse = history_cache.pj.read_json
+    monkeypatch.setattr(history_cache.pj, "read_json",
+                        lambda source, **kw: parsed.append(source.read()) or parse(
+                            history_cache.pa.BufferReader(parsed[-1]), **kw))
+    monkeypatch.setattr(history_cache, "CHUNK_BYTES", 16 << 10)  # pieces before it parse
+    deep = b'{"epoch": 501, "x": ' + b"[" * 3000 + b"]" * 3000 + b"}"
+    lines = trainer_lines()
+    run = write(tmp_path / "r", lines[:250] + [deep] + lines[250:])
+    assert_same(run)
+    assert parsed and not any(b"[" * 100 in data for data in parsed)
+
+
+def test_short_lists_on_every_line_still_take_the_fast_path(tmp_path):
+    lines = [{**line, "sizes": [3, 4]} for line in trainer_lines()]
+    run = write(tmp_path / "r", lines)
+    assert_same(run)
+    assert (run / CACHE_NAME).exists()
+
+
 def test_small_missing_and_empty_files(tmp_path):
     small = write(tmp_path / "small", trainer_lines(5))
     assert len(assert_same(small)) == 5 and not (small / CACHE_NAME).exists()
