@@ -40,25 +40,33 @@ def test_the_words_name_the_members_their_epochs_and_what_to_do():
     assert "best.pt" in f.advice and "--weight-decay" in f.advice
 
 
-def test_the_group_page_says_every_fold_overfits(monkeypatch):
+def _two_fold_group_page(monkeypatch, name: str, epochs: int, val_loss, flag: dict) -> tuple:
+    """A completed 2-fold group whose fold i logged val_loss(e, i) with `flag` at its start
+    epoch (a function of i), and its Group page run: (group id, the page)."""
     root = dfx.empty_runs_dir()
     monkeypatch.setenv("CURVEWATCH_RUNS", str(root))
     g = dfx.tracking.GroupWriter.create(
-        root, name="over", method="kfold", validation="kfold:2",
-        members=[{"index": i, "name": f"over fold {i + 1}/2", "fold": i + 1} for i in range(2)])
+        root, name=name, method="kfold", validation="kfold:2",
+        members=[{"index": i, "name": f"{name} fold {i + 1}/2", "fold": i + 1} for i in range(2)])
     for i in range(2):
-        run = dfx.Run.create(root, name=f"over fold {i + 1}/2", config=dfx.base_config(),
-                             epochs=30, group=g.id, heartbeat_seconds=0)
-        for e in range(1, 31):
-            run.log_epoch(epoch=e, train_loss=1.0 / e, val_loss=0.5 + abs(e - 10 - i) / 20)
-        run.update_status(flags=[{"kind": "overfitting", "severity": "warning",
-                                  "start_epoch": 10 + i, "end_epoch": None}])
+        run = dfx.Run.create(root, name=f"{name} fold {i + 1}/2", config=dfx.base_config(),
+                             epochs=epochs, group=g.id, heartbeat_seconds=0)
+        for e in range(1, epochs + 1):
+            run.log_epoch(epoch=e, train_loss=1.0 / e, val_loss=val_loss(e, i))
+        run.update_status(flags=[{"kind": flag["kind"], "severity": "warning",
+                                  "start_epoch": flag["start"](i), "end_epoch": None}])
         run.finish("completed")
         g.update_member(i, state="completed", run_id=run.id)
     at = AppTest.from_file("../curvewatch/dashboard/views/group.py", default_timeout=60)
     at.query_params["group"] = g.id
     at.run()
     assert not at.exception
+    return g.id, at
+
+
+def test_the_group_page_says_every_fold_overfits(monkeypatch):
+    _, at = _two_fold_group_page(monkeypatch, "over", 30, lambda e, i: 0.5 + abs(e - 10 - i) / 20,
+                                 {"kind": "overfitting", "start": lambda i: 10 + i})
     warning = " ".join(str(w.value) for w in at.warning)
     assert "Every fold (2 of 2) overfits" in warning and "epochs 10-11" in warning
     assert "best.pt" in " ".join(str(m.value) for m in at.markdown)
@@ -67,26 +75,10 @@ def test_the_group_page_says_every_fold_overfits(monkeypatch):
 def test_the_group_pages_advice_names_a_resume_that_works_outside_the_checkout(monkeypatch):
     """The page cannot know how its reader calls the trainer: the advice names the module,
     which works in a checkout and an installed package alike."""
-    root = dfx.empty_runs_dir()
-    monkeypatch.setenv("CURVEWATCH_RUNS", str(root))
-    g = dfx.tracking.GroupWriter.create(
-        root, name="short", method="kfold", validation="kfold:2",
-        members=[{"index": i, "name": f"short fold {i + 1}/2", "fold": i + 1} for i in range(2)])
-    for i in range(2):
-        run = dfx.Run.create(root, name=f"short fold {i + 1}/2", config=dfx.base_config(),
-                             epochs=5, group=g.id, heartbeat_seconds=0)
-        for e in range(1, 6):
-            run.log_epoch(epoch=e, train_loss=1.0 / e, val_loss=1.0 / e + i / 10)
-        run.update_status(flags=[{"kind": "still_improving", "severity": "warning",
-                                  "start_epoch": 5, "end_epoch": None}])
-        run.finish("completed")
-        g.update_member(i, state="completed", run_id=run.id)
-    at = AppTest.from_file("../curvewatch/dashboard/views/group.py", default_timeout=60)
-    at.query_params["group"] = g.id
-    at.run()
-    assert not at.exception
+    gid, at = _two_fold_group_page(monkeypatch, "short", 5, lambda e, i: 1.0 / e + i / 10,
+                                   {"kind": "still_improving", "start": lambda i: 5})
     advice = " ".join(str(m.value) for m in at.markdown)
-    assert f"python -m curvewatch.trainer resume {g.id} --epochs N" in advice
+    assert f"python -m curvewatch.trainer resume {gid} --epochs N" in advice
 
 
 def test_the_sweep_ranking_shows_no_sd_for_a_setting_of_one_run(monkeypatch):
