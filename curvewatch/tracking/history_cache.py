@@ -280,8 +280,9 @@ def _may_nest_deep(data: bytes, ends: np.ndarray) -> bool:
     arr = np.frombuffer(data, np.uint8)
     if b"[" not in data and np.count_nonzero(arr == ord("{")) == ends.size:
         return False
-    openers = np.cumsum((arr == ord("[")) | (arr == ord("{")))[ends]
-    return bool(np.diff(openers, prepend=0).max() > MAX_NESTING)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    per_line = np.add.reduceat((arr == ord("[")) | (arr == ord("{")), starts, dtype=np.intp)
+    return bool(per_line.max() > MAX_NESTING)
 
 
 def _line_ends(data: bytes) -> np.ndarray | None:
