@@ -819,23 +819,29 @@ def test_the_dashboard_diagnoses_with_the_chance_level_its_run_recorded(tmp_path
 
 # ------------------------------------------------------------------ plateau or the start of overfitting
 
-def _u_bottom(seed, n=80, low=22, flat=14, rise=0.005, noise=0.01):
+def _u_bottom(seed, n=80, low=22, flat=14, rise=0.005, noise=0.01, train_noise=None, tau=14.0):
     """A validation loss that settles by epoch `low`, stays flat for `flat` epochs, then rises by
-    `rise` per epoch, while the training loss falls all along (the generalisation gap grows)."""
+    `rise` per epoch, while the training loss falls all along (the generalisation gap grows);
+    the training loss's noise is half the validation loss's unless given."""
     e = epochs(n)
     val = 0.5 + 1.8 * np.exp(-(e - 1) / 4.0) + rise * np.maximum(e - low - flat, 0)
-    train = decay(n, start=2.2, floor=0.02, tau=14.0)
-    return pd.DataFrame({"epoch": e, "train_loss": noisy(train, noise / 2, seed + 1),
-                         "val_loss": noisy(val, noise, seed)})
+    train = decay(n, start=2.2, floor=0.02, tau=tau)
+    return pd.DataFrame({"epoch": e, "val_loss": noisy(val, noise, seed),
+                         "train_loss": noisy(train, noise / 2 if train_noise is None else train_noise,
+                                             seed + 1)}, columns=["epoch", "train_loss", "val_loss"])
+
+
+def _stopping_finding(h):
+    """The finding that stops an online replay of `h` at overfitting or a plateau (where
+    _first_stop gives its epoch)."""
+    return next(f for t in range(2, len(h) + 1)
+                if (f := should_stop(h.iloc[:t], ["overfitting", "plateau"])) is not None)
 
 
 @pytest.mark.parametrize("seed", range(8))
 def test_the_flat_bottom_of_an_overfitting_curve_stops_as_overfitting_not_a_plateau(seed):
     # before: the wait ran out on the flat bottom and 6 of 8 seeds stopped as plateaus at 38-41
-    h = _u_bottom(seed)
-    stop = next(f for t in range(2, len(h) + 1)
-                if (f := should_stop(h.iloc[:t], ["overfitting", "plateau"])) is not None)
-    assert stop.kind == "overfitting"
+    assert _stopping_finding(_u_bottom(seed)).kind == "overfitting"
 
 
 def test_a_flat_validation_loss_with_a_falling_training_loss_waits_gap_patience_then_plateaus():
@@ -848,25 +854,18 @@ def test_a_flat_validation_loss_with_a_falling_training_loss_waits_gap_patience_
     assert early is not None and t is not None and early < t
 
 
-def _lifting(seed, n=100, low=22, lift=0.0012, noise=0.04):
-    """A noisy validation loss that settles by epoch `low` and then lifts by `lift` an epoch (a
+def _lifting(seed):
+    """A noisy validation loss that settles by epoch 22 and then lifts by 0.0012 an epoch (a
     quarter of a percent of its level), too slowly for its noise to make the rise significant
     soon, while the training loss falls all along."""
-    e = epochs(n)
-    val = 0.5 + 1.8 * np.exp(-(e - 1) / 4.0) + lift * np.maximum(e - low, 0)
-    train = decay(n, start=2.2, floor=0.02, tau=25.0)
-    return pd.DataFrame({"epoch": e, "train_loss": noisy(train, 0.01, seed + 1),
-                         "val_loss": noisy(val, noise, seed)})
+    return _u_bottom(seed, n=100, flat=0, rise=0.0012, noise=0.04, train_noise=0.01, tau=25.0)
 
 
 @pytest.mark.parametrize("seed", range(8))
 def test_a_lifting_bottom_while_the_gap_grows_is_left_to_overfitting_not_a_plateau(seed):
     # before: gap_patience ran out while the level sat 4-6% above its best and 5 of 8 seeds
     # stopped as plateaus at 46-51; a level more than overfit_rise above its best is no plateau
-    h = _lifting(seed)
-    stop = next(f for t in range(2, len(h) + 1)
-                if (f := should_stop(h.iloc[:t], ["overfitting", "plateau"])) is not None)
-    assert stop.kind == "overfitting"
+    assert _stopping_finding(_lifting(seed)).kind == "overfitting"
 
 
 def test_raw_lows_smaller_than_the_improvement_margin_do_not_restart_the_wait():
